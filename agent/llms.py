@@ -1,0 +1,70 @@
+"""Open the LLM backends a build uses: the engine's generation client and, optionally, the planner model."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+from p2m_engine.cache import ResponseCache
+from p2m_engine.errors import LLMError
+from p2m_engine.llm import LLM
+from p2m_engine.runs import p2m_home
+
+Backend = Literal["embedded", "openai"]
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+
+
+@dataclass
+class LLMSettings:
+    """What the user chose on the command line (the key is read from the environment at the edge)."""
+
+    backend: str = "embedded"
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    n_ctx: int = 4096
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.backend, "model": self.model, "base_url": self.base_url}
+
+
+def _planner_model(base_url: str | None, model: str, api_key: str) -> Any:
+    from langchain_openai import ChatOpenAI
+
+    return ChatOpenAI(base_url=base_url, model=model, api_key=api_key, temperature=0, max_tokens=256, timeout=120,
+                      max_retries=3)
+
+
+@contextlib.contextmanager
+def open_llm(settings: LLMSettings, log_dir: Path, want_planner: bool) -> Iterator[tuple[LLM, Any]]:
+    """Yield (generation client, planner chat model or None); stops the embedded server on exit.
+
+    Raises:
+        LLMError: unknown backend, missing key, unreachable endpoint, missing embedded weights.
+    """
+    cache = ResponseCache(p2m_home() / "llm_cache.sqlite")
+    try:
+        if settings.backend == "embedded":
+            from p2m_engine.embedded import EMBEDDED_MODEL, LlamaServer, embedded_model_path
+
+            path = Path(settings.model) if settings.model and settings.model.endswith(".gguf") else embedded_model_path()
+            if not path.is_file():
+                raise LLMError(f"No GGUF model file at {path}.")
+            alias = EMBEDDED_MODEL if path.name.startswith("qwen2.5-coder-0.5b") else path.stem
+            log_dir.mkdir(parents=True, exist_ok=True)
+            with LlamaServer(path, alias=alias, n_ctx=settings.n_ctx, log_path=log_dir / "llm-server.log") as server:
+                llm = LLM(server.base_url, alias, cache=cache)
+                yield llm, (_planner_model(server.base_url, alias, "unused") if want_planner else None)
+        elif settings.backend == "openai":
+            if not settings.api_key and not settings.base_url:
+                raise LLMError("--llm openai needs OPENAI_API_KEY in the environment (or --base-url for a local server).")
+            model = settings.model or DEFAULT_OPENAI_MODEL
+            llm = LLM(settings.base_url, model, api_key=settings.api_key or "unused", cache=cache)
+            llm.check()
+            yield llm, (_planner_model(settings.base_url, model, settings.api_key or "unused") if want_planner else None)
+        else:
+            raise LLMError(f"Unknown --llm backend {settings.backend!r}; use 'embedded' or 'openai'.")
+    finally:
+        cache.close()

@@ -1,0 +1,90 @@
+"""What the terminal shows: live progress of a build, its final summary, and the trace as a tree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.tree import Tree
+
+from p2m_engine.runs import Run
+
+console = Console(stderr=True)
+
+
+class BuildDisplay:
+    """Rich progress bars per stage plus one line per decision and tool result."""
+
+    def __init__(self, run: Run, quiet: bool = False) -> None:
+        self.run = run
+        self.quiet = quiet
+        self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeElapsedColumn(), console=console, disable=quiet)
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> "BuildDisplay":
+        if not self.quiet:
+            console.print(f"[bold]p2m build[/] → {self.run.dir}")
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        if stage not in self._tasks:
+            self._tasks[stage] = self._progress.add_task(stage, total=total)
+        self._progress.update(self._tasks[stage], completed=done, total=total)
+
+    def update(self, node: str, delta: dict[str, Any]) -> None:
+        for e in delta.get("trace", []):
+            if e["kind"] == "decision":
+                self._progress.console.print(f"[cyan]▶ {e['name']}[/] [dim]({e['decided_by']}: {e['reason']})[/]")
+            elif e["kind"] == "tool":
+                style = "green" if e.get("ok") else "red"
+                self._progress.console.print(f"  [{style}]{e['name']}[/] {e.get('duration_ms', 0) / 1000:.1f}s "
+                                             f"[dim]{e.get('error') or e.get('output_summary', '')[:200]}[/]")
+
+    def summary(self, s: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        table = Table(title="Evaluation (never trained on)")
+        for col in ("split", "n", "accuracy", "macro-F1"):
+            table.add_column(col)
+        for split, rep in (s.get("metrics") or {}).items():
+            if isinstance(rep, dict) and "metrics" in rep:
+                table.add_row(split, str(rep["n"]), f"{rep['metrics']['accuracy']:.4f}", f"{rep['metrics']['macro_f1']:.4f}")
+        console.print(table)
+        usage = s.get("llm_usage", {})
+        lines = [
+            f"finished: {s.get('finish_reason')}",
+            f"data: {s.get('retrieved', 0)} retrieved ({s.get('dataset') or 'none'}), {s.get('generated', 0)} generated {s.get('per_label') or ''}",
+            f"student: {s.get('base_model')} → {s.get('model_dir')}",
+            f"validation accuracy: {s.get('val_accuracy')}",
+            f"LLM: {usage.get('calls', 0)} calls ({usage.get('cached', 0)} cached), {usage.get('prompt_tokens', 0) + usage.get('completion_tokens', 0)} tokens",
+            f"wall time: {s.get('wall_s')} s · trace: p2m trace {s.get('run')}",
+        ]
+        console.print(Panel("\n".join(lines), title="p2m build summary"))
+
+
+def print_trace(events: list[dict[str, Any]]) -> None:
+    """Print the trace as a tree: one branch per decision with its tool result below it."""
+    out = Console()
+    root = Tree(f"[bold]run {events[0].get('run_id')}[/]")
+    branch = root
+    for e in events:
+        if e["kind"] == "decision":
+            branch = root.add(f"[cyan]{e['step']}. {e['name']}[/] [dim]by {e['decided_by']}: {e['reason']} "
+                              f"(allowed: {', '.join(e.get('allowed', []))})[/]")
+        elif e["kind"] == "tool":
+            style = "green" if e.get("ok") else "red"
+            branch.add(f"[{style}]{'ok' if e.get('ok') else 'error'}[/] {e.get('duration_ms', 0) / 1000:.1f}s, "
+                       f"{e.get('llm_calls', 0)} LLM calls: {e.get('error') or e.get('output_summary', '')}")
+            for c in e.get("candidates", [])[:5]:
+                branch.add(f"[dim]candidate {c.get('name')} score {c.get('score')} {c.get('reason', '')}[/]")
+        elif e["kind"] == "finish":
+            root.add(f"[bold]finish[/]: {e.get('reason')} · score {e.get('score')}")
+    out.print(root)

@@ -1,0 +1,169 @@
+"""The dataset hub: read local dataset folders, search them by meaning (chromadb), fit one to a task."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from p2m_engine.embeddings import embed
+from p2m_engine.errors import DatasetError
+from p2m_engine.runs import p2m_home, read_jsonl
+from p2m_engine.types import DatasetCandidate, Example, TaskSpec
+
+logger = logging.getLogger(__name__)
+
+# Below this cosine similarity a dataset is not about the task, whatever its labels.
+MIN_SCORE = 0.35
+
+
+@dataclass(frozen=True)
+class HubDataset:
+    """A dataset folder: dataset_info.json plus JSONL splits with `input`/`output` fields."""
+
+    name: str
+    path: Path
+    info: dict[str, Any]
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(str(x) for x in self.info.get("labels") or ())
+
+    def document(self) -> str:
+        """The text that represents this dataset in the search index."""
+        parts = [self.info.get("title", self.name), self.info.get("instruction", ""), self.info.get("description", "")]
+        if self.labels:
+            parts.append("Labels: " + ", ".join(self.labels))
+        return "\n".join(p for p in parts if p)
+
+    def split_path(self, split: str) -> Path | None:
+        p = self.path / f"{split}.jsonl"
+        return p if p.is_file() else None
+
+
+def scan_hub(hub_dirs: list[Path]) -> list[HubDataset]:
+    """List every dataset folder under the hub folders (a folder with a dataset_info.json).
+
+    Raises:
+        DatasetError: a hub folder does not exist.
+    """
+    found: list[HubDataset] = []
+    for hub in hub_dirs:
+        if not hub.is_dir():
+            raise DatasetError(f"The hub folder {hub} does not exist.")
+        for info_path in sorted(hub.glob("*/dataset_info.json")):
+            try:
+                info = json.loads(info_path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                logger.warning("skipping %s: unreadable dataset_info.json (%s)", info_path.parent, e)
+                continue
+            found.append(HubDataset(info_path.parent.name, info_path.parent, info))
+    return found
+
+
+def _fingerprint(datasets: list[HubDataset]) -> str:
+    h = hashlib.sha256()
+    for d in datasets:
+        h.update(str(d.path.resolve()).encode())
+        h.update(d.document().encode())
+    return h.hexdigest()[:16]
+
+
+def _collection(datasets: list[HubDataset], index_dir: Path) -> Any:
+    """The chromadb collection of the hub, built once and rebuilt when the hub changes."""
+    import chromadb
+    from chromadb.config import Settings
+
+    client = chromadb.PersistentClient(path=str(index_dir), settings=Settings(anonymized_telemetry=False))
+    name = f"hub-{_fingerprint(datasets)}"
+    # No embedding function: chromadb's default downloads a model; we pass our own vectors.
+    col = client.get_or_create_collection(name, embedding_function=None, metadata={"hnsw:space": "cosine"})
+    if col.count() != len(datasets):
+        ids = [str(d.path.resolve()) for d in datasets]
+        docs = [d.document() for d in datasets]
+        col.upsert(ids=ids, documents=docs, embeddings=embed(docs), metadatas=[{"name": d.name} for d in datasets])
+    return col
+
+
+def task_query(spec: TaskSpec) -> str:
+    """The search text of a task: its instruction and a few demonstration inputs."""
+    return "\n".join([spec.instruction, *[e.input[:200] for e in spec.examples[:3]]])
+
+
+def label_map(task_labels: tuple[str, ...], dataset_labels: tuple[str, ...]) -> dict[str, str] | None:
+    """Map dataset label values onto task labels by name (case-insensitive); None when they do not fit.
+
+    Every task label must be present in the dataset; dataset labels outside the task are dropped.
+    """
+    by_lower = {x.lower(): x for x in task_labels}
+    mapping = {d: by_lower[d.lower()] for d in dataset_labels if d.lower() in by_lower}
+    if set(mapping.values()) != set(task_labels):
+        return None
+    return mapping
+
+
+def search_datasets(spec: TaskSpec, hub_dirs: list[Path], k: int = 5, index_dir: Path | None = None) -> list[DatasetCandidate]:
+    """Rank hub datasets by embedding similarity to the task, and judge each one's fit.
+
+    Args:
+        spec: the task.
+        hub_dirs: folders of dataset folders.
+        k: how many candidates to return.
+        index_dir: where the chromadb index lives (default: P2M_HOME/index).
+
+    Returns:
+        Up to k candidates, best first; `label_map` is set on those that fit the task.
+    """
+    datasets = scan_hub(hub_dirs)
+    if not datasets:
+        return []
+    col = _collection(datasets, index_dir or p2m_home() / "index")
+    res = col.query(query_embeddings=embed([task_query(spec)]), n_results=min(k, len(datasets)))
+    by_id = {str(d.path.resolve()): d for d in datasets}
+    out: list[DatasetCandidate] = []
+    for id_, dist in zip(res["ids"][0], res["distances"][0]):
+        d = by_id[id_]
+        score = 1.0 - float(dist)
+        mapping, reason = None, ""
+        if d.info.get("task_type") and d.info["task_type"] != spec.task_type:
+            reason = f"task type {d.info['task_type']} differs from {spec.task_type}"
+        elif spec.task_type == "classification":
+            mapping = label_map(spec.labels, d.labels)
+            reason = "labels fit" if mapping else f"labels {list(d.labels)} do not cover {list(spec.labels)}"
+        if score < MIN_SCORE:
+            mapping, reason = None, f"similarity {score:.2f} below {MIN_SCORE}"
+        elif d.split_path("train") is None:
+            mapping, reason = None, "no train split"
+        out.append(DatasetCandidate(d.name, str(d.path), d.info.get("description", ""), score, d.labels,
+                                    d.info.get("task_type", ""), mapping, reason))
+    return out
+
+
+def load_examples(path: Path, mapping: dict[str, str] | None = None, *, limit: int | None = None,
+                  skipped: list[str] | None = None) -> list[Example]:
+    """Read `input`/`output` rows from a JSONL split, mapping labels and dropping rows that do not fit.
+
+    Raises:
+        DatasetError: the file is missing, or has no usable `input`/`output` rows.
+    """
+    out: list[Example] = []
+    bad = 0
+    for row in read_jsonl(path, skipped=skipped):
+        inp, outp = row.get("input"), row.get("output")
+        if not isinstance(inp, str) or not inp.strip() or outp is None:
+            bad += 1
+            continue
+        label = str(outp)
+        if mapping is not None:
+            if label not in mapping:
+                continue
+            label = mapping[label]
+        out.append(Example(inp.strip(), label))
+        if limit and len(out) >= limit:
+            break
+    if not out:
+        raise DatasetError(f"{path} has no usable rows with `input` and `output` fields ({bad} rows lacked them).")
+    return out

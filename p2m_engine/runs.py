@@ -1,0 +1,122 @@
+"""The run folder: one directory per build holding config, data, model, metrics and trace."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from p2m_engine.errors import DatasetError, P2MError
+
+_SAFE = re.compile(r"[^a-z0-9]+")
+
+
+def p2m_home() -> Path:
+    """Where p2m keeps caches shared between runs (LLM responses, model files, search index)."""
+    return Path(os.environ.get("P2M_HOME") or Path.home() / ".cache" / "p2m")
+
+
+def slug(text: str, limit: int = 32) -> str:
+    """A file-name-safe slug of free text (also used for ids that came from an LLM or the Hub)."""
+    s = _SAFE.sub("-", text.lower()).strip("-")
+    return s[:limit].strip("-") or "task"
+
+
+@dataclass(frozen=True)
+class Run:
+    """Paths inside one run folder. The folder is created on `create`; files are added as stages run."""
+
+    dir: Path
+
+    @property
+    def id(self) -> str:
+        return self.dir.name
+
+    @classmethod
+    def create(cls, out: Path, task_text: str) -> "Run":
+        """Make a new, empty run folder under `out`.
+
+        Raises:
+            P2MError: `out` cannot be written.
+        """
+        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{slug(task_text, 24)}-{secrets.token_hex(2)}"
+        path = out / run_id
+        try:
+            (path / "data").mkdir(parents=True, exist_ok=False)
+            probe = path / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as e:
+            raise P2MError(f"Cannot write the run folder {path}: {e.strerror}. Choose another --out.") from e
+        return cls(path)
+
+    def path(self, *parts: str) -> Path:
+        p = self.dir.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        """Write a JSON file atomically (tmp file + rename): a crash never leaves half a file."""
+        target = self.path(name)
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+        tmp.replace(target)
+        return target
+
+    def read_json(self, name: str) -> Any:
+        return json.loads((self.dir / name).read_text(encoding="utf-8"))
+
+
+def append_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Append rows to a JSONL file and flush to disk; returns how many were written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with path.open("a", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+        f.flush()
+        os.fsync(f.fileno())
+    return n
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Write a JSONL file from scratch (atomically)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    if tmp.exists():
+        tmp.unlink()
+    n = append_jsonl(tmp, rows)
+    tmp.replace(path)
+    return n
+
+
+def read_jsonl(path: Path, *, skipped: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """Read a JSONL file, skipping (and reporting in `skipped`) malformed lines.
+
+    Raises:
+        DatasetError: the file does not exist or is not UTF-8.
+    """
+    if not path.is_file():
+        raise DatasetError(f"No such file: {path}")
+    try:
+        with path.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    if skipped is not None:
+                        skipped.append(f"{path}:{lineno}: {e.msg}")
+                    continue
+                if isinstance(row, dict):
+                    yield row
+                elif skipped is not None:
+                    skipped.append(f"{path}:{lineno}: not a JSON object")
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path} is not UTF-8 text.") from e

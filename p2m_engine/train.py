@@ -1,0 +1,181 @@
+"""Fine-tune a student: an encoder with a classification head, trained with transformers on CPU or GPU."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from p2m_engine.errors import TrainingError
+from p2m_engine.types import Example, TrainResult
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a student is trained. Saved next to the model it produced."""
+
+    base_model: str = field(default="", metadata={"help": "path (or Hub id) of the base encoder"})
+    epochs: float = field(default=3.0, metadata={"help": "passes over the training data"})
+    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW peak learning rate"})
+    batch_size: int = field(default=16, metadata={"help": "examples per step"})
+    max_length: int = field(default=128, metadata={"help": "tokens per input; longer inputs are cut"})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "share of steps with a rising learning rate"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    seed: int = field(default=0, metadata={"help": "seed of shuffling and head initialisation"})
+    bf16: str = field(default="auto", metadata={"help": "'auto' (when the CPU/GPU supports it), 'on' or 'off'"})
+    max_steps: int = field(default=-1, metadata={"help": "stop after this many steps (-1: no limit; tests)"})
+
+
+def bf16_supported() -> bool:
+    """bf16 speeds up training only on hardware with native bf16 (AVX512_BF16/AMX CPUs, Ampere+ GPUs)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return bool(torch.cuda.is_bf16_supported())
+    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return bool(check and check())
+
+
+def split_validation(examples: list[Example], fraction: float = 0.15, seed: int = 0, min_val: int = 2) -> tuple[list[Example], list[Example]]:
+    """A stratified train/validation split: every label keeps at least one training example."""
+    rng = random.Random(seed)
+    by_label: dict[str, list[Example]] = {}
+    for e in examples:
+        by_label.setdefault(e.output, []).append(e)
+    train, val = [], []
+    for rows in by_label.values():
+        rows = rows[:]
+        rng.shuffle(rows)
+        n_val = min(len(rows) - 1, max(1 if len(rows) >= min_val else 0, round(len(rows) * fraction)))
+        val += rows[:n_val]
+        train += rows[n_val:]
+    rng.shuffle(train)
+    return train, val
+
+
+def train_model(
+    train: list[Example],
+    val: list[Example],
+    labels: tuple[str, ...],
+    out_dir: Path,
+    config: TrainConfig,
+    *,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Fine-tune `config.base_model` with a classification head; keep the checkpoint best on `val`.
+
+    Args:
+        train: training examples (outputs must be in `labels`).
+        val: validation examples used to pick the best epoch.
+        labels: the label names, in the order of the head's outputs.
+        out_dir: where the model (save_pretrained format, with tokenizer) is written.
+        config: training settings.
+        progress: called with (step, total_steps).
+
+    Returns:
+        The model folder and its training figures.
+
+    Raises:
+        TrainingError: fewer than two labels in the training data, or an unknown label.
+    """
+    import torch
+    from datasets import Dataset
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainerCallback,
+                              TrainingArguments, set_seed)
+
+    present = {e.output for e in train}
+    if len(present) < 2:
+        raise TrainingError(f"Training needs examples of at least two labels; got {sorted(present)}.")
+    unknown = present - set(labels)
+    if unknown:
+        raise TrainingError(f"Training examples have labels outside the task's label set: {sorted(unknown)}.")
+    if not config.base_model:
+        raise TrainingError("No base model: run search_models first or pass --student.")
+    set_seed(config.seed)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    label2id = {label: i for i, label in enumerate(labels)}
+    tok = AutoTokenizer.from_pretrained(config.base_model)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        config.base_model, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id,
+        ignore_mismatched_sizes=True,
+    )
+
+    def encode(rows: list[Example]) -> Dataset:
+        ds = Dataset.from_dict({"text": [r.input for r in rows], "label": [label2id[r.output] for r in rows]})
+        return ds.map(lambda b: tok(b["text"], truncation=True, max_length=config.max_length), batched=True,
+                      remove_columns=["text"])
+
+    def compute_metrics(pred: Any) -> dict[str, float]:
+        from p2m_engine.metrics import classification_metrics
+
+        ids = pred.predictions.argmax(-1)
+        return classification_metrics([labels[i] for i in pred.label_ids], [labels[i] for i in ids])
+
+    use_bf16 = config.bf16 == "on" or (config.bf16 == "auto" and bf16_supported())
+    has_val = len(val) > 0
+    steps_per_epoch = -(-len(train) // config.batch_size)
+    total_steps = config.max_steps if config.max_steps > 0 else int(steps_per_epoch * config.epochs)
+    ckpt_dir = out_dir.parent / (out_dir.name + "-checkpoints")
+    args = TrainingArguments(
+        output_dir=str(ckpt_dir),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=64,
+        # transformers 5 takes warmup in steps only.
+        warmup_steps=int(config.warmup_ratio * total_steps),
+        weight_decay=config.weight_decay,
+        eval_strategy="epoch" if has_val else "no",
+        save_strategy="epoch" if has_val else "no",
+        load_best_model_at_end=has_val,
+        metric_for_best_model="accuracy",
+        save_total_limit=1,
+        logging_strategy="steps",
+        logging_steps=10,
+        report_to="none",
+        seed=config.seed,
+        bf16=use_bf16,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+        disable_tqdm=True,
+    )
+
+    class _Progress(TrainerCallback):  # type: ignore[misc]
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if progress:
+                progress(state.global_step, state.max_steps)
+
+    started = time.monotonic()
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=encode(train),
+        eval_dataset=encode(val) if has_val else None,
+        processing_class=tok,
+        compute_metrics=compute_metrics,
+        callbacks=[_Progress()],
+    )
+    out = trainer.train()
+    val_score = float("nan")
+    if has_val:
+        val_score = float(trainer.evaluate()["eval_accuracy"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trainer.save_model(str(out_dir))
+    tok.save_pretrained(str(out_dir))
+    _remove_tree(ckpt_dir)
+    return TrainResult(out_dir, float(out.training_loss), val_score, len(train), len(val), float(config.epochs),
+                       time.monotonic() - started, {**asdict(config), "bf16_used": use_bf16})
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

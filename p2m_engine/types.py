@@ -1,0 +1,124 @@
+"""Small frozen records passed between engine stages; heavy artefacts stay on disk as paths."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+TaskType = Literal["classification", "generation"]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One input/output pair."""
+
+    input: str
+    output: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"input": self.input, "output": self.output}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What the user asked for: an instruction, demonstrations, a task type and (for classification) labels."""
+
+    instruction: str
+    examples: tuple[Example, ...] = ()
+    task_type: TaskType = "classification"
+    labels: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "instruction": self.instruction,
+            "examples": [e.to_dict() for e in self.examples],
+            "task_type": self.task_type,
+            "labels": list(self.labels),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TaskSpec":
+        return cls(
+            instruction=d["instruction"],
+            examples=tuple(Example(**e) for e in d.get("examples", [])),
+            task_type=d.get("task_type", "classification"),
+            labels=tuple(d.get("labels", [])),
+        )
+
+
+@dataclass(frozen=True)
+class DatasetCandidate:
+    """A dataset found by search, with its fit to the task."""
+
+    name: str
+    path: str
+    description: str
+    score: float
+    labels: tuple[str, ...] = ()
+    task_type: str = ""
+    label_map: dict[str, str] | None = None
+    reason: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["description"] = self.description[:160]
+        d["score"] = round(self.score, 4)
+        return d
+
+
+@dataclass(frozen=True)
+class ModelCandidate:
+    """A base model a student can be fine-tuned from."""
+
+    name: str
+    path: str
+    params: int
+    source: str
+    score: float = 0.0
+    reason: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DataResult:
+    """Where a stage wrote examples and how many survived its filters."""
+
+    path: Path
+    count: int
+    per_label: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    llm_calls: int = 0
+    tokens: int = 0
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A trained student on disk with its training figures."""
+
+    model_dir: Path
+    train_loss: float
+    val_score: float
+    n_train: int
+    n_val: int
+    epochs: float
+    seconds: float
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """Scores of a student on one labelled split."""
+
+    split: str
+    n: int
+    metrics: dict[str, float]
+    per_label_recall: dict[str, float] = field(default_factory=dict)
+    predictions_path: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["predictions_path"] = str(self.predictions_path) if self.predictions_path else None
+        return d

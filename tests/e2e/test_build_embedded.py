@@ -1,0 +1,56 @@
+"""The real thing, on a tiny budget: `p2m build` with the embedded LLM, offline, as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DEMO_HUB, ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def _p2m(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=1800)
+
+
+def test_offline_build_end_to_end(tmp_path: Path) -> None:
+    env = {**os.environ, "P2M_HOME": str(tmp_path / "home")}
+    proc = _p2m("build", "examples/sms_spam.txt", "--hub", str(DEMO_HUB), "--out", str(tmp_path / "runs"),
+                "--budget", "per_label=10,epochs=1,retrieved=200", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    run = Path(summary["run"])
+    # The run folder a person can read: config, data, model, metrics, model card, trace.
+    for name in ("config.json", "task.json", "metrics.json", "summary.json", "trace.jsonl", "data/generated.jsonl",
+                 "data/retrieved.jsonl", "data/test.jsonl", "model/config.json", "model/README.md",
+                 "predictions/test.jsonl"):
+        assert (run / name).is_file(), name
+    generated = [json.loads(x) for x in (run / "data/generated.jsonl").read_text().splitlines()]
+    assert summary["generated"] == len(generated) > 0
+    assert {r["output"] for r in generated} <= {"ham", "spam"}
+    assert summary["llm_usage"]["calls"] > 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["n"] == 200 and 0.0 <= metrics["test"]["metrics"]["accuracy"] <= 1.0
+    assert summary["score"] == pytest.approx(metrics["test"]["metrics"]["accuracy"], abs=1e-4)
+    # The trace names every step, with a decision before each tool call.
+    events = [json.loads(x) for x in (run / "trace.jsonl").read_text().splitlines()]
+    tools = [e["name"] for e in events if e["kind"] == "tool"]
+    assert tools == ["search_datasets", "search_models", "generate_examples", "train_model", "evaluate_model"]
+    assert all(e["ok"] for e in events if e["kind"] == "tool")
+    assert events[-1]["kind"] == "finish"
+
+    pred = _p2m("predict", str(run), "WINNER!! Claim your free prize now, text WIN to 80082", "ok see you at home",
+                env=env)
+    assert pred.returncode == 0, pred.stderr[-2000:]
+    labels = [json.loads(line)["label"] for line in pred.stdout.splitlines()]
+    assert len(labels) == 2 and set(labels) <= {"ham", "spam"}
+
+    shown = _p2m("trace", str(run), env=env)
+    assert shown.returncode == 0 and "generate_examples" in shown.stdout

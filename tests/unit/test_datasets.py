@@ -1,0 +1,82 @@
+"""Dataset hub search with the packaged MiniLM and chromadb, label fit, and loading rows."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from p2m_engine.datasets import label_map, load_examples, scan_hub, search_datasets
+from p2m_engine.errors import DatasetError
+from p2m_engine.task import parse_task
+from tests.conftest import DEMO_HUB, SHARED_DATA
+
+
+def test_demo_hub_finds_the_matching_dataset_and_rejects_the_other(tmp_path: Path) -> None:
+    spec = parse_task((DEMO_HUB.parents[0] / "sms_spam.txt").read_text())
+    cands = search_datasets(spec, [DEMO_HUB], index_dir=tmp_path / "idx")
+    assert cands[0].name == "sms_spam" and cands[0].label_map == {"ham": "ham", "spam": "spam"}
+    other = next(c for c in cands if c.name == "imdb_sentences")
+    assert other.label_map is None and other.score < cands[0].score
+
+
+def test_index_is_built_once_and_reused(tmp_path: Path) -> None:
+    spec = parse_task((DEMO_HUB.parents[0] / "sms_spam.txt").read_text())
+    first = search_datasets(spec, [DEMO_HUB], index_dir=tmp_path / "idx")
+    files = sorted(p.name for p in (tmp_path / "idx").rglob("*"))
+    second = search_datasets(spec, [DEMO_HUB], index_dir=tmp_path / "idx")
+    assert [c.name for c in first] == [c.name for c in second]
+    assert sorted(p.name for p in (tmp_path / "idx").rglob("*")) == files
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
+def test_sentiment_task_finds_a_sentiment_dataset_without_its_own(tmp_path: Path) -> None:
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    for d in SHARED_DATA.iterdir():
+        if d.name != "sst2" and (d / "dataset_info.json").is_file():
+            (hub / d.name).symlink_to(d)
+    spec = parse_task((SHARED_DATA / "sst2" / "prompt.txt").read_text())
+    cands = search_datasets(spec, [hub], index_dir=tmp_path / "idx")
+    fitting = [c for c in cands if c.label_map]
+    assert fitting, [c.summary() for c in cands]
+    assert fitting[0].name in {"mr_polarity", "cr_polarity", "imdb", "imdb_sentences"}
+    assert fitting[0].label_map == {"negative": "negative", "positive": "positive"}
+
+
+def test_label_map_needs_every_task_label() -> None:
+    assert label_map(("pos", "neg"), ("NEG", "POS", "neutral")) == {"NEG": "neg", "POS": "pos"}
+    assert label_map(("pos", "neg", "mixed"), ("neg", "pos")) is None
+
+
+def test_broken_rows_are_skipped_and_reported(tmp_path: Path) -> None:
+    p = tmp_path / "train.jsonl"
+    p.write_text('{"input": "a", "output": "x"}\n{broken\n{"text": "no fields"}\n{"input": "b", "output": "y"}\n')
+    skipped: list[str] = []
+    rows = load_examples(p, {"x": "X", "y": "Y"}, skipped=skipped)
+    assert [(r.input, r.output) for r in rows] == [("a", "X"), ("b", "Y")]
+    assert skipped and ":2:" in skipped[0]
+
+
+def test_dataset_without_usable_columns_is_an_error(tmp_path: Path) -> None:
+    p = tmp_path / "train.jsonl"
+    p.write_text('{"text": "a", "label": 1}\n')
+    with pytest.raises(DatasetError, match="no usable rows"):
+        load_examples(p)
+
+
+def test_empty_or_missing_hub(tmp_path: Path) -> None:
+    spec = parse_task((DEMO_HUB.parents[0] / "sms_spam.txt").read_text())
+    assert search_datasets(spec, [tmp_path]) == []
+    with pytest.raises(DatasetError, match="does not exist"):
+        scan_hub([tmp_path / "nope"])
+
+
+def test_unreadable_dataset_info_is_skipped(tmp_path: Path) -> None:
+    shutil.copytree(DEMO_HUB / "sms_spam", tmp_path / "good")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "dataset_info.json").write_text("{nope")
+    assert [d.name for d in scan_hub([tmp_path])] == ["good"]
+    assert json.loads((tmp_path / "good" / "dataset_info.json").read_text())["labels"] == ["ham", "spam"]

@@ -1,0 +1,156 @@
+"""The build graph driven by a scripted planner and fake tools: routing, fallback, budgets, trace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.tools import tool
+from langgraph.checkpoint.memory import InMemorySaver
+
+from agent.context import Context
+from agent.graph import build_graph
+from agent.policy import allowed_actions
+from p2m_engine.errors import DatasetError
+from p2m_engine.runs import Run
+from p2m_engine.synth import SynthConfig
+from tests.fakes import FakeLLM, choose, scripted
+
+TASK = {"instruction": "Is this SMS spam or ham?", "examples": [{"input": "win cash now", "output": "spam"},
+                                                                   {"input": "see you at 5", "output": "ham"}],
+        "task_type": "classification", "labels": ["spam", "ham"]}
+CALLS: list[str] = []
+
+
+@tool(response_format="content_and_artifact")
+def search_datasets() -> tuple[str, dict[str, Any]]:
+    """fake"""
+    CALLS.append("search_datasets")
+    return "{}", {"dataset": "d", "retrieved": 10, "candidates": [{"name": "d", "score": 0.9}]}
+
+
+@tool(response_format="content_and_artifact")
+def search_models() -> tuple[str, dict[str, Any]]:
+    """fake"""
+    CALLS.append("search_models")
+    return "{}", {"base_model": "/m", "base_model_name": "m"}
+
+
+@tool(response_format="content_and_artifact")
+def generate_examples(per_label: int = 0) -> tuple[str, dict[str, Any]]:
+    """fake"""
+    CALLS.append("generate_examples")
+    return "{}", {"generated": 4, "per_label": {"spam": 2, "ham": 2}, "llm_calls": 2, "tokens": 30}
+
+
+@tool(response_format="content_and_artifact")
+def train_model(epochs: float = 0) -> tuple[str, dict[str, Any]]:
+    """fake"""
+    CALLS.append("train_model")
+    return "{}", {"model_dir": "/out/model", "val_accuracy": 0.9}
+
+
+@tool(response_format="content_and_artifact")
+def evaluate_model() -> tuple[str, dict[str, Any]]:
+    """fake"""
+    CALLS.append("evaluate_model")
+    return "{}", {"score": 0.8, "score_split": "test", "metrics": {"test": {"n": 5}}}
+
+
+FAKE_TOOLS = [search_datasets, search_models, generate_examples, train_model, evaluate_model]
+
+
+def _ctx(tmp_path: Path, **kw: Any) -> Context:
+    llm = FakeLLM(lambda m, n, i: {})
+    return Context(run=Run.create(tmp_path, "t"), llm=llm, hub_dirs=[tmp_path], synth=SynthConfig(per_label=2), **kw)
+
+
+def _run(ctx: Context, tools: list[Any] = FAKE_TOOLS) -> dict[str, Any]:
+    CALLS.clear()
+    graph = build_graph(tools, checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "t1"}, "recursion_limit": 100}
+    return dict(graph.invoke({"task": TASK}, config, context=ctx))
+
+
+def test_rules_build_runs_the_pipeline_in_order(tmp_path: Path) -> None:
+    state = _run(_ctx(tmp_path))
+    assert CALLS == ["search_datasets", "search_models", "generate_examples", "train_model", "evaluate_model"]
+    assert state["score"] == 0.8 and state["model_dir"] == "/out/model" and state["steps"] == 5
+    decisions = [e for e in state["trace"] if e["kind"] == "decision"]
+    assert all(d["decided_by"] == "rules" for d in decisions)
+    assert state["trace"][-1]["kind"] == "finish"
+    tools_rows = [e for e in state["trace"] if e["kind"] == "tool"]
+    assert [t["name"] for t in tools_rows] == CALLS and tools_rows[2]["llm_calls"] == 2
+
+
+def test_llm_planner_leads_and_is_recorded(tmp_path: Path) -> None:
+    # The LLM skips generation: it trains on retrieved data first, which is allowed.
+    model = scripted(choose("search_datasets", tokens=7), choose("search_models"),
+                     choose("train_model", "enough real data"), choose("evaluate_model"), choose("finish", "good enough"))
+    state = _run(_ctx(tmp_path, planner="llm", planner_model=model, max_steps=10))
+    assert CALLS == ["search_datasets", "search_models", "train_model", "evaluate_model"]
+    decisions = [e for e in state["trace"] if e["kind"] == "decision"]
+    assert [d["decided_by"] for d in decisions] == ["llm"] * 5
+    assert decisions[0]["tokens_in"] == 7 and decisions[2]["reason"] == "enough real data"
+    assert state["finish_reason"] == "good enough"
+    # The planner was only offered allowed actions.
+    offered = model.bound[0]["tools"][0]["function"]["parameters"]["properties"]["action"]["enum"]
+    assert offered == ["search_datasets", "search_models", "generate_examples"]
+    assert all(b["tool_choice"] == "choose_action" for b in model.bound)
+
+
+def test_unusable_llm_answer_falls_back_to_rules(tmp_path: Path) -> None:
+    model = scripted(*[choose("evaluate_model", "nonsense")] * 10)  # never allowed before training
+    state = _run(_ctx(tmp_path, planner="llm", planner_model=model))
+    fallbacks = [e for e in state["trace"] if e["kind"] == "decision" and "fallback" in e["reason"]]
+    assert fallbacks and all(e["decided_by"] == "rules" for e in fallbacks)
+    assert CALLS[:2] == ["search_datasets", "search_models"]
+
+
+def test_step_budget_stops_the_build(tmp_path: Path) -> None:
+    state = _run(_ctx(tmp_path, max_steps=2))
+    assert CALLS == ["search_datasets", "search_models"]
+    assert "step budget" in state["finish_reason"]
+    assert state.get("model_dir") is None
+
+
+def test_model_caused_tool_error_becomes_an_observation(tmp_path: Path) -> None:
+    @tool("search_datasets", response_format="content_and_artifact")
+    def broken_search() -> tuple[str, dict[str, Any]]:
+        """fake"""
+        raise DatasetError("hub folder has no datasets")
+
+    state = _run(_ctx(tmp_path), [broken_search, *FAKE_TOOLS[1:]])
+    errors = [e for e in state["trace"] if e["kind"] == "tool" and not e["ok"]]
+    assert errors and "no datasets" in errors[0]["error"]
+    # The build went on without the dataset and still produced a model.
+    assert state["model_dir"] == "/out/model"
+
+
+def test_allowed_actions_guard_rails(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    fresh = {"task": TASK}
+    assert "train_model" not in allowed_actions(fresh, ctx)
+    assert "evaluate_model" not in allowed_actions(fresh, ctx)
+    ready = {"task": TASK, "base_model": "/m", "retrieved": 5, "generated": 4,
+             "trace": [{"kind": "tool", "name": "search_datasets"}]}
+    assert allowed_actions(ready, ctx) == ["train_model"]
+    trained = {**ready, "model_dir": "/x", "trained_on": 9}
+    assert allowed_actions(trained, ctx) == ["evaluate_model"]
+    assert allowed_actions({**trained, "evaluated": True}, ctx) == ["finish"]
+
+
+def test_no_data_possible_finishes_with_reason(tmp_path: Path) -> None:
+    ctx = Context(run=Run.create(tmp_path, "t"), llm=None, hub_dirs=[], synth=SynthConfig(per_label=2))
+    state = _run(ctx)
+    assert CALLS == ["search_models"]
+    assert "no training data" in state["finish_reason"]
+    assert state.get("model_dir") is None
+
+
+@pytest.mark.parametrize("node", ["plan", "observe", "finish"])
+def test_nodes_have_docstrings(node: str) -> None:
+    import agent.nodes as nodes
+
+    assert getattr(nodes, node).__doc__

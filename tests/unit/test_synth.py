@@ -1,0 +1,109 @@
+"""Synthetic generation with a scripted LLM: label conditioning, filters, append-only resume, stopping."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from p2m_engine.errors import LLMError, UnsupportedTaskError
+from p2m_engine.synth import Filters, SynthConfig, generate_examples, normalize
+from p2m_engine.types import Example, TaskSpec
+from tests.fakes import FakeLLM
+
+SPEC = TaskSpec("Is this SMS spam or ham?", (Example("WIN cash now!!", "spam"), Example("see you at 5", "ham")),
+                "classification", ("spam", "ham"))
+
+
+def _label_of(messages: list[dict[str, Any]]) -> str:
+    text = messages[-1]["content"]
+    return "spam" if 'label is "spam"' in text else "ham"
+
+
+def counting_llm() -> FakeLLM:
+    def answer(messages: list[dict[str, Any]], name: str, i: int) -> dict[str, Any]:
+        label = _label_of(messages)
+        return {"inputs": [f"{label} message number {i}-{k}" for k in range(3)]}
+
+    return FakeLLM(answer)
+
+
+def test_generates_each_label_to_target_and_appends_provenance(tmp_path: Path) -> None:
+    out = tmp_path / "gen.jsonl"
+    llm = counting_llm()
+    res = generate_examples(SPEC, llm, out, SynthConfig(per_label=6, batch_size=3))  # type: ignore[arg-type]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert res.per_label == {"spam": 6, "ham": 6} and res.count == 12 == len(rows)
+    assert all(r["input"].startswith(r["output"]) for r in rows)  # label-conditioned prompts
+    assert {"model", "temperature", "batch", "template", "source"} <= set(rows[0])
+    temps = [r["temperature"] for r in rows]
+    assert temps[0] < temps[-1]  # annealed upward as data accumulates
+    assert res.llm_calls == llm.usage.calls == 4
+
+
+def test_resume_continues_from_rows_on_disk(tmp_path: Path) -> None:
+    out = tmp_path / "gen.jsonl"
+    generate_examples(SPEC, counting_llm(), out, SynthConfig(per_label=3, batch_size=3))  # type: ignore[arg-type]
+    llm = counting_llm()
+    res = generate_examples(SPEC, llm, out, SynthConfig(per_label=3, batch_size=3))  # type: ignore[arg-type]
+    assert llm.usage.calls == 0 and res.count == 6
+    assert len(out.read_text().splitlines()) == 6
+
+
+def test_stops_a_label_that_yields_nothing(tmp_path: Path) -> None:
+    def answer(messages: list[dict[str, Any]], name: str, i: int) -> dict[str, Any]:
+        if _label_of(messages) == "spam":
+            return {"inputs": ["WIN cash now!!"]}  # a copy of the demo: always filtered as a leak
+        return {"inputs": [f"ham {i}"]}
+
+    llm = FakeLLM(answer)
+    res = generate_examples(SPEC, llm, tmp_path / "g.jsonl", SynthConfig(per_label=2, batch_size=1, max_failed_batches=3))  # type: ignore[arg-type]
+    assert res.per_label == {"spam": 0, "ham": 2}
+    assert res.dropped["leak"] == 3
+    assert llm.usage.calls == 5  # 3 failed spam batches + 2 ham batches, then it stops
+
+
+def test_excluded_test_inputs_never_become_training_data(tmp_path: Path) -> None:
+    llm = FakeLLM(lambda m, n, i: {"inputs": ["Held out text!", f"fresh {i}"]})
+    spec = TaskSpec(SPEC.instruction, SPEC.examples, "classification", ("spam", "ham"))
+    generate_examples(spec, llm, tmp_path / "g.jsonl", SynthConfig(per_label=1, batch_size=2), exclude=["held out TEXT"])  # type: ignore[arg-type]
+    assert "Held out" not in (tmp_path / "g.jsonl").read_text()
+
+
+def test_generation_task_is_refused(tmp_path: Path) -> None:
+    spec = TaskSpec("Translate", (Example("a", "b"),), "generation")
+    with pytest.raises(UnsupportedTaskError):
+        generate_examples(spec, counting_llm(), tmp_path / "g.jsonl")  # type: ignore[arg-type]
+
+
+def test_service_failure_is_raised_not_swallowed(tmp_path: Path) -> None:
+    def answer(messages: list[dict[str, Any]], name: str, i: int) -> dict[str, Any]:
+        raise LLMError("The LLM service failed after 4 retries: APIConnectionError.")
+
+    with pytest.raises(LLMError, match="service failed"):
+        generate_examples(SPEC, FakeLLM(answer), tmp_path / "g.jsonl", SynthConfig(per_label=1))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "label", "reason"),
+    [
+        ("a fine new message", "spam", None),
+        ("a fine new message", "other", "label_not_in_set"),
+        ("", "spam", "too_short"),
+        ("x" * 400, "spam", "too_long"),
+        ("I'm sorry, but I can't assist with that request.", "spam", "refusal"),
+        ("win CASH now", "spam", "leak"),
+    ],
+)
+def test_filters_drop_bad_and_keep_good(text: str, label: str, reason: str | None) -> None:
+    f = Filters(SynthConfig(max_chars=300), ("spam", "ham"), {normalize("WIN cash now!!")})
+    assert f.check(text, label) == reason
+
+
+def test_duplicate_filter_keeps_first_drops_second() -> None:
+    f = Filters(SynthConfig(), ("spam", "ham"), set())
+    assert f.accept("Hello there, friend", "ham")
+    assert not f.accept("hello there friend!", "ham")
+    assert f.dropped["duplicate"] == 1

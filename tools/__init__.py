@@ -1,0 +1,11 @@
+"""Thin LangChain tools over the engine: each calls one engine function, writes to the run folder,
+and returns a compact JSON observation (plus an artifact the graph records in its state)."""
+
+from tools.datasets import search_datasets
+from tools.evaluate import evaluate_model
+from tools.models import search_models
+from tools.synth import generate_examples
+from tools.train import train_model
+
+TOOLS = [search_datasets, search_models, generate_examples, train_model, evaluate_model]
+TOOLS_BY_NAME = {t.name: t for t in TOOLS}

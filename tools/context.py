@@ -1,0 +1,70 @@
+"""What every tool may read from the run: set by the caller, never chosen by the LLM."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from p2m_engine.llm import LLM
+from p2m_engine.runs import Run
+from p2m_engine.synth import SynthConfig
+from p2m_engine.train import TrainConfig
+from p2m_engine.types import TaskSpec
+
+# A tool's observation for the planner is cut to this many characters.
+MAX_OBSERVATION_CHARS = 2000
+
+
+class ProgressSink(Protocol):
+    def __call__(self, stage: str, done: int, total: int) -> None: ...
+
+
+@dataclass(kw_only=True)
+class ToolContext:
+    """Run-scoped settings and handles the tools use (passed as the graph's runtime context)."""
+
+    run: Run
+    llm: LLM | None = None
+    hub_dirs: list[Path] = field(default_factory=list)
+    test_path: Path | None = None
+    student: str | None = None
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    max_retrieved: int = 1000
+    progress: ProgressSink | None = None
+
+    def report(self, stage: str) -> Callable[[int, int], None] | None:
+        if self.progress is None:
+            return None
+        sink = self.progress
+        return lambda done, total: sink(stage, done, total)
+
+
+def spec_of(state: dict[str, Any]) -> TaskSpec:
+    return TaskSpec.from_dict(state["task"])
+
+
+class Meter:
+    """Measures a tool call: wall time and the LLM calls and tokens it spent."""
+
+    def __init__(self, llm: LLM | None) -> None:
+        self.llm = llm
+        self.t0 = time.monotonic()
+        self.calls0 = llm.usage.calls if llm else 0
+        self.tokens0 = llm.usage.tokens if llm else 0
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "duration_s": round(time.monotonic() - self.t0, 2),
+            "llm_calls": (self.llm.usage.calls - self.calls0) if self.llm else 0,
+            "tokens": (self.llm.usage.tokens - self.tokens0) if self.llm else 0,
+        }
+
+
+def observation(summary: dict[str, Any]) -> str:
+    """The compact JSON text the planner reads, truncated to a fixed budget."""
+    text = json.dumps(summary, ensure_ascii=False, default=str)
+    return text if len(text) <= MAX_OBSERVATION_CHARS else text[: MAX_OBSERVATION_CHARS - 3] + "..."

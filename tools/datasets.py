@@ -1,0 +1,74 @@
+"""Tool: search the dataset hub and take the best-fitting real dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from langchain_core.tools import tool
+from langgraph.prebuilt import ToolRuntime
+
+from p2m_engine import datasets
+from p2m_engine.runs import write_jsonl
+from p2m_engine.synth import normalize
+from tools.context import Meter, ToolContext, observation, spec_of
+
+
+def _balanced(rows: list[Any], cap: int) -> list[Any]:
+    """At most `cap` rows, taken round-robin over labels so that no label is crowded out."""
+    by_label: dict[str, list[Any]] = {}
+    for r in rows:
+        by_label.setdefault(r.output, []).append(r)
+    out: list[Any] = []
+    queues = list(by_label.values())
+    i = 0
+    while len(out) < cap and any(queues):
+        q = queues[i % len(queues)]
+        if q:
+            out.append(q.pop(0))
+        i += 1
+    return out
+
+
+@tool(response_format="content_and_artifact")
+def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
+    """Search the dataset hub for real labelled datasets that fit the task.
+
+    The best candidate whose labels fit the task is taken as training data (capped and label-balanced);
+    its held-out split becomes real test data when no test file was given. Returns the candidates with
+    their similarity scores and why each was taken or rejected.
+    """
+    ctx: ToolContext = runtime.context
+    meter = Meter(None)
+    spec = spec_of(runtime.state)
+    cands = datasets.search_datasets(spec, ctx.hub_dirs, k=5)
+    ctx.run.write_json("datasets.json", [c.summary() for c in cands])
+    chosen = next((c for c in cands if c.label_map), None)
+    retrieved, test_from = 0, None
+    skipped: list[str] = []
+    if chosen is not None:
+        hub = datasets.HubDataset(chosen.name, Path(chosen.path), {})
+        rows = datasets.load_examples(hub.split_path("train"), chosen.label_map, skipped=skipped)  # type: ignore[arg-type]
+        held = hub.split_path("dev") or hub.split_path("validation") or hub.split_path("test")
+        test_rows = []
+        if ctx.test_path is None and held is not None:
+            test_rows = datasets.load_examples(held, chosen.label_map, skipped=skipped)
+            write_jsonl(ctx.run.path("data", "test.jsonl"), (e.to_dict() for e in test_rows))
+            test_from = str(held)
+        # Leakage guard: no training row may equal a test row or a demonstration.
+        banned = {normalize(e.input) for e in [*test_rows, *spec.examples]}
+        rows = [r for r in rows if normalize(r.input) not in banned]
+        rows = _balanced(rows, ctx.max_retrieved)
+        retrieved = write_jsonl(ctx.run.path("data", "retrieved.jsonl"),
+                                ({**e.to_dict(), "source": chosen.name} for e in rows))
+    artifact = {
+        "candidates": [c.summary() for c in cands],
+        "dataset": chosen.name if chosen else None,
+        "retrieved": retrieved,
+        "test_from": test_from,
+        "malformed_lines": skipped[:20],
+        **meter.figures(),
+    }
+    summary = {"dataset": artifact["dataset"], "retrieved": retrieved, "test_from": test_from,
+               "candidates": [{"name": c.name, "score": round(c.score, 3), "fit": c.reason} for c in cands]}
+    return observation(summary), artifact

@@ -1,0 +1,69 @@
+"""Tool: train the student on the retrieved and generated data."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from langchain_core.tools import tool
+from langgraph.prebuilt import ToolRuntime
+
+from p2m_engine import train
+from p2m_engine.datasets import load_examples
+from p2m_engine.errors import TrainingError
+from p2m_engine.runs import write_jsonl
+from p2m_engine.synth import normalize
+from p2m_engine.types import Example
+from tools.context import Meter, ToolContext, observation, spec_of
+from tools.synth import held_out_inputs
+
+
+def training_examples(ctx: ToolContext, labels: tuple[str, ...], demos: list[str]) -> tuple[list[Example], dict[str, int]]:
+    """Retrieved + generated examples, deduplicated, with test inputs and demonstrations removed."""
+    banned = {normalize(x) for x in [*held_out_inputs(ctx), *demos]}
+    seen: set[str] = set()
+    rows: list[Example] = []
+    sources: dict[str, int] = {}
+    for name in ("retrieved", "generated"):
+        path = ctx.run.dir / "data" / f"{name}.jsonl"
+        if not path.is_file() or path.stat().st_size == 0:
+            continue
+        for e in load_examples(path):
+            key = normalize(e.input)
+            if e.output in labels and key not in banned and key not in seen:
+                seen.add(key)
+                rows.append(e)
+                sources[name] = sources.get(name, 0) + 1
+    return rows, sources
+
+
+@tool(response_format="content_and_artifact")
+def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str, Any]]:
+    """Fine-tune the student on all retrieved and generated examples; keep the epoch best on validation.
+
+    Args:
+        epochs: passes over the data (0: the run's default).
+
+    Returns the training loss, the validation accuracy (on held-back training-like data) and the counts.
+    """
+    ctx: ToolContext = runtime.context
+    state = runtime.state
+    meter = Meter(None)
+    spec = spec_of(state)
+    if not state.get("base_model"):
+        raise TrainingError("No base model yet. Call search_models first.")
+    rows, sources = training_examples(ctx, spec.labels, [e.input for e in spec.examples])
+    if not rows:
+        raise TrainingError("No training data yet. Call search_datasets or generate_examples first.")
+    tr, val = train.split_validation(rows, seed=ctx.train.seed)
+    write_jsonl(ctx.run.path("data", "train.jsonl"), (e.to_dict() for e in tr))
+    write_jsonl(ctx.run.path("data", "val.jsonl"), (e.to_dict() for e in val))
+    config = dataclasses.replace(ctx.train, base_model=state["base_model"], **({"epochs": epochs} if epochs > 0 else {}))
+    result = train.train_model(tr, val, spec.labels, ctx.run.path("model"), config, progress=ctx.report("train_model"))
+    ctx.run.write_json("model/p2m_train.json", {**result.config, "sources": sources, "n_train": result.n_train,
+                                                "n_val": result.n_val, "train_loss": result.train_loss,
+                                                "val_accuracy": result.val_score})
+    artifact = {"model_dir": str(result.model_dir), "train_loss": round(result.train_loss, 4),
+                "val_accuracy": round(result.val_score, 4), "n_train": result.n_train, "n_val": result.n_val,
+                "sources": sources, "epochs": result.epochs, "bf16": result.config.get("bf16_used"), **meter.figures()}
+    return observation({k: artifact[k] for k in ("train_loss", "val_accuracy", "n_train", "n_val", "sources")}), artifact
