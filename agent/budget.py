@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from p2m_engine.errors import P2MError
@@ -33,7 +34,7 @@ class Budget:
                 value = float(raw)
             except ValueError:
                 raise P2MError(f"Invalid --budget value {part!r}: {raw!r} is not a number.") from None
-            if value < 0 or (key == "steps" and value < 1):
-                raise P2MError(f"Invalid --budget value {part!r}: must be positive.")
+            if not math.isfinite(value) or value < 0 or (key == "steps" and value < 1):
+                raise P2MError(f"Invalid --budget value {part!r}: must be positive and finite.")
             values[key] = value
         return cls(**{k: (v if k == "epochs" else int(v)) for k, v in values.items()})  # type: ignore[arg-type]

@@ -44,7 +44,8 @@ def plan(state: State, runtime: Runtime[Context]) -> Command[Literal["run_tools"
                 "reason": reason, "allowed": allowed, "state": facts(state, ctx),
                 "duration_ms": round((time.monotonic() - started) * 1000), **tokens}
     if action == "finish":
-        return Command(goto="finish", update={"trace": [decision], "finish_reason": reason})
+        why = reason if decided_by == "llm" else "model evaluated"
+        return Command(goto="finish", update={"trace": [decision], "finish_reason": why})
     call = AIMessage(content="", tool_calls=[{"name": action, "args": {}, "id": f"call-{steps}-{action}"}])
     return Command(goto="run_tools", update={"trace": [decision], "messages": [call]})
 

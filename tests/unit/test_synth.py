@@ -25,7 +25,7 @@ def _label_of(messages: list[dict[str, Any]]) -> str:
 def counting_llm() -> FakeLLM:
     def answer(messages: list[dict[str, Any]], name: str, i: int) -> dict[str, Any]:
         label = _label_of(messages)
-        return {"inputs": [f"{label} message number {i}-{k}" for k in range(3)]}
+        return {f"input_{k + 1}": f"{label} message number {i}-{k}" for k in range(3)}
 
     return FakeLLM(answer)
 
@@ -41,6 +41,17 @@ def test_generates_each_label_to_target_and_appends_provenance(tmp_path: Path) -
     temps = [r["temperature"] for r in rows]
     assert temps[0] < temps[-1]  # annealed upward as data accumulates
     assert res.llm_calls == llm.usage.calls == 4
+    # The schema asks for exactly batch_size named fields, each length-capped.
+    schema = llm.requests[0]["schema"]
+    assert schema["required"] == ["input_1", "input_2", "input_3"]
+    assert all(p["maxLength"] == 300 for p in schema["properties"].values())
+
+
+def test_answer_fields_are_read_in_order_and_cut_to_the_batch() -> None:
+    from p2m_engine.synth import _inputs
+
+    assert _inputs({"input_10": "j", "input_2": "b", "input_1": "a", "other": "x"}) == ["a", "b", "j"]
+    assert _inputs({"inputs": ["a", 3, "b"]}) == ["a", "b"]
 
 
 def test_resume_continues_from_rows_on_disk(tmp_path: Path) -> None:

@@ -1,0 +1,83 @@
+"""Prompt templates render completely with their variables and fail loudly without one."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import jinja2
+import pytest
+
+import prompts
+from p2m_engine.types import Example
+
+NAMES = prompts.names()
+
+
+def _sample(var: str) -> Any:
+    if var == "n":
+        return 7
+    if var in ("actions", "facts"):
+        return {f"{var}_key_one": f"{var} value one", f"{var}_key_two": f"{var} value two"}
+    if var == "examples":
+        return [Example("sample input alpha", "lab_a"), Example("sample input beta", "lab_b")]
+    if var in ("labels", "allowed") or var.endswith("s"):
+        return [f"{var}_item_a", f"{var}_item_b"]
+    return f"sample {var} text"
+
+
+def _samples(name: str) -> dict[str, Any]:
+    return {v: _sample(v) for v in prompts.variables(name)}
+
+
+def test_there_are_templates() -> None:
+    assert NAMES, "no prompts/*.md.j2 templates found"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_template_declares_variables(name: str) -> None:
+    assert prompts.variables(name), f"{name} declares no variables"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_render_fills_every_placeholder(name: str) -> None:
+    values = _samples(name)
+    out = prompts.render(name, **values)
+    assert out.strip()
+    assert "{{" not in out and "}}" not in out
+    assert "{%" not in out and "%}" not in out
+    for var in values:
+        assert not re.search(r"\{\s*" + re.escape(var) + r"\s*\}", out), f"{{{var}}} left in {name}"
+    # No format-style placeholder of any name either (e.g. "{instruction}" left from str.format days).
+    assert not re.search(r"\{\s*[A-Za-z_]\w*\s*\}", out), f"single-brace placeholder left in {name}"
+    # The values actually show up in the output.
+    for var, value in values.items():
+        if isinstance(value, str):
+            assert value in out, f"{var} not rendered in {name}"
+        elif isinstance(value, int):
+            assert str(value) in out
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                assert k in out and v in out
+        elif var == "examples":
+            for e in value:
+                assert e.input in out
+        else:
+            for item in value:
+                assert item in out
+
+
+_PAIRS = [(n, v) for n in NAMES for v in sorted(prompts.variables(n))]
+
+
+@pytest.mark.parametrize(("name", "missing"), _PAIRS, ids=[f"{n}-{v}" for n, v in _PAIRS])
+def test_render_with_missing_variable_raises(name: str, missing: str) -> None:
+    values = _samples(name)
+    del values[missing]
+    with pytest.raises(jinja2.UndefinedError):
+        prompts.render(name, **values)
+
+
+def test_unknown_template_raises() -> None:
+    with pytest.raises(jinja2.TemplateNotFound):
+        prompts.render("no_such_template_xyz")
