@@ -55,7 +55,9 @@ def open_llm(settings: LLMSettings, log_dir: Path, want_planner: bool) -> Iterat
             alias = EMBEDDED_MODEL if path.name.startswith("qwen2.5-coder-0.5b") else path.stem
             log_dir.mkdir(parents=True, exist_ok=True)
             with LlamaServer(path, alias=alias, n_ctx=settings.n_ctx, log_path=log_dir / "llm-server.log") as server:
-                llm = LLM(server.base_url, alias, cache=cache)
+                # One local server decodes one request at a time: a client-side timeout would only queue a
+                # retry behind the abandoned request, so wait long and retry once.
+                llm = LLM(server.base_url, alias, cache=cache, timeout=900, max_retries=1)
                 yield llm, (_planner_model(server.base_url, alias, "unused") if want_planner else None)
         elif settings.backend == "openai":
             if not settings.api_key and not settings.base_url:

@@ -72,8 +72,10 @@ def observe(state: State) -> dict[str, Any]:
         update |= {"base_model": art["base_model"], "base_model_name": art.get("base_model_name")}
         record["candidates"] = art.get("candidates", [])
     elif msg.name == "generate_examples":
-        update |= {"generated": art.get("generated", 0), "per_label": art.get("per_label", {})}
+        update |= {"generated": art.get("generated", 0), "per_label": art.get("per_label", {}),
+                   "generation_stalled": bool(art.get("stopped_labels"))}
         record["dropped"] = art.get("dropped", {})
+        record["stopped_labels"] = art.get("stopped_labels", [])
     elif msg.name == "train_model":
         update |= {"model_dir": art["model_dir"], "val_accuracy": art.get("val_accuracy"), "evaluated": False,
                    "trained_on": state.get("retrieved", 0) + state.get("generated", 0)}

@@ -32,7 +32,7 @@ def allowed_actions(state: dict[str, Any], ctx: Context) -> list[str]:
     if not state.get("base_model") and tried.count("search_models") < 2:
         allowed.append("search_models")
     if (ctx.llm is not None and ctx.synth.per_label > 0 and state.get("generated", 0) < generation_target(state, ctx)
-            and tried.count("generate_examples") < MAX_GENERATE_CALLS):
+            and tried.count("generate_examples") < MAX_GENERATE_CALLS and not state.get("generation_stalled")):
         allowed.append("generate_examples")
     data = state.get("retrieved", 0) + state.get("generated", 0)
     if state.get("base_model") and data > 0 and data != state.get("trained_on", 0):

@@ -36,6 +36,8 @@ class State(InputState, total=False):
     """Generated training examples on disk."""
     per_label: dict[str, int]
     """Generated examples per label."""
+    generation_stalled: bool
+    """The last generation stopped some label for lack of new examples: asking again the same way is futile."""
     base_model: str | None
     """Path of the base model the student is trained from."""
     base_model_name: str | None

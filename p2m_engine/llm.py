@@ -41,24 +41,23 @@ class Usage:
 
 
 def rightmost_json_object(text: str) -> dict[str, Any] | None:
-    """Find the right-most balanced {...} in text that parses as a JSON object (repair for chatty models)."""
-    end = text.rfind("}")
-    while end != -1:
-        depth = 0
-        for start in range(end, -1, -1):
-            ch = text[start]
-            if ch == "}":
-                depth += 1
-            elif ch == "{":
-                depth -= 1
-                if depth == 0:
-                    try:
-                        obj = json.loads(text[start : end + 1], strict=False)
-                    except json.JSONDecodeError:
-                        break
-                    return obj if isinstance(obj, dict) else None
-        end = text.rfind("}", 0, end)
-    return None
+    """Find the right-most complete JSON object in text (repair for chatty models).
+
+    Every '{' is tried as the start of a JSON value; of the objects that parse, the one that ends last
+    wins, and of those the outermost. Braces inside strings are handled by the JSON decoder itself.
+    """
+    decoder = json.JSONDecoder(strict=False)
+    best: tuple[int, int, dict[str, Any]] | None = None
+    pos = text.find("{")
+    while pos != -1:
+        try:
+            obj, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            obj, end = None, -1
+        if isinstance(obj, dict) and (best is None or end > best[0] or (end == best[0] and pos < best[1])):
+            best = (end, pos, obj)
+        pos = text.find("{", pos + 1)
+    return best[2] if best else None
 
 
 @dataclass
@@ -137,20 +136,19 @@ class LLM:
         Raises:
             LLMError: no parseable answer after `attempts` tries, or the service keeps failing.
         """
+        params = {"temperature": temperature, "max_tokens": max_tokens, "tool": name, "schema": schema, "variant": variant}
+        key = cache_key(self.model, params, messages)
+        cached = self.cache.get(key) if self.cache is not None else None
+        if cached is not None:
+            with self._lock:
+                self.usage.cached += 1
+            return dict(cached)
         last_error = ""
         for attempt in range(attempts):
-            params = {"temperature": temperature, "max_tokens": max_tokens, "tool": name, "schema": schema,
-                      "variant": variant, "attempt": attempt}
-            key = cache_key(self.model, params, messages)
-            cached = self.cache.get(key) if self.cache else None
-            if cached is not None:
-                with self._lock:
-                    self.usage.cached += 1
-                return dict(cached)
             raw = self._complete(messages, name, schema, temperature, max_tokens)
             parsed = self._parse(raw)
             if parsed is not None:
-                if self.cache:
+                if self.cache is not None:
                     self.cache.put(key, self.model, parsed)
                 return parsed
             last_error = f"unparseable answer: {str(raw)[:120]!r}"

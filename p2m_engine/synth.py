@@ -41,6 +41,7 @@ class SynthConfig:
     context_examples: int = field(default=3, metadata={"help": "earlier generated examples shown next to the demos"})
     min_chars: int = field(default=3, metadata={"help": "shorter inputs are dropped"})
     max_chars: int = field(default=300, metadata={"help": "longer inputs are dropped (also the schema's maxLength)"})
+    temperature_boost: float = field(default=0.25, metadata={"help": "added to a label's temperature per batch that gave nothing new"})
     max_failed_batches: int = field(default=4, metadata={"help": "consecutive batches with no new example before a label stops"})
     seed: int = field(default=0, metadata={"help": "seed of the context sampling"})
 
@@ -158,6 +159,8 @@ def generate_examples(
         for label in open_labels:
             batch += 1
             t = config.temperature_start + (config.temperature_end - config.temperature_start) * done() / max(total, 1)
+            # A label whose batches keep coming back as copies gets a hotter sampler.
+            t = min(t + config.temperature_boost * failed[label], 2.0)
             # Only examples of the wanted label are shown: with other labels' examples in view the small
             # model copies them under the wrong label.
             shown = [e for e in spec.examples if e.output == label]
@@ -189,9 +192,9 @@ def generate_examples(
             failed[label] = 0 if rows else failed[label] + 1
             if progress:
                 progress(done(), total)
-    for label in spec.labels:
-        if failed[label] >= config.max_failed_batches:
-            logger.warning("label %r stopped at %d examples: %d batches in a row gave no new example",
-                           label, len(pool[label]), failed[label])
+    stopped = tuple(lb for lb in spec.labels if failed[lb] >= config.max_failed_batches)
+    for label in stopped:
+        logger.warning("label %r stopped at %d examples: %d batches in a row gave no new example",
+                       label, len(pool[label]), failed[label])
     return DataResult(out_path, sum(len(v) for v in pool.values()), {k: len(v) for k, v in pool.items()},
-                      dict(filters.dropped), llm.usage.calls - calls_before, llm.usage.tokens - tokens_before)
+                      dict(filters.dropped), llm.usage.calls - calls_before, llm.usage.tokens - tokens_before, stopped)

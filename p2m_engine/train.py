@@ -87,8 +87,11 @@ def train_model(
     """
     import torch
     from datasets import Dataset
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainerCallback,
-                              TrainingArguments, set_seed)
+    from datasets import disable_progress_bars
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, PrinterCallback, Trainer,
+                              TrainerCallback, TrainingArguments, set_seed)
+
+    disable_progress_bars()
 
     present = {e.output for e in train}
     if len(present) < 2:
@@ -163,6 +166,8 @@ def train_model(
         compute_metrics=compute_metrics,
         callbacks=[_Progress()],
     )
+    # Progress goes to the caller's callback; the loss log is kept in the result, not printed.
+    trainer.remove_callback(PrinterCallback)
     out = trainer.train()
     val_score = float("nan")
     if has_val:
@@ -172,7 +177,8 @@ def train_model(
     tok.save_pretrained(str(out_dir))
     _remove_tree(ckpt_dir)
     return TrainResult(out_dir, float(out.training_loss), val_score, len(train), len(val), float(config.epochs),
-                       time.monotonic() - started, {**asdict(config), "bf16_used": use_bf16})
+                       time.monotonic() - started,
+                       {**asdict(config), "bf16_used": use_bf16, "log_history": trainer.state.log_history})
 
 
 def _remove_tree(path: Path) -> None:

@@ -92,6 +92,8 @@ class DataResult:
     dropped: dict[str, int] = field(default_factory=dict)
     llm_calls: int = 0
     tokens: int = 0
+    stopped: tuple[str, ...] = ()
+    """Labels whose generation stopped because batch after batch gave nothing new."""
 
 
 @dataclass(frozen=True)

@@ -37,5 +37,5 @@ def generate_examples(runtime: ToolRuntime, per_label: int = 0) -> tuple[str, di
     result = synth.generate_examples(spec_of(runtime.state), ctx.llm, ctx.run.path("data", "generated.jsonl"), config,
                                      exclude=held_out_inputs(ctx), progress=ctx.report("generate_examples"))
     artifact = {"generated": result.count, "per_label": result.per_label, "dropped": result.dropped,
-                "path": str(result.path), **meter.figures()}
-    return observation({k: artifact[k] for k in ("generated", "per_label", "dropped")}), artifact
+                "stopped_labels": list(result.stopped), "path": str(result.path), **meter.figures()}
+    return observation({k: artifact[k] for k in ("generated", "per_label", "dropped", "stopped_labels")}), artifact

@@ -128,6 +128,14 @@ def test_model_caused_tool_error_becomes_an_observation(tmp_path: Path) -> None:
     assert state["model_dir"] == "/out/model"
 
 
+def test_stalled_generation_is_not_offered_again(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    base = {"task": TASK, "base_model": "/m", "generated": 1, "trace": [{"kind": "tool", "name": "search_datasets"},
+                                                                       {"kind": "tool", "name": "generate_examples"}]}
+    assert "generate_examples" in allowed_actions(base, ctx)
+    assert "generate_examples" not in allowed_actions({**base, "generation_stalled": True}, ctx)
+
+
 def test_allowed_actions_guard_rails(tmp_path: Path) -> None:
     ctx = _ctx(tmp_path)
     fresh = {"task": TASK}

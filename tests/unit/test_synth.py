@@ -71,8 +71,10 @@ def test_stops_a_label_that_yields_nothing(tmp_path: Path) -> None:
 
     llm = FakeLLM(answer)
     res = generate_examples(SPEC, llm, tmp_path / "g.jsonl", SynthConfig(per_label=2, batch_size=1, max_failed_batches=3))  # type: ignore[arg-type]
-    assert res.per_label == {"spam": 0, "ham": 2}
+    assert res.per_label == {"spam": 0, "ham": 2} and res.stopped == ("spam",)
     assert res.dropped["leak"] == 3
+    spam_temps = [r["temperature"] for r in llm.requests if 'label is "spam"' in r["messages"][-1]["content"]]
+    assert spam_temps == sorted(spam_temps) and spam_temps[-1] >= spam_temps[0] + 0.5  # hotter after each failure
     assert llm.usage.calls == 5  # 3 failed spam batches + 2 ham batches, then it stops
 
 

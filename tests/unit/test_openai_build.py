@@ -1,0 +1,63 @@
+"""A whole `p2m build` through the OpenAI-compatible path, against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from agent.cli import cli
+from tests.conftest import DEMO_HUB, ROOT
+from tests.openai_stub import OpenAIStub
+
+KEY = "sk-sentinel-4f1c9e2b7a"
+
+
+class Teacher:
+    """Answers like a capable API model: unique examples, and the first allowed action when planning."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self, body: dict[str, Any]) -> tuple[str, Any]:
+        name = body["tool_choice"]["function"]["name"]
+        params = body["tools"][0]["function"]["parameters"]
+        if name == "choose_action":
+            return "tool", {"action": params["properties"]["action"]["enum"][0], "reason": "next in order"}
+        label = "spam" if 'label is "spam"' in body["messages"][-1]["content"] else "ham"
+        out = {}
+        for key in params["required"]:
+            self.n += 1
+            out[key] = f"{label} example number {self.n} about topic {self.n * 7 % 13}"
+        return "tool", out
+
+
+def test_build_through_openai_api_path(tmp_path: Path, tiny_encoder: Path) -> None:
+    with OpenAIStub(responder=Teacher(), model="gpt-test") as stub:
+        result = CliRunner().invoke(
+            cli,
+            ["build", str(ROOT / "examples" / "sms_spam.txt"), "--llm", "openai", "--base-url", stub.base_url,
+             "--model", "gpt-test", "--hub", str(DEMO_HUB), "--student", str(tiny_encoder), "--out", str(tmp_path),
+             "--budget", "per_label=3,epochs=1,retrieved=40", "--json"],
+            env={"OPENAI_API_KEY": KEY},
+        )
+        requests = stub.requests
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    run = Path(summary["run"])
+    assert summary["generated"] == 6 and summary["retrieved"] == 40
+    assert summary["llm_usage"]["calls"] >= 2
+    # The planner LLM led every step where it had a choice, through the same endpoint.
+    decisions = [json.loads(x) for x in (run / "trace.jsonl").read_text().splitlines()]
+    decisions = [d for d in decisions if d["kind"] == "decision"]
+    assert [d["name"] for d in decisions] == ["search_datasets", "search_models", "generate_examples", "train_model",
+                                              "evaluate_model", "finish"]
+    assert {d["decided_by"] for d in decisions if len(d["allowed"]) > 1} == {"llm"}
+    # The key went to the server and nowhere else.
+    assert all(r["headers"].get("authorization") == f"Bearer {KEY}" for r in requests if r["method"] == "POST")
+    for f in run.rglob("*"):
+        if f.is_file():
+            assert KEY.encode() not in f.read_bytes(), f
+    assert (run / "model" / "README.md").is_file() and (run / "metrics.json").is_file()
