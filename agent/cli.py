@@ -91,6 +91,49 @@ def build(prompt: str, backend: str, model: str | None, base_url: str | None, hu
 
 
 @cli.command()
+@click.argument("suite", type=click.Path(path_type=Path))
+@click.option("--hub", "hubs", multiple=True, type=click.Path(path_type=Path), help="Dataset hub folders for the p2m builds.")
+@click.option("--llm", "backend", default="embedded", envvar="P2M_LLM", show_default=True, help="LLM backend, as for build.")
+@click.option("-m", "--model", envvar="P2M_MODEL", help="Model name (openai) or .gguf file (embedded).")
+@click.option("--base-url", envvar="OPENAI_BASE_URL", help="Base URL of an OpenAI-compatible server.")
+@click.option("--budget", default="", help="Limits of each build, as for build.")
+@click.option("--out", default=Path("benchmarks/results/latest"), type=click.Path(path_type=Path), show_default=True,
+              help="Folder of results.json / results.md (a rerun skips what is already there).")
+@click.option("--tasks", default="", help="Comma-separated task names (default: all).")
+@click.option("--systems", default="p2m,teacher,trivial,gold", show_default=True,
+              help="Systems to run; ablations: generated_only, retrieved_only.")
+@click.option("--test-file", default="test.jsonl", show_default=True, help="Name of the test file in each task folder.")
+@click.option("--student", help="A local encoder folder to use as the student base.")
+@click.option("--teacher-limit", type=int, help="Score the teacher on the first N test examples only.")
+@click.option("--gold-limit", default=2000, show_default=True, help="Real training examples for the gold bound.")
+@click.option("--exclude-own", is_flag=True, help="Hide each task's own dataset folder from the hub (the task as unseen).")
+def bench(suite: Path, hubs: tuple[Path, ...], backend: str, model: str | None, base_url: str | None, budget: str,
+          out: Path, tasks: str, systems: str, test_file: str, student: str | None, teacher_limit: int | None,
+          gold_limit: int, exclude_own: bool) -> None:
+    """Benchmark p2m on every task folder of SUITE (prompt.txt + test file) against baselines."""
+    _offline_defaults()
+    from agent.bench import check_systems, run_bench
+    from agent.budget import Budget
+    from agent.llms import LLMSettings
+    from p2m_engine.bench import markdown_table
+
+    limits = Budget.parse(budget)
+    if not suite.is_dir():
+        raise P2MError(f"No suite folder at {suite}.")
+    chosen = check_systems([s.strip() for s in systems.split(",") if s.strip()])
+    settings = LLMSettings(backend=backend, model=model, base_url=base_url,
+                           api_key=os.environ.get("OPENAI_API_KEY") if backend == "openai" else None)
+    params = click.get_current_context().params
+    command = "p2m bench " + " ".join([str(suite), *(f"--{k.replace('_', '-')}={v}" for k, v in params.items()
+                                                      if k != "suite" and v not in (None, (), ""))])
+    data = run_bench(suite, hubs=list(hubs), settings=settings, limits=limits, out=out,
+                     tasks=[t for t in tasks.split(",") if t] or None, systems=chosen, student=student,
+                     teacher_limit=teacher_limit, gold_limit=gold_limit, command=command, exclude_own=exclude_own,
+                     test_name=test_file)
+    click.echo(markdown_table(data))
+
+
+@cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1)
 @click.option("--file", "jsonl", type=click.Path(path_type=Path), help="A JSONL file with an `input` field per line.")

