@@ -23,6 +23,7 @@ Progress = Callable[[int, int], None]
 
 _REFUSAL = re.compile(r"^(i'?m sorry|i am sorry|i can(no|')t|as an ai|sorry,|i apologi[sz]e)", re.IGNORECASE)
 _NORM = re.compile(r"[\W_]+", re.UNICODE)
+_WORD = re.compile(r"\w+", re.UNICODE)
 
 
 def normalize(text: str) -> str:
@@ -42,19 +43,41 @@ class SynthConfig:
     min_chars: int = field(default=3, metadata={"help": "shorter inputs are dropped"})
     max_chars: int = field(default=300, metadata={"help": "longer inputs are dropped (also the schema's maxLength)"})
     temperature_boost: float = field(default=0.25, metadata={"help": "added to a label's temperature per batch that gave nothing new"})
+    near_duplicate: float = field(default=0.6, metadata={"help": "word-3-gram Jaccard at or above which an input is a near copy"})
+    max_batches_factor: int = field(default=3, metadata={"help": "a label gets at most this many times the batches it needs"})
     max_failed_batches: int = field(default=4, metadata={"help": "consecutive batches with no new example before a label stops"})
     seed: int = field(default=0, metadata={"help": "seed of the context sampling"})
 
 
+def shingles(text: str) -> frozenset[str]:
+    """Word 3-grams of lower-cased text (the words themselves for texts under three words)."""
+    words = _WORD.findall(text.lower())
+    if len(words) < 3:
+        return frozenset(words)
+    return frozenset(" ".join(words[i : i + 3]) for i in range(len(words) - 2))
+
+
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
 @dataclass
 class Filters:
-    """Validity and duplicate checks; counts what each one dropped."""
+    """Validity, leakage and (near-)duplicate checks; counts what each one dropped."""
 
     config: SynthConfig
     labels: tuple[str, ...]
     banned: set[str]  # normalised demos and held-out inputs: never training data
+    banned_texts: list[str] = field(default_factory=list)  # demos, for the near-copy check
     seen: set[str] = field(default_factory=set)
+    kept: list[frozenset[str]] = field(default_factory=list)
     dropped: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self._banned_shingles = [shingles(t) for t in self.banned_texts]
+
+    def _near(self, sh: frozenset[str], pool: list[frozenset[str]]) -> bool:
+        return any(jaccard(sh, other) >= self.config.near_duplicate for other in pool)
 
     def check(self, text: str, label: str) -> str | None:
         """Return the reason to drop (text, label), or None to keep it."""
@@ -71,6 +94,11 @@ class Filters:
             return "leak"
         if key in self.seen:
             return "duplicate"
+        sh = shingles(text)
+        if self._near(sh, self._banned_shingles):
+            return "near_copy_of_demo"
+        if self._near(sh, self.kept):
+            return "near_duplicate"
         return None
 
     def accept(self, text: str, label: str) -> bool:
@@ -79,6 +107,7 @@ class Filters:
             self.dropped[reason] += 1
             return False
         self.seen.add(normalize(text))
+        self.kept.append(shingles(text))
         return True
 
 
@@ -136,7 +165,7 @@ def generate_examples(
     if spec.task_type != "classification":
         raise UnsupportedTaskError(f"Generating {spec.task_type} data is not supported yet; only classification.")
     banned = {normalize(e.input) for e in spec.examples} | {normalize(x) for x in exclude}
-    filters = Filters(config, spec.labels, banned)
+    filters = Filters(config, spec.labels, banned, [e.input for e in spec.examples])
     pool: dict[str, list[str]] = {label: [] for label in spec.labels}
     if out_path.exists():
         for row in read_jsonl(out_path):
@@ -147,17 +176,22 @@ def generate_examples(
     rng = random.Random(config.seed)
     total = config.per_label * len(spec.labels)
     failed: Counter[str] = Counter()
+    batches: Counter[str] = Counter()
+    # Every label gets a bounded number of calls, whatever the model answers.
+    max_batches = config.max_batches_factor * -(-config.per_label // config.batch_size) + config.max_failed_batches
     batch = 0
 
     def done() -> int:
         return sum(min(len(v), config.per_label) for v in pool.values())
 
     while True:
-        open_labels = [lb for lb in spec.labels if len(pool[lb]) < config.per_label and failed[lb] < config.max_failed_batches]
+        open_labels = [lb for lb in spec.labels if len(pool[lb]) < config.per_label
+                       and failed[lb] < config.max_failed_batches and batches[lb] < max_batches]
         if not open_labels:
             break
         for label in open_labels:
             batch += 1
+            batches[label] += 1
             t = config.temperature_start + (config.temperature_end - config.temperature_start) * done() / max(total, 1)
             # A label whose batches keep coming back as copies gets a hotter sampler.
             t = min(t + config.temperature_boost * failed[label], 2.0)
@@ -192,9 +226,9 @@ def generate_examples(
             failed[label] = 0 if rows else failed[label] + 1
             if progress:
                 progress(done(), total)
-    stopped = tuple(lb for lb in spec.labels if failed[lb] >= config.max_failed_batches)
+    stopped = tuple(lb for lb in spec.labels if len(pool[lb]) < config.per_label)
     for label in stopped:
-        logger.warning("label %r stopped at %d examples: %d batches in a row gave no new example",
-                       label, len(pool[label]), failed[label])
+        logger.warning("label %r stopped at %d of %d examples after %d batches (the model kept repeating itself)",
+                       label, len(pool[label]), config.per_label, batches[label])
     return DataResult(out_path, sum(len(v) for v in pool.values()), {k: len(v) for k, v in pool.items()},
                       dict(filters.dropped), llm.usage.calls - calls_before, llm.usage.tokens - tokens_before, stopped)

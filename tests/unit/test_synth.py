@@ -115,6 +115,25 @@ def test_filters_drop_bad_and_keep_good(text: str, label: str, reason: str | Non
     assert f.check(text, label) == reason
 
 
+def test_near_copies_are_dropped_and_distinct_texts_kept() -> None:
+    demo = "Ur cash-balance is currently 500 pounds - to maximize ur cash-in now send CASH to 86688 only"
+    f = Filters(SynthConfig(), ("spam", "ham"), {normalize(demo)}, [demo])
+    assert f.check(demo.replace("500", "700"), "spam") == "near_copy_of_demo"
+    assert f.accept("Congratulations! You won a cruise to the Bahamas, call 0800 123 now to claim", "spam")
+    assert not f.accept("Congratulations! You won a cruise to the Bahamas, call 0800 999 now to claim", "spam")
+    assert f.dropped["near_duplicate"] == 1
+    assert f.accept("Your parcel is held at the depot, pay the 2 pound fee at this link", "spam")
+
+
+def test_every_label_gets_a_bounded_number_of_calls(tmp_path: Path) -> None:
+    # Each batch yields exactly one new example, so the failure counter never trips; the cap still ends it.
+    llm = FakeLLM(lambda m, n, i: {"input_1": f"entirely new text number {i} with words {i * 3} and {i * 7}"})
+    cfg = SynthConfig(per_label=10, batch_size=5, max_batches_factor=1, max_failed_batches=1)
+    res = generate_examples(SPEC, llm, tmp_path / "g.jsonl", cfg)  # type: ignore[arg-type]
+    assert llm.usage.calls == 2 * (1 * 2 + 1)  # per label: factor * ceil(10 / 5) + max_failed_batches
+    assert res.stopped == ("spam", "ham") and res.per_label == {"spam": 3, "ham": 3}
+
+
 def test_duplicate_filter_keeps_first_drops_second() -> None:
     f = Filters(SynthConfig(), ("spam", "ham"), set())
     assert f.accept("Hello there, friend", "ham")
