@@ -60,4 +60,6 @@ def test_build_through_openai_api_path(tmp_path: Path, tiny_encoder: Path) -> No
     for f in run.rglob("*"):
         if f.is_file():
             assert KEY.encode() not in f.read_bytes(), f
-    assert (run / "model" / "README.md").is_file() and (run / "metrics.json").is_file()
+    card = (run / "model" / "README.md").read_text()
+    assert f"**Base model**: {tiny_encoder.name}" in card and f'base_model: "{tiny_encoder.name}"' in card
+    assert "| test | 200 |" in card and (run / "metrics.json").is_file()
