@@ -31,6 +31,18 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": "seed of shuffling and head initialisation"})
     bf16: str = field(default="auto", metadata={"help": "'auto' (when the CPU/GPU supports it), 'on' or 'off'"})
     max_steps: int = field(default=-1, metadata={"help": "stop after this many steps (-1: no limit; tests)"})
+    min_steps: int = field(default=150, metadata={"help": "small datasets get more epochs, up to this many optimizer steps"})
+    max_epochs: float = field(default=40.0, metadata={"help": "the most epochs min_steps may ask for"})
+
+
+def effective_epochs(n_train: int, config: TrainConfig) -> float:
+    """Epochs to run: the configured ones, raised for small datasets so the optimizer takes min_steps steps.
+
+    A few dozen generated examples at 16 per batch are 4 steps an epoch: 3 epochs barely move the head.
+    """
+    steps_per_epoch = max(1, -(-n_train // config.batch_size))
+    wanted = config.min_steps / steps_per_epoch
+    return float(min(max(config.epochs, wanted), max(config.epochs, config.max_epochs)))
 
 
 def bf16_supported() -> bool:
@@ -124,11 +136,12 @@ def train_model(
     use_bf16 = config.bf16 == "on" or (config.bf16 == "auto" and bf16_supported())
     has_val = len(val) > 0
     steps_per_epoch = -(-len(train) // config.batch_size)
-    total_steps = config.max_steps if config.max_steps > 0 else int(steps_per_epoch * config.epochs)
+    epochs = effective_epochs(len(train), config)
+    total_steps = config.max_steps if config.max_steps > 0 else int(steps_per_epoch * epochs)
     ckpt_dir = out_dir.parent / (out_dir.name + "-checkpoints")
     args = TrainingArguments(
         output_dir=str(ckpt_dir),
-        num_train_epochs=config.epochs,
+        num_train_epochs=epochs,
         max_steps=config.max_steps,
         learning_rate=config.learning_rate,
         per_device_train_batch_size=config.batch_size,
@@ -176,7 +189,7 @@ def train_model(
     trainer.save_model(str(out_dir))
     tok.save_pretrained(str(out_dir))
     _remove_tree(ckpt_dir)
-    return TrainResult(out_dir, float(out.training_loss), val_score, len(train), len(val), float(config.epochs),
+    return TrainResult(out_dir, float(out.training_loss), val_score, len(train), len(val), epochs,
                        time.monotonic() - started,
                        {**asdict(config), "bf16_used": use_bf16, "log_history": trainer.state.log_history})
 

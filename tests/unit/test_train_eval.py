@@ -75,3 +75,13 @@ def test_split_validation_is_stratified_and_keeps_train_labels() -> None:
     assert {e.output for e in train} == {"pos", "neg"}
     assert sum(e.output == "pos" for e in val) == 4 and sum(e.output == "neg" for e in val) == 1
     assert not {e.input for e in train} & {e.input for e in val}
+
+
+def test_small_datasets_get_enough_optimizer_steps() -> None:
+    from p2m_engine.train import effective_epochs
+
+    cfg = TrainConfig(epochs=3, batch_size=16, min_steps=150, max_epochs=40)
+    assert effective_epochs(60, cfg) == 150 / 4  # 4 steps an epoch
+    assert effective_epochs(10_000, cfg) == 3  # large data: the configured epochs
+    assert effective_epochs(5, cfg) == 40  # capped
+    assert effective_epochs(60, TrainConfig(epochs=50, min_steps=150, max_epochs=40)) == 50  # never fewer than asked
