@@ -90,6 +90,22 @@ def build(prompt: str, backend: str, model: str | None, base_url: str | None, hu
         click.echo(json.dumps(summary, indent=2))
 
 
+def _command_line(ctx: click.Context) -> str:
+    """The command as a user would type it, rebuilt from the parsed parameters (for result files)."""
+    parts = [ctx.command_path]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if isinstance(param, click.Argument):
+            parts.append(str(value))
+        elif value is True:
+            parts.append(param.opts[-1])
+        elif isinstance(value, tuple):
+            parts += [f"{param.opts[-1]}={v}" for v in value]
+        elif value not in (None, "", False) and value != param.default:
+            parts.append(f"{param.opts[-1]}={value}")
+    return " ".join(parts)
+
+
 @cli.command()
 @click.argument("suite", type=click.Path(path_type=Path))
 @click.option("--hub", "hubs", multiple=True, type=click.Path(path_type=Path), help="Dataset hub folders for the p2m builds.")
@@ -123,9 +139,7 @@ def bench(suite: Path, hubs: tuple[Path, ...], backend: str, model: str | None, 
     chosen = check_systems([s.strip() for s in systems.split(",") if s.strip()])
     settings = LLMSettings(backend=backend, model=model, base_url=base_url,
                            api_key=os.environ.get("OPENAI_API_KEY") if backend == "openai" else None)
-    params = click.get_current_context().params
-    command = "p2m bench " + " ".join([str(suite), *(f"--{k.replace('_', '-')}={v}" for k, v in params.items()
-                                                      if k != "suite" and v not in (None, (), ""))])
+    command = _command_line(click.get_current_context())
     data = run_bench(suite, hubs=list(hubs), settings=settings, limits=limits, out=out,
                      tasks=[t for t in tasks.split(",") if t] or None, systems=chosen, student=student,
                      teacher_limit=teacher_limit, gold_limit=gold_limit, command=command, exclude_own=exclude_own,
