@@ -92,7 +92,7 @@ def build(prompt: str, backend: str, model: str | None, base_url: str | None, hu
 
 def _command_line(ctx: click.Context) -> str:
     """The command as a user would type it, rebuilt from the parsed parameters (for result files)."""
-    parts = [ctx.command_path]
+    parts = ["p2m", ctx.info_name or ""]
     for param in ctx.command.params:
         value = ctx.params.get(param.name or "")
         if isinstance(param, click.Argument):
