@@ -40,8 +40,13 @@ class HubDataset:
         return "\n".join(p for p in parts if p)
 
     def split_path(self, split: str) -> Path | None:
-        p = self.path / f"{split}.jsonl"
-        return p if p.is_file() else None
+        return split_path(self.path, split)
+
+
+def split_path(folder: Path, split: str) -> Path | None:
+    """The JSONL file of a split in a dataset folder, if it exists."""
+    p = folder / f"{split}.jsonl"
+    return p if p.is_file() else None
 
 
 def scan_hub(hub_dirs: list[Path]) -> list[HubDataset]:

@@ -24,16 +24,17 @@ def read_prompt(source: str) -> str:
     Raises:
         TaskSpecError: the file is not UTF-8 text, or a path-like argument names no file.
     """
+    if "\n" in source or len(source) >= 4096:
+        return source
     path = Path(source)
-    looks_like_path = "\n" not in source and len(source) < 4096 and source.endswith((".txt", ".md", ".prompt"))
-    if looks_like_path and not path.is_file():
-        raise TaskSpecError(f"No prompt file at {source!r}. Pass a file path or the prompt text itself.")
-    if "\n" not in source and len(source) < 4096 and path.is_file():
-        try:
-            return path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise TaskSpecError(f"{source} is not UTF-8 text ({e.reason} at byte {e.start}).") from e
-    return source
+    if not path.is_file():
+        if source.endswith((".txt", ".md", ".prompt")):
+            raise TaskSpecError(f"No prompt file at {source!r}. Pass a file path or the prompt text itself.")
+        return source
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise TaskSpecError(f"{source} is not UTF-8 text ({e.reason} at byte {e.start}).") from e
 
 
 def _value(raw: str) -> str:

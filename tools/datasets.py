@@ -47,9 +47,9 @@ def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     retrieved, test_from = 0, None
     skipped: list[str] = []
     if chosen is not None:
-        hub = datasets.HubDataset(chosen.name, Path(chosen.path), {})
-        rows = datasets.load_examples(hub.split_path("train"), chosen.label_map, skipped=skipped)  # type: ignore[arg-type]
-        held = hub.split_path("dev") or hub.split_path("validation") or hub.split_path("test")
+        folder = Path(chosen.path)
+        rows = datasets.load_examples(datasets.split_path(folder, "train"), chosen.label_map, skipped=skipped)  # type: ignore[arg-type]
+        held = next(filter(None, (datasets.split_path(folder, s) for s in ("dev", "validation", "test"))), None)
         test_rows = []
         if ctx.test_path is None and held is not None:
             test_rows = datasets.load_examples(held, chosen.label_map, skipped=skipped)
