@@ -1,6 +1,12 @@
-"""Classification metrics computed by hand (no scikit-learn needed): accuracy, macro-F1, per-label recall."""
+"""Metrics for every task type, computed by hand where that is simple: classification (accuracy, macro-F1,
+per-label recall), extractive QA (SQuAD exact match and F1 with the standard answer normalization) and text
+generation (chrF++ through sacrebleu, and exact match). All scores are fractions in [0, 1]."""
 
 from __future__ import annotations
+
+import re
+import string
+from collections import Counter
 
 
 def accuracy(gold: list[str], pred: list[str]) -> float:
@@ -34,3 +40,70 @@ def macro_f1(gold: list[str], pred: list[str]) -> float:
 
 def classification_metrics(gold: list[str], pred: list[str]) -> dict[str, float]:
     return {"accuracy": accuracy(gold, pred), "macro_f1": macro_f1(gold, pred)}
+
+
+# --- extractive QA: the official SQuAD v1.1 evaluation script's normalization and scores ---------------------
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+_PUNCT = set(string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """Lower case, drop punctuation and the articles a/an/the, fold white space (SQuAD v1.1)."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def _token_f1(gold: str, pred: str) -> float:
+    g, p = normalize_answer(gold).split(), normalize_answer(pred).split()
+    if not g or not p:
+        return float(g == p)
+    common = sum((Counter(g) & Counter(p)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(p), common / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_metrics(gold: list[str | list[str]], pred: list[str]) -> dict[str, float]:
+    """SQuAD exact match and token F1; a gold entry may list several acceptable answers (the best counts)."""
+    if not gold:
+        return {"exact_match": 0.0, "f1": 0.0}
+    em = f1 = 0.0
+    for g, p in zip(gold, pred):
+        answers = [g] if isinstance(g, str) else list(g)
+        em += max(float(normalize_answer(a) == normalize_answer(p)) for a in answers)
+        f1 += max(_token_f1(a, p) for a in answers)
+    return {"exact_match": em / len(gold), "f1": f1 / len(gold)}
+
+
+# --- text generation ---------------------------------------------------------------------------------------
+
+
+def chrf_pp(gold: list[str], pred: list[str]) -> float:
+    """Corpus chrF++ (character 6-grams + word 2-grams, beta 2) as sacrebleu computes it, as a fraction."""
+    from sacrebleu.metrics import CHRF
+
+    if not gold:
+        return 0.0
+    return float(CHRF(word_order=2).corpus_score(list(pred), [list(gold)]).score) / 100.0
+
+
+def exact_match(gold: list[str], pred: list[str]) -> float:
+    """Share of predictions equal to the reference after stripping outer white space."""
+    if not gold:
+        return 0.0
+    return sum(g.strip() == p.strip() for g, p in zip(gold, pred)) / len(gold)
+
+
+def generation_metrics(gold: list[str], pred: list[str]) -> dict[str, float]:
+    return {"chrf++": chrf_pp(gold, pred), "exact_match": exact_match(gold, pred)}
+
+
+def task_metrics(task_type: str, gold: list[str], pred: list[str]) -> dict[str, float]:
+    """The metrics of a task type; MAIN_METRIC in p2m_engine.types names the main one."""
+    if task_type == "classification":
+        return classification_metrics(gold, pred)
+    if task_type == "extractive-qa":
+        return squad_metrics(list(gold), pred)
+    return generation_metrics(gold, pred)

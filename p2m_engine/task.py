@@ -106,14 +106,25 @@ def infer_labels(instruction: str, examples: list[Example]) -> tuple[str, ...]:
     return tuple(demo_labels)
 
 
+def is_span_extraction(examples: list[Example]) -> bool:
+    """Every demo output is a short, non-empty span copied verbatim from a much longer input."""
+    return bool(examples) and all(
+        e.output.strip() and e.output.strip() in e.input and len(e.output.strip()) * 4 <= len(e.input)
+        for e in examples
+    )
+
+
 def infer_task_type(examples: list[Example], labels: tuple[str, ...], instruction: str) -> str:
-    """Classification when outputs are short and drawn from a small, repeated or enumerated set."""
+    """Classification when outputs are short and drawn from a small, repeated or enumerated set;
+    extractive QA when every output is a span of its input; generation otherwise."""
     outputs = [e.output.strip() for e in examples]
     short = all(0 < len(o.split()) <= MAX_LABEL_WORDS and len(o) <= 40 for o in outputs)
     enumerated = {x.lower() for x in labels_in_instruction(instruction)}
     covered = bool(enumerated) and all(o.lower() in enumerated for o in outputs)
     repeated = len(set(outputs)) < len(outputs)
-    return "classification" if short and (covered or repeated) and len(labels) >= 2 else "generation"
+    if short and (covered or repeated) and len(labels) >= 2:
+        return "classification"
+    return "extractive-qa" if is_span_extraction(examples) else "generation"
 
 
 def parse_task(text: str) -> TaskSpec:
@@ -153,6 +164,6 @@ def parse_task(text: str) -> TaskSpec:
         by_input[e.input] = e.output
     labels = infer_labels(instruction, examples)
     task_type = infer_task_type(examples, labels, instruction)
-    if task_type == "generation":
+    if task_type != "classification":
         labels = ()
     return TaskSpec(instruction=instruction, examples=tuple(examples), task_type=task_type, labels=labels)  # type: ignore[arg-type]

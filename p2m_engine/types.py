@@ -6,7 +6,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-TaskType = Literal["classification", "generation"]
+TaskType = Literal["classification", "extractive-qa", "generation"]
+# What the main score of each task type is (the one the benchmark and the agent's target use).
+MAIN_METRIC: dict[str, str] = {"classification": "accuracy", "extractive-qa": "exact_match", "generation": "chrf++"}
+# Task type names used by hub dataset cards, mapped to p2m's.
+TASK_TYPE_ALIASES: dict[str, str] = {"text-generation": "generation", "text2text-generation": "generation",
+                                     "question-answering": "extractive-qa", "extractive_qa": "extractive-qa",
+                                     "text-classification": "classification"}
+
+
+def canonical_task_type(name: str) -> str:
+    """p2m's name for a task type as a dataset card or a user writes it."""
+    return TASK_TYPE_ALIASES.get(name, name)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
-from p2m_engine import train
+from p2m_engine import students, train
 from p2m_engine.datasets import load_examples
 from p2m_engine.errors import TrainingError
 from p2m_engine.runs import write_jsonl
@@ -19,7 +19,10 @@ from tools.synth import held_out_inputs
 
 
 def training_examples(ctx: ToolContext, labels: tuple[str, ...], demos: list[str]) -> tuple[list[Example], dict[str, int]]:
-    """Retrieved + generated examples, deduplicated, with test inputs and demonstrations removed."""
+    """Retrieved + generated examples, deduplicated, with test inputs and demonstrations removed.
+
+    With a label set (classification), rows whose output is not a label are dropped.
+    """
     banned = {normalize(x) for x in [*held_out_inputs(ctx), *demos]}
     seen: set[str] = set()
     rows: list[Example] = []
@@ -30,7 +33,7 @@ def training_examples(ctx: ToolContext, labels: tuple[str, ...], demos: list[str
             continue
         for e in load_examples(path):
             key = normalize(e.input)
-            if e.output in labels and key not in banned and key not in seen:
+            if (not labels or e.output in labels) and key not in banned and key not in seen:
                 seen.add(key)
                 rows.append(e)
                 sources[name] = sources.get(name, 0) + 1
@@ -59,7 +62,7 @@ def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str,
     write_jsonl(ctx.run.path("data", "train.jsonl"), (e.to_dict() for e in tr))
     write_jsonl(ctx.run.path("data", "val.jsonl"), (e.to_dict() for e in val))
     config = dataclasses.replace(ctx.train, base_model=state["base_model"], **({"epochs": epochs} if epochs > 0 else {}))
-    result = train.train_model(tr, val, spec.labels, ctx.run.path("model"), config, progress=ctx.report("train_model"))
+    result = students.train_student(spec, tr, val, ctx.run.path("model"), config, progress=ctx.report("train_model"))
     ctx.run.write_json("model/p2m_train.json", {**result.config, "sources": sources, "n_train": result.n_train,
                                                 "n_val": result.n_val, "train_loss": result.train_loss,
                                                 "val_accuracy": result.val_score})

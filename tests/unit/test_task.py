@@ -42,7 +42,9 @@ def test_shared_prompts_task_type_and_labels(folder: Path | None) -> None:
         assert set(spec.labels) == set(info["labels"]), folder.name
         assert len(spec.labels) == len(set(spec.labels)), "labels must not repeat"
     else:
-        assert spec.task_type == "generation", folder.name
+        from p2m_engine.types import canonical_task_type
+
+        assert spec.task_type == canonical_task_type(info["task_type"]), folder.name
         assert spec.labels == ()
 
 

@@ -1,0 +1,59 @@
+"""One entry point per stage for every task type's student: train, predict, evaluate.
+
+Classification students are encoders with a classification head (p2m_engine.train / evaluate); extractive QA
+students are encoders with a span head (p2m_engine.qa); generation students are small causal LMs
+(p2m_engine.textgen). The agent and the tools call these functions and never branch on the task type.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from p2m_engine.errors import UnsupportedTaskError
+from p2m_engine.metrics import per_label_recall, task_metrics
+from p2m_engine.runs import write_jsonl
+from p2m_engine.train import TrainConfig
+from p2m_engine.types import EvalReport, Example, TaskSpec, TrainResult
+
+Progress = Callable[[int, int], None]
+
+
+def train_student(spec: TaskSpec, train: list[Example], val: list[Example], out_dir: Path, config: TrainConfig,
+                  *, progress: Progress | None = None) -> TrainResult:
+    """Fine-tune the student of `spec.task_type` from `config.base_model`; the best checkpoint on `val` is kept.
+
+    Raises:
+        UnsupportedTaskError: no student for this task type.
+        TrainingError: the data cannot train this student.
+    """
+    if spec.task_type == "classification":
+        from p2m_engine.train import train_model
+
+        return train_model(train, val, spec.labels, out_dir, config, progress=progress)
+    raise UnsupportedTaskError(f"No {spec.task_type} student yet.")
+
+
+def predict_student(task_type: str, model_dir: Path, inputs: list[str]) -> list[str]:
+    """The student's output for each input (a label, an answer span, or generated text)."""
+    if task_type == "classification":
+        from p2m_engine.evaluate import predict
+
+        return [label for label, _ in predict(model_dir, inputs)]
+    raise UnsupportedTaskError(f"No {task_type} student yet.")
+
+
+def evaluate_student(task_type: str, model_dir: Path, examples: list[Example], split: str,
+                     predictions_path: Path | None = None) -> EvalReport:
+    """Score the student on labelled `examples` with the metrics of its task type; save every prediction."""
+    if task_type == "classification":
+        from p2m_engine.evaluate import evaluate_model
+
+        return evaluate_model(model_dir, examples, split, predictions_path)
+    preds = predict_student(task_type, model_dir, [e.input for e in examples])
+    gold = [e.output for e in examples]
+    if predictions_path:
+        write_jsonl(predictions_path, ({"input": e.input, "gold": e.output, "prediction": p,
+                                        "correct": e.output.strip() == p.strip()} for e, p in zip(examples, preds)))
+    recall = per_label_recall(gold, preds) if task_type == "classification" else {}
+    return EvalReport(split, len(examples), task_metrics(task_type, gold, preds), recall, predictions_path)
