@@ -58,7 +58,7 @@ def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str,
     rows, sources = training_examples(ctx, spec.labels, [e.input for e in spec.examples])
     if not rows:
         raise TrainingError("No training data yet. Call search_datasets or generate_examples first.")
-    tr, val = train.split_validation(rows, seed=ctx.train.seed)
+    tr, val = train.split_validation(rows, seed=ctx.train.seed, stratify=spec.task_type == "classification")
     write_jsonl(ctx.run.path("data", "train.jsonl"), (e.to_dict() for e in tr))
     write_jsonl(ctx.run.path("data", "val.jsonl"), (e.to_dict() for e in val))
     config = dataclasses.replace(ctx.train, base_model=state["base_model"], **({"epochs": epochs} if epochs > 0 else {}))
