@@ -170,10 +170,19 @@ def predict(run: Path, texts: tuple[str, ...], jsonl: Path | None) -> None:
 @cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the raw events as JSON lines.")
-def trace(run: Path, as_json: bool) -> None:
+@click.option("--html", "as_html", is_flag=True,
+              help="Write one self-contained HTML page (timeline, scores, data, errors, metrics) instead.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Where --html writes the page (default: RUN/trace.html); implies --html.")
+def trace(run: Path, as_json: bool, as_html: bool, output: Path | None) -> None:
     """Show the decision trace of RUN: every decision with its reason, every tool call with its result."""
     from agent.trace import read_trace
 
+    if as_html or output is not None:
+        from agent.report import write_report
+
+        click.echo(str(write_report(run, output)))
+        return
     events = read_trace(run)
     if not events:
         raise P2MError(f"No trace in {run}.")
