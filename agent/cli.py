@@ -152,19 +152,47 @@ def bench(suite: Path, hubs: tuple[Path, ...], backend: str, model: str | None, 
 @click.argument("texts", nargs=-1)
 @click.option("--file", "jsonl", type=click.Path(path_type=Path), help="A JSONL file with an `input` field per line.")
 def predict(run: Path, texts: tuple[str, ...], jsonl: Path | None) -> None:
-    """Label TEXTS (or the inputs of --file) with the model of RUN (a run folder or its model folder)."""
+    """Run the model of RUN (a run folder or its model folder) on TEXTS (or the inputs of --file): one JSON line each."""
     _offline_defaults()
-    from p2m_engine.evaluate import predict as predict_labels
+    from agent.serve import load_predict, resolve_model
     from p2m_engine.runs import read_jsonl
 
-    model_dir = run / "model" if (run / "model" / "config.json").is_file() else run
-    if not (model_dir / "config.json").is_file():
-        raise P2MError(f"No trained model in {run}.")
+    model_dir, task_type = resolve_model(run)
     inputs = list(texts) + ([str(r.get("input", "")) for r in read_jsonl(jsonl)] if jsonl else [])
     if not inputs:
         raise P2MError("Nothing to predict: give TEXTS or --file.")
-    for text, (label, prob) in zip(inputs, predict_labels(model_dir, inputs)):
-        click.echo(json.dumps({"input": text, "label": label, "probability": round(prob, 4)}, ensure_ascii=False))
+    result = load_predict(model_dir, task_type)(inputs)
+    for i, text in enumerate(inputs):
+        row: dict[str, Any] = {"input": text, "output": result["outputs"][i]}
+        if "probabilities" in result:
+            row["probability"] = result["probabilities"][i]
+        click.echo(json.dumps(row, ensure_ascii=False))
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; anything but loopback is exposed.")
+@click.option("--port", default=8000, show_default=True, help="TCP port (0: any free port).")
+@click.option("--max-batch", default=64, show_default=True, help="Most inputs in one request.")
+@click.option("--max-bytes", default=1_000_000, show_default=True, help="Largest request body.")
+@click.option("--max-chars", default=10_000, show_default=True, help="Longest single input.")
+def serve(run: Path, host: str, port: int, max_batch: int, max_bytes: int, max_chars: int) -> None:
+    """Serve the model of RUN over HTTP: GET /health, POST /predict {"inputs": [...]} -> {"outputs": [...]}."""
+    _offline_defaults()
+    from agent.serve import ServeLimits, make_server, resolve_model
+
+    model_dir, task_type = resolve_model(run)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: binding {host}: the model is reachable from other machines.", err=True)
+    server = make_server(model_dir, task_type, host, port, ServeLimits(max_bytes, max_batch, max_chars))
+    click.echo(f"serving {model_dir} ({task_type}) on http://{server.server_address[0]}:{server.server_address[1]} "
+               "(Ctrl-C to stop)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 @cli.command()

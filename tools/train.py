@@ -63,6 +63,8 @@ def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str,
     write_jsonl(ctx.run.path("data", "val.jsonl"), (e.to_dict() for e in val))
     config = dataclasses.replace(ctx.train, base_model=state["base_model"], **({"epochs": epochs} if epochs > 0 else {}))
     result = students.train_student(spec, tr, val, ctx.run.path("model"), config, progress=ctx.report("train_model"))
+    # The model folder says what it is, so that predict/serve work on it when it is copied out of the run.
+    ctx.run.write_json("model/p2m_task.json", spec.to_dict())
     ctx.run.write_json("model/p2m_train.json", {**result.config, "sources": sources, "n_train": result.n_train,
                                                 "n_val": result.n_val, "train_loss": result.train_loss,
                                                 "val_accuracy": result.val_score})
