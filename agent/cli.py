@@ -171,6 +171,21 @@ def predict(run: Path, texts: tuple[str, ...], jsonl: Path | None) -> None:
 
 @cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="Folder of the export (default: MODEL/onnx).")
+def export(run: Path, out: Path | None) -> None:
+    """Export the classifier of RUN to ONNX (runs with onnxruntime, no torch), checked against the original."""
+    _offline_defaults()
+    from agent.serve import resolve_model
+    from p2m_engine.export import check_export, export_onnx
+
+    model_dir, _ = resolve_model(run)
+    path = export_onnx(model_dir, out)
+    gap = check_export(model_dir, path.parent)
+    click.echo(f"{path} (largest logit difference from the torch model: {gap:.2e})")
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; anything but loopback is exposed.")
 @click.option("--port", default=8000, show_default=True, help="TCP port (0: any free port).")
 @click.option("--max-batch", default=64, show_default=True, help="Most inputs in one request.")

@@ -120,3 +120,26 @@ def test_predict_cli_prints_one_json_line_per_input(run_dir: Path, tmp_path: Pat
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["input"] for r in rows] == ["this was great", "this was awful"]
     assert all(r["output"] in LABELS and 0.0 < r["probability"] <= 1.0 for r in rows)
+
+
+def test_onnx_export_matches_the_model(run_dir: Path, tmp_path: Path) -> None:
+    from p2m_engine.export import check_export, onnx_logits
+
+    result = CliRunner().invoke(cli, ["export", str(run_dir), "--out", str(tmp_path / "onnx")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "onnx" / "model.onnx").is_file() and "difference" in result.stdout
+    # Dynamic batch and length: a batch of three texts of other lengths than the export's sample.
+    texts = ["great", "this was awful, truly awful from start to end", "lovely"]
+    logits = onnx_logits(tmp_path / "onnx", texts)
+    assert logits.shape == (3, 2)
+    expected = [label for label, _ in predict(run_dir / "model", texts)]
+    assert [LABELS[i] for i in logits.argmax(-1)] == expected
+    assert check_export(run_dir / "model", tmp_path / "onnx") < 1e-3
+
+
+def test_onnx_export_refuses_a_model_that_is_not_a_classifier(tiny_encoder: Path, tmp_path: Path) -> None:
+    from p2m_engine.errors import ModelError
+    from p2m_engine.export import export_onnx
+
+    with pytest.raises(ModelError, match="not a classification student"):
+        export_onnx(tiny_encoder, tmp_path / "x")
