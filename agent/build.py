@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.budget import Budget
+from agent.chat import make_converse
 from agent.context import Context
 from agent.llms import LLMSettings, open_llm
 from agent.runner import run_build
@@ -23,8 +24,12 @@ from p2m_engine.types import TaskSpec
 
 def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None, base_url: str | None,
                 hubs: list[Path], test_path: Path | None, out: Path, limits: Budget, planner: str,
-                student: str | None, seed: int, quiet: bool = False) -> dict[str, Any]:
-    """Run one build end to end and return its summary (also written to run/summary.json)."""
+                student: str | None, seed: int, quiet: bool = False, chat: bool = False) -> dict[str, Any]:
+    """Run one build end to end and return its summary (also written to run/summary.json).
+
+    With `chat`, the agent asks its clarifying questions and the plan in the terminal, and after the build
+    answers questions from the trace and takes requests that steer it further.
+    """
     started = time.monotonic()
     run = Run.create(out, spec.instruction)
     api_key = os.environ.get("OPENAI_API_KEY") if backend == "openai" else None
@@ -43,8 +48,10 @@ def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None,
     with open_llm(settings, run.dir / "logs", want_planner=lead == "llm") as (llm, planner_model), display:
         ctx = Context(run=run, llm=llm, hub_dirs=hubs, test_path=test_path, student=student, synth=synth, train=train,
                       max_retrieved=limits.retrieved, progress=display.progress, planner=lead,
-                      planner_model=planner_model, max_steps=limits.steps)
-        state = run_build(spec, ctx, trace, on_update=display.update)
+                      planner_model=planner_model, max_steps=limits.steps, interactive=chat)
+        converse = make_converse(run.dir, llm, display.read, display.show) if chat else None
+        state = run_build(spec, ctx, trace, on_update=display.update, ask=display.ask if chat else None,
+                          converse=converse)
         usage = llm.usage.to_dict()
         teacher = llm.model
     summary = {
@@ -53,10 +60,11 @@ def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None,
         "generated": state.get("generated", 0), "per_label": state.get("per_label", {}),
         "base_model": state.get("base_model_name"), "model_dir": state.get("model_dir"),
         "val_accuracy": state.get("val_accuracy"), "steps": state.get("steps", 0), "llm_usage": usage,
+        "task": state.get("task"),
         "teacher": teacher, "wall_s": round(time.monotonic() - started, 1),
     }
     if state.get("model_dir"):
-        write_model_card(Path(state["model_dir"]), spec, summary)
+        write_model_card(Path(state["model_dir"]), TaskSpec.from_dict(state["task"]), summary)
     run.write_json("summary.json", summary)
     display.summary(summary)
     return summary

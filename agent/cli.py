@@ -90,6 +90,53 @@ def build(prompt: str, backend: str, model: str | None, base_url: str | None, hu
         click.echo(json.dumps(summary, indent=2))
 
 
+def _chat_options(f: Any) -> Any:
+    """The options `p2m chat` shares with `p2m build`."""
+    for opt in reversed([
+        click.option("--llm", "backend", default="embedded", envvar="P2M_LLM", show_default=True,
+                     help="LLM backend: 'embedded' (llama.cpp, offline) or 'openai' (any OpenAI-compatible endpoint)."),
+        click.option("-m", "--model", envvar="P2M_MODEL", help="Model name for --llm openai, or a .gguf file."),
+        click.option("--base-url", envvar="OPENAI_BASE_URL", help="Base URL of an OpenAI-compatible server."),
+        click.option("--hub", "hubs", multiple=True, type=click.Path(path_type=Path), help="Dataset hub folder (repeatable)."),
+        click.option("--test", "test_path", type=click.Path(path_type=Path), help="Labelled JSONL to evaluate on."),
+        click.option("--out", default=Path("runs"), type=click.Path(path_type=Path), show_default=True),
+        click.option("--budget", default="", help="Limits, as for build."),
+        click.option("--student", help="A local model folder to fine-tune instead of searching for one."),
+        click.option("--seed", default=0, show_default=True),
+    ]):
+        f = opt(f)
+    return f
+
+
+@cli.command()
+@click.argument("prompt", required=False)
+@_chat_options
+def chat(prompt: str | None, backend: str, model: str | None, base_url: str | None, hubs: tuple[Path, ...],
+         test_path: Path | None, out: Path, budget: str, student: str | None, seed: int) -> None:
+    """Build a model in conversation: the agent asks what PROMPT leaves open, proposes a plan, builds when you
+    agree, then answers "why ...?" from its trace and takes requests ("add a label X", "more examples of ...")."""
+    _offline_defaults()
+    from agent.budget import Budget
+    from agent.build import build_model
+    from agent.ui import console
+    from p2m_engine.task import parse_task, read_prompt
+
+    limits = Budget.parse(budget)
+    if not prompt:
+        console.print("Describe the task, then give a few examples as lines input=\"...\" and output=\"...\"; "
+                      "finish with an empty line.")
+        lines = []
+        while (line := click.get_text_stream("stdin").readline()) and line.strip():
+            lines.append(line.rstrip("\n"))
+        prompt = "\n".join(lines)
+    spec = parse_task(read_prompt(prompt))
+    for hub in hubs:
+        if not hub.is_dir():
+            raise P2MError(f"--hub {hub}: no such folder.")
+    build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs), test_path=test_path,
+                out=out, limits=limits, planner="auto", student=student, seed=seed, chat=True)
+
+
 def _command_line(ctx: click.Context) -> str:
     """The command as a user would type it, rebuilt from the parsed parameters (for result files)."""
     parts = ["p2m", ctx.info_name or ""]

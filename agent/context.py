@@ -18,3 +18,5 @@ class Context(ToolContext):
     """A LangChain chat model for the planner (used when planner == 'llm')."""
     max_steps: int = 12
     """Tool calls allowed in one build."""
+    interactive: bool = False
+    """A chat: clarify_task asks its questions and the plan through interrupts (unattended builds never ask)."""

@@ -11,7 +11,7 @@ from langgraph.types import Command
 
 from agent.context import Context
 from agent.planner import ask_planner
-from agent.policy import allowed_actions, facts, rules_choice
+from agent.policy import allowed_actions, facts, per_label_target, rules_choice
 from agent.state import State
 
 
@@ -46,7 +46,8 @@ def plan(state: State, runtime: Runtime[Context]) -> Command[Literal["run_tools"
     if action == "finish":
         why = reason if decided_by == "llm" else "model evaluated"
         return Command(goto="finish", update={"trace": [decision], "finish_reason": why})
-    call = AIMessage(content="", tool_calls=[{"name": action, "args": {}, "id": f"call-{steps}-{action}"}])
+    args = {"per_label": per_label_target(state, ctx)} if action == "generate_examples" and state.get("extra_per_label") else {}
+    call = AIMessage(content="", tool_calls=[{"name": action, "args": args, "id": f"call-{steps}-{action}"}])
     return Command(goto="run_tools", update={"trace": [decision], "messages": [call]})
 
 

@@ -19,8 +19,13 @@ ORDER = list(ACTIONS)
 MAX_GENERATE_CALLS = 3
 
 
+def per_label_target(state: dict[str, Any], ctx: Context) -> int:
+    """Generated examples wanted per label: the run's setting, raised each time a chat asks for more."""
+    return ctx.synth.per_label + int(state.get("extra_per_label", 0)) * max(5, ctx.synth.per_label // 2)
+
+
 def generation_target(state: dict[str, Any], ctx: Context) -> int:
-    return ctx.synth.per_label * len(state["task"].get("labels") or ())
+    return per_label_target(state, ctx) * len(state["task"].get("labels") or ())
 
 
 def allowed_actions(state: dict[str, Any], ctx: Context) -> list[str]:
@@ -32,7 +37,8 @@ def allowed_actions(state: dict[str, Any], ctx: Context) -> list[str]:
     if not state.get("base_model") and tried.count("search_models") < 2:
         allowed.append("search_models")
     if (ctx.llm is not None and ctx.synth.per_label > 0 and state.get("generated", 0) < generation_target(state, ctx)
-            and tried.count("generate_examples") < MAX_GENERATE_CALLS and not state.get("generation_stalled")):
+            and tried.count("generate_examples") < MAX_GENERATE_CALLS * (1 + int(state.get("extra_per_label", 0)))
+            and not state.get("generation_stalled")):
         allowed.append("generate_examples")
     data = state.get("retrieved", 0) + state.get("generated", 0)
     if state.get("base_model") and data > 0 and data != state.get("trained_on", 0):

@@ -56,3 +56,7 @@ class State(InputState, total=False):
     """The last evaluation's figures."""
     finish_reason: str | None
     """Why the build stopped."""
+    clarified: bool
+    """clarify_task has run (questions asked and the plan approved, or nothing to ask outside a chat)."""
+    extra_per_label: int
+    """How many times the user asked for more examples in a chat: each raises the generation target."""

@@ -48,15 +48,41 @@ class BuildDisplay:
                 self._progress.console.print(f"  [{style}]{e['name']}[/] {e.get('duration_ms', 0) / 1000:.1f}s "
                                              f"[dim]{e.get('error') or e.get('output_summary', '')[:200]}[/]")
 
+    def ask(self, prompt: dict[str, Any]) -> str:
+        """Show a question of the agent (an interrupt) and read the user's answer, with progress paused."""
+        self._progress.stop()
+        title = "plan" if prompt.get("kind") == "plan" else "question"
+        console.print(Panel(str(prompt.get("text", prompt)), title=f"p2m {title}", border_style="magenta"))
+        try:
+            return console.input("[bold magenta]you>[/] ")
+        except EOFError:
+            return "quit"
+        finally:
+            self._progress.start()
+
+    def read(self) -> str:
+        """The user's next line in a chat (progress paused while typing)."""
+        self._progress.stop()
+        try:
+            return console.input("[bold magenta]you>[/] ")
+        except EOFError:
+            return "quit"
+        finally:
+            self._progress.start()
+
+    def show(self, text: str) -> None:
+        console.print(Panel(text, title="p2m", border_style="magenta"))
+
     def summary(self, s: dict[str, Any]) -> None:
         if self.quiet:
             return
         table = Table(title="Evaluation (never trained on)")
-        for col in ("split", "n", "accuracy", "macro-F1"):
+        reports = {k: v for k, v in (s.get("metrics") or {}).items() if isinstance(v, dict) and "metrics" in v}
+        names = list(dict.fromkeys(m for rep in reports.values() for m in rep["metrics"]))
+        for col in ("split", "n", *names):
             table.add_column(col)
-        for split, rep in (s.get("metrics") or {}).items():
-            if isinstance(rep, dict) and "metrics" in rep:
-                table.add_row(split, str(rep["n"]), f"{rep['metrics']['accuracy']:.4f}", f"{rep['metrics']['macro_f1']:.4f}")
+        for split, rep in reports.items():
+            table.add_row(split, str(rep["n"]), *[f"{rep['metrics'].get(m, float('nan')):.4f}" for m in names])
         console.print(table)
         usage = s.get("llm_usage", {})
         lines = [
@@ -85,6 +111,9 @@ def print_trace(events: list[dict[str, Any]]) -> None:
                        f"{e.get('llm_calls', 0)} LLM calls: {e.get('error') or e.get('output_summary', '')}")
             for c in e.get("candidates", [])[:5]:
                 branch.add(f"[dim]candidate {c.get('name')} score {c.get('score')} {c.get('reason', '')}[/]")
+        elif e["kind"] == "human":
+            for t in e.get("turns") or [{"question": "request", "answer": e.get("request"), "change": e.get("change")}]:
+                root.add(f"[magenta]user[/] [dim]{t.get('question', '')[:80]}[/] → {t.get('answer')} ({t.get('change')})")
         elif e["kind"] == "finish":
             root.add(f"[bold]finish[/]: {e.get('reason')} · score {e.get('score')}")
     out.print(root)
