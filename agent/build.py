@@ -3,11 +3,12 @@ or continue an interrupted build from its run folder."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from agent.budget import Budget
 from agent.context import Context
@@ -96,7 +97,30 @@ def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None,
         train=TrainConfig(epochs=limits.epochs, seed=seed), seed=seed)
     run.write_json("task.json", spec.to_dict())
     run.write_json("config.json", settings.to_config(prompt))
-    return _drive(run, spec, settings, quiet=quiet, resume=False)
+    with exclusive(run):
+        return _drive(run, spec, settings, quiet=quiet, resume=False)
+
+
+@contextlib.contextmanager
+def exclusive(run: Run) -> Iterator[None]:
+    """Hold the run folder for this process: a second build or resume of it fails instead of interleaving.
+
+    The lock belongs to the process, so the system releases it when the process dies, even by kill -9.
+
+    Raises:
+        P2MError: another process holds the run.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        yield
+        return
+    with (run.dir / ".lock").open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise P2MError(f"{run.dir} is in use by another p2m process; wait for it to end or stop it first.") from None
+        yield
 
 
 def open_run(run_dir: Path) -> tuple[Run, TaskSpec, Settings]:
@@ -127,9 +151,10 @@ def resume_model(run_dir: Path, *, quiet: bool = False) -> dict[str, Any] | None
         P2MError: not a run folder, or the build fails again.
     """
     run, spec, settings = open_run(run_dir)
-    if read_checkpoint(run).finished and (run.dir / "summary.json").is_file():
-        return None
-    return _drive(run, spec, settings, quiet=quiet, resume=True)
+    with exclusive(run):
+        if read_checkpoint(run).finished and (run.dir / "summary.json").is_file():
+            return None
+        return _drive(run, spec, settings, quiet=quiet, resume=True)
 
 
 def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume: bool) -> dict[str, Any]:

@@ -222,7 +222,8 @@ def generate_examples(
                 written = None
             if written is not None:
                 # Replaying an interrupted run: this batch reached the disk before the crash.
-                texts = [str(r.get("input", "")) for r in written]
+                strays += written[n:]
+                texts = [str(r.get("input", "")) for r in written[:n]]
             else:
                 try:
                     answer = llm.call_tool(messages, "write_inputs", _schema(n, config.max_chars),

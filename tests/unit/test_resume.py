@@ -137,3 +137,75 @@ def test_resume_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     assert "is not a p2m run folder" in result.stderr and "Traceback" not in result.output
     missing = CliRunner().invoke(cli, ["resume", str(tmp_path / "nope")])
     assert missing.exit_code == 1 and "is not a p2m run folder" in missing.stderr
+
+
+def test_resume_of_a_run_another_process_holds(tmp_path: Path) -> None:
+    import fcntl
+
+    from agent.build import Settings
+    from agent.budget import Budget
+    from agent.llms import LLMSettings
+    from p2m_engine.synth import SynthConfig
+    from p2m_engine.task import parse_task
+    from p2m_engine.train import TrainConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "task.json").write_text(json.dumps(parse_task(PROMPT.read_text()).to_dict()))
+    settings = Settings(llm=LLMSettings(), limits=Budget(), planner="rules", hubs=[], test_path=None, student=None,
+                        synth=SynthConfig(), train=TrainConfig(), seed=0)
+    (run / "config.json").write_text(json.dumps(settings.to_config("prompt")))
+    sqlite3.connect(run / "checkpoints.sqlite").close()
+    with (run / ".lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = CliRunner().invoke(cli, ["resume", str(run)])
+    assert result.exit_code == 1 and "in use by another p2m process" in result.stderr
+
+
+def test_exit_codes_follow_the_target_and_are_documented() -> None:
+    from agent.build import exit_code, met_target
+
+    assert met_target("model", 0.7, None) and exit_code({"met_target": True}) == 0
+    assert met_target("model", 0.8, 0.8) and not met_target("model", 0.79, 0.8)
+    assert not met_target("model", None, 0.5) and not met_target(None, None, None)
+    assert exit_code({"met_target": False}) == 2
+    text = CliRunner().invoke(cli, ["build", "--help"]).output
+    assert "--yes" in text and "0  a model was built and met the target" in text and "2  the build finished below" in text
+
+
+def test_unattended_build_error_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["build", str(PROMPT), "--yes", "--hub", str(tmp_path / "none")], input="y\n")
+    assert result.exit_code == 1 and "no such folder" in result.stderr and "Traceback" not in result.output
+
+
+def _pure_answer(messages: list[dict[str, Any]], name: str, i: int) -> dict[str, Any]:
+    """An answer that depends on the prompt only (like a cached or deterministic teacher)."""
+    label = "spam" if 'label is "spam"' in messages[-1]["content"] else "ham"
+    h = hashlib.sha256(json.dumps(messages).encode()).hexdigest()[:8]
+    return {f"input_{k + 1}": f"{label} text {h} n{k}" for k in range(5)}
+
+
+def test_interrupted_generation_call_replays_from_disk(tmp_path: Path) -> None:
+    from p2m_engine.synth import SynthConfig, generate_examples
+    from p2m_engine.task import parse_task
+    from tests.fakes import FakeLLM
+
+    spec = parse_task(PROMPT.read_text())
+    config = SynthConfig(per_label=10, batch_size=5)
+    earlier = json.dumps({"input": "an older example of ham", "output": "ham", "call": "c0", "batch": 1})
+    whole = tmp_path / "whole.jsonl"
+    whole.write_text(earlier + "\n")
+    first = FakeLLM(_pure_answer)
+    generate_examples(spec, first, whole, config, call_id="c1")  # type: ignore[arg-type]
+    lines = whole.read_text().splitlines()[1:]
+    assert len(lines) == 19 and first.usage.calls == 4 and all(json.loads(x)["call"] == "c1" for x in lines)
+    # A crash after three batches with the last line cut short: the call runs again from its start.
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text(earlier + "\n" + "\n".join(lines[:14]) + "\n" + lines[14][:20])
+    llm = FakeLLM(_pure_answer)
+    res = generate_examples(spec, llm, cut, config, call_id="c1")  # type: ignore[arg-type]
+    assert llm.usage.calls == 1  # only the batch that never reached the disk
+    assert llm.requests[0] == first.requests[-1]  # ... asked exactly as the first time (a cache hit)
+    assert res.count == 20 and res.per_label == {"ham": 10, "spam": 10}
+    got = [x for x in cut.read_text().splitlines()[1:] if x.endswith("}")]
+    assert got == lines  # the same rows as the uninterrupted call, each once
