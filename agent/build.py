@@ -13,7 +13,7 @@ from typing import Any, Iterator
 from agent.budget import Budget
 from agent.context import Context
 from agent.llms import LLMSettings, open_llm
-from agent.runner import CHECKPOINTS, read_checkpoint, run_build
+from agent.runner import read_checkpoint, run_build
 from agent.trace import TraceWriter
 from agent.ui import BuildDisplay
 from p2m_engine.card import write_model_card
@@ -129,7 +129,8 @@ def open_run(run_dir: Path) -> tuple[Run, TaskSpec, Settings]:
     Raises:
         P2MError: `run_dir` is not a p2m run folder.
     """
-    missing = [n for n in ("config.json", "task.json", CHECKPOINTS) if not (run_dir / n).is_file()]
+    # No checkpoints yet (the build stopped before its first step): the resumed build starts from the beginning.
+    missing = [n for n in ("config.json", "task.json") if not (run_dir / n).is_file()]
     if not run_dir.is_dir() or missing:
         raise P2MError(f"{run_dir} is not a p2m run folder (no {', '.join(missing) or 'folder'}); "
                        "give the folder `p2m build` printed, e.g. runs/20250101-120000-...")
