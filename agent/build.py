@@ -47,11 +47,18 @@ class Settings:
     seed: int
 
     def to_config(self, prompt: str) -> dict[str, Any]:
+        """The JSON of config.json; paths are absolute, so that a resume works from any folder."""
+        student = self.student
+        if student and Path(student).exists():
+            student = str(Path(student).resolve())
+        llm = self.llm.describe()
+        if llm.get("model") and str(llm["model"]).endswith(".gguf") and Path(llm["model"]).is_file():
+            llm["model"] = str(Path(llm["model"]).resolve())
         return {
-            "prompt": prompt if len(prompt) < 300 else prompt[:300] + "...", "llm": self.llm.describe(),
-            "planner": self.planner, "hub": [str(h) for h in self.hubs],
-            "test": str(self.test_path) if self.test_path else None, "budget": dataclasses.asdict(self.limits),
-            "synth": dataclasses.asdict(self.synth), "train": dataclasses.asdict(self.train), "student": self.student,
+            "prompt": prompt if len(prompt) < 300 else prompt[:300] + "...", "llm": llm,
+            "planner": self.planner, "hub": [str(h.resolve()) for h in self.hubs],
+            "test": str(self.test_path.resolve()) if self.test_path else None, "budget": dataclasses.asdict(self.limits),
+            "synth": dataclasses.asdict(self.synth), "train": dataclasses.asdict(self.train), "student": student,
             "seed": self.seed,
         }
 
@@ -143,15 +150,23 @@ def open_run(run_dir: Path) -> tuple[Run, TaskSpec, Settings]:
     return run, spec, settings_from_config(cfg)
 
 
-def resume_model(run_dir: Path, *, quiet: bool = False) -> dict[str, Any] | None:
+def resume_model(run_dir: Path, *, quiet: bool = False, base_url: str | None = None) -> dict[str, Any] | None:
     """Continue the build of `run_dir` from its last checkpoint and return its summary.
 
-    Returns None, doing nothing, when the build had already finished.
+    Args:
+        run_dir: the run folder.
+        quiet: no progress display.
+        base_url: the LLM endpoint, when it moved since the build (cached answers stay valid).
+
+    Returns:
+        The summary, or None, doing nothing, when the build had already finished.
 
     Raises:
         P2MError: not a run folder, or the build fails again.
     """
     run, spec, settings = open_run(run_dir)
+    if base_url:
+        settings = dataclasses.replace(settings, llm=dataclasses.replace(settings.llm, base_url=base_url))
     with exclusive(run):
         if read_checkpoint(run).finished and (run.dir / "summary.json").is_file():
             return None

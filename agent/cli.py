@@ -119,7 +119,8 @@ def _finish(summary: dict[str, Any], as_json: bool) -> None:
 @cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
-def resume(run: Path, as_json: bool) -> None:
+@click.option("--base-url", help="The LLM endpoint, if it moved since the build (default: the one in config.json).")
+def resume(run: Path, as_json: bool, base_url: str | None) -> None:
     """Continue the build of RUN (its run folder) after a crash or kill, from its last checkpoint.
 
     The settings come from RUN/config.json; an API key from the environment again. A step cut short
@@ -130,7 +131,7 @@ def resume(run: Path, as_json: bool) -> None:
     _unattended()
     from agent.build import resume_model
 
-    summary = resume_model(run, quiet=as_json)
+    summary = resume_model(run, quiet=as_json, base_url=base_url)
     if summary is None:
         click.echo(f"{run} has already finished; nothing to do (see {run / 'summary.json'}).", err=True)
         return

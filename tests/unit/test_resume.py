@@ -214,13 +214,17 @@ def test_interrupted_generation_call_replays_from_disk(tmp_path: Path) -> None:
 def test_build_that_failed_before_its_first_step_resumes_from_the_start(tmp_path: Path, tiny_encoder: Path) -> None:
     with OpenAIStub(responder=teacher, model="gpt-test", models_status=401) as stub:
         failed = CliRunner().invoke(cli, build_args(tmp_path, stub, tiny_encoder, ",steps=2"), env={"OPENAI_API_KEY": KEY})
-        assert failed.exit_code == 1 and "rejected the API key" in failed.stderr, failed.output
-        (run,) = tmp_path.iterdir()
-        assert not (run / "summary.json").exists()
-        stub.models_status = 200
-        result = CliRunner().invoke(cli, ["resume", str(run), "--json"], env={"OPENAI_API_KEY": KEY})
+    assert failed.exit_code == 1 and "rejected the API key" in failed.stderr, failed.output
+    (run,) = tmp_path.iterdir()
+    assert not (run / "summary.json").exists()
+    # The endpoint moved (another port): --base-url overrides the one in config.json.
+    with OpenAIStub(responder=teacher, model="gpt-test") as stub:
+        result = CliRunner().invoke(cli, ["resume", str(run), "--json", "--base-url", stub.base_url],
+                                    env={"OPENAI_API_KEY": KEY})
+        served = len(stub.chat_requests)
     assert result.exit_code == 2, result.output  # the step budget ends it after generation, without a model
     summary = json.loads(result.stdout)
-    assert summary["generated"] == 2 * PER_LABEL and summary["finish_reason"] == "step budget of 2 reached"
+    assert summary["generated"] == 2 * PER_LABEL == 5 * served
+    assert summary["finish_reason"] == "step budget of 2 reached"
     events = [json.loads(x) for x in (run / "trace.jsonl").read_text().splitlines()]
     assert events[0]["kind"] == "resume" and [e["kind"] for e in events].count("resume") == 1
