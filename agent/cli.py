@@ -125,7 +125,7 @@ def resume(run: Path, as_json: bool, base_url: str | None) -> None:
 
     The settings come from RUN/config.json; an API key from the environment again. A step cut short
     runs again from its start; LLM answers already received come from the cache, not the endpoint.
-    A finished run is left as it is. Exit codes as for build.
+    A finished run is left as it is (exit 0). Otherwise exit codes as for build.
     """
     _offline_defaults()
     _unattended()
