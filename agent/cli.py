@@ -61,11 +61,22 @@ def cli() -> None:
 @click.option("--student", help="A local encoder folder to fine-tune instead of searching for one.")
 @click.option("--seed", default=0, show_default=True, help="Seed for sampling, splits and training.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+@click.option("-y", "--yes", is_flag=True, help="Unattended: never wait for input (stdin is not read).")
 def build(prompt: str, backend: str, model: str | None, base_url: str | None, hubs: tuple[Path, ...],
           test_path: Path | None, out: Path, budget: str, planner: str, student: str | None, seed: int,
-          as_json: bool) -> None:
-    """Build a model for PROMPT (a prompt file, or the prompt text): instruction plus input=/output= demos."""
+          as_json: bool, yes: bool) -> None:
+    """Build a model for PROMPT (a prompt file, or the prompt text): instruction plus input=/output= demos.
+
+    \b
+    Exit codes:
+      0  a model was built and met the target (or no target was set)
+      1  error (one line on stderr)
+      2  the build finished below the target, or without a model
+    An interrupted build continues with `p2m resume RUN`.
+    """
     _offline_defaults()
+    if yes:
+        _unattended()
     from agent.budget import Budget
     from p2m_engine.task import parse_task, read_prompt
 
@@ -86,8 +97,45 @@ def build(prompt: str, backend: str, model: str | None, base_url: str | None, hu
     summary = build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs),
                                 test_path=test_path, out=out, limits=limits, planner=planner, student=student,
                                 seed=seed, quiet=as_json)
+    _finish(summary, as_json)
+
+
+def _unattended() -> None:
+    """Nothing may wait for a person: any read of stdin gets end-of-file at once."""
+    sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+
+
+def _finish(summary: dict[str, Any], as_json: bool) -> None:
+    """Print the summary as JSON when asked, and exit 0 (target met) or 2 (below it, or no model)."""
+    from agent.build import exit_code
+
     if as_json:
         click.echo(json.dumps(summary, indent=2))
+    code = exit_code(summary)
+    if code:
+        click.get_current_context().exit(code)
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+@click.option("--base-url", help="The LLM endpoint, if it moved since the build (default: the one in config.json).")
+def resume(run: Path, as_json: bool, base_url: str | None) -> None:
+    """Continue the build of RUN (its run folder) after a crash or kill, from its last checkpoint.
+
+    The settings come from RUN/config.json; an API key from the environment again. A step cut short
+    runs again from its start; LLM answers already received come from the cache, not the endpoint.
+    A finished run is left as it is (exit 0). Otherwise exit codes as for build.
+    """
+    _offline_defaults()
+    _unattended()
+    from agent.build import resume_model
+
+    summary = resume_model(run, quiet=as_json, base_url=base_url)
+    if summary is None:
+        click.echo(f"{run} has already finished; nothing to do (see {run / 'summary.json'}).", err=True)
+        return
+    _finish(summary, as_json)
 
 
 def _chat_options(f: Any) -> Any:

@@ -18,16 +18,17 @@ console = Console(stderr=True)
 class BuildDisplay:
     """Rich progress bars per stage plus one line per decision and tool result."""
 
-    def __init__(self, run: Run, quiet: bool = False) -> None:
+    def __init__(self, run: Run, quiet: bool = False, verb: str = "build") -> None:
         self.run = run
         self.quiet = quiet
+        self.verb = verb
         self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                   TimeElapsedColumn(), console=console, disable=quiet)
         self._tasks: dict[str, Any] = {}
 
     def __enter__(self) -> "BuildDisplay":
         if not self.quiet:
-            console.print(f"[bold]p2m build[/] → {self.run.dir}")
+            console.print(f"[bold]p2m {self.verb}[/] → {self.run.dir}")
         self._progress.start()
         return self
 
@@ -85,12 +86,17 @@ class BuildDisplay:
             table.add_row(split, str(rep["n"]), *[f"{rep['metrics'].get(m, float('nan')):.4f}" for m in names])
         console.print(table)
         usage = s.get("llm_usage", {})
+        target = s.get("target")
+        verdict = "no target" if target is None else f"target {target}: {'met' if s.get('met_target') else 'not met'}"
+        tried = " → ".join(t["name"] + ("" if t.get("ok") else " (failed)") for t in s.get("tried", []))
         lines = [
             f"finished: {s.get('finish_reason')}",
+            f"score: {s.get('score')} ({verdict}) after {s.get('steps', 0)} steps",
+            f"tried: {tried or 'nothing'}",
             f"data: {s.get('retrieved', 0)} retrieved ({s.get('dataset') or 'none'}), {s.get('generated', 0)} generated {s.get('per_label') or ''}",
             f"student: {s.get('base_model')} → {s.get('model_dir')}",
             f"validation accuracy: {s.get('val_accuracy')}",
-            f"LLM: {usage.get('calls', 0)} calls ({usage.get('cached', 0)} cached), {usage.get('prompt_tokens', 0) + usage.get('completion_tokens', 0)} tokens",
+            f"LLM{' (this session)' if s.get('resumed') else ''}: {usage.get('calls', 0)} calls ({usage.get('cached', 0)} cached), {usage.get('prompt_tokens', 0) + usage.get('completion_tokens', 0)} tokens",
             f"wall time: {s.get('wall_s')} s · trace: p2m trace {s.get('run')}",
         ]
         console.print(Panel("\n".join(lines), title="p2m build summary"))
@@ -114,6 +120,8 @@ def print_trace(events: list[dict[str, Any]]) -> None:
         elif e["kind"] == "human":
             for t in e.get("turns") or [{"question": "request", "answer": e.get("request"), "change": e.get("change")}]:
                 root.add(f"[magenta]user[/] [dim]{t.get('question', '')[:80]}[/] → {t.get('answer')} ({t.get('change')})")
+        elif e["kind"] == "resume":
+            root.add(f"[yellow]resume[/] at step {e.get('step')}: {e.get('reason')}")
         elif e["kind"] == "finish":
             root.add(f"[bold]finish[/]: {e.get('reason')} · score {e.get('score')}")
     out.print(root)

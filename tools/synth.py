@@ -35,7 +35,8 @@ def generate_examples(runtime: ToolRuntime, per_label: int = 0) -> tuple[str, di
     meter = Meter(ctx.llm)
     config = ctx.synth if per_label <= 0 else dataclasses.replace(ctx.synth, per_label=per_label)
     result = synth.generate_examples(spec_of(runtime.state), ctx.llm, ctx.run.path("data", "generated.jsonl"), config,
-                                     exclude=held_out_inputs(ctx), progress=ctx.report("generate_examples"))
+                                     exclude=held_out_inputs(ctx), progress=ctx.report("generate_examples"),
+                                     call_id=runtime.tool_call_id)
     artifact = {"generated": result.count, "per_label": result.per_label, "dropped": result.dropped,
                 "stopped_labels": list(result.stopped), "path": str(result.path), **meter.figures()}
     return observation({k: artifact[k] for k in ("generated", "per_label", "dropped", "stopped_labels")}), artifact
