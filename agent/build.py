@@ -155,13 +155,15 @@ def open_run(run_dir: Path) -> tuple[Run, TaskSpec, Settings]:
     return run, spec, settings_from_config(cfg)
 
 
-def resume_model(run_dir: Path, *, quiet: bool = False, base_url: str | None = None) -> dict[str, Any] | None:
+def resume_model(run_dir: Path, *, quiet: bool = False, base_url: str | None = None,
+                 chat: bool = False) -> dict[str, Any] | None:
     """Continue the build of `run_dir` from its last checkpoint and return its summary.
 
     Args:
         run_dir: the run folder.
         quiet: no progress display.
         base_url: the LLM endpoint, when it moved since the build (cached answers stay valid).
+        chat: continue in conversation (`p2m chat RUN`): a finished build takes questions and requests.
 
     Returns:
         The summary, or None, doing nothing, when the build had already finished.
@@ -173,9 +175,9 @@ def resume_model(run_dir: Path, *, quiet: bool = False, base_url: str | None = N
     if base_url:
         settings = dataclasses.replace(settings, llm=dataclasses.replace(settings.llm, base_url=base_url))
     with exclusive(run):
-        if read_checkpoint(run).finished and (run.dir / "summary.json").is_file():
+        if not chat and read_checkpoint(run).finished and (run.dir / "summary.json").is_file():
             return None
-        return _drive(run, spec, settings, quiet=quiet, resume=True)
+        return _drive(run, spec, settings, quiet=quiet, resume=True, chat=chat)
 
 
 def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume: bool,

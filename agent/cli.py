@@ -162,13 +162,20 @@ def _chat_options(f: Any) -> Any:
 def chat(prompt: str | None, backend: str, model: str | None, base_url: str | None, hubs: tuple[Path, ...],
          test_path: Path | None, out: Path, budget: str, student: str | None, seed: int) -> None:
     """Build a model in conversation: the agent asks what PROMPT leaves open, proposes a plan, builds when you
-    agree, then answers "why ...?" from its trace and takes requests ("add a label X", "more examples of ...")."""
+    agree, then answers "why ...?" from its trace and takes requests ("add a label X", "more examples of ...").
+
+    PROMPT may be a run folder: continue that build in conversation."""
     _offline_defaults()
     from agent.budget import Budget
     from agent.build import build_model
     from agent.ui import console
     from p2m_engine.task import parse_task, read_prompt
 
+    if prompt and Path(prompt).is_dir():
+        from agent.build import resume_model
+
+        resume_model(Path(prompt), base_url=base_url, chat=True)
+        return
     limits = Budget.parse(budget)
     if not prompt:
         console.print("Describe the task, then give a few examples as lines input=\"...\" and output=\"...\"; "
