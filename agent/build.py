@@ -43,7 +43,8 @@ def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None,
     with open_llm(settings, run.dir / "logs", want_planner=lead == "llm") as (llm, planner_model), display:
         ctx = Context(run=run, llm=llm, hub_dirs=hubs, test_path=test_path, student=student, synth=synth, train=train,
                       max_retrieved=limits.retrieved, progress=display.progress, planner=lead,
-                      planner_model=planner_model, max_steps=limits.steps)
+                      planner_model=planner_model, max_steps=limits.steps, target=limits.target_for("accuracy"),
+                      max_iterations=limits.iterations, max_llm_calls=limits.llm_calls)
         state = run_build(spec, ctx, trace, on_update=display.update)
         usage = llm.usage.to_dict()
         teacher = llm.model
@@ -54,6 +55,9 @@ def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None,
         "base_model": state.get("base_model_name"), "model_dir": state.get("model_dir"),
         "val_accuracy": state.get("val_accuracy"), "steps": state.get("steps", 0), "llm_usage": usage,
         "teacher": teacher, "wall_s": round(time.monotonic() - started, 1),
+        "decision_split": state.get("decision_split"), "best_iteration": state.get("best_iteration"),
+        "iterations": [{k: h.get(k) for k in ("iteration", "decision_score", "score", "weak_labels")}
+                       for h in state.get("history", [])],
     }
     if state.get("model_dir"):
         write_model_card(Path(state["model_dir"]), spec, summary)
