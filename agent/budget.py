@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from p2m_engine.errors import P2MError
 
-# The score a build aims for when the user sets no target, per metric of the decision split.
-DEFAULT_TARGETS = {"accuracy": 0.9}
+# The score a build aims for when the user sets no target, per main metric of the task type (all in 0..1).
+DEFAULT_TARGETS = {"accuracy": 0.9, "exact_match": 0.8, "chrf++": 0.6}
 # Keys whose values stay fractional; the others are counts.
 _FLOATS = ("epochs", "target")
 

@@ -18,7 +18,7 @@ from p2m_engine.card import write_model_card
 from p2m_engine.runs import Run
 from p2m_engine.synth import SynthConfig
 from p2m_engine.train import TrainConfig
-from p2m_engine.types import TaskSpec
+from p2m_engine.types import MAIN_METRIC, TaskSpec
 
 
 def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None, base_url: str | None,
@@ -43,7 +43,7 @@ def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None,
     with open_llm(settings, run.dir / "logs", want_planner=lead == "llm") as (llm, planner_model), display:
         ctx = Context(run=run, llm=llm, hub_dirs=hubs, test_path=test_path, student=student, synth=synth, train=train,
                       max_retrieved=limits.retrieved, progress=display.progress, planner=lead,
-                      planner_model=planner_model, max_steps=limits.steps, target=limits.target_for("accuracy"),
+                      planner_model=planner_model, max_steps=limits.steps, target=limits.target_for(MAIN_METRIC[spec.task_type]),
                       max_iterations=limits.iterations, max_llm_calls=limits.llm_calls)
         state = run_build(spec, ctx, trace, on_update=display.update)
         usage = llm.usage.to_dict()

@@ -109,6 +109,7 @@ def _iteration(state: State, art: dict[str, Any]) -> dict[str, Any]:
     best = state.get("best_score")
     improved = best is None or score > best
     entry = {"iteration": iteration, "decision_split": art.get("decision_split"), "decision_score": score,
+             "metric": art.get("metric", "accuracy"),
              "decision_n": art.get("decision_n"), "score": art.get("score"), "score_split": art.get("score_split"),
              "model_dir": state.get("model_dir"), "val_accuracy": state.get("val_accuracy"),
              "epochs": state.get("epochs"), "weak_labels": art.get("weak_labels", []),
@@ -121,7 +122,8 @@ def _iteration(state: State, art: dict[str, Any]) -> dict[str, Any]:
     update["_record"] = {
         "kind": "iteration", "node": "observe", "step": state.get("steps", 0), "name": "iteration",
         "iteration": iteration, "decision_split": art.get("decision_split"), "decision_n": art.get("decision_n"),
-        "decision_score": score, "test_score": art.get("score"), "score_split": art.get("score_split"),
+        "decision_score": score, "metric": art.get("metric", "accuracy"), "test_score": art.get("score"),
+        "score_split": art.get("score_split"),
         "improved": improved, "best_iteration": iteration if improved else state.get("best_iteration"),
         "best_score": score if improved else best, "weak_labels": art.get("weak_labels", []),
         "failures": art.get("failures"),

@@ -47,6 +47,12 @@ def decision_scores(state: dict[str, Any]) -> list[float]:
     return [h["decision_score"] for h in state.get("history", [])]
 
 
+def _measure(state: dict[str, Any]) -> str:
+    """What the decision scores measure, e.g. "dev accuracy"."""
+    history = state.get("history") or [{}]
+    return f"{state.get('decision_split')} {history[-1].get('metric', 'accuracy')}"
+
+
 def plateaued(scores: list[float], min_gain: float) -> bool:
     """True when the last two iterations both failed to beat the best before them by `min_gain`."""
     return len(scores) >= 3 and max(scores[-2:]) < max(scores[:-2]) + min_gain
@@ -62,14 +68,14 @@ def stop_reason(state: dict[str, Any], ctx: Context) -> str | None:
     scores = decision_scores(state)
     if not scores:
         return "model evaluated"
-    split, best = state.get("decision_split"), state.get("best_score")
+    measure, best = _measure(state), state.get("best_score")
     if best is not None and best >= ctx.target:
-        return f"target met ({split} accuracy {best:.4f} >= {ctx.target})"
+        return f"target met ({measure} {best:.4f} >= {ctx.target})"
     if plateaued(scores, ctx.min_gain):
-        return (f"plateau ({split} accuracy {', '.join(f'{s:.4f}' for s in scores)}: no gain of {ctx.min_gain} "
+        return (f"plateau ({measure} {', '.join(f'{s:.4f}' for s in scores)}: no gain of {ctx.min_gain} "
                 "over two iterations)")
     if len(scores) >= ctx.max_iterations:
-        return f"budget: {ctx.max_iterations} iterations (best {split} accuracy {best:.4f} < target {ctx.target})"
+        return f"budget: {ctx.max_iterations} iterations (best {measure} {best:.4f} < target {ctx.target})"
     if ctx.max_steps - state.get("steps", 0) < 2:
         return f"budget: {ctx.max_steps} steps (another iteration needs a training and an evaluation)"
     return None
@@ -135,8 +141,8 @@ def rules_choice(allowed: list[str], state: dict[str, Any], ctx: Context) -> tup
         return "finish", stop_reason(state, ctx) or "model evaluated"
     if not state.get("evaluated") or not state.get("history"):
         return min(allowed, key=ORDER.index), "next step of the default pipeline"
-    split, best = state.get("decision_split"), state.get("best_score")
-    lag = f"{split} accuracy {best} < target {ctx.target}"
+    split = state.get("decision_split")
+    lag = f"best {_measure(state)} {state.get('best_score')} < target {ctx.target}"
     if "train_model" in allowed and _data(state) != state.get("trained_on", 0):
         return "train_model", f"train on the {_data(state) - state.get('trained_on', 0)} new examples"
     if "generate_targeted_examples" in allowed:
