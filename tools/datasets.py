@@ -64,7 +64,12 @@ def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
             test_from = str(held)
         # Leakage guard: no training row may equal a test row or a demonstration.
         banned = {normalize(x) for x in [*inputs_of_test(ctx), *(e.input for e in spec.examples)]}
-        rows = [r for r in rows if normalize(r.input) not in banned]
+        # Repeated texts are kept once (the first), so that no text can land on both sides of the dev split.
+        unique: dict[str, Any] = {}
+        for r in rows:
+            if normalize(r.input) not in banned:
+                unique.setdefault(normalize(r.input), r)
+        rows = list(unique.values())
         # A real dev split, disjoint from the test data and never trained on: the build's decisions
         # (iterate or stop, which model is best) are made on it, never on the test data.
         rows, dev_rows = split_validation(rows, fraction=min(DEV_FRACTION, DEV_MAX / max(len(rows), 1)), seed=ctx.train.seed)
