@@ -97,13 +97,15 @@ def observe(state: State) -> dict[str, Any]:
         record["score"] = art.get("score")
         record["score_split"] = art.get("score_split")
         if art.get("decision_score") is not None:
-            update |= _iteration(state, art)
-            update["trace"] = [record, update.pop("_record")]
+            folded, iteration_record = _iteration(state, art)
+            update |= folded
+            update["trace"] = [record, iteration_record]
     return update
 
 
-def _iteration(state: State, art: dict[str, Any]) -> dict[str, Any]:
-    """Record an evaluated iteration: its decision score, whether it is the best so far, its failures."""
+def _iteration(state: State, art: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fold an evaluated iteration into the state (its decision score, whether it is the best so far, its
+    failures); returns the state update and the iteration's trace record."""
     iteration = art.get("iteration") or state.get("iteration") or 1
     score = float(art["decision_score"])
     best = state.get("best_score")
@@ -119,7 +121,7 @@ def _iteration(state: State, art: dict[str, Any]) -> dict[str, Any]:
                               "weak_labels": art.get("weak_labels", [])}
     if improved:
         update |= {"best_model_dir": state.get("model_dir"), "best_score": score, "best_iteration": iteration}
-    update["_record"] = {
+    record = {
         "kind": "iteration", "node": "observe", "step": state.get("steps", 0), "name": "iteration",
         "iteration": iteration, "decision_split": art.get("decision_split"), "decision_n": art.get("decision_n"),
         "decision_score": score, "metric": art.get("metric", "accuracy"), "test_score": art.get("score"),
@@ -128,7 +130,7 @@ def _iteration(state: State, art: dict[str, Any]) -> dict[str, Any]:
         "best_score": score if improved else best, "weak_labels": art.get("weak_labels", []),
         "failures": art.get("failures"),
     }
-    return update
+    return update, record
 
 
 def finish(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -148,7 +150,7 @@ def finish(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     if source and Path(source).is_dir():
         predictions = Path(best["predictions_dir"]) if best and best.get("predictions_dir") else None
         update["model_dir"] = str(export_model(Path(source), runtime.context.run, predictions,
-                                               best["metrics"] if best else None))
+                                               best["metrics"] if best else state.get("metrics")))
     record = {"kind": "finish", "node": "finish", "step": state.get("steps", 0), "name": "finish", "reason": reason,
               "score": update.get("score", state.get("score")), "score_split": best["score_split"] if best else None,
               "decision_split": state.get("decision_split"), "decision_score": state.get("best_score"),
