@@ -22,7 +22,7 @@ from p2m_engine.errors import P2MError
 from p2m_engine.runs import Run
 from p2m_engine.synth import SynthConfig
 from p2m_engine.train import TrainConfig
-from p2m_engine.types import TaskSpec
+from p2m_engine.types import MAIN_METRIC, TaskSpec
 
 # Exit codes of `p2m build` and `p2m resume`.
 EXIT_OK = 0
@@ -185,19 +185,20 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
     """Open the LLM, run (or continue) the graph, and write the summary and model card."""
     started = time.monotonic()
     limits = settings.limits
+    target = limits.target_for(MAIN_METRIC[spec.task_type])
     display = BuildDisplay(run, quiet=quiet, verb="resume" if resume else "build")
     trace = TraceWriter(run.dir, run.id, secrets=[settings.llm.api_key or ""])
     with open_llm(settings.llm, run.dir / "logs", want_planner=settings.planner == "llm") as (llm, planner_model), display:
         ctx = Context(run=run, llm=llm, hub_dirs=settings.hubs, test_path=settings.test_path, student=settings.student,
                       synth=settings.synth, train=settings.train, max_retrieved=limits.retrieved,
                       progress=display.progress, planner=settings.planner, planner_model=planner_model,
-                      max_steps=limits.steps, interactive=chat)
+                      max_steps=limits.steps, interactive=chat, target=target,
+                      max_iterations=limits.iterations, max_llm_calls=limits.llm_calls)
         converse = make_converse(run.dir, llm, display.read, display.show) if chat else None
         state = run_build(spec, ctx, trace, on_update=display.update, resume=resume,
                           ask=display.ask if chat else None, converse=converse)
         usage = llm.usage.to_dict()
         teacher = llm.model
-    target = getattr(limits, "target", None)
     score = state.get("score")
     summary = {
         "run": str(run.dir), "finish_reason": state.get("finish_reason"), "score": score,
@@ -209,6 +210,9 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
         "tried": [{"name": t.get("name"), "ok": t.get("ok")} for t in state.get("trace", []) if t.get("kind") == "tool"],
         "llm_usage": usage, "task": state.get("task"), "teacher": teacher, "wall_s": round(time.monotonic() - started, 1),
         "resumed": resume,
+        "decision_split": state.get("decision_split"), "best_iteration": state.get("best_iteration"),
+        "iterations": [{k: h.get(k) for k in ("iteration", "decision_score", "score", "weak_labels")}
+                       for h in state.get("history", [])],
     }
     if state.get("model_dir"):
         write_model_card(Path(state["model_dir"]), TaskSpec.from_dict(state["task"]), summary)

@@ -55,7 +55,8 @@ def cli() -> None:
 @click.option("--hub", "hubs", multiple=True, type=click.Path(path_type=Path), help="A folder of datasets to search (repeatable).")
 @click.option("--test", "test_path", type=click.Path(path_type=Path), help="Labelled JSONL (input, output) to evaluate on.")
 @click.option("--out", default=Path("runs"), type=click.Path(path_type=Path), show_default=True, help="Where run folders go.")
-@click.option("--budget", default="", help="Limits, e.g. 'steps=12,per_label=40,epochs=3,retrieved=1000'.")
+@click.option("--budget", default="", help="Limits, e.g. 'steps=12,per_label=40,epochs=3,retrieved=1000,target=0.9,"
+              "iterations=3' (target: validation accuracy at which iterating stops).")
 @click.option("--planner", type=click.Choice(["auto", "rules", "llm"]), default="auto", show_default=True,
               help="Who picks the next step: rules, the LLM, or auto (LLM for API models, rules for the small embedded one).")
 @click.option("--student", help="A local encoder folder to fine-tune instead of searching for one.")

@@ -48,6 +48,8 @@ class BuildDisplay:
                 style = "green" if e.get("ok") else "red"
                 self._progress.console.print(f"  [{style}]{e['name']}[/] {e.get('duration_ms', 0) / 1000:.1f}s "
                                              f"[dim]{e.get('error') or e.get('output_summary', '')[:200]}[/]")
+            elif e["kind"] == "iteration":
+                self._progress.console.print(f"[bold]iteration {e['iteration']}[/]: {iteration_line(e)}")
 
     def ask(self, prompt: dict[str, Any]) -> str:
         """Show a question of the agent (an interrupt) and read the user's answer, with progress paused."""
@@ -102,6 +104,13 @@ class BuildDisplay:
         console.print(Panel("\n".join(lines), title="p2m build summary"))
 
 
+def iteration_line(e: dict[str, Any]) -> str:
+    """One evaluated iteration: the decision score it was judged by, the reported test score, the best so far."""
+    best = "new best" if e.get("improved") else f"best stays iteration {e.get('best_iteration')}"
+    return (f"{e.get('decision_split')} accuracy {e.get('decision_score')} (decides) · {e.get('score_split')} "
+            f"accuracy {e.get('test_score')} (reported) · {best} · weak labels: {', '.join(e.get('weak_labels') or []) or 'none'}")
+
+
 def print_trace(events: list[dict[str, Any]]) -> None:
     """Print the trace as a tree: one branch per decision with its tool result below it."""
     out = Console()
@@ -122,6 +131,9 @@ def print_trace(events: list[dict[str, Any]]) -> None:
                 root.add(f"[magenta]user[/] [dim]{t.get('question', '')[:80]}[/] → {t.get('answer')} ({t.get('change')})")
         elif e["kind"] == "resume":
             root.add(f"[yellow]resume[/] at step {e.get('step')}: {e.get('reason')}")
+        elif e["kind"] == "iteration":
+            root.add(f"[bold]iteration {e['iteration']}[/]: {iteration_line(e)}")
         elif e["kind"] == "finish":
-            root.add(f"[bold]finish[/]: {e.get('reason')} · score {e.get('score')}")
+            root.add(f"[bold]finish[/]: {e.get('reason')} · score {e.get('score')}"
+                     + (f" (model of iteration {e['best_iteration']})" if e.get("best_iteration") else ""))
     out.print(root)

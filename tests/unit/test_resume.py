@@ -43,7 +43,8 @@ def teacher(body: dict[str, Any]) -> tuple[str, Any]:
 def build_args(out: Path, stub: OpenAIStub, tiny_encoder: Path, budget: str = "") -> list[str]:
     return ["build", str(PROMPT), "--llm", "openai", "--base-url", stub.base_url, "--model", "gpt-test",
             "--student", str(tiny_encoder), "--test", str(TEST_FILE), "--out", str(out), "--planner", "rules",
-            "--budget", f"per_label={PER_LABEL},epochs=1{budget}", "--seed", "3", "--yes", "--json"]
+            "--budget", f"per_label={PER_LABEL},epochs=1,iterations=1,target=0.01{budget}", "--seed", "3", "--yes",
+            "--json"]
 
 
 def p2m(args: list[str], **kw: Any) -> subprocess.Popen[str]:
@@ -77,7 +78,7 @@ def test_killed_build_resumes_without_losing_duplicating_or_paying_twice(tmp_pat
                                     env={"OPENAI_API_KEY": KEY, "P2M_HOME": str(tmp_path / "ref-home")})
     assert result.exit_code == 2, result.output
     reference = json.loads(result.stdout)
-    assert reference["model_dir"] is None and reference["finish_reason"] == "step budget of 2 reached"
+    assert reference["model_dir"] is None and reference["finish_reason"] == "budget: step budget of 2 reached"
     ref_rows = rows(Path(reference["run"]) / "data" / "generated.jsonl")
     assert reference["generated"] == len(ref_rows) == 2 * PER_LABEL
 
@@ -225,6 +226,6 @@ def test_build_that_failed_before_its_first_step_resumes_from_the_start(tmp_path
     assert result.exit_code == 2, result.output  # the step budget ends it after generation, without a model
     summary = json.loads(result.stdout)
     assert summary["generated"] == 2 * PER_LABEL == 5 * served
-    assert summary["finish_reason"] == "step budget of 2 reached"
+    assert summary["finish_reason"] == "budget: step budget of 2 reached"
     events = [json.loads(x) for x in (run / "trace.jsonl").read_text().splitlines()]
     assert events[0]["kind"] == "resume" and [e["kind"] for e in events].count("resume") == 1
