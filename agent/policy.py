@@ -30,8 +30,13 @@ ORDER = list(ACTIONS)
 MAX_GENERATE_CALLS = 3
 
 
+def per_label_target(state: dict[str, Any], ctx: Context) -> int:
+    """Generated examples wanted per label: the run's setting, raised each time a chat asks for more."""
+    return ctx.synth.per_label + int(state.get("extra_per_label", 0)) * max(5, ctx.synth.per_label // 2)
+
+
 def generation_target(state: dict[str, Any], ctx: Context) -> int:
-    return ctx.synth.per_label * len(state["task"].get("labels") or ())
+    return per_label_target(state, ctx) * len(state["task"].get("labels") or ())
 
 
 def _data(state: dict[str, Any]) -> int:
@@ -115,8 +120,10 @@ def allowed_actions(state: dict[str, Any], ctx: Context) -> list[str]:
     if not state.get("base_model") and tried.count("search_models") < 2:
         allowed.append("search_models")
     if (ctx.llm is not None and ctx.synth.per_label > 0 and state.get("generated", 0) < generation_target(state, ctx)
-            and tried.count("generate_examples") < MAX_GENERATE_CALLS and not state.get("generation_stalled")
-            and not state.get("history") and _llm_calls_left(ctx)):
+            and tried.count("generate_examples") < MAX_GENERATE_CALLS * (1 + int(state.get("extra_per_label", 0)))
+            and not state.get("generation_stalled") and _llm_calls_left(ctx)
+            # Once a model is evaluated, the loop generates for the weak labels; a chat's request still counts.
+            and (not state.get("history") or state.get("extra_per_label"))):
         allowed.append("generate_examples")
     if can_target(state, ctx):
         allowed.append("generate_targeted_examples")
@@ -156,9 +163,12 @@ def rules_choice(allowed: list[str], state: dict[str, Any], ctx: Context) -> tup
 
 
 def action_args(action: str, state: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    """The arguments of a chosen action: a retraining on unchanged data gets more epochs."""
+    """The arguments of a chosen action: a retraining on unchanged data gets more epochs; generation after a
+    chat asked for more examples gets the raised per-label target."""
     if action == "train_model" and state.get("evaluated") and _data(state) == state.get("trained_on", 0):
         return {"epochs": retrain_epochs(state, ctx)}
+    if action == "generate_examples" and state.get("extra_per_label"):
+        return {"per_label": per_label_target(state, ctx)}
     return {}
 
 

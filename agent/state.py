@@ -82,3 +82,7 @@ class State(InputState, total=False):
     """Iteration whose failures the last targeted generation worked on (not repeated before retraining)."""
     targeted_stalled: bool
     """The last targeted generation added nothing: asking again the same way is futile."""
+    clarified: bool
+    """clarify_task has run (questions asked and the plan approved, or nothing to ask outside a chat)."""
+    extra_per_label: int
+    """How many times the user asked for more examples in a chat: each raises the generation target."""

@@ -73,10 +73,20 @@ class Run:
 
 
 def append_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
-    """Append rows to a JSONL file and flush to disk; returns how many were written."""
+    """Append rows to a JSONL file and flush to disk; returns how many were written.
+
+    A last line cut short by a crash is closed first, so that it cannot swallow the next row.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
+    torn = False
+    if path.is_file() and path.stat().st_size > 0:
+        with path.open("rb") as f:
+            f.seek(-1, os.SEEK_END)
+            torn = f.read(1) != b"\n"
     with path.open("a", encoding="utf-8") as f:
+        if torn:
+            f.write("\n")
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
             n += 1

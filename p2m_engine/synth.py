@@ -179,6 +179,7 @@ def generate_targeted_examples(
     extra: int = 0,
     exclude: list[str] = (),  # type: ignore[assignment]
     progress: Progress | None = None,
+    call_id: str | None = None,
 ) -> DataResult:
     """Generate more examples for the weak labels of `report`, telling the teacher what the student confuses.
 
@@ -191,13 +192,14 @@ def generate_targeted_examples(
         extra: new examples per weak label (0: half of `config.per_label`, at least one batch).
         exclude: held-out inputs that must never become training data.
         progress: called with (done, total) after each batch.
+        call_id: identifies this call across a crash (see `generate_examples`).
 
     Returns:
         As `generate_examples`; nothing is generated when the report has no weak label.
     """
     extra = extra or max(config.batch_size, config.per_label // 2)
     return generate_examples(spec, llm, out_path, config, exclude=exclude, progress=progress,
-                             focus=Focus.from_report(report, extra))
+                             focus=Focus.from_report(report, extra), call_id=call_id)
 
 
 def generate_examples(
@@ -209,12 +211,16 @@ def generate_examples(
     exclude: list[str] = (),  # type: ignore[assignment]
     progress: Progress | None = None,
     focus: Focus | None = None,
+    call_id: str | None = None,
 ) -> DataResult:
     """Generate `config.per_label` examples for every label and append them to `out_path`.
 
     Rows already in `out_path` count towards the target, so a resumed run continues where it stopped.
     With a `focus`, only its labels get new examples (`focus.extra` each beyond what they have), and the
     prompt shows the teacher the student's confusions and errors.
+    Rows marked with this same `call_id` were written by an interrupted run of this very call: it is
+    replayed from its start, each batch already on disk taken back from the disk instead of asked again,
+    so nothing is lost, duplicated or paid twice and the result is that of an uninterrupted call.
 
     Args:
         spec: a classification task with at least two labels.
@@ -224,6 +230,7 @@ def generate_examples(
         exclude: held-out inputs (test, validation) that must never become training data.
         progress: called with (done, total) after each batch.
         focus: weak labels to generate more for, with what the student gets wrong on them.
+        call_id: identifies this call across a crash (recorded in each row as `call`).
 
     Returns:
         Where the data is and how many examples each label has; what each filter dropped.
@@ -237,9 +244,13 @@ def generate_examples(
     banned = {normalize(e.input) for e in spec.examples} | {normalize(x) for x in exclude}
     filters = Filters(config, spec.labels, banned, [e.input for e in spec.examples])
     pool: dict[str, list[str]] = {label: [] for label in spec.labels}
+    on_disk: dict[int, list[dict[str, str]]] = {}  # batch -> rows an interrupted run of this call already wrote
+    strays: list[dict[str, str]] = []  # such rows the replay did not reach (the LLM answered otherwise this time)
     if out_path.exists():
         for row in read_jsonl(out_path):
-            if row.get("output") in pool and filters.accept(row["input"], row["output"]):
+            if call_id is not None and row.get("call") == call_id and isinstance(row.get("batch"), int):
+                on_disk.setdefault(row["batch"], []).append(row)
+            elif row.get("output") in pool and filters.accept(row["input"], row["output"]):
                 pool[row["output"]].append(row["input"])
     filters.dropped.clear()
     if focus is not None:
@@ -296,26 +307,38 @@ def generate_examples(
                 {"role": "system", "content": render("generate_examples_system", label=label)},
                 {"role": "user", "content": render(template, **variables)},
             ]
-            try:
-                answer = llm.call_tool(messages, "write_inputs", _schema(n, config.max_chars), temperature=round(t, 2),
-                                       max_tokens=min(2048, 32 + n * (config.max_chars // 3)),
-                                       variant=len(pool[label]))
-            except LLMError as e:
-                if "no valid answer" not in str(e):
-                    raise
-                failed[label] += 1
-                continue
-            rows = []
-            for text in _inputs(answer)[:n]:
-                if filters.accept(text.strip(), label):
-                    pool[label].append(text.strip())
-                    row = {"input": text.strip(), "output": label, "source": "generated", "model": llm.model,
-                           "temperature": round(t, 2), "batch": batch, "template": template}
-                    rows.append(row | {"targeted": True} if focus is not None else row)
-            append_jsonl(out_path, rows)
-            failed[label] = 0 if rows else failed[label] + 1
+            written = on_disk.pop(batch, None)
+            if written is not None and any(r.get("output") != label for r in written):
+                strays += written
+                written = None
+            if written is not None:
+                # Replaying an interrupted run: this batch reached the disk before the crash.
+                strays += written[n:]
+                texts = [str(r.get("input", "")) for r in written[:n]]
+            else:
+                try:
+                    answer = llm.call_tool(messages, "write_inputs", _schema(n, config.max_chars),
+                                           temperature=round(t, 2), max_tokens=min(2048, 32 + n * (config.max_chars // 3)),
+                                           variant=len(pool[label]))
+                except LLMError as e:
+                    if "no valid answer" not in str(e):
+                        raise
+                    failed[label] += 1
+                    continue
+                texts = [text.strip() for text in _inputs(answer)[:n]]
+            kept = [text for text in texts if filters.accept(text, label)]
+            pool[label].extend(kept)
+            if written is None:
+                append_jsonl(out_path, ({"input": text, "output": label, "source": "generated", "model": llm.model,
+                                         "temperature": round(t, 2), "batch": batch, "template": template,
+                                         **({"targeted": True} if focus is not None else {}),
+                                         **({"call": call_id} if call_id is not None else {})} for text in kept))
+            failed[label] = 0 if kept else failed[label] + 1
             if progress:
                 progress(done() - done0, total - done0)
+    for row in strays + [r for rows in on_disk.values() for r in rows]:  # on disk: they count too
+        if row.get("output") in pool and filters.accept(str(row.get("input", "")), str(row["output"])):
+            pool[str(row["output"])].append(str(row["input"]))
     stopped = tuple(lb for lb in spec.labels if len(pool[lb]) < target[lb])
     for label in stopped:
         logger.warning("label %r stopped at %d of %d examples after %d batches (the model kept repeating itself)",

@@ -68,6 +68,8 @@ def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str,
     iteration = int(state.get("iteration") or 0) + 1
     folder = f"iterations/{iteration}/model"
     result = students.train_student(spec, tr, val, ctx.run.path(folder), config, progress=ctx.report("train_model"))
+    # The model folder says what it is, so that predict/serve work on it when it is copied out of the run.
+    ctx.run.write_json(f"{folder}/p2m_task.json", spec.to_dict())
     ctx.run.write_json(f"{folder}/p2m_train.json", {**result.config, "sources": sources, "n_train": result.n_train,
                                                     "n_val": result.n_val, "train_loss": result.train_loss,
                                                     "val_accuracy": result.val_score})
