@@ -124,8 +124,10 @@ def steer(state: dict[str, Any], request: str, llm: Any = None) -> tuple[dict[st
     spec = TaskSpec.from_dict(state["task"])
     edit = parse_edit(request, spec, llm)
     new = apply_edit(spec, edit)
+    # The user's change starts a new round: models built before it are no longer the yardstick for "best".
     update: dict[str, Any] = {"task": new.to_dict(), "evaluated": False, "generation_stalled": False,
-                              "finish_reason": None,
+                              "finish_reason": None, "best_model_dir": None, "best_score": None,
+                              "best_iteration": None, "targeted_stalled": False,
                               "trace": [{"kind": "human", "node": "chat", "step": state.get("steps", 0),
                                          "name": "steer", "request": request, "change": edit.describe()}]}
     if edit.more_examples or edit.add_labels or edit.note:

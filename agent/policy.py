@@ -163,7 +163,8 @@ def rules_choice(allowed: list[str], state: dict[str, Any], ctx: Context) -> tup
 
 
 def action_args(action: str, state: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    """The arguments of a chosen action: a retraining on unchanged data gets more epochs."""
+    """The arguments of a chosen action: a retraining on unchanged data gets more epochs; generation after a
+    chat asked for more examples gets the raised per-label target."""
     if action == "train_model" and state.get("evaluated") and _data(state) == state.get("trained_on", 0):
         return {"epochs": retrain_epochs(state, ctx)}
     if action == "generate_examples" and state.get("extra_per_label"):

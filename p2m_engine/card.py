@@ -84,7 +84,8 @@ Main metric: **{main}**.
 | --- | --- |{' --- |' * len(names)}
 {chr(10).join(rows)}
 
-`demos` are the task prompt's demonstrations; `test` is real held-out data. A large gap between the validation
+`demos` are the task prompt's demonstrations; `dev` is real data held out of training that the build chose
+this model on (the best of its iterations); `test` is real held-out data it never decided on. A large gap between the validation
 score and the test score means the training data (partly synthetic) differs from real inputs.
 
 ## Use

@@ -179,6 +179,7 @@ def generate_targeted_examples(
     extra: int = 0,
     exclude: list[str] = (),  # type: ignore[assignment]
     progress: Progress | None = None,
+    call_id: str | None = None,
 ) -> DataResult:
     """Generate more examples for the weak labels of `report`, telling the teacher what the student confuses.
 
@@ -191,13 +192,14 @@ def generate_targeted_examples(
         extra: new examples per weak label (0: half of `config.per_label`, at least one batch).
         exclude: held-out inputs that must never become training data.
         progress: called with (done, total) after each batch.
+        call_id: identifies this call across a crash (see `generate_examples`).
 
     Returns:
         As `generate_examples`; nothing is generated when the report has no weak label.
     """
     extra = extra or max(config.batch_size, config.per_label // 2)
     return generate_examples(spec, llm, out_path, config, exclude=exclude, progress=progress,
-                             focus=Focus.from_report(report, extra))
+                             focus=Focus.from_report(report, extra), call_id=call_id)
 
 
 def generate_examples(

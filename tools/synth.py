@@ -15,6 +15,7 @@ from p2m_engine.errors import LLMError, TrainingError
 from p2m_engine.runs import read_jsonl
 from tools.context import Meter, ToolContext, observation, spec_of
 
+
 def _inputs(path: Path) -> list[str]:
     return [str(r.get("input", "")) for r in read_jsonl(path)] if path.is_file() else []
 
@@ -76,7 +77,8 @@ def generate_targeted_examples(runtime: ToolRuntime, per_label: int = 0) -> tupl
     before = dict(state.get("per_label") or {})
     result = synth.generate_targeted_examples(spec, ctx.llm, ctx.run.path("data", "generated.jsonl"), report,
                                               ctx.synth, extra=per_label, exclude=held_out_inputs(ctx),
-                                              progress=ctx.report("generate_targeted_examples"))
+                                              progress=ctx.report("generate_targeted_examples"),
+                                              call_id=runtime.tool_call_id)
     added = {k: v - before.get(k, 0) for k, v in result.per_label.items() if v - before.get(k, 0)}
     artifact = {"generated": result.count, "per_label": result.per_label, "added": added,
                 "weak_labels": list(report.weak_labels), "focus_split": report.split, "dropped": result.dropped,
