@@ -27,7 +27,7 @@ browser:
 
 # The main job: an offline build of the demo task on the embedded default LLM.
 demo: install
-	$(BIN)/p2m build examples/sms_spam.txt --hub examples/hub --budget per_label=20,epochs=2
+	$(BIN)/p2m build examples/sms_spam.txt --hub examples/hub --budget per_label=20,epochs=2 || [ $$? -eq 2 ]  # 2: below target
 
 # The whole suite: unit tests, then the real end-to-end build with the embedded LLM.
 test: install

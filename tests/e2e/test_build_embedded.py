@@ -23,9 +23,11 @@ def _p2m(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def test_offline_build_end_to_end(tmp_path: Path) -> None:
     env = {**os.environ, "P2M_HOME": str(tmp_path / "home")}
     proc = _p2m("build", "examples/sms_spam.txt", "--hub", str(DEMO_HUB), "--out", str(tmp_path / "runs"),
-                "--budget", "per_label=10,epochs=1,retrieved=200", "--json", env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+                "--budget", "per_label=10,epochs=1,retrieved=200,iterations=2", "--json", env=env)
+    assert proc.returncode in (0, 2), proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
+    # Exit code 0 when the target was met, 2 when the build finished below it; a model either way.
+    assert proc.returncode == (0 if summary["met_target"] else 2) and summary["model_dir"]
     run = Path(summary["run"])
     # The run folder a person can read: config, data, model, metrics, model card, trace.
     for name in ("config.json", "task.json", "metrics.json", "summary.json", "trace.jsonl", "data/generated.jsonl",
@@ -42,14 +44,16 @@ def test_offline_build_end_to_end(tmp_path: Path) -> None:
     # The trace names every step, with a decision before each tool call.
     events = [json.loads(x) for x in (run / "trace.jsonl").read_text().splitlines()]
     tools = [e["name"] for e in events if e["kind"] == "tool"]
-    assert tools == ["search_datasets", "search_models", "generate_examples", "train_model", "evaluate_model"]
+    assert tools[:5] == ["search_datasets", "search_models", "generate_examples", "train_model", "evaluate_model"]
+    # Further iterations (targeted generation or a retrain) always end with an evaluation, at most 2 of them.
+    assert tools[-1] == "evaluate_model" and tools.count("train_model") == tools.count("evaluate_model") <= 2
     assert all(e["ok"] for e in events if e["kind"] == "tool")
     assert events[-1]["kind"] == "finish"
 
     pred = _p2m("predict", str(run), "WINNER!! Claim your free prize now, text WIN to 80082", "ok see you at home",
                 env=env)
     assert pred.returncode == 0, pred.stderr[-2000:]
-    labels = [json.loads(line)["label"] for line in pred.stdout.splitlines()]
+    labels = [json.loads(line)["output"] for line in pred.stdout.splitlines()]
     assert len(labels) == 2 and set(labels) <= {"ham", "spam"}
 
     shown = _p2m("trace", str(run), env=env)
