@@ -201,3 +201,30 @@ def test_training_without_any_answer_in_context_is_refused(tiny_qa_base: Path, t
     with pytest.raises(TrainingError, match="answer inside its context"):
         train_qa([Example("Question: a? Context: b c d", "zzz")], [], tmp_path / "m",
                  TrainConfig(base_model=str(tiny_qa_base)))
+
+
+# --- base models ---------------------------------------------------------------------------------------------
+
+
+def test_search_models_offers_encoders_for_qa_with_qa_trained_heads_first(tiny_qa_base: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
+
+    from p2m_engine import models
+
+    squad_model = tmp_path / "bigger-squad"  # bigger than tiny_qa_base, but saved with a span head
+    config = BertConfig(vocab_size=30522, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=128)
+    BertForQuestionAnswering(config).save_pretrained(str(squad_model))
+    AutoTokenizer.from_pretrained(str(tiny_qa_base)).save_pretrained(str(squad_model))
+    cached = [models.describe_local(p, "hf-cache") for p in (tiny_qa_base, squad_model)]
+    assert cached[0] and cached[1] and cached[1].params > cached[0].params
+    monkeypatch.setattr(models, "_cached_models", lambda: [c for c in cached if c])
+
+    qa = models.search_models("extractive-qa")
+    assert qa[0].path == str(squad_model) and "already trained for QA" in qa[0].reason
+    assert all("new span head" in c.reason for c in qa[1:]) and len(qa) == 3
+    # Classification keeps smallest first and its plain reasons.
+    cls = models.search_models("classification")
+    assert [c.params for c in cls] == sorted(c.params for c in cls)
+    assert all("span head" not in c.reason for c in cls)
