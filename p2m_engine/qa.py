@@ -126,6 +126,7 @@ def train_qa(train: list[Example], val: list[Example], out_dir: Path, config: Tr
     Raises:
         TrainingError: no base model, or no training row has its answer in its context.
     """
+    import torch
     from datasets import Dataset, disable_progress_bars
     from transformers import (AutoModelForQuestionAnswering, AutoTokenizer, PrinterCallback, Trainer, TrainerCallback,
                               TrainingArguments, set_seed)
@@ -193,6 +194,8 @@ def train_qa(train: list[Example], val: list[Example], out_dir: Path, config: Tr
         report_to="none",
         seed=config.seed,
         bf16=use_bf16,
+        # transformers refuses bf16 without a GPU unless told the run is on CPU (AVX512-BF16/AMX CPUs have it).
+        use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
         disable_tqdm=True,
