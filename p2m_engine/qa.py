@@ -23,6 +23,7 @@ from p2m_engine.types import EvalReport, Example, TrainResult
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+MIN_VAL = 5  # fewer validation rows than this cannot pick a checkpoint
 QA_META = "p2m_qa.json"  # beside the model: how inputs were split and windowed, so prediction does the same
 
 
@@ -109,7 +110,8 @@ def train_qa(train: list[Example], val: list[Example], out_dir: Path, config: Tr
     Inputs are split into question and context (`qa_text.split_question_context`, field names learned from the
     training inputs); rows whose answer is not in their context are dropped and counted. Validation runs the full
     answer post-processing (SQuAD EM and F1); F1 picks the checkpoint because it is less noisy than exact match on
-    a few dozen rows. With no validation rows, a tenth of the training rows is held back (when there are 10+).
+    a few dozen rows. With fewer than MIN_VAL validation rows (a stratified split by output gives none when every
+    answer is different), a tenth of the training rows is held back for validation (when there are 10+).
 
     Args:
         train: examples whose output is a span of the input.
@@ -141,10 +143,10 @@ def train_qa(train: list[Example], val: list[Example], out_dir: Path, config: Tr
         raise TrainingError(f"None of the {len(train)} training examples has its answer inside its context; an "
                             "extractive QA student needs outputs copied from the input.")
     held = 0
-    if not val_items and len(train_items) >= 10:
+    if len(val_items) < MIN_VAL and len(train_items) >= 10:
         random.Random(config.seed).shuffle(train_items)
         held = max(1, len(train_items) // 10)
-        val_items, train_items = train_items[:held], train_items[held:]
+        val_items, train_items = val_items + train_items[:held], train_items[held:]
     set_seed(config.seed)
     tok = AutoTokenizer.from_pretrained(config.base_model)
     if not getattr(tok, "is_fast", False):

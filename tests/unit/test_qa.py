@@ -228,3 +228,15 @@ def test_search_models_offers_encoders_for_qa_with_qa_trained_heads_first(tiny_q
     cls = models.search_models("classification")
     assert [c.params for c in cls] == sorted(c.params for c in cls)
     assert all("span head" not in c.reason for c in cls)
+
+
+def test_without_enough_validation_rows_a_tenth_of_training_is_held_back(tiny_qa_base: Path, tmp_path: Path) -> None:
+    from p2m_engine.qa import QAConfig, train_qa
+    from p2m_engine.train import TrainConfig
+
+    rng = random.Random(2)
+    rows = [_row(rng) for _ in range(20)]
+    cfg = TrainConfig(base_model=str(tiny_qa_base), max_steps=2, batch_size=8, bf16="off")
+    res = train_qa(rows, rows[:1], tmp_path / "m", cfg, qa=QAConfig(max_length=32, doc_stride=8, max_evals=1))
+    assert (res.n_train, res.n_val, res.config["val_held_from_train"]) == (18, 3, 2)
+    assert 0.0 <= res.val_score <= 1.0
