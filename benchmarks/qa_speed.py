@@ -26,6 +26,7 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=300)
     ap.add_argument("--base-model", default="", help="default: the packaged all-MiniLM-L6-v2")
     ap.add_argument("--epochs", type=float, default=3.0)
+    ap.add_argument("--min-steps", type=int, default=150, help="small data gets more epochs, up to this many steps")
     ap.add_argument("--learning-rate", type=float, default=1e-4)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--bf16", default="auto", choices=["auto", "on", "off"])
@@ -40,7 +41,8 @@ def main() -> None:
     train_contexts = {split_question_context(e.input, names)[1] for e in train}
     test = [e for e in rest if split_question_context(e.input, names)[1] not in train_contexts]
     config = TrainConfig(base_model=args.base_model or str(packaged_minilm_path()), epochs=args.epochs,
-                         learning_rate=args.learning_rate, batch_size=args.batch_size, bf16=args.bf16)
+                         learning_rate=args.learning_rate, batch_size=args.batch_size, bf16=args.bf16,
+                         min_steps=args.min_steps)
     result = train_qa(train, [], args.work / "model", config)
     started = time.monotonic()
     report = evaluate_qa(result.model_dir, test, "test", args.work / "predictions.jsonl")
@@ -49,7 +51,8 @@ def main() -> None:
         "data": str(args.data), "base_model": config.base_model, "n_train": result.n_train, "n_val": result.n_val,
         "n_test": report.n, "test_left_out_shared_paragraph": len(rest) - len(test),
         "dropped": result.config["dropped_no_answer_in_context"], "train_windows": result.config["train_windows"],
-        "epochs": round(result.epochs, 2), "learning_rate": config.learning_rate, "batch_size": config.batch_size,
+        "epochs": round(result.epochs, 2), "steps": result.config["train_steps"],
+        "learning_rate": config.learning_rate, "batch_size": config.batch_size,
         "bf16": result.config["bf16_used"], "train_seconds": round(result.config["train_seconds"], 1),
         "train_windows_per_second": result.config["train_samples_per_second"],
         "train_loss": round(result.train_loss, 4), "val_exact_match": round(result.val_score, 4),

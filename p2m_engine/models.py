@@ -109,4 +109,5 @@ def search_models(task_type: str, student: str | None = None, k: int = 5) -> lis
         note = {c.path: "; span head already trained for QA" if _qa_trained(c.path)
                 else "; encoder with a new span head (not trained for QA)" for c in ranked}
     return [ModelCandidate(c.name, c.path, c.params, c.source, 1.0 - i / len(ranked),
-                           f"{c.params / 1e6:.0f}M params, {c.source}{note[c.path]}") for i, c in enumerate(ranked[:k])]
+                           f"{c.params / 1e6:.0f}M params, {c.source}{note[c.path]}")
+            for i, c in enumerate(ranked[:k])]

@@ -229,7 +229,8 @@ def train_qa(train: list[Example], val: list[Example], out_dir: Path, config: Tr
                        {**asdict(config), "qa": asdict(qa), "field_names": list(names), "bf16_used": use_bf16,
                         "dropped_no_answer_in_context": {"train": dropped_train, "val": dropped_val},
                         "val_held_from_train": held, "train_windows": n_windows, "val_f1": val_f1,
-                        "train_seconds": train_seconds, "train_samples_per_second": out.metrics.get("train_samples_per_second"),
+                        "train_steps": int(out.global_step), "train_seconds": train_seconds,
+                        "train_samples_per_second": out.metrics.get("train_samples_per_second"),
                         "log_history": trainer.state.log_history})
 
 
@@ -277,14 +278,16 @@ def predict_qa(model_dir: Path, inputs: list[str], batch_size: int = 32,
     return decode(feats, [it.context for it in items], starts, ends, qa)
 
 
-def evaluate_qa(model_dir: Path, examples: list[Example], split: str, predictions_path: Path | None = None) -> EvalReport:
+def evaluate_qa(model_dir: Path, examples: list[Example], split: str,
+                predictions_path: Path | None = None) -> EvalReport:
     """SQuAD exact match and F1 of the span student on `examples`; each prediction is saved with its scores."""
     preds = predict_qa(model_dir, [e.input for e in examples])
     gold = [e.output for e in examples]
     if predictions_path:
         write_jsonl(predictions_path, ({"input": e.input, "gold": e.output, "prediction": p,
                                         "correct": normalize_answer(e.output) == normalize_answer(p),
-                                        "f1": round(squad_metrics([e.output], [p])["f1"], 4)} for e, p in zip(examples, preds)))
+                                        "f1": round(squad_metrics([e.output], [p])["f1"], 4)}
+                                       for e, p in zip(examples, preds)))
     return EvalReport(split, len(examples), squad_metrics(list(gold), preds), {}, predictions_path)
 
 

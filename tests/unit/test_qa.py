@@ -114,7 +114,8 @@ def trained(tiny_qa_base: Path, tmp_path_factory: pytest.TempPathFactory):  # ty
     train = [_row(rng) for _ in range(64)] + [Example("Question: which animal? Context: no animal here", "zebra")]
     val = [_row(rng) for _ in range(8)]
     cfg = TrainConfig(base_model=str(tiny_qa_base), max_steps=40, learning_rate=5e-3, batch_size=8, bf16="off")
-    return train_qa(train, val, tmp_path_factory.mktemp("qa") / "model", cfg, qa=QAConfig(max_length=32, doc_stride=8, max_evals=2))
+    qa = QAConfig(max_length=32, doc_stride=8, max_evals=2)
+    return train_qa(train, val, tmp_path_factory.mktemp("qa") / "model", cfg, qa=qa)
 
 
 def test_training_lowers_the_loss_and_records_drops(trained) -> None:  # type: ignore[no-untyped-def]
