@@ -31,6 +31,10 @@ def train_student(spec: TaskSpec, train: list[Example], val: list[Example], out_
         from p2m_engine.train import train_model
 
         return train_model(train, val, spec.labels, out_dir, config, progress=progress)
+    if spec.task_type == "generation":
+        from p2m_engine.textgen import train_generator
+
+        return train_generator(train, val, out_dir, config, progress=progress)
     raise UnsupportedTaskError(f"No {spec.task_type} student yet.")
 
 
@@ -40,6 +44,10 @@ def predict_student(task_type: str, model_dir: Path, inputs: list[str]) -> list[
         from p2m_engine.evaluate import predict
 
         return [label for label, _ in predict(model_dir, inputs)]
+    if task_type == "generation":
+        from p2m_engine.textgen import generate
+
+        return generate(model_dir, inputs)
     raise UnsupportedTaskError(f"No {task_type} student yet.")
 
 
