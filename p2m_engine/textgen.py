@@ -225,6 +225,7 @@ def train_generator(train: list[Example], val: list[Example], out_dir: Path, con
     history: list[dict[str, float]] = []
     best_loss, best_state, best_step = math.inf, None, 0
     step, loss_sum, loss_n = 0, 0.0, 0
+    loop_started, val_seconds = time.monotonic(), 0.0
     while step < total_steps:
         order = rows[:]
         rng.shuffle(order)
@@ -247,11 +248,15 @@ def train_generator(train: list[Example], val: list[Example], out_dir: Path, con
                 break
         # End of an epoch (or of training): keep the weights if validation loss improved.
         if val_batches:
+            val_started = time.monotonic()
             vloss = _mean_loss(model, val_batches, device, use_bf16)
+            val_seconds += time.monotonic() - val_started
             history.append({"step": step, "epoch": step / steps_per_epoch, "val_loss": vloss})
             if vloss < best_loss:
                 best_loss, best_step = vloss, step
                 best_state = {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+    # Optimizer steps only: what examples per second are measured on.
+    step_seconds = time.monotonic() - loop_started - val_seconds
     if best_state is not None and best_step != step:
         logger.info("restoring the weights of step %d (validation loss %.4f)", best_step, best_loss)
         params = dict(model.named_parameters())
@@ -275,6 +280,7 @@ def train_generator(train: list[Example], val: list[Example], out_dir: Path, con
                        time.monotonic() - started,
                        {**asdict(config), **{f"generation.{k}": v for k, v in asdict(gen).items()}, "lora_used": lora,
                         "learning_rate_used": lr, "bf16_used": use_bf16, "best_step": best_step,
+                        "step_seconds": step_seconds, "val_loss_seconds": val_seconds,
                         "best_val_loss": best_loss if best_state is not None else None, "log_history": history})
 
 
