@@ -8,7 +8,7 @@ import logging
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -39,6 +39,8 @@ class GenerationConfig:
     lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA branch"})
     lora_learning_rate: float = field(
         default=1e-3, metadata={"help": "AdamW peak learning rate with LoRA (TrainConfig.learning_rate is for full fine-tuning)"})
+    min_steps: int = field(
+        default=60, metadata={"help": "cap on TrainConfig.min_steps: a causal LM step costs about 20 encoder steps"})
     max_new_tokens: int = field(default=128, metadata={"help": "target tokens kept in training and generated at most"})
     val_loss_examples: int = field(default=64, metadata={"help": "validation examples whose loss picks the best epoch"})
     val_generate_examples: int = field(default=16, metadata={"help": "validation examples generated for the chrF++ val score"})
@@ -164,7 +166,8 @@ def train_generator(train: list[Example], val: list[Example], out_dir: Path, con
     adapters that are merged into the weights before saving, so `out_dir` loads with plain
     `AutoModelForCausalLM`. After each epoch the validation loss is measured and the best epoch's weights are
     kept. Uses `epochs`, `learning_rate` (full fine-tuning), `batch_size`, `max_length` (input tokens),
-    `warmup_ratio`, `weight_decay`, `seed`, `bf16`, `max_steps`, `min_steps` and `max_epochs` of `config`.
+    `warmup_ratio`, `weight_decay`, `seed`, `bf16`, `max_steps`, `min_steps` (capped by
+    `generation.min_steps`) and `max_epochs` of `config`.
 
     Args:
         train: training examples.
@@ -212,7 +215,7 @@ def train_generator(train: list[Example], val: list[Example], out_dir: Path, con
     val_rows = [encode_example(tok, fmt, e) for e in val[: gen.val_loss_examples]]
     val_batches = _batches(val_rows, config.batch_size, pad_id)
     steps_per_epoch = max(1, math.ceil(len(rows) / config.batch_size))
-    epochs = effective_epochs(len(rows), config)
+    epochs = effective_epochs(len(rows), replace(config, min_steps=min(config.min_steps, gen.min_steps)))
     total_steps = config.max_steps if config.max_steps > 0 else max(1, int(steps_per_epoch * epochs))
     lr = gen.lora_learning_rate if lora else config.learning_rate
     decay = [p for p in trainable if p.ndim >= 2]

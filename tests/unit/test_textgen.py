@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
+from p2m_engine.errors import ModelError
 from p2m_engine.metrics import generation_metrics
 from p2m_engine.models import describe_causal_lm, search_models
 from p2m_engine.students import evaluate_student, predict_student, train_student
@@ -26,7 +28,7 @@ def _data(n: int, offset: int = 0) -> list[Example]:
 
 
 @pytest.fixture(autouse=True)
-def one_thread() -> object:
+def one_thread() -> Iterator[None]:
     """Tiny models run fastest on one thread; on a shared, busy CPU two threads made each step 40x slower."""
     import torch
 
@@ -174,7 +176,7 @@ def test_search_models_offers_causal_lms_for_generation(tiny_causal_lm: Path, ti
 
     assert user[0].params == sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(str(tiny_causal_lm)).parameters())
     assert describe_causal_lm(tiny_encoder, "user") is None
-    with pytest.raises(Exception, match="not a local causal LM folder"):
+    with pytest.raises(ModelError, match="not a local causal LM folder"):
         search_models("generation", student=str(tiny_encoder))
 
     cands = search_models("generation")
@@ -182,3 +184,11 @@ def test_search_models_offers_causal_lms_for_generation(tiny_causal_lm: Path, ti
     if packaged:  # installed in the dev environment; offered without converting it yet
         assert packaged[0].path == str(smollm2_dir()) and packaged[0].params == SMOLLM2_PARAMS
         assert str(p2m_home) in packaged[0].path and not smollm2_dir().exists()
+
+
+def test_small_sets_get_extra_epochs_up_to_the_generation_cap(tiny_causal_lm: Path, tmp_path: Path) -> None:
+    steps: list[tuple[int, int]] = []
+    # 48 examples at 8 per batch are 6 steps an epoch; TrainConfig asks for 150 steps, the cap allows 12.
+    res = train_generator(_data(48), _data(4), tmp_path / "model", _config(tiny_causal_lm, epochs=1, min_steps=150),
+                          progress=lambda s, t: steps.append((s, t)), generation=GenerationConfig(min_steps=12))
+    assert steps[-1] == (12, 12) and res.epochs == pytest.approx(2.0)
