@@ -38,6 +38,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--no-instruction", action="store_true", help="leave the dataset's instruction out of prompts")
     ap.add_argument("--out", type=Path, default=Path("/tmp/p2m-textgen-speed"), help="model folder")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -55,7 +56,10 @@ def main() -> None:
     load_before = os.getloadavg()
     t0 = time.monotonic()
     log = logging.getLogger("textgen_speed")
-    res = train_generator(train, val, args.out, config, generation=gen,
+    info_path = args.dataset / "dataset_info.json"
+    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+    instruction = "" if args.no_instruction else str(info.get("instruction") or "")
+    res = train_generator(train, val, args.out, config, generation=gen, instruction=instruction,
                           progress=lambda step, total: log.info("step %d/%d", step, total))
     train_s = time.monotonic() - t0
     t1 = time.monotonic()
@@ -63,7 +67,7 @@ def main() -> None:
     gen_s = time.monotonic() - t1
     metrics = generation_metrics([e.output for e in test], preds)
     report = {
-        "base_model": base.name, "n_train": res.n_train, "n_val": res.n_val, "n_test": len(test),
+        "base_model": base.name, "instruction": instruction, "n_train": res.n_train, "n_val": res.n_val, "n_test": len(test),
         "epochs": res.epochs, "lora": res.config["lora_used"], "bf16": res.config["bf16_used"],
         "torch_threads": torch.get_num_threads(),
         "train_seconds_incl_val": round(res.seconds, 1), "train_call_seconds": round(train_s, 1),

@@ -34,7 +34,7 @@ def train_student(spec: TaskSpec, train: list[Example], val: list[Example], out_
     if spec.task_type == "generation":
         from p2m_engine.textgen import train_generator
 
-        return train_generator(train, val, out_dir, config, progress=progress)
+        return train_generator(train, val, out_dir, config, progress=progress, instruction=spec.instruction)
     raise UnsupportedTaskError(f"No {spec.task_type} student yet.")
 
 

@@ -50,9 +50,15 @@ class GenerationConfig:
 
 @dataclass(frozen=True)
 class PromptFormat:
-    """How an input becomes a prompt: the tokenizer's chat template, or input + SEPARATOR."""
+    """How an input becomes a prompt: the tokenizer's chat template, or input + SEPARATOR.
+
+    The task instruction goes first: as the system message where the chat template takes one (SmolLM2's
+    template otherwise inserts a generic system message of its own), else before the input.
+    """
 
     chat: bool
+    instruction: str = ""
+    system_role: bool = False
     separator: str = SEPARATOR
     max_length: int = 128
     max_new_tokens: int = 128
@@ -74,10 +80,34 @@ def _prompt_ids(tok: Any, fmt: PromptFormat, text: str) -> list[int]:
     if len(ids) > fmt.max_length:
         text = tok.decode(ids[: fmt.max_length])
     if fmt.chat:
-        prompt = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
+        messages = [{"role": "user", "content": text}]
+        if fmt.instruction and fmt.system_role:
+            messages.insert(0, {"role": "system", "content": fmt.instruction})
+        elif fmt.instruction:
+            messages[0]["content"] = f"{fmt.instruction}\n\n{text}"
+        prompt = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return list(tok(prompt, add_special_tokens=False)["input_ids"])
+    if fmt.instruction:
+        text = f"{fmt.instruction}\n\n{text}"
     # add_special_tokens: a BOS where the tokenizer uses one, as in its pre-training.
     return list(tok(text + fmt.separator, add_special_tokens=True)["input_ids"])
+
+
+def prompt_format(tok: Any, instruction: str, max_length: int, max_new_tokens: int) -> PromptFormat:
+    """The prompt format for this tokenizer: its chat template when it has one, with or without a system role."""
+    from jinja2 import TemplateError
+
+    chat = bool(getattr(tok, "chat_template", None))
+    system_role = False
+    if chat and instruction:
+        try:  # some templates (Gemma's) reject a system message
+            tok.apply_chat_template([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
+                                    add_generation_prompt=True, tokenize=False)
+            system_role = True
+        except TemplateError:
+            system_role = False
+    return PromptFormat(chat=chat, instruction=instruction.strip(), system_role=system_role, max_length=max_length,
+                        max_new_tokens=max_new_tokens)
 
 
 def _eos_id(tok: Any) -> int:
@@ -159,7 +189,8 @@ def _mean_loss(model: Any, batches: list[dict[str, Any]], device: str, use_bf16:
 
 
 def train_generator(train: list[Example], val: list[Example], out_dir: Path, config: TrainConfig,
-                    progress: Progress | None = None, generation: GenerationConfig | None = None) -> TrainResult:
+                    progress: Progress | None = None, generation: GenerationConfig | None = None,
+                    instruction: str = "") -> TrainResult:
     """Fine-tune the causal LM `config.base_model` to write each example's output after its input.
 
     The loss covers only the output tokens and the EOS that ends them. Bases above `lora_min_params` get LoRA
@@ -176,6 +207,7 @@ def train_generator(train: list[Example], val: list[Example], out_dir: Path, con
         config: shared training settings.
         progress: called with (step, total_steps).
         generation: settings of the generative student (defaults when None).
+        instruction: the task instruction, put before every input (in training and generation).
 
     Returns:
         The model folder and its figures; `val_score` is chrF++ of greedy outputs on a validation sample.
@@ -202,8 +234,7 @@ def train_generator(train: list[Example], val: list[Example], out_dir: Path, con
     use_bf16 = config.bf16 == "on" or (config.bf16 == "auto" and bf16_supported())
     tok = AutoTokenizer.from_pretrained(config.base_model)
     model = AutoModelForCausalLM.from_pretrained(config.base_model, dtype=torch.float32)
-    fmt = PromptFormat(chat=bool(getattr(tok, "chat_template", None)), max_length=config.max_length,
-                       max_new_tokens=gen.max_new_tokens)
+    fmt = prompt_format(tok, instruction, config.max_length, gen.max_new_tokens)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else _eos_id(tok)
     lora = _use_lora(model, gen)
     if lora:
@@ -213,6 +244,10 @@ def train_generator(train: list[Example], val: list[Example], out_dir: Path, con
 
     rows = [encode_example(tok, fmt, e) for e in train]
     val_rows = [encode_example(tok, fmt, e) for e in val[: gen.val_loss_examples]]
+    # Generation stops a little after the longest training output: a student that fails to end its output
+    # does not run on to the global limit.
+    longest = max(len(ids) - labels.count(IGNORE) for ids, labels in rows)
+    fmt = replace(fmt, max_new_tokens=min(gen.max_new_tokens, int(longest * 1.25) + 8))
     val_batches = _batches(val_rows, config.batch_size, pad_id)
     steps_per_epoch = max(1, math.ceil(len(rows) / config.batch_size))
     epochs = effective_epochs(len(rows), replace(config, min_steps=min(config.min_steps, gen.min_steps)))

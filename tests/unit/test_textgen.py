@@ -14,7 +14,7 @@ from p2m_engine.metrics import generation_metrics
 from p2m_engine.models import describe_causal_lm, search_models
 from p2m_engine.students import evaluate_student, predict_student, train_student
 from p2m_engine.textgen import (FORMAT_FILE, IGNORE, SEPARATOR, GenerationConfig, PromptFormat, encode_example,
-                                generate, train_generator)
+                                generate, prompt_format, train_generator)
 from p2m_engine.train import TrainConfig
 from p2m_engine.types import Example, TaskSpec
 
@@ -88,6 +88,30 @@ def test_prompt_tokens_are_masked_and_target_ends_with_eos(tiny_causal_lm: Path)
     assert tok.decode(ids[n_prompt:-1]) == "TAC" and ids[-1] == tok.eos_token_id
 
 
+def test_the_instruction_leads_every_prompt(tiny_causal_lm: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_causal_lm))
+    ex = Example("word cat", "TAC")
+
+    def prompt(fmt: PromptFormat) -> str:
+        ids, labels = encode_example(tok, fmt, ex)
+        return str(tok.decode(ids[: labels.count(IGNORE)], skip_special_tokens=True))
+
+    fmt = prompt_format(tok, " Reverse it. ", 128, 16)
+    assert not fmt.chat and prompt(fmt) == "Reverse it.\n\nword cat" + SEPARATOR
+    tok.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}assistant: "
+    fmt = prompt_format(tok, "Reverse it.", 128, 16)
+    assert fmt.chat and fmt.system_role
+    assert prompt(fmt) == "system: Reverse it.\nuser: word cat\nassistant: "
+    # A template that refuses a system message gets the instruction in the user turn.
+    tok.chat_template = ("{% if messages[0]['role'] == 'system' %}{{ raise_exception('no system role') }}{% endif %}"
+                         + tok.chat_template)
+    fmt = prompt_format(tok, "Reverse it.", 128, 16)
+    assert fmt.chat and not fmt.system_role
+    assert prompt(fmt) == "user: Reverse it.\n\nword cat\nassistant: "
+
+
 def test_long_inputs_and_targets_are_cut(tiny_causal_lm: Path) -> None:
     from transformers import AutoTokenizer
 
@@ -118,7 +142,10 @@ def test_training_lowers_the_loss_and_saves_a_plain_causal_lm(tiny_causal_lm: Pa
     model = AutoModelForCausalLM.from_pretrained(str(res.model_dir))
     base = AutoModelForCausalLM.from_pretrained(str(tiny_causal_lm))
     assert not torch.equal(model.model.layers[0].self_attn.q_proj.weight, base.model.layers[0].self_attn.q_proj.weight)
-    assert json.loads((res.model_dir / FORMAT_FILE).read_text())["chat"] is False
+    saved = json.loads((res.model_dir / FORMAT_FILE).read_text())
+    assert saved["chat"] is False and saved["instruction"] == ""
+    # Generation stops a little after the longest training output (3 letters + EOS here).
+    assert saved["max_new_tokens"] < 16
 
     outs = generate(res.model_dir, ["word cat", "word dog", "word fox"], max_new_tokens=5, batch_size=2)
     assert len(outs) == 3 and all(isinstance(o, str) for o in outs)
@@ -151,6 +178,7 @@ def test_student_dispatch_memorises_and_scores_generation(tiny_causal_lm: Path, 
     res = train_student(spec, train * 4, train, tmp_path / "model", _config(tiny_causal_lm, max_steps=60,
                                                                              warmup_ratio=0.1))
     assert predict_student("generation", res.model_dir, ["word cat", "word dog"]) == ["TAC", "GOD"]
+    assert json.loads((res.model_dir / FORMAT_FILE).read_text())["instruction"] == spec.instruction
 
     # A memorised case scores 1.0 on both metrics.
     report = evaluate_student("generation", res.model_dir, train, "test", tmp_path / "pred.jsonl")
