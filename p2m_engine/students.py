@@ -35,6 +35,10 @@ def train_student(spec: TaskSpec, train: list[Example], val: list[Example], out_
         from p2m_engine.qa import train_qa
 
         return train_qa(train, val, out_dir, config, progress=progress)
+    if spec.task_type == "generation":
+        from p2m_engine.textgen import train_generator
+
+        return train_generator(train, val, out_dir, config, progress=progress, instruction=spec.instruction)
     raise UnsupportedTaskError(f"No {spec.task_type} student yet.")
 
 
@@ -48,6 +52,10 @@ def predict_student(task_type: str, model_dir: Path, inputs: list[str]) -> list[
         from p2m_engine.qa import predict_qa
 
         return predict_qa(model_dir, inputs)
+    if task_type == "generation":
+        from p2m_engine.textgen import generate
+
+        return generate(model_dir, inputs)
     raise UnsupportedTaskError(f"No {task_type} student yet.")
 
 
