@@ -23,7 +23,8 @@ from p2m_engine.types import TaskSpec
 
 def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None, base_url: str | None,
                 hubs: list[Path], test_path: Path | None, out: Path, limits: Budget, planner: str,
-                student: str | None, seed: int, quiet: bool = False) -> dict[str, Any]:
+                student: str | None, seed: int, quiet: bool = False,
+                catalog: Path | None = None) -> dict[str, Any]:
     """Run one build end to end and return its summary (also written to run/summary.json)."""
     started = time.monotonic()
     run = Run.create(out, spec.instruction)
@@ -35,14 +36,15 @@ def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None,
     run.write_json("task.json", spec.to_dict())
     run.write_json("config.json", {
         "prompt": prompt if len(prompt) < 300 else prompt[:300] + "...", "llm": settings.describe(), "planner": lead,
-        "hub": [str(h) for h in hubs], "test": str(test_path) if test_path else None, "budget": dataclasses.asdict(limits),
+        "hub": [str(h) for h in hubs], "catalog": str(catalog) if catalog else None,
+        "test": str(test_path) if test_path else None, "budget": dataclasses.asdict(limits),
         "synth": dataclasses.asdict(synth), "train": dataclasses.asdict(train), "student": student, "seed": seed,
     })
     display = BuildDisplay(run, quiet=quiet)
     trace = TraceWriter(run.dir, run.id, secrets=[api_key or ""])
     with open_llm(settings, run.dir / "logs", want_planner=lead == "llm") as (llm, planner_model), display:
-        ctx = Context(run=run, llm=llm, hub_dirs=hubs, test_path=test_path, student=student, synth=synth, train=train,
-                      max_retrieved=limits.retrieved, progress=display.progress, planner=lead,
+        ctx = Context(run=run, llm=llm, hub_dirs=hubs, catalog_dir=catalog, test_path=test_path, student=student,
+                      synth=synth, train=train, max_retrieved=limits.retrieved, progress=display.progress, planner=lead,
                       planner_model=planner_model, max_steps=limits.steps)
         state = run_build(spec, ctx, trace, on_update=display.update)
         usage = llm.usage.to_dict()

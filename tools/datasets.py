@@ -8,7 +8,7 @@ from typing import Any
 from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
-from p2m_engine import datasets
+from p2m_engine import datasets, retrieval
 from p2m_engine.runs import write_jsonl
 from p2m_engine.synth import normalize
 from tools.context import Meter, ToolContext, observation, spec_of
@@ -32,18 +32,20 @@ def _balanced(rows: list[Any], cap: int) -> list[Any]:
 
 @tool(response_format="content_and_artifact")
 def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
-    """Search the dataset hub for real labelled datasets that fit the task.
+    """Search the dataset hub (and the Hub catalog, if given) for real datasets that fit the task.
 
-    The best candidate whose labels fit the task is taken as training data (capped and label-balanced);
-    its held-out split becomes real test data when no test file was given. Returns the candidates with
-    their similarity scores and why each was taken or rejected.
+    Candidates are ranked by similarity, reranked by the teacher LLM when several are plausible, and the
+    first usable one is taken as training data (capped and label-balanced; labels mapped onto the task's);
+    its held-out split becomes real test data when no test file was given. Returns every candidate with
+    its similarity, its rerank votes and why it was taken or rejected.
     """
     ctx: ToolContext = runtime.context
-    meter = Meter(None)
+    meter = Meter(ctx.llm)
     spec = spec_of(runtime.state)
-    cands = datasets.search_datasets(spec, ctx.hub_dirs, k=5)
-    ctx.run.write_json("datasets.json", [c.summary() for c in cands])
-    chosen = next((c for c in cands if c.label_map), None)
+    found = retrieval.find_dataset(spec, ctx.hub_dirs, llm=ctx.llm, catalog_dir=ctx.catalog_dir, k=5)
+    cands, chosen = found.candidates, found.chosen
+    ctx.run.write_json("datasets.json", {"candidates": [c.summary() for c in cands], "rerank": found.rerank,
+                                         "label_mappings": list(found.label_mappings)})
     retrieved, test_from = 0, None
     skipped: list[str] = []
     if chosen is not None:
@@ -64,11 +66,15 @@ def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     artifact = {
         "candidates": [c.summary() for c in cands],
         "dataset": chosen.name if chosen else None,
+        "label_map": chosen.label_map if chosen else None,
+        "rerank": found.rerank,
+        "label_mappings": list(found.label_mappings),
         "retrieved": retrieved,
         "test_from": test_from,
         "malformed_lines": skipped[:20],
         **meter.figures(),
     }
     summary = {"dataset": artifact["dataset"], "retrieved": retrieved, "test_from": test_from,
-               "candidates": [{"name": c.name, "score": round(c.score, 3), "fit": c.reason} for c in cands]}
+               "candidates": [{"name": c.name, "score": round(c.score, 3), "votes": c.votes, "fit": c.reason}
+                              for c in cands]}
     return observation(summary), artifact
