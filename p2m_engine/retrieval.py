@@ -127,7 +127,10 @@ def find_dataset(spec: TaskSpec, hub_dirs: list[Path], *, llm: LLM | None = None
             continue
         updated, taken = _try(spec, c, llm, catalog_dir, mappings)
         if taken:
-            how = f"taken (rerank: {updated.votes} of {votes} votes)" if rerank else "taken (best similarity that fits)"
+            how = "taken (best similarity that fits)"
+            if rerank:
+                how = f"taken (rerank: {updated.votes} of {votes} votes"
+                how += ")" if updated.name == order[0].name else ", after the better-voted candidates were rejected)"
             updated = _with(updated, how)
             chosen = updated
         decided[c.name] = updated
