@@ -105,11 +105,15 @@ def _collection(entries: list[CatalogEntry], folder: Path, index_dir: Path) -> A
     col = client.get_or_create_collection(f"catalog-{h.hexdigest()[:16]}", embedding_function=None,
                                           metadata={"hnsw:space": "cosine"})
     if col.count() != len(entries):
-        logger.info("embedding %d catalog descriptions (once per catalog)", len(entries))
-        for i in range(0, len(entries), 256):
-            part = entries[i:i + 256]
+        # Embed only what is missing, in batches: an interrupted first build resumes where it stopped.
+        have = set(col.get(include=[])["ids"])
+        todo = [e for e in entries if e.name not in have]
+        logger.info("embedding %d catalog descriptions (once per catalog)", len(todo))
+        for i in range(0, len(todo), 256):
+            part = todo[i:i + 256]
             docs = [e.document() for e in part]
             col.upsert(ids=[e.name for e in part], documents=docs, embeddings=embed(docs))
+            logger.info("catalog index: %d of %d embedded", min(i + 256, len(todo)), len(todo))
     return col
 
 

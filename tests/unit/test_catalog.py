@@ -144,3 +144,15 @@ def test_build_has_a_catalog_option_passed_to_the_build(tmp_path: Path, monkeypa
     ok = CliRunner().invoke(cli, ["build", prompt, "--catalog", str(tmp_path)])
     assert ok.exit_code == 0, ok.output
     assert seen["catalog"] == tmp_path
+
+
+def test_an_interrupted_catalog_index_resumes_with_the_missing_entries_only(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = write_catalog(tmp_path / "cat")
+    entries = load_catalog(folder)
+    col = catalog._collection(entries[:1], folder, tmp_path / "idx")  # as if stopped after the first entry
+    assert col.count() == 1
+    embedded: list[int] = []
+    real = catalog.embed
+    monkeypatch.setattr(catalog, "embed", lambda texts: embedded.append(len(texts)) or real(texts))
+    assert catalog._collection(entries, folder, tmp_path / "idx").count() == 4 and embedded == [3]
