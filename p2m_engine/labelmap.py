@@ -30,6 +30,9 @@ MAX_DATASET_LABELS = 20
 # Rows per dataset label shown to the LLM, and embedded for the check.
 ROWS_SHOWN = 3
 ROWS_CHECKED = 24
+# Sample rows shown to the LLM in all (split over the labels) and their length.
+PROMPT_ROW_BUDGET = 18
+SHOWN_ROW_CHARS = 160
 MAX_ROW_CHARS = 200
 
 
@@ -75,7 +78,9 @@ def propose_label_map(spec: TaskSpec, rows: dict[str, list[str]], llm: LLM) -> d
     Raises:
         LLMError: the LLM gave no usable answer.
     """
-    dataset_labels = [{"label": label, "rows": r[:ROWS_SHOWN]} for label, r in rows.items()]
+    # Keep the prompt within a small model's context: fewer sample rows when there are many labels.
+    shown = max(1, min(ROWS_SHOWN, PROMPT_ROW_BUDGET // max(1, len(rows))))
+    dataset_labels = [{"label": label, "rows": [x[:SHOWN_ROW_CHARS] for x in r[:shown]]} for label, r in rows.items()]
     messages = [{"role": "user", "content": render("map_labels", instruction=spec.instruction, examples=spec.examples,
                                                      labels=spec.labels, dataset_labels=dataset_labels)}]
     choice = {"type": "string", "enum": [*spec.labels, DROP]}
