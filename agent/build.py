@@ -46,6 +46,8 @@ class Settings:
     synth: SynthConfig
     train: TrainConfig
     seed: int
+    catalog: Path | None = None
+    """A folder of the offline Hugging Face dataset catalog, searched beside the hub (--catalog)."""
 
     def to_config(self, prompt: str) -> dict[str, Any]:
         """The JSON of config.json; paths are absolute, so that a resume works from any folder."""
@@ -60,7 +62,7 @@ class Settings:
             "planner": self.planner, "hub": [str(h.resolve()) for h in self.hubs],
             "test": str(self.test_path.resolve()) if self.test_path else None, "budget": dataclasses.asdict(self.limits),
             "synth": dataclasses.asdict(self.synth), "train": dataclasses.asdict(self.train), "student": student,
-            "seed": self.seed,
+            "seed": self.seed, "catalog": str(self.catalog.resolve()) if self.catalog else None,
         }
 
 
@@ -88,6 +90,7 @@ def settings_from_config(cfg: dict[str, Any]) -> Settings:
             limits=_known(Budget, cfg["budget"]), planner=cfg["planner"], hubs=[Path(h) for h in cfg.get("hub") or []],
             test_path=Path(cfg["test"]) if cfg.get("test") else None, student=cfg.get("student"),
             synth=_known(SynthConfig, cfg["synth"]), train=_known(TrainConfig, cfg["train"]), seed=int(cfg.get("seed", 0)),
+            catalog=Path(cfg["catalog"]) if cfg.get("catalog") else None,
         )
     except (KeyError, TypeError, AttributeError) as e:
         raise P2MError(f"The run's config.json is incomplete ({type(e).__name__}: {e}); it cannot be resumed.") from e
@@ -95,7 +98,8 @@ def settings_from_config(cfg: dict[str, Any]) -> Settings:
 
 def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None, base_url: str | None,
                 hubs: list[Path], test_path: Path | None, out: Path, limits: Budget, planner: str,
-                student: str | None, seed: int, quiet: bool = False, chat: bool = False) -> dict[str, Any]:
+                student: str | None, seed: int, quiet: bool = False, chat: bool = False,
+                catalog: Path | None = None) -> dict[str, Any]:
     """Run one build end to end and return its summary (also written to run/summary.json).
 
     With `chat`, the agent asks its clarifying questions and the plan in the terminal, and after the build
@@ -106,7 +110,7 @@ def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None,
         llm=LLMSettings(backend=backend, model=model, base_url=base_url, api_key=_api_key(backend)), limits=limits,
         planner=planner if planner != "auto" else ("llm" if backend == "openai" else "rules"), hubs=hubs,
         test_path=test_path, student=student, synth=SynthConfig(per_label=limits.per_label, seed=seed),
-        train=TrainConfig(epochs=limits.epochs, seed=seed), seed=seed)
+        train=TrainConfig(epochs=limits.epochs, seed=seed), seed=seed, catalog=catalog)
     run.write_json("task.json", spec.to_dict())
     run.write_json("config.json", settings.to_config(prompt))
     with exclusive(run):
@@ -189,8 +193,8 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
     display = BuildDisplay(run, quiet=quiet, verb="resume" if resume else "build")
     trace = TraceWriter(run.dir, run.id, secrets=[settings.llm.api_key or ""])
     with open_llm(settings.llm, run.dir / "logs", want_planner=settings.planner == "llm") as (llm, planner_model), display:
-        ctx = Context(run=run, llm=llm, hub_dirs=settings.hubs, test_path=settings.test_path, student=settings.student,
-                      synth=settings.synth, train=settings.train, max_retrieved=limits.retrieved,
+        ctx = Context(run=run, llm=llm, hub_dirs=settings.hubs, catalog_dir=settings.catalog,
+                      test_path=settings.test_path, student=settings.student, synth=settings.synth, train=settings.train, max_retrieved=limits.retrieved,
                       progress=display.progress, planner=settings.planner, planner_model=planner_model,
                       max_steps=limits.steps, interactive=chat, target=target,
                       max_iterations=limits.iterations, max_llm_calls=limits.llm_calls)

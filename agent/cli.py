@@ -53,6 +53,8 @@ def cli() -> None:
 @click.option("-m", "--model", envvar="P2M_MODEL", help="Model name for --llm openai, or a .gguf file for --llm embedded.")
 @click.option("--base-url", envvar="OPENAI_BASE_URL", help="Base URL of an OpenAI-compatible server (vLLM, Ollama, llama.cpp).")
 @click.option("--hub", "hubs", multiple=True, type=click.Path(path_type=Path), help="A folder of datasets to search (repeatable).")
+@click.option("--catalog", "catalog_dir", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="A folder with the offline Hugging Face dataset catalog (hf_dataset_index.json) to search too.")
 @click.option("--test", "test_path", type=click.Path(path_type=Path), help="Labelled JSONL (input, output) to evaluate on.")
 @click.option("--out", default=Path("runs"), type=click.Path(path_type=Path), show_default=True, help="Where run folders go.")
 @click.option("--budget", default="", help="Limits, e.g. 'steps=12,per_label=40,epochs=3,retrieved=1000,target=0.9,"
@@ -64,8 +66,8 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 @click.option("-y", "--yes", is_flag=True, help="Unattended: never wait for input (stdin is not read).")
 def build(prompt: str, backend: str, model: str | None, base_url: str | None, hubs: tuple[Path, ...],
-          test_path: Path | None, out: Path, budget: str, planner: str, student: str | None, seed: int,
-          as_json: bool, yes: bool) -> None:
+          catalog_dir: Path | None, test_path: Path | None, out: Path, budget: str, planner: str,
+          student: str | None, seed: int, as_json: bool, yes: bool) -> None:
     """Build a model for PROMPT (a prompt file, or the prompt text): instruction plus input=/output= demos.
 
     \b
@@ -97,7 +99,7 @@ def build(prompt: str, backend: str, model: str | None, base_url: str | None, hu
 
     summary = build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs),
                                 test_path=test_path, out=out, limits=limits, planner=planner, student=student,
-                                seed=seed, quiet=as_json)
+                                seed=seed, quiet=as_json, catalog=catalog_dir)
     _finish(summary, as_json)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from p2m_engine.embeddings import embed
 from p2m_engine.errors import DatasetError
 from p2m_engine.runs import p2m_home, read_jsonl
-from p2m_engine.types import DatasetCandidate, Example, TaskSpec
+from p2m_engine.types import DatasetCandidate, Example, TaskSpec, canonical_task_type
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +110,39 @@ def label_map(task_labels: tuple[str, ...], dataset_labels: tuple[str, ...]) -> 
     return mapping
 
 
+def judge(spec: TaskSpec, d: HubDataset, score: float, *, source: str = "local") -> DatasetCandidate:
+    """Judge one dataset's fit to the task: similarity, task type, training rows, and labels by name.
+
+    A dataset is plausible when it is about the task (similarity at least MIN_SCORE), has the task's type
+    (card names such as "text-generation" are read as p2m's "generation") and a train split. It fits as it
+    is when it is plausible and, for classification, every task label is among its labels by name; a
+    plausible dataset whose labels are other strings may still fit through an LLM label mapping.
+    """
+    card_type = str(d.info.get("task_type") or "")
+    kind = canonical_task_type(card_type) if card_type else ""
+    mapping: dict[str, str] | None = None
+    plausible = False
+    if score < MIN_SCORE:
+        reason = f"similarity {score:.2f} below {MIN_SCORE}"
+    elif kind and kind != spec.task_type:
+        reason = f"task type {card_type} differs from {spec.task_type}"
+    elif d.split_path("train") is None:
+        reason = "no train split"
+    elif spec.task_type != "classification":
+        plausible, reason = True, f"task type {spec.task_type} fits"
+    elif not d.labels:
+        reason = "no label set in its card"
+    else:
+        plausible = True
+        mapping = label_map(spec.labels, d.labels)
+        reason = "labels fit by name" if mapping else f"labels {list(d.labels)} differ from {list(spec.labels)} by name"
+    fits = plausible and (spec.task_type != "classification" or mapping is not None)
+    return DatasetCandidate(d.name, str(d.path), d.info.get("description", ""), score, d.labels, card_type, mapping,
+                            reason, plausible=plausible, fits=fits, source=source)
+
+
 def search_datasets(spec: TaskSpec, hub_dirs: list[Path], k: int = 5, index_dir: Path | None = None) -> list[DatasetCandidate]:
-    """Rank hub datasets by embedding similarity to the task, and judge each one's fit.
+    """Rank hub datasets by embedding similarity to the task, and judge each one's fit (see `judge`).
 
     Args:
         spec: the task.
@@ -120,7 +151,7 @@ def search_datasets(spec: TaskSpec, hub_dirs: list[Path], k: int = 5, index_dir:
         index_dir: where the chromadb index lives (default: P2M_HOME/index).
 
     Returns:
-        Up to k candidates, best first; `label_map` is set on those that fit the task.
+        Up to k candidates, best first.
     """
     datasets = scan_hub(hub_dirs)
     if not datasets:
@@ -128,23 +159,7 @@ def search_datasets(spec: TaskSpec, hub_dirs: list[Path], k: int = 5, index_dir:
     col = _collection(datasets, index_dir or p2m_home() / "index")
     res = col.query(query_embeddings=embed([task_query(spec)]), n_results=min(k, len(datasets)))
     by_id = {str(d.path.resolve()): d for d in datasets}
-    out: list[DatasetCandidate] = []
-    for id_, dist in zip(res["ids"][0], res["distances"][0]):
-        d = by_id[id_]
-        score = 1.0 - float(dist)
-        mapping, reason = None, ""
-        if d.info.get("task_type") and d.info["task_type"] != spec.task_type:
-            reason = f"task type {d.info['task_type']} differs from {spec.task_type}"
-        elif spec.task_type == "classification":
-            mapping = label_map(spec.labels, d.labels)
-            reason = "labels fit" if mapping else f"labels {list(d.labels)} do not cover {list(spec.labels)}"
-        if score < MIN_SCORE:
-            mapping, reason = None, f"similarity {score:.2f} below {MIN_SCORE}"
-        elif d.split_path("train") is None:
-            mapping, reason = None, "no train split"
-        out.append(DatasetCandidate(d.name, str(d.path), d.info.get("description", ""), score, d.labels,
-                                    d.info.get("task_type", ""), mapping, reason))
-    return out
+    return [judge(spec, by_id[id_], 1.0 - float(dist)) for id_, dist in zip(res["ids"][0], res["distances"][0])]
 
 
 def load_examples(path: Path, mapping: dict[str, str] | None = None, *, limit: int | None = None,

@@ -70,6 +70,14 @@ class DatasetCandidate:
     task_type: str = ""
     label_map: dict[str, str] | None = None
     reason: str = ""
+    plausible: bool = False
+    """About the task (similar enough, same task type, has training rows), whatever its label names."""
+    fits: bool = False
+    """Usable as it is: plausible, and for classification its labels map onto the task's."""
+    source: str = "local"
+    """Where it lives: "local" (a hub folder) or "hub" (the Hugging Face catalog, loaded on demand)."""
+    votes: int = 0
+    """Votes the LLM rerank gave it."""
 
     def summary(self) -> dict[str, Any]:
         d = asdict(self)

@@ -14,7 +14,9 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# The shared data sits beside the repo (/work/shared next to /work/main), or two levels up from a worktree.
+SHARED_DATA = next((p for p in (ROOT.parent / "shared" / "data", ROOT.parents[1] / "shared" / "data") if p.is_dir()),
+                   ROOT.parent / "shared" / "data")
 DEMO_HUB = ROOT / "examples" / "hub"
 
 

@@ -29,6 +29,8 @@ class ToolContext:
     run: Run
     llm: LLM | None = None
     hub_dirs: list[Path] = field(default_factory=list)
+    catalog_dir: Path | None = None
+    """A folder with the offline Hugging Face dataset catalog (hf_dataset_index.json), searched beside the hub."""
     test_path: Path | None = None
     student: str | None = None
     synth: SynthConfig = field(default_factory=SynthConfig)

@@ -8,7 +8,7 @@ from typing import Any
 from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
-from p2m_engine import datasets
+from p2m_engine import datasets, retrieval
 from p2m_engine.runs import write_jsonl
 from p2m_engine.synth import normalize
 from p2m_engine.train import split_validation
@@ -38,19 +38,21 @@ def _balanced(rows: list[Any], cap: int) -> list[Any]:
 
 @tool(response_format="content_and_artifact")
 def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
-    """Search the dataset hub for real labelled datasets that fit the task.
+    """Search the dataset hub (and the Hub catalog, if given) for real datasets that fit the task.
 
-    The best candidate whose labels fit the task is taken as training data (capped and label-balanced),
-    except a small real dev split held out for the build's decisions; the dataset's own held-out split
-    becomes real test data when no test file was given. Returns the candidates with
-    their similarity scores and why each was taken or rejected.
+    Candidates are ranked by similarity, reranked by the teacher LLM when several are plausible, and the
+    first usable one is taken as training data (capped and label-balanced; labels mapped onto the task's),
+    except a small real dev split held out for the build's decisions; its held-out split becomes real test
+    data when no test file was given. Returns every candidate with its similarity, its rerank votes and why
+    it was taken or rejected.
     """
     ctx: ToolContext = runtime.context
-    meter = Meter(None)
+    meter = Meter(ctx.llm)
     spec = spec_of(runtime.state)
-    cands = datasets.search_datasets(spec, ctx.hub_dirs, k=5)
-    ctx.run.write_json("datasets.json", [c.summary() for c in cands])
-    chosen = next((c for c in cands if c.label_map), None)
+    found = retrieval.find_dataset(spec, ctx.hub_dirs, llm=ctx.llm, catalog_dir=ctx.catalog_dir, k=5)
+    cands, chosen = found.candidates, found.chosen
+    ctx.run.write_json("datasets.json", {"candidates": [c.summary() for c in cands], "rerank": found.rerank,
+                                         "label_mappings": list(found.label_mappings)})
     retrieved, dev, test_from = 0, 0, None
     skipped: list[str] = []
     if chosen is not None:
@@ -72,7 +74,8 @@ def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
         rows = list(unique.values())
         # A real dev split, disjoint from the test data and never trained on: the build's decisions
         # (iterate or stop, which model is best) are made on it, never on the test data.
-        rows, dev_rows = split_validation(rows, fraction=min(DEV_FRACTION, DEV_MAX / max(len(rows), 1)), seed=ctx.train.seed)
+        rows, dev_rows = split_validation(rows, fraction=min(DEV_FRACTION, DEV_MAX / max(len(rows), 1)), seed=ctx.train.seed,
+                                          stratify=spec.task_type == "classification")
         if dev_rows:
             dev = write_jsonl(ctx.run.path("data", "dev.jsonl"), ({**e.to_dict(), "source": chosen.name} for e in dev_rows))
         rows = _balanced(rows, ctx.max_retrieved)
@@ -81,6 +84,9 @@ def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     artifact = {
         "candidates": [c.summary() for c in cands],
         "dataset": chosen.name if chosen else None,
+        "label_map": chosen.label_map if chosen else None,
+        "rerank": found.rerank,
+        "label_mappings": list(found.label_mappings),
         "retrieved": retrieved,
         "dev": dev,
         "test_from": test_from,
@@ -88,5 +94,6 @@ def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
         **meter.figures(),
     }
     summary = {"dataset": artifact["dataset"], "retrieved": retrieved, "dev": dev, "test_from": test_from,
-               "candidates": [{"name": c.name, "score": round(c.score, 3), "fit": c.reason} for c in cands]}
+               "candidates": [{"name": c.name, "score": round(c.score, 3), "votes": c.votes, "fit": c.reason}
+                              for c in cands]}
     return observation(summary), artifact

@@ -31,19 +31,60 @@ def test_index_is_built_once_and_reused(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "idx").rglob("*")) == files
 
 
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
-def test_sentiment_task_finds_a_sentiment_dataset_without_its_own(tmp_path: Path) -> None:
+SENTIMENT_SETS = {"sst2", "mr_polarity", "cr_polarity", "imdb", "imdb_sentences"}
+needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="shared/data not present")
+
+
+def _hub_without(tmp_path: Path, *names: str) -> Path:
+    """A hub of symlinks to every shared dataset folder but `names`."""
     hub = tmp_path / "hub"
     hub.mkdir()
     for d in SHARED_DATA.iterdir():
-        if d.name != "sst2" and (d / "dataset_info.json").is_file():
+        if d.name not in names and (d / "dataset_info.json").is_file():
             (hub / d.name).symlink_to(d)
+    return hub
+
+
+@needs_shared
+def test_sentiment_task_ranks_a_sentiment_dataset_first(tmp_path: Path) -> None:
+    spec = parse_task((SHARED_DATA / "sst2" / "prompt.txt").read_text())
+    cands = search_datasets(spec, [SHARED_DATA], index_dir=tmp_path / "idx")
+    assert cands[0].name in SENTIMENT_SETS and cands[0].fits, [c.summary() for c in cands]
+    assert cands[0].label_map == {"negative": "negative", "positive": "positive"}
+
+
+@needs_shared
+def test_sentiment_task_finds_a_sentiment_dataset_without_its_own(tmp_path: Path) -> None:
+    hub = _hub_without(tmp_path, "sst2")
     spec = parse_task((SHARED_DATA / "sst2" / "prompt.txt").read_text())
     cands = search_datasets(spec, [hub], index_dir=tmp_path / "idx")
-    fitting = [c for c in cands if c.label_map]
+    fitting = [c for c in cands if c.fits]
     assert fitting, [c.summary() for c in cands]
-    assert fitting[0].name in {"mr_polarity", "cr_polarity", "imdb", "imdb_sentences"}
+    assert fitting[0].name in SENTIMENT_SETS - {"sst2"}
     assert fitting[0].label_map == {"negative": "negative", "positive": "positive"}
+    rows = load_examples(Path(fitting[0].path) / "train.jsonl", fitting[0].label_map, limit=200)
+    assert {r.output for r in rows} == {"negative", "positive"}
+
+
+@needs_shared
+def test_generation_task_retrieves_a_related_generation_dataset(tmp_path: Path) -> None:
+    spec = parse_task((SHARED_DATA / "mconala_ja" / "prompt.txt").read_text())
+    assert spec.task_type == "generation"
+    cands = {c.name: c for c in search_datasets(spec, [SHARED_DATA], index_dir=tmp_path / "idx")}
+    conala = cands["conala_en"]
+    assert conala.task_type == "text-generation" and conala.fits and conala.label_map is None
+    assert cands["mconala_ja"].reason == "no train split" and not cands["mconala_ja"].fits
+
+
+def test_a_dataset_of_another_task_type_does_not_fit(tmp_path: Path) -> None:
+    shutil.copytree(DEMO_HUB / "sms_spam", tmp_path / "hub" / "sms_spam")
+    spec = parse_task('Is this SMS spam? Write a short reply to the SMS.\n\ninput="win cash now"\n'
+                      'output="no thanks, not interested"\n\ninput="are you coming tonight"\noutput="yes, see you at eight"\n')
+    assert spec.task_type == "generation"
+    cand = search_datasets(spec, [tmp_path / "hub"], index_dir=tmp_path / "idx")[0]
+    assert cand.score > 0.35  # about the same messages, but a classifier's data
+    assert not cand.fits and not cand.plausible
+    assert cand.reason == "task type classification differs from generation"
 
 
 def test_label_map_needs_every_task_label() -> None:

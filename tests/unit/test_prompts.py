@@ -14,7 +14,28 @@ from p2m_engine.types import Example
 NAMES = prompts.names()
 
 
+# Variables that are lists of records (the template reads their fields).
+_RECORDS: dict[str, list[dict[str, Any]]] = {
+    "candidates": [{"name": f"cand_{x}", "description": f"cand {x} description", "labels": [f"cand_{x}_label"],
+                    "rows": [{"input": f"cand {x} row input", "output": f"cand {x} row output"}]} for x in "ab"],
+    "dataset_labels": [{"label": f"dlabel_{x}", "rows": [f"dlabel {x} row one", f"dlabel {x} row two"]} for x in "ab"],
+}
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string inside a (nested) record."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
 def _sample(var: str) -> Any:
+    if var in _RECORDS:
+        return _RECORDS[var]
     if var == "n":
         return 7
     if var in ("actions", "facts"):
@@ -62,6 +83,9 @@ def test_render_fills_every_placeholder(name: str) -> None:
         elif var == "examples":
             for e in value:
                 assert e.input in out
+        elif var in _RECORDS:
+            for text in _strings(value):
+                assert text in out, f"{var} field {text!r} not rendered in {name}"
         else:
             for item in value:
                 assert item in out
