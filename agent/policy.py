@@ -115,7 +115,7 @@ def allowed_actions(state: dict[str, Any], ctx: Context) -> list[str]:
     and after an evaluation the loop actions only while the target is not met and budget remains."""
     tried = [t.get("name") for t in state.get("trace", []) if t.get("kind") == "tool"]
     allowed = []
-    if ctx.hub_dirs and "search_datasets" not in tried:
+    if (ctx.hub_dirs or ctx.catalog_dir) and "search_datasets" not in tried:
         allowed.append("search_datasets")
     if not state.get("base_model") and tried.count("search_models") < 2:
         allowed.append("search_models")

@@ -137,7 +137,8 @@ def test_build_has_a_catalog_option_passed_to_the_build(tmp_path: Path, monkeypa
     from agent.cli import cli
 
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(agent.build, "build_model", lambda spec, prompt, **kw: seen.update(kw) or {})
+    monkeypatch.setattr(agent.build, "build_model",
+                        lambda spec, prompt, **kw: seen.update(kw) or {"model_dir": "m", "met_target": True})
     prompt = 'Is this SMS spam or ham?\n\ninput="win cash"\noutput="spam"\n\ninput="see you"\noutput="ham"\n'
     bad = CliRunner().invoke(cli, ["build", prompt, "--catalog", str(tmp_path / "nope")])
     assert bad.exit_code != 0 and "--catalog" in bad.output
