@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.context import Context
+from p2m_engine.pairs import PAIRS_PER_LABEL_BUDGET
 
 ACTIONS: dict[str, str] = {
     "search_datasets": "search the dataset hub for real labelled data that fits the task",
@@ -20,7 +21,8 @@ MAX_GENERATE_CALLS = 3
 
 
 def generation_target(state: dict[str, Any], ctx: Context) -> int:
-    return ctx.synth.per_label * len(state["task"].get("labels") or ())
+    labels = state["task"].get("labels") or ()
+    return ctx.synth.per_label * (len(labels) if labels else PAIRS_PER_LABEL_BUDGET)  # no labels: a total target
 
 
 def allowed_actions(state: dict[str, Any], ctx: Context) -> list[str]:

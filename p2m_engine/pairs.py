@@ -23,6 +23,8 @@ from prompts import render
 logger = logging.getLogger(__name__)
 
 PAIR_TASK_TYPES = ("generation", "extractive-qa")
+# A task without labels gets this many times the per-label budget as its total target (what a 5-label task gets).
+PAIRS_PER_LABEL_BUDGET = 5
 _REFUSAL = re.compile(r"^(i'?m sorry|i am sorry|i can(no|')t|as an ai|sorry,|i apologi[sz]e)", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 _PUNCT_SPACE = re.compile(r"\s*([^\w\s])\s*", re.UNICODE)

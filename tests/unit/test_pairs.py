@@ -192,3 +192,23 @@ def test_service_errors_are_raised_and_classification_is_refused(tmp_path: Path)
     spec = TaskSpec("Spam?", (Example("win now", "spam"), Example("hi", "ham")), "classification", ("spam", "ham"))
     with pytest.raises(UnsupportedTaskError):
         generate_pairs(spec, FakeLLM(broken), tmp_path / "g.jsonl")  # type: ignore[arg-type]
+
+
+def test_tool_and_policy_use_pairs_for_tasks_without_labels(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from agent.context import Context
+    from agent.policy import allowed_actions, generation_target
+    from p2m_engine.runs import Run
+    from p2m_engine.synth import SynthConfig
+    from tools.synth import generate_examples
+
+    llm = scripted(_numbered, lambda text, i: f"past: {text}")
+    ctx = Context(run=Run.create(tmp_path, "t"), llm=llm, synth=SynthConfig(per_label=1))  # type: ignore[arg-type]
+    state = {"task": GEN.to_dict()}
+    assert generation_target(state, ctx) == 5 and "generate_examples" in allowed_actions(state, ctx)
+    text, artifact = generate_examples.func(runtime=SimpleNamespace(context=ctx, state=state))  # type: ignore[attr-defined]
+    assert artifact["generated"] == 5 and artifact["stopped_labels"] == [] and artifact["llm_calls"] == llm.usage.calls
+    assert json.loads(text)["generated"] == 5
+    rows = _rows(ctx.run.path("data", "generated.jsonl"))
+    assert len(rows) == 5 and all(r["output"] == f"past: {r['input']}" for r in rows)
