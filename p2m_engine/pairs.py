@@ -16,7 +16,7 @@ from p2m_engine.errors import LLMError, UnsupportedTaskError
 from p2m_engine.llm import LLM
 from p2m_engine.metrics import normalize_answer
 from p2m_engine.runs import append_jsonl, read_jsonl
-from p2m_engine.synth import Progress, jaccard, normalize, shingles
+from p2m_engine.synth import Progress, normalize, shingles
 from p2m_engine.types import DataResult, TaskSpec
 from prompts import render
 
@@ -27,6 +27,7 @@ PAIR_TASK_TYPES = ("generation", "extractive-qa")
 PAIRS_PER_LABEL_BUDGET = 5
 _REFUSAL = re.compile(r"^(i'?m sorry|i am sorry|i can(no|')t|as an ai|sorry,|i apologi[sz]e)", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
+_MARKER = re.compile(r"\b[^\W\d_]\w*:", re.UNICODE)
 _PUNCT_SPACE = re.compile(r"\s*([^\w\s])\s*", re.UNICODE)
 # What the answer prompt adds to the instruction, per task type.
 _ANSWER_RULES = {
@@ -54,7 +55,7 @@ class PairsConfig:
     max_chars: int = field(default=2000, metadata={"help": "longest input ever asked for (schema maxLength)"})
     length_factor: float = field(default=2.0, metadata={"help": "an input may be this many times the longest demo input"})
     max_output_chars: int = field(default=400, metadata={"help": "longest output (schema maxLength of a vote)"})
-    near_duplicate: float = field(default=0.6, metadata={"help": "word-3-gram Jaccard at or above which an input may be a near copy"})
+    near_duplicate: float = field(default=0.6, metadata={"help": "share of its word 3-grams an input must share with another to be a near copy"})
     min_new_trigrams: int = field(default=4, metadata={"help": "a similar input must bring this many new word 3-grams to count as new"})
     max_batches_factor: int = field(default=3, metadata={"help": "at most this many times the input batches the target needs"})
     max_failed_batches: int = field(default=4, metadata={"help": "consecutive batches with no kept pair before generation stops"})
@@ -66,13 +67,15 @@ class InputFilters:
     """Validity, leakage and (near-)duplicate checks on generated inputs; counts what each one dropped.
 
     Inputs of many tasks share a long part (a passage or a database schema with a new question), so an input
-    is a near copy only when it is similar (Jaccard) AND brings fewer than a few new word 3-grams.
+    is a near copy only when it brings fewer than a few word 3-grams that the other text lacks (and most of its
+    own are shared). Field markers every demo input has (`Question:`, `[Posted:`) must be kept.
     """
 
     config: PairsConfig
     max_chars: int
     banned: set[str]  # normalised demos and held-out inputs: never training data
     banned_texts: list[str] = field(default_factory=list)  # demos and held-out inputs, for the near-copy check
+    markers: frozenset[str] = frozenset()  # "Word:" markers that every demo input contains
     seen: set[str] = field(default_factory=set)
     kept: list[frozenset[str]] = field(default_factory=list)
     dropped: Counter[str] = field(default_factory=Counter)
@@ -81,8 +84,11 @@ class InputFilters:
         self._banned_shingles = [shingles(t) for t in self.banned_texts]
 
     def _near(self, sh: frozenset[str], pool: list[frozenset[str]]) -> bool:
-        return any(jaccard(sh, other) >= self.config.near_duplicate and len(sh - other) < self.config.min_new_trigrams
-                   for other in pool)
+        # Few new 3-grams, and few relative to the input's own: a long passage with a new question brings
+        # enough; a copy with a word changed, or a demo cut short, does not; a short new text (few 3-grams,
+        # all new) is not a copy.
+        most = (1 - self.config.near_duplicate) * len(sh)
+        return any((new := len(sh - other)) < self.config.min_new_trigrams and new <= most for other in pool)
 
     def check(self, text: str) -> str | None:
         """Return the reason to drop the input, or None to keep it."""
@@ -93,6 +99,8 @@ class InputFilters:
             return "too_long"
         if _REFUSAL.match(text):
             return "refusal"
+        if any(m not in text for m in self.markers):
+            return "format_marker_missing"
         if key in self.banned:
             return "leak"
         if key in self.seen:
@@ -109,10 +117,17 @@ class InputFilters:
         reason = self.check(text)
         if reason:
             self.dropped[reason] += 1
+            logger.debug("input dropped (%s): %.120r", reason, text)
             return False
         self.seen.add(normalize(text))
         self.kept.append(shingles(text))
         return True
+
+
+def format_markers(texts: list[str]) -> frozenset[str]:
+    """The `Word:` field markers (e.g. `Question:`, `Context:`) that every one of `texts` contains."""
+    found = [set(_MARKER.findall(t)) for t in texts]
+    return frozenset(set.intersection(*found)) if found else frozenset()
 
 
 def vote_key(text: str, task_type: str) -> str:
@@ -287,7 +302,7 @@ def generate_pairs(
     limit = _input_limit(spec, config)
     demos = [e.input for e in spec.examples]
     banned = {normalize(x) for x in demos} | {normalize(x) for x in exclude}
-    filters = InputFilters(config, limit, banned, demos + [x for x in exclude if x])
+    filters = InputFilters(config, limit, banned, demos + [x for x in exclude if x], format_markers(demos))
     kept: list[str] = []
     if out_path.exists():
         for row in read_jsonl(out_path):

@@ -147,6 +147,21 @@ def test_inputs_sharing_a_long_context_are_not_near_copies(tmp_path: Path) -> No
     assert res.count == 2 and res.dropped["leak"] == 1
 
 
+def test_near_copy_rule_and_format_markers() -> None:
+    from p2m_engine.pairs import InputFilters, format_markers
+
+    demo = "[Posted: 2013-03-22] Evana Roth told CNN in August about the new plan"
+    markers = format_markers([demo, "[Posted: 1998-01-02] Rain fell all week. Note: none"])
+    assert markers == {"Posted:"}
+    f = InputFilters(PairsConfig(), 500, set(), [demo], markers)
+    assert f.check("[Posted: 2013-03-22] Evana Roth told CNN in August") == "near_copy_of_demo_or_test"  # cut short
+    assert f.check("Evana Roth told CNN in September about the new plan") == "format_marker_missing"
+    assert f.check("[Posted: 2001-05-05] The council met last Friday and will meet again next May") is None
+    # Short texts with few word 3-grams, all new, are not copies of each other (e.g. unspaced Japanese).
+    g = InputFilters(PairsConfig(), 500, set(), ["開いているファイル'f'を閉じる"])
+    assert g.accept("リスト'a'を逆順に並べ替える") and g.accept("辞書'd'のキーを表示する")
+
+
 def test_resume_counts_rows_on_disk_and_appends(tmp_path: Path) -> None:
     out = tmp_path / "pairs.jsonl"
     same = lambda text, i: f"past: {text}"  # noqa: E731
