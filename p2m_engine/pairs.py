@@ -3,6 +3,7 @@ style of the demos first, then each input's output by self-consistency over seve
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -337,7 +338,10 @@ def generate_pairs(
         n = n_batch
         messages = [
             {"role": "system", "content": render("generate_inputs_system", max_chars=limit)},
-            {"role": "user", "content": render("generate_inputs", instruction=spec.instruction, inputs=shown, n=n)},
+            # Shown as JSON strings, as the answer writes them: a prefix such as "[Posted: ...]" or a newline
+            # inside an input is then visibly part of it.
+            {"role": "user", "content": render("generate_inputs", instruction=spec.instruction,
+                                               inputs=[json.dumps(x, ensure_ascii=False) for x in shown], n=n)},
         ]
         try:
             reply = llm.call_tool(messages, "write_inputs", _input_schema(n, limit), temperature=t,
