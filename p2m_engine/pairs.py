@@ -28,8 +28,16 @@ PAIR_TASK_TYPES = ("generation", "extractive-qa")
 PAIRS_PER_LABEL_BUDGET = 5
 _REFUSAL = re.compile(r"^(i'?m sorry|i am sorry|i can(no|')t|as an ai|sorry,|i apologi[sz]e)", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
-_MARKER = re.compile(r"\b[^\W\d_]\w*:", re.UNICODE)
+# A field marker ("Question:", "[Posted:") opens the text, a line, a bracket or a sentence; "Pro Bowl:" mid-sentence is prose.
+_MARKER = re.compile(r"(?:^|(?<=[\n\[(])|(?<=[.?!]\s))([^\W\d_]\w*:)", re.UNICODE)
 _PUNCT_SPACE = re.compile(r"\s*([^\w\s])\s*", re.UNICODE)
+# A subject per input batch: the small teacher otherwise copies the demos. Generic on purpose (no task's names).
+TOPICS = ("sports", "weather", "politics", "business and finance", "science", "health and medicine", "travel",
+          "food and cooking", "music", "film and television", "history", "technology", "education", "law and crime",
+          "family life", "nature and animals", "cars and transport", "art and literature", "space", "the economy",
+          "a small town", "a company", "a university", "shopping", "games", "the environment", "a hospital",
+          "an airport", "farming", "fashion")
+_PREFIX_END = re.compile(r"[\]):]\s+|\n")
 # What the answer prompt adds to the instruction, per task type.
 _ANSWER_RULES = {
     "extractive-qa": "The output must be copied exactly, character for character, from the input: the shortest span "
@@ -129,6 +137,29 @@ def format_markers(texts: list[str]) -> frozenset[str]:
     """The `Word:` field markers (e.g. `Question:`, `Context:`) that every one of `texts` contains."""
     found = [set(_MARKER.findall(t)) for t in texts]
     return frozenset(set.intersection(*found)) if found else frozenset()
+
+
+def format_prefix(texts: list[str]) -> str:
+    """The literal prefix every one of `texts` starts with, cut after its last `]`, `)`, `:` or line end
+    (e.g. `[Posted: 2013-03-22] `, `Question: `); empty with fewer than two texts or no such boundary."""
+    if len(texts) < 2:
+        return ""
+    common = texts[0]
+    for t in texts[1:]:
+        i = 0
+        while i < min(len(common), len(t)) and common[i] == t[i]:
+            i += 1
+        common = common[:i]
+    ends = [m.end() for m in _PREFIX_END.finditer(common)]
+    return common[: ends[-1]] if ends else ""
+
+
+def repair_format(text: str, prefix: str, markers: frozenset[str]) -> str:
+    """Put back the demos' shared prefix on an input that has none of their field markers (the small teacher
+    often writes only the free part of the input)."""
+    if prefix and not text.startswith(prefix) and not any(m in text for m in markers):
+        return prefix + text
+    return text
 
 
 def vote_key(text: str, task_type: str) -> str:
@@ -303,7 +334,8 @@ def generate_pairs(
     limit = _input_limit(spec, config)
     demos = [e.input for e in spec.examples]
     banned = {normalize(x) for x in demos} | {normalize(x) for x in exclude}
-    filters = InputFilters(config, limit, banned, demos + [x for x in exclude if x], format_markers(demos))
+    markers, prefix = format_markers(demos), format_prefix(demos)
+    filters = InputFilters(config, limit, banned, demos + [x for x in exclude if x], markers)
     kept: list[str] = []
     if out_path.exists():
         for row in read_jsonl(out_path):
@@ -336,17 +368,19 @@ def generate_pairs(
         rng.shuffle(shown)
         # The full batch even near the target: some inputs will lose their vote.
         n = n_batch
+        topic = rng.choice(TOPICS)
         messages = [
             {"role": "system", "content": render("generate_inputs_system", max_chars=limit)},
             # Shown as JSON strings, as the answer writes them: a prefix such as "[Posted: ...]" or a newline
             # inside an input is then visibly part of it.
             {"role": "user", "content": render("generate_inputs", instruction=spec.instruction,
-                                               inputs=[json.dumps(x, ensure_ascii=False) for x in shown], n=n)},
+                                               inputs=[json.dumps(x, ensure_ascii=False) for x in shown], n=n,
+                                               topic=topic)},
         ]
         try:
             reply = llm.call_tool(messages, "write_inputs", _input_schema(n, limit), temperature=t,
                                   max_tokens=min(3072, 32 + n * (limit // 3)), variant=batch)
-            texts = [x.strip() for x in _fields(reply, "input")[:n]]
+            texts = [repair_format(x.strip(), prefix, markers) for x in _fields(reply, "input")[:n]]
         except LLMError as e:
             if "no valid answer" not in str(e):
                 raise
@@ -369,7 +403,7 @@ def generate_pairs(
             # Appended one by one: a crash loses at most the pair in flight.
             append_jsonl(out_path, [{
                 "input": text, "output": vote.output, "source": "generated", "model": llm.model,
-                "template": "generate_inputs+answer_input", "temperature": t,
+                "template": "generate_inputs+answer_input", "topic": topic, "temperature": t,
                 "answer_temperature": config.answer_temperature, "votes": vote.samples,
                 "agreement": vote.agreement, "batch": batch}])
             kept.append(text)

@@ -162,6 +162,18 @@ def test_near_copy_rule_and_format_markers() -> None:
     assert g.accept("リスト'a'を逆順に並べ替える") and g.accept("辞書'd'のキーを表示する")
 
 
+def test_format_prefix_is_put_back_on_bare_inputs() -> None:
+    from p2m_engine.pairs import format_markers, format_prefix, repair_format
+
+    demos = ["[Posted: 2013-03-22] Rain fell in May.", "[Posted: 2013-03-22] Roth won in the Pro Bowl: twice."]
+    prefix, markers = format_prefix(demos), format_markers(demos)
+    assert prefix == "[Posted: 2013-03-22] " and markers == {"Posted:"}  # "Bowl:" mid-sentence is no marker
+    assert repair_format("Snow came late.", prefix, markers) == "[Posted: 2013-03-22] Snow came late."
+    assert repair_format("[Posted: 2001-01-01] Snow.", prefix, markers) == "[Posted: 2001-01-01] Snow."
+    assert format_prefix(["Question: How many a?", "Question: How much b?"]) == "Question: "
+    assert format_prefix(["only one demo"]) == "" and format_prefix(["ab cd", "ab ce"]) == ""
+
+
 def test_resume_counts_rows_on_disk_and_appends(tmp_path: Path) -> None:
     out = tmp_path / "pairs.jsonl"
     same = lambda text, i: f"past: {text}"  # noqa: E731
