@@ -61,7 +61,7 @@ class PairsConfig:
     answer_temperature: float = field(default=0.7, metadata={"help": "sampling temperature of the output votes"})
     min_agreement: float = field(default=0.6, metadata={"help": "share of the votes the majority output needs (0.6 of 3 = 2)"})
     min_chars: int = field(default=3, metadata={"help": "shorter inputs are dropped"})
-    max_chars: int = field(default=2000, metadata={"help": "longest input ever asked for (schema maxLength)"})
+    max_chars: int = field(default=1500, metadata={"help": "longest input ever asked for (schema maxLength, below 2000)"})
     length_factor: float = field(default=2.0, metadata={"help": "an input may be this many times the longest demo input"})
     max_output_chars: int = field(default=400, metadata={"help": "longest output (schema maxLength of a vote)"})
     near_duplicate: float = field(default=0.6, metadata={"help": "share of its word 3-grams an input must share with another to be a near copy"})
@@ -232,14 +232,21 @@ def _decided(counts: Counter[str], taken: int, votes: int, needed: int) -> bool:
     return ranked[0] >= needed and ranked[0] > ranked[1] + left
 
 
+# llama.cpp refuses a grammar whose repetition reaches 2000 (`char{0,2000}`: "exceeds sane defaults") and the
+# server then drops the connection (seen with a 2000-character limit), so a string's maxLength stays below it.
+GRAMMAR_MAX_LENGTH = 1999
+
+
 def _input_schema(n: int, max_chars: int) -> dict[str, object]:
     """n required string fields, not an array (an array came back with one item; see synth._schema)."""
     keys = [f"input_{i}" for i in range(1, n + 1)]
+    max_chars = min(max_chars, GRAMMAR_MAX_LENGTH)
     return {"type": "object", "properties": {k: {"type": "string", "maxLength": max_chars} for k in keys},
             "required": keys}
 
 
 def _output_schema(max_chars: int) -> dict[str, object]:
+    max_chars = min(max_chars, GRAMMAR_MAX_LENGTH)
     return {"type": "object", "properties": {"output": {"type": "string", "maxLength": max_chars}},
             "required": ["output"]}
 
