@@ -61,7 +61,7 @@ class PairsConfig:
     answer_temperature: float = field(default=0.7, metadata={"help": "sampling temperature of the output votes"})
     min_agreement: float = field(default=0.6, metadata={"help": "share of the votes the majority output needs (0.6 of 3 = 2)"})
     min_chars: int = field(default=3, metadata={"help": "shorter inputs are dropped"})
-    max_chars: int = field(default=1500, metadata={"help": "longest input ever asked for (schema maxLength, below 2000)"})
+    max_chars: int = field(default=1000, metadata={"help": "longest input ever asked for (schema maxLength; llama.cpp refuses more)"})
     length_factor: float = field(default=2.0, metadata={"help": "an input may be this many times the longest demo input"})
     max_output_chars: int = field(default=400, metadata={"help": "longest output (schema maxLength of a vote)"})
     near_duplicate: float = field(default=0.6, metadata={"help": "share of its word 3-grams an input must share with another to be a near copy"})
@@ -232,9 +232,9 @@ def _decided(counts: Counter[str], taken: int, votes: int, needed: int) -> bool:
     return ranked[0] >= needed and ranked[0] > ranked[1] + left
 
 
-# llama.cpp refuses a grammar whose repetition reaches 2000 (`char{0,2000}`: "exceeds sane defaults") and the
-# server then drops the connection (seen with a 2000-character limit), so a string's maxLength stays below it.
-GRAMMAR_MAX_LENGTH = 1999
+# llama.cpp refuses the grammar of a longer string ("number of rules ... exceeds sane defaults": measured with
+# llama_sampler_init_grammar, maxLength 1000 compiles and 1010 does not) and its server then drops the connection.
+GRAMMAR_MAX_LENGTH = 1000
 
 
 def _input_schema(n: int, max_chars: int) -> dict[str, object]:

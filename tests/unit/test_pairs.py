@@ -241,11 +241,11 @@ def test_tool_and_policy_use_pairs_for_tasks_without_labels(tmp_path: Path) -> N
     assert len(rows) == 5 and all(r["output"] == f"past: {r['input']}" for r in rows)
 
 
-def test_schema_lengths_stay_below_the_llama_cpp_grammar_limit(tmp_path: Path) -> None:
+def test_schema_lengths_stay_within_the_llama_cpp_grammar_limit(tmp_path: Path) -> None:
     long_demo = "Question: who? Context: " + "word " * 1000
     spec = TaskSpec("Answer.", (Example(long_demo, "word"),), "extractive-qa")
     llm = scripted(lambda b: ["Question: what? Context: a new text about other things"], lambda t, i: "")
     generate_pairs(spec, llm, tmp_path / "q.jsonl", PairsConfig(n=1, max_chars=5000, max_output_chars=3000,  # type: ignore[arg-type]
                                                                  max_failed_batches=1))
     lengths = [p["maxLength"] for r in llm.requests for p in r["schema"]["properties"].values()]
-    assert {r["name"] for r in llm.requests} == {"write_inputs", "write_output"} and max(lengths) < 2000
+    assert {r["name"] for r in llm.requests} == {"write_inputs", "write_output"} and max(lengths) <= 1000
