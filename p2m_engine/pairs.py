@@ -3,6 +3,7 @@ style of the demos first, then each input's output by self-consistency over seve
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -273,6 +274,7 @@ class _Answerer:
             "answer_input", instruction=self.spec.instruction, rule=_ANSWER_RULES[task_type],
             examples=list(self.spec.examples), input=text)}]
         samples: list[str | None] = []
+        raw: list[str] = []  # what the teacher wrote, for the row's provenance
         counts: Counter[str] = Counter()
         for i in range(cfg.votes):
             try:
@@ -285,6 +287,7 @@ class _Answerer:
                 if "no valid answer" not in str(e):
                     raise
                 sample = None
+            raw.append(sample or "")
             if sample is not None and task_type == "extractive-qa":
                 sample = as_span(sample, text)
             if sample is not None and (not sample or _REFUSAL.match(sample)):
@@ -294,7 +297,7 @@ class _Answerer:
                 counts[vote_key(sample, task_type)] += 1
             if _decided(counts, len(samples), cfg.votes, self.needed):
                 break
-        return majority(samples, task_type, cfg.votes, cfg.min_agreement)
+        return dataclasses.replace(majority(samples, task_type, cfg.votes, cfg.min_agreement), samples=raw)
 
 
 def _input_limit(spec: TaskSpec, config: PairsConfig) -> int:

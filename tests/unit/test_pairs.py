@@ -106,6 +106,7 @@ def test_extractive_qa_keeps_spans_and_drops_the_rest(tmp_path: Path) -> None:
     res = generate_pairs(QA, scripted(inputs, output), out, PairsConfig(n=2, votes=3))  # type: ignore[arg-type]
     rows = _rows(out)
     assert res.count == 2 and all(r["output"] == "The Green club" and r["output"] in r["input"] for r in rows)
+    assert rows[0]["votes"] == ["the green CLUB", "the green CLUB"]  # what the teacher wrote, before the span fix
     assert res.dropped["not_a_span"] >= 1
 
 
