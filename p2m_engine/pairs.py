@@ -156,9 +156,11 @@ def format_prefix(texts: list[str]) -> str:
 
 
 def repair_format(text: str, prefix: str, markers: frozenset[str]) -> str:
-    """Put back the demos' shared prefix on an input that has none of their field markers (the small teacher
-    often writes only the free part of the input)."""
-    if prefix and not text.startswith(prefix) and not any(m in text for m in markers):
+    """Put back the demos' shared prefix on an input that lacks it and the field markers in it (the small teacher
+    often writes only the free part of the input, or drops a leading `Question: `); an input with its own
+    prefix (`[Posted: 2001-01-01] ...`) is left alone."""
+    own = [m for m in markers if m in prefix]
+    if prefix and not text.startswith(prefix) and not any(m in text for m in own):
         return prefix + text
     return text
 

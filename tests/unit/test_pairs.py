@@ -172,6 +172,8 @@ def test_format_prefix_is_put_back_on_bare_inputs() -> None:
     assert repair_format("Snow came late.", prefix, markers) == "[Posted: 2013-03-22] Snow came late."
     assert repair_format("[Posted: 2001-01-01] Snow.", prefix, markers) == "[Posted: 2001-01-01] Snow."
     assert format_prefix(["Question: How many a?", "Question: How much b?"]) == "Question: "
+    qa = frozenset({"Question:", "Context:"})
+    assert repair_format("Who? Context: Bo ran.", "Question: ", qa) == "Question: Who? Context: Bo ran."
     assert format_prefix(["only one demo"]) == "" and format_prefix(["ab cd", "ab ce"]) == ""
 
 
