@@ -408,6 +408,7 @@ def generate_pairs(
             vote = answer(text)
             if vote.output is None:
                 dropped[vote.reason or "no_output"] += 1
+                logger.debug("input dropped (%s): %.80r votes %r", vote.reason, text, vote.samples)
                 continue
             if spec.task_type == "generation" and normalize(vote.output) == normalize(text):
                 dropped["output_copies_input"] += 1
