@@ -347,7 +347,8 @@ def generate_pairs(
     demos = [e.input for e in spec.examples]
     banned = {normalize(x) for x in demos} | {normalize(x) for x in exclude}
     markers, prefix = format_markers(demos), format_prefix(demos)
-    filters = InputFilters(config, limit, banned, demos + [x for x in exclude if x], markers)
+    # The length check allows for a prefix put back by repair_format.
+    filters = InputFilters(config, limit + len(prefix), banned, demos + [x for x in exclude if x], markers)
     kept: list[str] = []
     if out_path.exists():
         for row in read_jsonl(out_path):
