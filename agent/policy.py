@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.context import Context
+from p2m_engine.pairs import PAIRS_PER_LABEL_BUDGET
 
 ACTIONS: dict[str, str] = {
     "search_datasets": "search the dataset hub for real labelled data that fits the task",
@@ -36,7 +37,9 @@ def per_label_target(state: dict[str, Any], ctx: Context) -> int:
 
 
 def generation_target(state: dict[str, Any], ctx: Context) -> int:
-    return per_label_target(state, ctx) * len(state["task"].get("labels") or ())
+    labels = state["task"].get("labels") or ()
+    # A task without labels (generation, extractive QA) gets a total target.
+    return per_label_target(state, ctx) * (len(labels) if labels else PAIRS_PER_LABEL_BUDGET)
 
 
 def _data(state: dict[str, Any]) -> int:

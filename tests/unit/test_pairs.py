@@ -1,0 +1,254 @@
+"""Pair generation with a scripted LLM: self-consistency votes, spans, filters, append-only resume, bounded calls."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from p2m_engine.errors import LLMError, UnsupportedTaskError
+from p2m_engine.pairs import PairsConfig, as_span, generate_pairs, majority, vote_key
+from p2m_engine.types import Example, TaskSpec
+from tests.fakes import FakeLLM
+
+GEN = TaskSpec("Rewrite the sentence in the past tense.",
+               (Example("I walk to the old harbour every morning", "I walked to the old harbour every morning"),
+                Example("She reads three books in the garden", "She read three books in the garden")),
+               "generation")
+QA = TaskSpec("Answer the question by copying a span of the context.",
+              (Example("Question: Who won? Context: The Blue team won the final in 1990.", "The Blue team"),),
+              "extractive-qa")
+
+
+def _asked_input(messages: list[dict[str, Any]]) -> str:
+    """The input an answer_input prompt asks about (its last `input:` line)."""
+    return re.findall(r"^input: (.*)$", messages[-1]["content"], re.MULTILINE)[-1]
+
+
+def scripted(inputs: Callable[[int], list[str]], output: Callable[[str, int], str]) -> FakeLLM:
+    """A fake teacher: `inputs(batch_call)` for write_inputs, `output(input, vote_call)` for write_output."""
+    count = {"write_inputs": 0}
+
+    def answer(messages: list[dict[str, Any]], name: str, i: int) -> dict[str, Any]:
+        if name == "write_inputs":
+            count["write_inputs"] += 1
+            return {f"input_{k + 1}": x for k, x in enumerate(inputs(count["write_inputs"]))}
+        assert name == "write_output"
+        return {"output": output(_asked_input(messages), i)}
+
+    return FakeLLM(answer)
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _numbered(batch: int) -> list[str]:
+    return [f"the fox number {batch} {k} jumps over fence {batch * 10 + k} today" for k in range(3)]
+
+
+def test_majority_picks_most_common_and_a_split_vote_drops() -> None:
+    vote = majority(["SELECT a FROM t", "select a  from t", "SELECT b FROM t"], "generation", 3, 0.6)
+    assert vote.output == "SELECT a FROM t" and vote.agreement == pytest.approx(0.667, abs=1e-3)
+    split = majority(["a1", "b2", "c3"], "generation", 3, 0.6)
+    assert split.output is None and split.reason == "no_majority"
+    tie = majority(["a1", "a1", "b2", "b2"], "generation", 4, 0.4)
+    assert tie.output is None  # a tie for first place never wins
+    assert majority([None, None, None], "extractive-qa", 3, 0.6).reason == "not_a_span"
+    # Extractive answers compare under SQuAD normalisation; free text keeps punctuation.
+    assert vote_key("The Blue team.", "extractive-qa") == vote_key("blue team", "extractive-qa")
+    assert vote_key("f.close()", "generation") != vote_key("f.close", "generation")
+    assert vote_key("SELECT name ,  age", "generation") == vote_key("select name, age", "generation")
+
+
+def test_as_span_keeps_the_exact_substring() -> None:
+    ctx = "Question: Who won? Context: The Blue team won the final in 1990."
+    assert as_span("the blue team", ctx) == "The Blue team"
+    assert as_span('"1990"', ctx) == "1990"
+    assert as_span("the Red team", ctx) is None and as_span("  ", ctx) is None
+
+
+def test_generates_pairs_by_majority_with_provenance(tmp_path: Path) -> None:
+    out = tmp_path / "pairs.jsonl"
+    # Vote calls alternate: every input gets "past: X" twice in three samples, except inputs with "1 1" which split.
+    def output(text: str, i: int) -> str:
+        if " 1 1 " in text:
+            return f"answer {i}"
+        return f"past: {text}" if i % 3 else f"other {i}"
+
+    llm = scripted(_numbered, output)
+    res = generate_pairs(GEN, llm, out, PairsConfig(n=4, batch_size=3, votes=3))  # type: ignore[arg-type]
+    rows = _rows(out)
+    assert res.count == 4 == len(rows) and not res.stopped
+    assert all(r["output"] == f"past: {r['input']}" for r in rows)
+    assert all(" 1 1 " not in r["input"] for r in rows)  # the split vote was dropped
+    assert res.dropped["no_majority"] == 1
+    assert {"model", "template", "temperature", "answer_temperature", "votes", "agreement", "batch"} <= set(rows[0])
+    assert all(r["agreement"] >= 0.6 for r in rows)
+    assert rows[0]["temperature"] < rows[-1]["temperature"]  # annealed upward as data accumulates
+    assert res.llm_calls == llm.usage.calls
+    schema = next(r["schema"] for r in llm.requests if r["name"] == "write_inputs")
+    assert schema["required"] == ["input_1", "input_2", "input_3"]
+
+
+def test_extractive_qa_keeps_spans_and_drops_the_rest(tmp_path: Path) -> None:
+    def inputs(batch: int) -> list[str]:
+        return [f"Question: Who came {batch}? Context: The Green club number {batch} arrived in town on day {batch}.",
+                f"Question: What is it {batch}? Context: An owl named Bo{batch} sleeps quietly in a tall oak {batch}."]
+
+    def output(text: str, i: int) -> str:
+        return "the green CLUB" if "Green" in text else "a brown bear"  # the second is never a span
+
+    out = tmp_path / "qa.jsonl"
+    res = generate_pairs(QA, scripted(inputs, output), out, PairsConfig(n=2, votes=3))  # type: ignore[arg-type]
+    rows = _rows(out)
+    assert res.count == 2 and all(r["output"] == "The Green club" and r["output"] in r["input"] for r in rows)
+    assert rows[0]["votes"] == ["the green CLUB", "the green CLUB"]  # what the teacher wrote, before the span fix
+    assert res.dropped["not_a_span"] >= 1
+
+
+def test_duplicates_and_leaks_are_dropped_and_a_good_one_kept(tmp_path: Path) -> None:
+    held_out = "The quick brown dog sleeps under the wooden bridge near the river"
+
+    def inputs(batch: int) -> list[str]:
+        return [GEN.examples[0].input,                                     # a demo: leak
+                held_out,                                                  # a held-out test input: leak
+                "The quick brown dog sleeps under the wooden bridge near the river!",  # same after normalising
+                "I walk to the old harbour every morning with my dog",     # a near copy of a demo
+                "We cook pasta for the whole family on sunday",            # new: kept
+                "we cook pasta for the whole family on Sunday.",           # duplicate of the one before
+                "I'm sorry, but I cannot help with that request today"]    # refusal
+
+    llm = scripted(inputs, lambda text, i: text.replace("cook", "cooked"))
+    res = generate_pairs(GEN, llm, tmp_path / "g.jsonl", PairsConfig(n=1, batch_size=7, votes=3),  # type: ignore[arg-type]
+                         exclude=[held_out])
+    rows = _rows(tmp_path / "g.jsonl")
+    assert [r["input"] for r in rows] == ["We cook pasta for the whole family on sunday"]
+    assert rows[0]["output"] == "We cooked pasta for the whole family on sunday"
+    assert res.dropped["leak"] == 3 and res.dropped["duplicate"] == 1 and res.dropped["refusal"] == 1
+    assert res.dropped["near_copy_of_demo_or_test"] == 1
+
+
+def test_inputs_sharing_a_long_context_are_not_near_copies(tmp_path: Path) -> None:
+    schema = "Tables: singer(id, name, country, age), concert(id, name, year, stadium), stadium(id, name, capacity)"
+
+    def inputs(batch: int) -> list[str]:
+        questions = ["How many concerts were held in each year since the stadium opened?",
+                     "List the names and ages of every singer from France sorted by age.",
+                     "How many singers do we have?"]  # only differs from the demo in nothing: a copy
+        return [f"{schema} Question: {q}" for q in questions]
+
+    spec = TaskSpec("Write the SQL query.", (Example(f"{schema} Question: How many singers do we have?",
+                                                      "SELECT count(*) FROM singer"),), "generation")
+    res = generate_pairs(spec, scripted(inputs, lambda t, i: "SELECT 1"), tmp_path / "s.jsonl",  # type: ignore[arg-type]
+                         PairsConfig(n=2, batch_size=3))
+    assert res.count == 2 and res.dropped["leak"] == 1
+
+
+def test_near_copy_rule_and_format_markers() -> None:
+    from p2m_engine.pairs import InputFilters, format_markers
+
+    demo = "[Posted: 2013-03-22] Evana Roth told CNN in August about the new plan"
+    markers = format_markers([demo, "[Posted: 1998-01-02] Rain fell all week. Note: none"])
+    assert markers == {"Posted:"}
+    f = InputFilters(PairsConfig(), 500, set(), [demo], markers)
+    assert f.check("[Posted: 2013-03-22] Evana Roth told CNN in August") == "near_copy_of_demo_or_test"  # cut short
+    assert f.check("Evana Roth told CNN in September about the new plan") == "format_marker_missing"
+    assert f.check("[Posted: 2001-05-05] The council met last Friday and will meet again next May") is None
+    # Short texts with few word 3-grams, all new, are not copies of each other (e.g. unspaced Japanese).
+    g = InputFilters(PairsConfig(), 500, set(), ["開いているファイル'f'を閉じる"])
+    assert g.accept("リスト'a'を逆順に並べ替える") and g.accept("辞書'd'のキーを表示する")
+
+
+def test_format_prefix_is_put_back_on_bare_inputs() -> None:
+    from p2m_engine.pairs import format_markers, format_prefix, repair_format
+
+    demos = ["[Posted: 2013-03-22] Rain fell in May.", "[Posted: 2013-03-22] Roth won in the Pro Bowl: twice."]
+    prefix, markers = format_prefix(demos), format_markers(demos)
+    assert prefix == "[Posted: 2013-03-22] " and markers == {"Posted:"}  # "Bowl:" mid-sentence is no marker
+    assert repair_format("Snow came late.", prefix, markers) == "[Posted: 2013-03-22] Snow came late."
+    assert repair_format("[Posted: 2001-01-01] Snow.", prefix, markers) == "[Posted: 2001-01-01] Snow."
+    assert format_prefix(["Question: How many a?", "Question: How much b?"]) == "Question: "
+    qa = frozenset({"Question:", "Context:"})
+    assert repair_format("Who? Context: Bo ran.", "Question: ", qa) == "Question: Who? Context: Bo ran."
+    assert format_prefix(["only one demo"]) == "" and format_prefix(["ab cd", "ab ce"]) == ""
+
+
+def test_resume_counts_rows_on_disk_and_appends(tmp_path: Path) -> None:
+    out = tmp_path / "pairs.jsonl"
+    same = lambda text, i: f"past: {text}"  # noqa: E731
+    generate_pairs(GEN, scripted(_numbered, same), out, PairsConfig(n=3, batch_size=3))  # type: ignore[arg-type]
+    first = out.read_text()
+    llm = scripted(_numbered, same)
+    res = generate_pairs(GEN, llm, out, PairsConfig(n=3, batch_size=3))  # type: ignore[arg-type]
+    assert llm.usage.calls == 0 and res.count == 3 and out.read_text() == first
+    # A bigger target continues after the rows on disk; the first rows stay as they were.
+    llm = scripted(lambda b: _numbered(b + 50), same)
+    res = generate_pairs(GEN, llm, out, PairsConfig(n=5, batch_size=3))  # type: ignore[arg-type]
+    rows = _rows(out)
+    assert res.count == 5 == len(rows) and out.read_text().startswith(first)
+    assert len({r["input"] for r in rows}) == 5
+
+
+def test_calls_are_bounded_when_the_llm_returns_garbage(tmp_path: Path) -> None:
+    def answer(messages: list[dict[str, Any]], name: str, i: int) -> dict[str, Any]:
+        if name == "write_inputs" and i % 2:
+            raise LLMError("The LLM gave no valid answer for write_inputs after 3 tries (garbage).")
+        return {"nonsense": "???"} if name == "write_inputs" else {"output": ""}
+
+    llm = FakeLLM(answer)
+    res = generate_pairs(GEN, llm, tmp_path / "g.jsonl", PairsConfig(n=50, max_failed_batches=3))  # type: ignore[arg-type]
+    assert res.count == 0 and res.stopped and "no new pair" in res.stopped[0]
+    assert llm.usage.calls == 3
+
+
+def test_calls_are_bounded_when_every_vote_is_empty(tmp_path: Path) -> None:
+    llm = scripted(_numbered, lambda text, i: "")
+    res = generate_pairs(GEN, llm, tmp_path / "g.jsonl", PairsConfig(n=50, batch_size=3, max_failed_batches=2))  # type: ignore[arg-type]
+    assert res.count == 0 and res.dropped["empty_output"] == 6
+    # 2 input batches, each of 3 inputs; two empty votes already decide there is no majority of 3.
+    assert llm.usage.calls == 2 + 6 * 2
+
+
+def test_service_errors_are_raised_and_classification_is_refused(tmp_path: Path) -> None:
+    def broken(messages: list[dict[str, Any]], name: str, i: int) -> dict[str, Any]:
+        raise LLMError("The LLM service failed after 1 retries: APIConnectionError.")
+
+    with pytest.raises(LLMError):
+        generate_pairs(GEN, FakeLLM(broken), tmp_path / "g.jsonl", PairsConfig(n=2))  # type: ignore[arg-type]
+    spec = TaskSpec("Spam?", (Example("win now", "spam"), Example("hi", "ham")), "classification", ("spam", "ham"))
+    with pytest.raises(UnsupportedTaskError):
+        generate_pairs(spec, FakeLLM(broken), tmp_path / "g.jsonl")  # type: ignore[arg-type]
+
+
+def test_tool_and_policy_use_pairs_for_tasks_without_labels(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from agent.context import Context
+    from agent.policy import allowed_actions, generation_target
+    from p2m_engine.runs import Run
+    from p2m_engine.synth import SynthConfig
+    from tools.synth import generate_examples
+
+    llm = scripted(_numbered, lambda text, i: f"past: {text}")
+    ctx = Context(run=Run.create(tmp_path, "t"), llm=llm, synth=SynthConfig(per_label=1))  # type: ignore[arg-type]
+    state = {"task": GEN.to_dict()}
+    assert generation_target(state, ctx) == 5 and "generate_examples" in allowed_actions(state, ctx)
+    text, artifact = generate_examples.func(runtime=SimpleNamespace(context=ctx, state=state))  # type: ignore[attr-defined]
+    assert artifact["generated"] == 5 and artifact["stopped_labels"] == [] and artifact["llm_calls"] == llm.usage.calls
+    assert json.loads(text)["generated"] == 5
+    rows = _rows(ctx.run.path("data", "generated.jsonl"))
+    assert len(rows) == 5 and all(r["output"] == f"past: {r['input']}" for r in rows)
+
+
+def test_schema_lengths_stay_within_the_llama_cpp_grammar_limit(tmp_path: Path) -> None:
+    long_demo = "Question: who? Context: " + "word " * 1000
+    spec = TaskSpec("Answer.", (Example(long_demo, "word"),), "extractive-qa")
+    llm = scripted(lambda b: ["Question: what? Context: a new text about other things"], lambda t, i: "")
+    generate_pairs(spec, llm, tmp_path / "q.jsonl", PairsConfig(n=1, max_chars=5000, max_output_chars=3000,  # type: ignore[arg-type]
+                                                                 max_failed_batches=1))
+    lengths = [p["maxLength"] for r in llm.requests for p in r["schema"]["properties"].values()]
+    assert {r["name"] for r in llm.requests} == {"write_inputs", "write_output"} and max(lengths) <= 1000
