@@ -85,9 +85,6 @@ def build(prompt: str, backend: str, model: str | None, base_url: str | None, hu
 
     limits = Budget.parse(budget)
     spec = parse_task(read_prompt(prompt))
-    if spec.task_type != "classification":
-        raise P2MError(f"This looks like a {spec.task_type} task; this version of p2m trains classifiers only "
-                       "(outputs drawn from a small label set). Generation students are planned.")
     for hub in hubs:
         if not hub.is_dir():
             raise P2MError(f"--hub {hub}: no such folder.")

@@ -27,7 +27,8 @@ def _invoke(args: list[str], **env: str) -> tuple[int, str]:
         (["build", PROMPT, "--llm", "bard"], "Unknown --llm backend"),
         (["build", PROMPT, "--budget", "steps=x"], "Invalid --budget"),
         (["build", PROMPT, "--hub", "/no/such/hub"], "no such folder"),
-        (["build", 'Translate to French.\ninput="cat"\noutput="chat"\n'], "classifiers only"),
+        (["build", 'Is it good or bad?\ninput="x"\noutput="good"\ninput="x"\noutput="bad"\n'], "Contradictory"),
+        (["build", PROMPT, "--budget", "target=1.5"], "between 0 and 1"),
     ],
 )
 def test_bad_input_gives_one_clear_line(args: list[str], message: str) -> None:
