@@ -7,7 +7,7 @@ from typing import Any
 from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
-from p2m_engine import models
+from p2m_engine import model_catalog, models
 from tools.context import Meter, ToolContext, observation, spec_of
 
 
@@ -15,12 +15,27 @@ from tools.context import Meter, ToolContext, observation, spec_of
 def search_models(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     """Find base models that can be fine-tuned into the student for this task on this machine.
 
-    Only models that load offline here are offered; the first is taken. Returns the candidates.
+    Only models that load here are offered. With a model catalog (hf_models.jsonl in the --catalog folder),
+    the teacher writes a hypothetical model card for the task and the catalog is searched with it; a catalog
+    model that can be loaded here is preferred, the others are listed with the reason they cannot be used.
+    Otherwise the smallest loadable model is taken. Returns the candidates.
     """
     ctx: ToolContext = runtime.context
-    meter = Meter(None)
-    cands = models.search_models(spec_of(runtime.state).task_type, student=ctx.student)
-    ctx.run.write_json("models.json", [c.summary() for c in cands])
-    artifact = {"candidates": [c.summary() for c in cands], "base_model": cands[0].path,
-                "base_model_name": cands[0].name, "params": cands[0].params, **meter.figures()}
-    return observation({"base_model": cands[0].name, "candidates": [c.name for c in cands]}), artifact
+    meter = Meter(ctx.llm)
+    spec = spec_of(runtime.state)
+    cands = models.search_models(spec.task_type, student=ctx.student)
+    chosen = cands[0]
+    hits: list[model_catalog.CatalogHit] = []
+    catalog = ctx.catalog_dir / model_catalog.CATALOG_FILE if ctx.catalog_dir else None
+    if catalog is not None and catalog.is_file() and not ctx.student:
+        query = model_catalog.hypothetical_card(spec, ctx.llm)
+        hits = model_catalog.search_catalog(spec, catalog, query=query, loadable={c.name for c in cands},
+                                            max_params=models.MAX_PARAMS)
+        usable = next((h for h in hits if h.usable), None)
+        if usable is not None:
+            chosen = next(c for c in cands if c.name == usable.model.name)
+    listed = [c.summary() for c in cands] + [h.summary() for h in hits]
+    ctx.run.write_json("models.json", listed)
+    artifact = {"candidates": listed, "base_model": chosen.path, "base_model_name": chosen.name,
+                "params": chosen.params, **meter.figures()}
+    return observation({"base_model": chosen.name, "candidates": [c["name"] for c in listed][:10]}), artifact

@@ -82,3 +82,29 @@ def test_hyde_query_from_the_llm_with_fallback() -> None:
     assert hypothetical_card(SENTIMENT, None).startswith("Is this review positive or negative?")
     empty = FakeLLM(lambda m, n, i: {"card": "  "})
     assert hypothetical_card(SENTIMENT, empty).startswith("Is this review")
+
+
+def test_search_models_tool_prefers_a_loadable_catalog_model(tmp_path: Path, tiny_encoder: Path) -> None:
+    """The tool with a catalog folder: HyDE query from the teacher, every catalog hit listed with its verdict."""
+    from types import SimpleNamespace
+    from unittest import mock
+
+    from p2m_engine.runs import Run
+    from p2m_engine.types import ModelCandidate
+    from tools.context import ToolContext
+    from tools.models import search_models
+
+    folder = tmp_path / "catalog"
+    folder.mkdir()
+    _catalog(tmp_path).rename(folder / "hf_models.jsonl")
+    llm = FakeLLM(lambda m, n, i: {"card": "A small BERT encoder for English review sentiment classification."})
+    ctx = ToolContext(run=Run.create(tmp_path / "runs", "t"), llm=llm, catalog_dir=folder)
+    local = [ModelCandidate("packaged-minilm", str(tiny_encoder), 1000, "pypi"),
+             ModelCandidate("org/cached-bert", str(tiny_encoder), 2000, "hf-cache")]
+    runtime = SimpleNamespace(context=ctx, state={"task": SENTIMENT.to_dict()})
+    with mock.patch("tools.models.models.search_models", return_value=local):
+        _, art = search_models.func(runtime)  # type: ignore[attr-defined]
+    assert art["base_model_name"] == "org/cached-bert"  # the catalog's usable hit beats the smaller default
+    listed = {c["name"]: c for c in art["candidates"]}
+    assert listed["org/tiny-bert-sentiment"]["usable"] is False and "not available here" in listed["org/tiny-bert-sentiment"]["reason"]
+    assert llm.requests and llm.requests[0]["name"] == "write_model_card"
