@@ -182,7 +182,7 @@ class LLM:
         import openai
 
         try:
-            self._client.with_options(timeout=10.0, max_retries=1).models.list()
+            self._client.with_options(timeout=min(10.0, self.timeout), max_retries=1).models.list()
         except openai.AuthenticationError as e:
             raise LLMError(f"The LLM endpoint {self.base_url or 'api.openai.com'} rejected the API key.") from e
         except openai.NotFoundError:

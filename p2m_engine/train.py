@@ -159,6 +159,8 @@ def train_model(
         report_to="none",
         seed=config.seed,
         bf16=use_bf16,
+        # transformers 5.24 refuses bf16 without a GPU unless training is declared CPU-only.
+        use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
         disable_tqdm=True,
