@@ -15,6 +15,7 @@ from p2m_engine.bench import BenchResults, BenchTask, markdown_table, read_suite
 from p2m_engine.datasets import load_examples
 from p2m_engine.errors import P2MError
 from p2m_engine.metrics import classification_metrics
+from p2m_engine.names import safe_name
 from p2m_engine.task import parse_task
 
 SYSTEMS = ("p2m", "teacher", "trivial", "gold")
@@ -46,10 +47,10 @@ def hub_without(task: BenchTask, hubs: list[Path], out: Path) -> list[Path]:
     from p2m_engine.datasets import scan_hub
 
     own = task.dir.resolve()
-    folder = out / "hubs" / task.name
+    folder = out / "hubs" / safe_name(task.name, "task name")
     folder.mkdir(parents=True, exist_ok=True)
     for d in scan_hub(hubs):
-        link = folder / d.name
+        link = folder / safe_name(d.name, "dataset name")
         if d.path.resolve() != own and not link.exists():
             link.symlink_to(d.path.resolve(), target_is_directory=True)
     return [folder]
@@ -104,7 +105,7 @@ def _run_system(system: str, task: BenchTask, spec: Any, test: list[Any], *, hub
     build_limits = dataclasses.replace(limits, per_label=0) if system == "retrieved_only" else limits
     summary = build_model(spec, str(task.prompt_path), backend=settings.backend, model=settings.model,
                           base_url=settings.base_url, hubs=build_hubs, test_path=task.test_path,
-                          out=out / "runs" / task.name / system, limits=build_limits, planner="auto", student=student,
+                          out=out / "runs" / safe_name(task.name, "task name") / safe_name(system, "system"), limits=build_limits, planner="auto", student=student,
                           seed=0, quiet=True)
     if not summary.get("model_dir"):
         return {"score": None, "status": "no model", "reason": summary.get("finish_reason")}
@@ -144,7 +145,7 @@ def _gold(task: BenchTask, spec: Any, test: list[Any], out: Path, student: str |
     rows = rows[:limit]
     base = search_models(spec.task_type, student=student)[0]
     train, val = split_validation(rows)
-    model_dir = out / "runs" / task.name / "gold" / "model"
+    model_dir = out / "runs" / safe_name(task.name, "task name") / "gold" / "model"
     res = train_model(train, val, spec.labels, model_dir, TrainConfig(base_model=base.path, epochs=limits.epochs))
     report = evaluate_model(model_dir, test, "test")
     return {"score": round(report.metrics["accuracy"], 4), "macro_f1": round(report.metrics["macro_f1"], 4),

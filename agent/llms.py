@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
@@ -29,7 +29,7 @@ class LLMSettings:
     backend: str = "embedded"
     model: str | None = None
     base_url: str | None = None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     n_ctx: int = 4096
     timeout: float | None = None
     """Seconds to wait for one answer (P2M_LLM_TIMEOUT; default 120 for an API, 900 for the embedded server)."""

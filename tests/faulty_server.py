@@ -17,10 +17,14 @@ Faults (``FAULTS``):
 - ``empty_choices``: a valid completion with ``"choices": []``.
 - ``error_body``: HTTP 200 whose JSON is an error object, not a completion (seen behind some proxies).
 - ``slow``: the normal answer, ``slow`` seconds late (under the client's timeout).
+
+Not in ``FAULTS`` (a hostile server, for the security tests): ``echo_auth`` answers HTTP 400, 401 or 500
+(``("fault", ("echo_auth", status))``) with the request's Authorization header in the error message.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -157,6 +161,9 @@ class FaultyServer(OpenAIStub):
             self._send_json(handler, 200, self._completion(body, []))
         elif name == "error_body":
             self._send_json(handler, 200, self._error(503, "upstream overloaded"))
+        elif name == "echo_auth":
+            auth = handler.headers.get("Authorization", "")
+            self._send_json(handler, int(inner or 400), self._error(int(inner or 400), f"bad request from {auth}"))
         elif name == "slow":
             self._closing.wait(self.slow)
             super()._answer_chat(handler, body, inner if inner is not None else ("tool", self._args(body)))
@@ -213,23 +220,24 @@ class FaultyServer(OpenAIStub):
 
 
 class Teacher:
-    """Answers like a capable API model: new, unique examples per call, and the first allowed planner action.
+    """Answers like a capable API model: new, unique examples per request, and the first allowed planner action.
 
-    It counts the examples it wrote, so the same sequence of answered requests gives the same examples.
+    Each answer is a function of the request's content alone (a hash of it), so a request repeated after a
+    fault, or after a client timeout the server did answer, gets the same answer: a run with faults and a
+    clean run write the same examples.
     """
 
     def __init__(self) -> None:
-        self.n = 0
+        self.calls = 0
 
     def __call__(self, body: dict[str, Any]) -> tuple[str, Any]:
+        self.calls += 1
         name = body["tool_choice"]["function"]["name"]
         params = body["tools"][0]["function"]["parameters"]
         if name == "choose_action":
             return "tool", {"action": params["properties"]["action"]["enum"][0], "reason": "next in order"}
         found = re.search(r'correct label is "([^"]*)"', body["messages"][-1]["content"])
         label = found.group(1) if found else "text"
-        out = {}
-        for key in params["required"]:
-            self.n += 1
-            out[key] = f"{label} example number {self.n} about topic {self.n * 7 % 13}"
-        return "tool", out
+        key = json.dumps([body.get("messages"), body.get("temperature"), body.get("max_tokens")], sort_keys=True)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+        return "tool", {k: f"{label} note {digest} part {i}" for i, k in enumerate(params["required"], 1)}
