@@ -221,3 +221,56 @@ def test_generation_call_count_is_bounded_when_every_answer_is_unusable(tmp_path
     assert res.count == 0 and set(res.stopped) == {"spam", "ham"}  # type: ignore[attr-defined]
     # max_failed_batches (4) batches per label, each tried `attempts` (3) times.
     assert requests == 2 * 4 * 3
+
+
+# ---------------------------------------------------------------------------------------- settings and the planner
+
+
+def test_client_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.llms import LLMSettings
+
+    assert LLMSettings().client_options(900, 1) == {"timeout": 900, "max_retries": 1}
+    monkeypatch.setenv("P2M_LLM_TIMEOUT", "0.5")
+    monkeypatch.setenv("P2M_LLM_MAX_RETRIES", "0")
+    monkeypatch.setenv("P2M_LLM_MAX_BACKOFF", "0.02")
+    opts = LLMSettings().client_options(120, 4)
+    assert opts == {"timeout": 0.5, "max_retries": 0, "max_backoff": 0.02, "backoff": 0.02}
+    assert LLMSettings(timeout=7.0).client_options(120, 4)["timeout"] == 7.0  # an explicit value wins
+    llm = LLM(base_url="http://127.0.0.1:9/v1", model="m", **opts)
+    assert (llm.timeout, llm.max_retries, llm.max_backoff) == (0.5, 0, 0.02)
+
+
+@pytest.mark.parametrize("var,value", [("P2M_LLM_TIMEOUT", "soon"), ("P2M_LLM_TIMEOUT", "0"),
+                                       ("P2M_LLM_MAX_RETRIES", "-1"), ("P2M_LLM_MAX_RETRIES", "2.5"),
+                                       ("P2M_LLM_MAX_BACKOFF", "inf")])
+def test_bad_client_settings_in_the_environment_are_refused(var: str, value: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.llms import LLMSettings
+
+    monkeypatch.setenv(var, value)
+    with pytest.raises(LLMError, match=var):
+        LLMSettings()
+
+
+@pytest.mark.parametrize("fault", ["503", "timeout", "malformed", "empty_choices", "error_body"])
+def test_planner_falls_back_to_the_rules_when_its_llm_fails(fault: str) -> None:
+    from langchain_openai import ChatOpenAI
+
+    from agent.planner import ask_planner
+
+    with FaultyServer(schedule=FaultSchedule([fault], every=1), hang=HANG) as server:
+        model = ChatOpenAI(base_url=server.base_url, model="m", api_key="test", timeout=TIMEOUT, max_retries=1)
+        action, reason, tokens = ask_planner(model, "Classify", {"labels": "a, b"}, ["search_models", "finish"])
+        assert len(server.chat_requests) <= 2
+    assert action is None and reason.startswith("the planner LLM failed") and tokens["tokens_in"] == 0
+
+
+def test_planner_with_a_rejected_key_stops_the_build() -> None:
+    from langchain_openai import ChatOpenAI
+
+    from agent.planner import ask_planner
+
+    with FaultyServer([("status", 401)]) as server:
+        model = ChatOpenAI(base_url=server.base_url, model="m", api_key="test", timeout=TIMEOUT, max_retries=0)
+        with pytest.raises(LLMError, match="rejected the API key"):
+            ask_planner(model, "Classify", {"labels": "a, b"}, ["search_models", "finish"])
