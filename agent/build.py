@@ -1,62 +1,235 @@
-"""One build from the command line: make the run folder, open the LLM, run the graph, write the results."""
+"""One build from the command line: make the run folder, open the LLM, run the graph, write the results;
+or continue an interrupted build from its run folder."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from agent.budget import Budget
+from agent.chat import make_converse
 from agent.context import Context
 from agent.llms import LLMSettings, open_llm
-from agent.runner import run_build
+from agent.runner import read_checkpoint, run_build
 from agent.trace import TraceWriter
 from agent.ui import BuildDisplay
 from p2m_engine.card import write_model_card
+from p2m_engine.errors import P2MError
 from p2m_engine.runs import Run
 from p2m_engine.synth import SynthConfig
 from p2m_engine.train import TrainConfig
-from p2m_engine.types import TaskSpec
+from p2m_engine.types import MAIN_METRIC, TaskSpec
+
+# Exit codes of `p2m build` and `p2m resume`.
+EXIT_OK = 0
+"""A model was built and met the target (or no target was set)."""
+EXIT_ERROR = 1
+"""An error stopped the build (one line on stderr)."""
+EXIT_BELOW_TARGET = 2
+"""The build finished below the target, or without a model."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything a build needs besides the task: what config.json records (and the key, which it does not)."""
+
+    llm: LLMSettings
+    limits: Budget
+    planner: str
+    hubs: list[Path]
+    test_path: Path | None
+    student: str | None
+    synth: SynthConfig
+    train: TrainConfig
+    seed: int
+
+    def to_config(self, prompt: str) -> dict[str, Any]:
+        """The JSON of config.json; paths are absolute, so that a resume works from any folder."""
+        student = self.student
+        if student and Path(student).exists():
+            student = str(Path(student).resolve())
+        llm = self.llm.describe()
+        if llm.get("model") and str(llm["model"]).endswith(".gguf") and Path(llm["model"]).is_file():
+            llm["model"] = str(Path(llm["model"]).resolve())
+        return {
+            "prompt": prompt if len(prompt) < 300 else prompt[:300] + "...", "llm": llm,
+            "planner": self.planner, "hub": [str(h.resolve()) for h in self.hubs],
+            "test": str(self.test_path.resolve()) if self.test_path else None, "budget": dataclasses.asdict(self.limits),
+            "synth": dataclasses.asdict(self.synth), "train": dataclasses.asdict(self.train), "student": student,
+            "seed": self.seed,
+        }
+
+
+def _known(cls: Any, values: dict[str, Any]) -> Any:
+    """A dataclass from recorded values, ignoring keys this version does not know."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in (values or {}).items() if k in names})
+
+
+def _api_key(backend: str) -> str | None:
+    return os.environ.get("OPENAI_API_KEY") if backend == "openai" else None
+
+
+def settings_from_config(cfg: dict[str, Any]) -> Settings:
+    """Rebuild a run's settings from its config.json; the API key comes from the environment again.
+
+    Raises:
+        P2MError: the config lacks what a build needs.
+    """
+    try:
+        llm = cfg["llm"]
+        return Settings(
+            llm=LLMSettings(backend=llm["backend"], model=llm.get("model"), base_url=llm.get("base_url"),
+                            api_key=_api_key(llm["backend"])),
+            limits=_known(Budget, cfg["budget"]), planner=cfg["planner"], hubs=[Path(h) for h in cfg.get("hub") or []],
+            test_path=Path(cfg["test"]) if cfg.get("test") else None, student=cfg.get("student"),
+            synth=_known(SynthConfig, cfg["synth"]), train=_known(TrainConfig, cfg["train"]), seed=int(cfg.get("seed", 0)),
+        )
+    except (KeyError, TypeError, AttributeError) as e:
+        raise P2MError(f"The run's config.json is incomplete ({type(e).__name__}: {e}); it cannot be resumed.") from e
 
 
 def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None, base_url: str | None,
                 hubs: list[Path], test_path: Path | None, out: Path, limits: Budget, planner: str,
-                student: str | None, seed: int, quiet: bool = False) -> dict[str, Any]:
-    """Run one build end to end and return its summary (also written to run/summary.json)."""
-    started = time.monotonic()
+                student: str | None, seed: int, quiet: bool = False, chat: bool = False) -> dict[str, Any]:
+    """Run one build end to end and return its summary (also written to run/summary.json).
+
+    With `chat`, the agent asks its clarifying questions and the plan in the terminal, and after the build
+    answers questions from the trace and takes requests that steer it further.
+    """
     run = Run.create(out, spec.instruction)
-    api_key = os.environ.get("OPENAI_API_KEY") if backend == "openai" else None
-    settings = LLMSettings(backend=backend, model=model, base_url=base_url, api_key=api_key)
-    lead = planner if planner != "auto" else ("llm" if backend == "openai" else "rules")
-    synth = SynthConfig(per_label=limits.per_label, seed=seed)
-    train = TrainConfig(epochs=limits.epochs, seed=seed)
+    settings = Settings(
+        llm=LLMSettings(backend=backend, model=model, base_url=base_url, api_key=_api_key(backend)), limits=limits,
+        planner=planner if planner != "auto" else ("llm" if backend == "openai" else "rules"), hubs=hubs,
+        test_path=test_path, student=student, synth=SynthConfig(per_label=limits.per_label, seed=seed),
+        train=TrainConfig(epochs=limits.epochs, seed=seed), seed=seed)
     run.write_json("task.json", spec.to_dict())
-    run.write_json("config.json", {
-        "prompt": prompt if len(prompt) < 300 else prompt[:300] + "...", "llm": settings.describe(), "planner": lead,
-        "hub": [str(h) for h in hubs], "test": str(test_path) if test_path else None, "budget": dataclasses.asdict(limits),
-        "synth": dataclasses.asdict(synth), "train": dataclasses.asdict(train), "student": student, "seed": seed,
-    })
-    display = BuildDisplay(run, quiet=quiet)
-    trace = TraceWriter(run.dir, run.id, secrets=[api_key or ""])
-    with open_llm(settings, run.dir / "logs", want_planner=lead == "llm") as (llm, planner_model), display:
-        ctx = Context(run=run, llm=llm, hub_dirs=hubs, test_path=test_path, student=student, synth=synth, train=train,
-                      max_retrieved=limits.retrieved, progress=display.progress, planner=lead,
-                      planner_model=planner_model, max_steps=limits.steps)
-        state = run_build(spec, ctx, trace, on_update=display.update)
+    run.write_json("config.json", settings.to_config(prompt))
+    with exclusive(run):
+        return _drive(run, spec, settings, quiet=quiet, resume=False, chat=chat)
+
+
+@contextlib.contextmanager
+def exclusive(run: Run) -> Iterator[None]:
+    """Hold the run folder for this process: a second build or resume of it fails instead of interleaving.
+
+    The lock belongs to the process, so the system releases it when the process dies, even by kill -9.
+
+    Raises:
+        P2MError: another process holds the run.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        yield
+        return
+    with (run.dir / ".lock").open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise P2MError(f"{run.dir} is in use by another p2m process; wait for it to end or stop it first.") from None
+        yield
+
+
+def open_run(run_dir: Path) -> tuple[Run, TaskSpec, Settings]:
+    """The run folder of an earlier build, its task and its settings.
+
+    Raises:
+        P2MError: `run_dir` is not a p2m run folder.
+    """
+    # No checkpoints yet (the build stopped before its first step): the resumed build starts from the beginning.
+    missing = [n for n in ("config.json", "task.json") if not (run_dir / n).is_file()]
+    if not run_dir.is_dir() or missing:
+        raise P2MError(f"{run_dir} is not a p2m run folder (no {', '.join(missing) or 'folder'}); "
+                       "give the folder `p2m build` printed, e.g. runs/20250101-120000-...")
+    run = Run(run_dir)
+    try:
+        spec = TaskSpec.from_dict(run.read_json("task.json"))
+        cfg = run.read_json("config.json")
+    except (ValueError, KeyError, TypeError) as e:
+        raise P2MError(f"{run_dir}: unreadable task.json or config.json ({e}).") from e
+    return run, spec, settings_from_config(cfg)
+
+
+def resume_model(run_dir: Path, *, quiet: bool = False, base_url: str | None = None,
+                 chat: bool = False) -> dict[str, Any] | None:
+    """Continue the build of `run_dir` from its last checkpoint and return its summary.
+
+    Args:
+        run_dir: the run folder.
+        quiet: no progress display.
+        base_url: the LLM endpoint, when it moved since the build (cached answers stay valid).
+        chat: continue in conversation (`p2m chat RUN`): a finished build takes questions and requests.
+
+    Returns:
+        The summary, or None, doing nothing, when the build had already finished.
+
+    Raises:
+        P2MError: not a run folder, or the build fails again.
+    """
+    run, spec, settings = open_run(run_dir)
+    if base_url:
+        settings = dataclasses.replace(settings, llm=dataclasses.replace(settings.llm, base_url=base_url))
+    with exclusive(run):
+        if not chat and read_checkpoint(run).finished and (run.dir / "summary.json").is_file():
+            return None
+        return _drive(run, spec, settings, quiet=quiet, resume=True, chat=chat)
+
+
+def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume: bool,
+           chat: bool = False) -> dict[str, Any]:
+    """Open the LLM, run (or continue) the graph, and write the summary and model card."""
+    started = time.monotonic()
+    limits = settings.limits
+    target = limits.target_for(MAIN_METRIC[spec.task_type])
+    display = BuildDisplay(run, quiet=quiet, verb="resume" if resume else "build")
+    trace = TraceWriter(run.dir, run.id, secrets=[settings.llm.api_key or ""])
+    with open_llm(settings.llm, run.dir / "logs", want_planner=settings.planner == "llm") as (llm, planner_model), display:
+        ctx = Context(run=run, llm=llm, hub_dirs=settings.hubs, test_path=settings.test_path, student=settings.student,
+                      synth=settings.synth, train=settings.train, max_retrieved=limits.retrieved,
+                      progress=display.progress, planner=settings.planner, planner_model=planner_model,
+                      max_steps=limits.steps, interactive=chat, target=target,
+                      max_iterations=limits.iterations, max_llm_calls=limits.llm_calls)
+        converse = make_converse(run.dir, llm, display.read, display.show) if chat else None
+        state = run_build(spec, ctx, trace, on_update=display.update, resume=resume,
+                          ask=display.ask if chat else None, converse=converse)
         usage = llm.usage.to_dict()
         teacher = llm.model
+    score = state.get("score")
     summary = {
-        "run": str(run.dir), "finish_reason": state.get("finish_reason"), "score": state.get("score"),
+        "run": str(run.dir), "finish_reason": state.get("finish_reason"), "score": score,
+        "target": target, "met_target": met_target(state.get("model_dir"), score, target),
         "metrics": state.get("metrics"), "dataset": state.get("dataset"), "retrieved": state.get("retrieved", 0),
         "generated": state.get("generated", 0), "per_label": state.get("per_label", {}),
         "base_model": state.get("base_model_name"), "model_dir": state.get("model_dir"),
-        "val_accuracy": state.get("val_accuracy"), "steps": state.get("steps", 0), "llm_usage": usage,
-        "teacher": teacher, "wall_s": round(time.monotonic() - started, 1),
+        "val_accuracy": state.get("val_accuracy"), "steps": state.get("steps", 0),
+        "tried": [{"name": t.get("name"), "ok": t.get("ok")} for t in state.get("trace", []) if t.get("kind") == "tool"],
+        "llm_usage": usage, "task": state.get("task"), "teacher": teacher, "wall_s": round(time.monotonic() - started, 1),
+        "resumed": resume,
+        "decision_split": state.get("decision_split"), "best_iteration": state.get("best_iteration"),
+        "iterations": [{k: h.get(k) for k in ("iteration", "decision_score", "score", "weak_labels")}
+                       for h in state.get("history", [])],
     }
     if state.get("model_dir"):
-        write_model_card(Path(state["model_dir"]), spec, summary)
+        write_model_card(Path(state["model_dir"]), TaskSpec.from_dict(state["task"]), summary)
     run.write_json("summary.json", summary)
     display.summary(summary)
     return summary
+
+
+def met_target(model_dir: str | None, score: float | None, target: float | None) -> bool:
+    """Whether a build delivered: a model, and (with a target) a held-out score at or above it."""
+    if not model_dir:
+        return False
+    if target is None:
+        return True
+    return score is not None and score >= target
+
+
+def exit_code(summary: dict[str, Any]) -> int:
+    """0 when the build met its target (or had none), 2 when it finished below it or without a model."""
+    return EXIT_OK if summary.get("met_target") else EXIT_BELOW_TARGET

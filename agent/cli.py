@@ -89,17 +89,29 @@ def cli() -> None:
 @click.option("--hub", "hubs", multiple=True, type=click.Path(path_type=Path), help="A folder of datasets to search (repeatable).")
 @click.option("--test", "test_path", type=click.Path(path_type=Path), help="Labelled JSONL (input, output) to evaluate on.")
 @click.option("--out", default=Path("runs"), type=click.Path(path_type=Path), show_default=True, help="Where run folders go.")
-@click.option("--budget", default="", help="Limits, e.g. 'steps=12,per_label=40,epochs=3,retrieved=1000'.")
+@click.option("--budget", default="", help="Limits, e.g. 'steps=12,per_label=40,epochs=3,retrieved=1000,target=0.9,"
+              "iterations=3' (target: validation accuracy at which iterating stops).")
 @click.option("--planner", type=click.Choice(["auto", "rules", "llm"]), default="auto", show_default=True,
               help="Who picks the next step: rules, the LLM, or auto (LLM for API models, rules for the small embedded one).")
 @click.option("--student", help="A local encoder folder to fine-tune instead of searching for one.")
 @click.option("--seed", default=0, show_default=True, help="Seed for sampling, splits and training.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+@click.option("-y", "--yes", is_flag=True, help="Unattended: never wait for input (stdin is not read).")
 def build(prompt: str, backend: str, model: str | None, base_url: str | None, hubs: tuple[Path, ...],
           test_path: Path | None, out: Path, budget: str, planner: str, student: str | None, seed: int,
-          as_json: bool) -> None:
-    """Build a model for PROMPT (a prompt file, or the prompt text): instruction plus input=/output= demos."""
+          as_json: bool, yes: bool) -> None:
+    """Build a model for PROMPT (a prompt file, or the prompt text): instruction plus input=/output= demos.
+
+    \b
+    Exit codes:
+      0  a model was built and met the target (or no target was set)
+      1  error (one line on stderr)
+      2  the build finished below the target, or without a model
+    An interrupted build continues with `p2m resume RUN`.
+    """
     _offline_defaults()
+    if yes:
+        _unattended()
     from agent.budget import Budget
     from p2m_engine.task import parse_task, read_prompt
 
@@ -120,8 +132,99 @@ def build(prompt: str, backend: str, model: str | None, base_url: str | None, hu
     summary = build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs),
                                 test_path=test_path, out=out, limits=limits, planner=planner, student=student,
                                 seed=seed, quiet=as_json)
+    _finish(summary, as_json)
+
+
+def _unattended() -> None:
+    """Nothing may wait for a person: any read of stdin gets end-of-file at once."""
+    sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+
+
+def _finish(summary: dict[str, Any], as_json: bool) -> None:
+    """Print the summary as JSON when asked, and exit 0 (target met) or 2 (below it, or no model)."""
+    from agent.build import exit_code
+
     if as_json:
         click.echo(json.dumps(summary, indent=2))
+    code = exit_code(summary)
+    if code:
+        click.get_current_context().exit(code)
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+@click.option("--base-url", help="The LLM endpoint, if it moved since the build (default: the one in config.json).")
+def resume(run: Path, as_json: bool, base_url: str | None) -> None:
+    """Continue the build of RUN (its run folder) after a crash or kill, from its last checkpoint.
+
+    The settings come from RUN/config.json; an API key from the environment again. A step cut short
+    runs again from its start; LLM answers already received come from the cache, not the endpoint.
+    A finished run is left as it is (exit 0). Otherwise exit codes as for build.
+    """
+    _offline_defaults()
+    _unattended()
+    from agent.build import resume_model
+
+    summary = resume_model(run, quiet=as_json, base_url=base_url)
+    if summary is None:
+        click.echo(f"{run} has already finished; nothing to do (see {run / 'summary.json'}).", err=True)
+        return
+    _finish(summary, as_json)
+
+
+def _chat_options(f: Any) -> Any:
+    """The options `p2m chat` shares with `p2m build`."""
+    for opt in reversed([
+        click.option("--llm", "backend", default="embedded", envvar="P2M_LLM", show_default=True,
+                     help="LLM backend: 'embedded' (llama.cpp, offline) or 'openai' (any OpenAI-compatible endpoint)."),
+        click.option("-m", "--model", envvar="P2M_MODEL", help="Model name for --llm openai, or a .gguf file."),
+        click.option("--base-url", envvar="OPENAI_BASE_URL", help="Base URL of an OpenAI-compatible server."),
+        click.option("--hub", "hubs", multiple=True, type=click.Path(path_type=Path), help="Dataset hub folder (repeatable)."),
+        click.option("--test", "test_path", type=click.Path(path_type=Path), help="Labelled JSONL to evaluate on."),
+        click.option("--out", default=Path("runs"), type=click.Path(path_type=Path), show_default=True),
+        click.option("--budget", default="", help="Limits, as for build."),
+        click.option("--student", help="A local model folder to fine-tune instead of searching for one."),
+        click.option("--seed", default=0, show_default=True),
+    ]):
+        f = opt(f)
+    return f
+
+
+@cli.command()
+@click.argument("prompt", required=False)
+@_chat_options
+def chat(prompt: str | None, backend: str, model: str | None, base_url: str | None, hubs: tuple[Path, ...],
+         test_path: Path | None, out: Path, budget: str, student: str | None, seed: int) -> None:
+    """Build a model in conversation: the agent asks what PROMPT leaves open, proposes a plan, builds when you
+    agree, then answers "why ...?" from its trace and takes requests ("add a label X", "more examples of ...").
+
+    PROMPT may be a run folder: continue that build in conversation."""
+    _offline_defaults()
+    from agent.budget import Budget
+    from agent.build import build_model
+    from agent.ui import console
+    from p2m_engine.task import parse_task, read_prompt
+
+    if prompt and Path(prompt).is_dir():
+        from agent.build import resume_model
+
+        resume_model(Path(prompt), base_url=base_url, chat=True)
+        return
+    limits = Budget.parse(budget)
+    if not prompt:
+        console.print("Describe the task, then give a few examples as lines input=\"...\" and output=\"...\"; "
+                      "finish with an empty line.")
+        lines = []
+        while (line := click.get_text_stream("stdin").readline()) and line.strip():
+            lines.append(line.rstrip("\n"))
+        prompt = "\n".join(lines)
+    spec = parse_task(read_prompt(prompt))
+    for hub in hubs:
+        if not hub.is_dir():
+            raise P2MError(f"--hub {hub}: no such folder.")
+    build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs), test_path=test_path,
+                out=out, limits=limits, planner="auto", student=student, seed=seed, chat=True)
 
 
 def _command_line(ctx: click.Context) -> str:
@@ -186,28 +289,80 @@ def bench(suite: Path, hubs: tuple[Path, ...], backend: str, model: str | None, 
 @click.argument("texts", nargs=-1)
 @click.option("--file", "jsonl", type=click.Path(path_type=Path), help="A JSONL file with an `input` field per line.")
 def predict(run: Path, texts: tuple[str, ...], jsonl: Path | None) -> None:
-    """Label TEXTS (or the inputs of --file) with the model of RUN (a run folder or its model folder)."""
+    """Run the model of RUN (a run folder or its model folder) on TEXTS (or the inputs of --file): one JSON line each."""
     _offline_defaults()
-    from p2m_engine.evaluate import predict as predict_labels
+    from agent.serve import load_predict, resolve_model
     from p2m_engine.runs import read_jsonl
 
-    model_dir = run / "model" if (run / "model" / "config.json").is_file() else run
-    if not (model_dir / "config.json").is_file():
-        raise P2MError(f"No trained model in {run}.")
+    model_dir, task_type = resolve_model(run)
     inputs = list(texts) + ([str(r.get("input", "")) for r in read_jsonl(jsonl)] if jsonl else [])
     if not inputs:
         raise P2MError("Nothing to predict: give TEXTS or --file.")
-    for text, (label, prob) in zip(inputs, predict_labels(model_dir, inputs)):
-        click.echo(json.dumps({"input": text, "label": label, "probability": round(prob, 4)}, ensure_ascii=False))
+    result = load_predict(model_dir, task_type)(inputs)
+    for i, text in enumerate(inputs):
+        row: dict[str, Any] = {"input": text, "output": result["outputs"][i]}
+        if "probabilities" in result:
+            row["probability"] = result["probabilities"][i]
+        click.echo(json.dumps(row, ensure_ascii=False))
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="Folder of the export (default: MODEL/onnx).")
+def export(run: Path, out: Path | None) -> None:
+    """Export the classifier of RUN to ONNX (runs with onnxruntime, no torch), checked against the original."""
+    _offline_defaults()
+    from agent.serve import resolve_model
+    from p2m_engine.export import check_export, export_onnx
+
+    model_dir, _ = resolve_model(run)
+    path = export_onnx(model_dir, out)
+    gap = check_export(model_dir, path.parent)
+    click.echo(f"{path} (largest logit difference from the torch model: {gap:.2e})")
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; anything but loopback is exposed.")
+@click.option("--port", default=8000, show_default=True, help="TCP port (0: any free port).")
+@click.option("--max-batch", default=64, show_default=True, help="Most inputs in one request.")
+@click.option("--max-bytes", default=1_000_000, show_default=True, help="Largest request body.")
+@click.option("--max-chars", default=10_000, show_default=True, help="Longest single input.")
+def serve(run: Path, host: str, port: int, max_batch: int, max_bytes: int, max_chars: int) -> None:
+    """Serve the model of RUN over HTTP: GET /health, POST /predict {"inputs": [...]} -> {"outputs": [...]}."""
+    _offline_defaults()
+    from agent.serve import ServeLimits, make_server, resolve_model
+
+    model_dir, task_type = resolve_model(run)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: binding {host}: the model is reachable from other machines.", err=True)
+    server = make_server(model_dir, task_type, host, port, ServeLimits(max_bytes, max_batch, max_chars))
+    click.echo(f"serving {model_dir} ({task_type}) on http://{server.server_address[0]}:{server.server_address[1]} "
+               "(Ctrl-C to stop)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 @cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the raw events as JSON lines.")
-def trace(run: Path, as_json: bool) -> None:
+@click.option("--html", "as_html", is_flag=True,
+              help="Write one self-contained HTML page (timeline, scores, data, errors, metrics) instead.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Where --html writes the page (default: RUN/trace.html); implies --html.")
+def trace(run: Path, as_json: bool, as_html: bool, output: Path | None) -> None:
     """Show the decision trace of RUN: every decision with its reason, every tool call with its result."""
     from agent.trace import read_trace
 
+    if as_html or output is not None:
+        from agent.report import write_report
+
+        click.echo(str(write_report(run, output)))
+        return
     events = read_trace(run)
     if not events:
         raise P2MError(f"No trace in {run}.")

@@ -18,3 +18,11 @@ class Context(ToolContext):
     """A LangChain chat model for the planner (used when planner == 'llm')."""
     max_steps: int = 12
     """Tool calls allowed in one build."""
+    interactive: bool = False
+    """A chat: clarify_task asks its questions and the plan through interrupts (unattended builds never ask)."""
+    max_iterations: int = 3
+    """Train-and-evaluate iterations allowed in one build."""
+    min_gain: float = 0.01
+    """The validation score must rise by at least this over two iterations, or the build has plateaued."""
+    max_llm_calls: int | None = None
+    """Teacher LLM calls allowed for generation (None: no limit besides the steps)."""

@@ -1,4 +1,4 @@
-"""The build graph: plan -> run_tools -> observe -> plan ... -> finish."""
+"""The build graph: clarify_task -> plan -> run_tools -> observe -> plan ... -> finish."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any, Sequence
 from langgraph.graph import END, START, StateGraph
 from langgraph.prebuilt import ToolNode
 
+from agent.chat import clarify_task
 from agent.context import Context
 from agent.nodes import finish, observe, plan
 from agent.state import InputState, State
@@ -29,11 +30,13 @@ def build_graph(tools: Sequence[Any] | None = None, checkpointer: Any = None) ->
 
         tools = TOOLS
     g = StateGraph(State, context_schema=Context, input_schema=InputState)
+    g.add_node("clarify_task", clarify_task)
     g.add_node("plan", plan, destinations=("run_tools", "finish"))
     g.add_node("run_tools", ToolNode(list(tools), handle_tool_errors=MODEL_CAUSED))
     g.add_node("observe", observe)
     g.add_node("finish", finish)
-    g.add_edge(START, "plan")
+    g.add_edge(START, "clarify_task")
+    g.add_edge("clarify_task", "plan")
     g.add_edge("run_tools", "observe")
     g.add_edge("observe", "plan")
     g.add_edge("finish", END)

@@ -1,8 +1,10 @@
-"""The graph's nodes: plan (choose the next tool), observe (record its result), finish."""
+"""The graph's nodes: plan (choose the next tool), observe (record its result and each iteration), finish
+(export the best model)."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, ToolMessage
@@ -11,42 +13,45 @@ from langgraph.types import Command
 
 from agent.context import Context
 from agent.planner import ask_planner
-from agent.policy import allowed_actions, facts, rules_choice
+from agent.policy import action_args, allowed_actions, facts, rules_choice
 from agent.state import State
+from p2m_engine.runs import export_model
 
 
 def plan(state: State, runtime: Runtime[Context]) -> Command[Literal["run_tools", "finish"]]:
     """Choose the next action among those the state allows.
 
-    The rules propose the pipeline's next step. When the planner LLM leads, it chooses among the
-    allowed actions; an unusable answer (no call, an action not allowed) falls back to the rules, and
-    the trace says so. The step budget is checked before anything runs.
+    The rules (the heuristic advisor) propose the next step: the pipeline first, then, while the validation
+    score lags the target, targeted generation or retraining, and finish on target, plateau or budget.
+    When the planner LLM leads, it chooses among the allowed actions; an unusable answer (no call, an
+    action not allowed) falls back to the rules, and the trace says so. The step budget is checked before
+    anything runs. Every decision row names the split its scores came from (`decision_split`).
     """
     ctx = runtime.context
     steps = state.get("steps", 0)
     if steps >= ctx.max_steps:
-        return Command(goto="finish", update={"finish_reason": f"step budget of {ctx.max_steps} reached"})
+        return Command(goto="finish", update={"finish_reason": f"budget: step budget of {ctx.max_steps} reached"})
     allowed = allowed_actions(state, ctx)
     if not allowed:
         return Command(goto="finish", update={"finish_reason": "no valid action: no training data could be found or generated"})
     started = time.monotonic()
-    action, decided_by = rules_choice(allowed), "rules"
-    reason, tokens = "next step of the default pipeline", {"tokens_in": 0, "tokens_out": 0}
+    action, reason = rules_choice(allowed, state, ctx)
+    decided_by, tokens = "rules", {"tokens_in": 0, "tokens_out": 0}
     if ctx.planner == "llm" and ctx.planner_model is not None and len(allowed) > 1:
         choice, why, tokens = ask_planner(ctx.planner_model, state["task"]["instruction"], facts(state, ctx), allowed)
         if choice is None:
             reason, decided_by = f"fallback to rules: {why}", "rules"
         else:
             action, reason, decided_by = choice, why, "llm"
-    elif len(allowed) == 1:
+    elif len(allowed) == 1 and action != "finish":
         reason = "the only valid action"
+    args = action_args(action, state, ctx)
     decision = {"kind": "decision", "node": "plan", "step": steps, "name": action, "decided_by": decided_by,
-                "reason": reason, "allowed": allowed, "state": facts(state, ctx),
-                "duration_ms": round((time.monotonic() - started) * 1000), **tokens}
+                "reason": reason, "allowed": allowed, "args": args, "decision_split": state.get("decision_split"),
+                "state": facts(state, ctx), "duration_ms": round((time.monotonic() - started) * 1000), **tokens}
     if action == "finish":
-        why = reason if decided_by == "llm" else "model evaluated"
-        return Command(goto="finish", update={"trace": [decision], "finish_reason": why})
-    call = AIMessage(content="", tool_calls=[{"name": action, "args": {}, "id": f"call-{steps}-{action}"}])
+        return Command(goto="finish", update={"trace": [decision], "finish_reason": reason})
+    call = AIMessage(content="", tool_calls=[{"name": action, "args": args, "id": f"call-{steps}-{action}"}])
     return Command(goto="run_tools", update={"trace": [decision], "messages": [call]})
 
 
@@ -76,19 +81,81 @@ def observe(state: State) -> dict[str, Any]:
                    "generation_stalled": bool(art.get("stopped_labels"))}
         record["dropped"] = art.get("dropped", {})
         record["stopped_labels"] = art.get("stopped_labels", [])
+    elif msg.name == "generate_targeted_examples":
+        update |= {"generated": art.get("generated", 0), "per_label": art.get("per_label", {}),
+                   "targeted_at": state.get("iteration"), "targeted_stalled": not art.get("added")}
+        record |= {"weak_labels": art.get("weak_labels", []), "added": art.get("added", {}),
+                   "dropped": art.get("dropped", {}), "stopped_labels": art.get("stopped_labels", [])}
     elif msg.name == "train_model":
+        iteration = art.get("iteration") or state.get("iteration", 0) + 1
         update |= {"model_dir": art["model_dir"], "val_accuracy": art.get("val_accuracy"), "evaluated": False,
-                   "trained_on": state.get("retrieved", 0) + state.get("generated", 0)}
+                   "trained_on": state.get("retrieved", 0) + state.get("generated", 0), "iteration": iteration,
+                   "epochs": art.get("epochs")}
+        record |= {"iteration": iteration, "epochs": art.get("epochs"), "val_accuracy": art.get("val_accuracy")}
     elif msg.name == "evaluate_model":
         update |= {"evaluated": True, "score": art.get("score"), "metrics": art.get("metrics")}
         record["score"] = art.get("score")
         record["score_split"] = art.get("score_split")
+        if art.get("decision_score") is not None:
+            folded, iteration_record = _iteration(state, art)
+            update |= folded
+            update["trace"] = [record, iteration_record]
     return update
 
 
-def finish(state: State) -> dict[str, Any]:
-    """Close the build: the last evaluated model is the result."""
+def _iteration(state: State, art: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fold an evaluated iteration into the state (its decision score, whether it is the best so far, its
+    failures); returns the state update and the iteration's trace record."""
+    iteration = art.get("iteration") or state.get("iteration") or 1
+    score = float(art["decision_score"])
+    best = state.get("best_score")
+    improved = best is None or score > best
+    entry = {"iteration": iteration, "decision_split": art.get("decision_split"), "decision_score": score,
+             "metric": art.get("metric", "accuracy"),
+             "decision_n": art.get("decision_n"), "score": art.get("score"), "score_split": art.get("score_split"),
+             "model_dir": state.get("model_dir"), "val_accuracy": state.get("val_accuracy"),
+             "epochs": state.get("epochs"), "weak_labels": art.get("weak_labels", []),
+             "predictions_dir": art.get("predictions_dir"), "metrics": art.get("metrics")}
+    update: dict[str, Any] = {"history": [entry], "decision_split": art.get("decision_split"), "decision_score": score,
+                              "failures": art.get("failures"), "failures_path": art.get("failures_path"),
+                              "weak_labels": art.get("weak_labels", [])}
+    if improved:
+        update |= {"best_model_dir": state.get("model_dir"), "best_score": score, "best_iteration": iteration}
+    record = {
+        "kind": "iteration", "node": "observe", "step": state.get("steps", 0), "name": "iteration",
+        "iteration": iteration, "decision_split": art.get("decision_split"), "decision_n": art.get("decision_n"),
+        "decision_score": score, "metric": art.get("metric", "accuracy"), "test_score": art.get("score"),
+        "score_split": art.get("score_split"),
+        "improved": improved, "best_iteration": iteration if improved else state.get("best_iteration"),
+        "best_score": score if improved else best, "weak_labels": art.get("weak_labels", []),
+        "failures": art.get("failures"),
+    }
+    return update, record
+
+
+def finish(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Close the build: export the best model by decision score (not the last one) and say why it stopped.
+
+    The best iteration's model is copied to run/model with its predictions and metrics; model_dir, score
+    and metrics then point at it. Its test score is reported here, never used to choose it.
+    """
     reason = state.get("finish_reason") or "model evaluated"
-    record = {"kind": "finish", "node": "finish", "step": state.get("steps", 0), "name": "finish",
-              "reason": reason, "score": state.get("score"), "model_dir": state.get("model_dir")}
-    return {"trace": [record], "finish_reason": reason}
+    history = state.get("history", [])
+    best = next((h for h in history if h["iteration"] == state.get("best_iteration")), None)
+    source = state.get("best_model_dir") or state.get("model_dir")
+    update: dict[str, Any] = {"finish_reason": reason}
+    if best is not None:
+        update |= {"score": best["score"], "metrics": best["metrics"], "val_accuracy": best["val_accuracy"],
+                   "decision_score": best["decision_score"], "model_dir": source}
+    if source and Path(source).is_dir():
+        predictions = Path(best["predictions_dir"]) if best and best.get("predictions_dir") else None
+        update["model_dir"] = str(export_model(Path(source), runtime.context.run, predictions,
+                                               best["metrics"] if best else state.get("metrics")))
+    record = {"kind": "finish", "node": "finish", "step": state.get("steps", 0), "name": "finish", "reason": reason,
+              "score": update.get("score", state.get("score")), "score_split": best["score_split"] if best else None,
+              "decision_split": state.get("decision_split"), "decision_score": state.get("best_score"),
+              "best_iteration": state.get("best_iteration"), "exported_from": source,
+              "model_dir": update.get("model_dir", state.get("model_dir")),
+              "iterations": [{"iteration": h["iteration"], "decision_score": h["decision_score"], "score": h["score"]}
+                             for h in history]}
+    return {**update, "trace": [record]}

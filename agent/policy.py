@@ -1,4 +1,12 @@
-"""The guard rails of the state machine: which actions are valid now, and what the rules would choose."""
+"""The guard rails of the state machine: which actions are valid now, when the build must stop, and what
+the rules (the heuristic advisor) would choose.
+
+A build is a pipeline (search data, search models, generate, train, evaluate) followed by a loop while
+the validation score lags the target: targeted generation for the weak labels, or retraining with more
+epochs when the student is under-trained, then train and evaluate again. Every score the policy reads is
+measured on the decision split (real dev data held out from the retrieved dataset, else the
+demonstrations), never on the test data.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +18,101 @@ ACTIONS: dict[str, str] = {
     "search_datasets": "search the dataset hub for real labelled data that fits the task",
     "search_models": "find a base model for the student",
     "generate_examples": "generate synthetic labelled examples with the teacher LLM",
-    "train_model": "fine-tune the student on the data gathered so far",
+    "generate_targeted_examples": "generate more examples for the labels the student gets wrong on validation, "
+                                  "telling the teacher what the student confuses",
+    "train_model": "fine-tune the student on the data gathered so far (after an evaluation: retrain, with more "
+                   "epochs when it is under-trained)",
     "evaluate_model": "score the trained student on real held-out data",
     "finish": "stop and export the best model",
 }
-# The rules take the first allowed action in this order.
+# The rules take the first allowed action in this order while building the first model.
 ORDER = list(ACTIONS)
 MAX_GENERATE_CALLS = 3
 
 
+def per_label_target(state: dict[str, Any], ctx: Context) -> int:
+    """Generated examples wanted per label: the run's setting, raised each time a chat asks for more."""
+    return ctx.synth.per_label + int(state.get("extra_per_label", 0)) * max(5, ctx.synth.per_label // 2)
+
+
 def generation_target(state: dict[str, Any], ctx: Context) -> int:
-    return ctx.synth.per_label * len(state["task"].get("labels") or ())
+    return per_label_target(state, ctx) * len(state["task"].get("labels") or ())
+
+
+def _data(state: dict[str, Any]) -> int:
+    return state.get("retrieved", 0) + state.get("generated", 0)
+
+
+def _llm_calls_left(ctx: Context) -> bool:
+    return ctx.max_llm_calls is None or ctx.llm is None or ctx.llm.usage.calls < ctx.max_llm_calls
+
+
+def decision_scores(state: dict[str, Any]) -> list[float]:
+    """The decision-split score of every evaluated iteration, in order."""
+    return [h["decision_score"] for h in state.get("history", [])]
+
+
+def _measure(state: dict[str, Any]) -> str:
+    """What the decision scores measure, e.g. "dev accuracy"."""
+    history = state.get("history") or [{}]
+    return f"{state.get('decision_split')} {history[-1].get('metric', 'accuracy')}"
+
+
+def plateaued(scores: list[float], min_gain: float) -> bool:
+    """True when the last two iterations both failed to beat the best before them by `min_gain`."""
+    return len(scores) >= 3 and max(scores[-2:]) < max(scores[:-2]) + min_gain
+
+
+def stop_reason(state: dict[str, Any], ctx: Context) -> str | None:
+    """Why the build must stop now that its model is evaluated (target met, plateau, budget), or None.
+
+    Only the decision split's scores are read; the test score never is.
+    """
+    if not state.get("evaluated"):
+        return None
+    scores = decision_scores(state)
+    if not scores:
+        return "model evaluated"
+    measure, best = _measure(state), state.get("best_score")
+    if best is not None and best >= ctx.target:
+        return f"target met ({measure} {best:.4f} >= {ctx.target})"
+    if plateaued(scores, ctx.min_gain):
+        return (f"plateau ({measure} {', '.join(f'{s:.4f}' for s in scores)}: no gain of {ctx.min_gain} "
+                "over two iterations)")
+    if len(scores) >= ctx.max_iterations:
+        return f"budget: {ctx.max_iterations} iterations (best {measure} {best:.4f} < target {ctx.target})"
+    if ctx.max_steps - state.get("steps", 0) < 2:
+        return f"budget: {ctx.max_steps} steps (another iteration needs a training and an evaluation)"
+    return None
+
+
+def improving(state: dict[str, Any], ctx: Context) -> bool:
+    """The current model is evaluated on the decision split and the loop may go on."""
+    return bool(state.get("evaluated") and state.get("history")) and stop_reason(state, ctx) is None
+
+
+def can_target(state: dict[str, Any], ctx: Context) -> bool:
+    """Targeted generation makes sense: weak labels, a teacher, budget for generate + train + evaluate."""
+    return bool(improving(state, ctx) and state.get("weak_labels") and ctx.llm is not None and ctx.synth.per_label > 0
+                and _llm_calls_left(ctx) and ctx.max_steps - state.get("steps", 0) >= 3
+                and state.get("targeted_at") != state.get("iteration") and not state.get("targeted_stalled"))
+
+
+def under_trained(state: dict[str, Any], ctx: Context) -> bool:
+    """The student does not even fit its held-back training data: more epochs should help."""
+    val = state.get("val_accuracy")
+    return val is not None and val == val and val < ctx.target  # val == val: NaN (no validation) is not low
+
+
+def retrain_epochs(state: dict[str, Any], ctx: Context) -> float:
+    """Twice the epochs of the last training, capped."""
+    last = float(state.get("epochs") or ctx.train.epochs)
+    return min(2 * last, 2 * max(ctx.train.epochs, ctx.train.max_epochs))
 
 
 def allowed_actions(state: dict[str, Any], ctx: Context) -> list[str]:
-    """Actions that make sense in `state`: nothing is trained before there is data, nothing evaluated twice."""
+    """Actions that make sense in `state`: nothing is trained before there is data, nothing evaluated twice,
+    and after an evaluation the loop actions only while the target is not met and budget remains."""
     tried = [t.get("name") for t in state.get("trace", []) if t.get("kind") == "tool"]
     allowed = []
     if ctx.hub_dirs and "search_datasets" not in tried:
@@ -32,10 +120,15 @@ def allowed_actions(state: dict[str, Any], ctx: Context) -> list[str]:
     if not state.get("base_model") and tried.count("search_models") < 2:
         allowed.append("search_models")
     if (ctx.llm is not None and ctx.synth.per_label > 0 and state.get("generated", 0) < generation_target(state, ctx)
-            and tried.count("generate_examples") < MAX_GENERATE_CALLS and not state.get("generation_stalled")):
+            and tried.count("generate_examples") < MAX_GENERATE_CALLS * (1 + int(state.get("extra_per_label", 0)))
+            and not state.get("generation_stalled")
+            # After the first evaluation, only targeted generation, unless a chat asked for more examples.
+            and (not state.get("history") or state.get("extra_per_label")) and _llm_calls_left(ctx)):
         allowed.append("generate_examples")
-    data = state.get("retrieved", 0) + state.get("generated", 0)
-    if state.get("base_model") and data > 0 and data != state.get("trained_on", 0):
+    if can_target(state, ctx):
+        allowed.append("generate_targeted_examples")
+    if state.get("base_model") and _data(state) > 0 and (_data(state) != state.get("trained_on", 0)
+                                                          or improving(state, ctx)):
         allowed.append("train_model")
     if state.get("model_dir") and not state.get("evaluated"):
         allowed.append("evaluate_model")
@@ -44,13 +137,43 @@ def allowed_actions(state: dict[str, Any], ctx: Context) -> list[str]:
     return allowed
 
 
-def rules_choice(allowed: list[str]) -> str:
-    """The deterministic pipeline order: search data, search models, generate, train, evaluate, finish."""
-    return min(allowed, key=ORDER.index)
+def rules_choice(allowed: list[str], state: dict[str, Any], ctx: Context) -> tuple[str, str]:
+    """The heuristic advisor: (action, reason).
+
+    First the pipeline order (search data, search models, generate, train, evaluate). After an evaluation:
+    finish on target, plateau or budget; train on new data; targeted generation when some labels are weak;
+    retrain with more epochs when the student is under-trained; otherwise finish.
+    """
+    if allowed == ["finish"]:
+        return "finish", stop_reason(state, ctx) or "model evaluated"
+    if not state.get("evaluated") or not state.get("history"):
+        return min(allowed, key=ORDER.index), "next step of the default pipeline"
+    split = state.get("decision_split")
+    lag = f"best {_measure(state)} {state.get('best_score')} < target {ctx.target}"
+    if "train_model" in allowed and _data(state) != state.get("trained_on", 0):
+        return "train_model", f"train on the {_data(state) - state.get('trained_on', 0)} new examples"
+    if "generate_targeted_examples" in allowed:
+        return "generate_targeted_examples", f"{lag}; weak labels on {split}: {', '.join(state['weak_labels'])}"
+    if "train_model" in allowed and under_trained(state, ctx):
+        return "train_model", (f"{lag}; under-trained (held-back training accuracy {state.get('val_accuracy')}): "
+                               f"retrain with {retrain_epochs(state, ctx):g} epochs")
+    if state.get("weak_labels") and not _llm_calls_left(ctx):
+        return "finish", f"budget: {ctx.max_llm_calls} LLM calls ({lag})"
+    return "finish", f"no improving action left ({lag}; weak labels: {', '.join(state.get('weak_labels') or []) or 'none'})"
+
+
+def action_args(action: str, state: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """The arguments of a chosen action: a retraining on unchanged data gets more epochs; generation after a
+    chat asked for more examples gets the raised per-label target."""
+    if action == "train_model" and state.get("evaluated") and _data(state) == state.get("trained_on", 0):
+        return {"epochs": retrain_epochs(state, ctx)}
+    if action == "generate_examples" and state.get("extra_per_label"):
+        return {"per_label": per_label_target(state, ctx)}  # a chat asked for more examples
+    return {}
 
 
 def facts(state: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    """A short summary of the state for the planner prompt and the trace."""
+    """A short summary of the state for the planner prompt and the trace (no test score: never decided on)."""
     return {
         "labels": ", ".join(state["task"].get("labels") or ()),
         "steps_taken": state.get("steps", 0),
@@ -61,7 +184,13 @@ def facts(state: dict[str, Any], ctx: Context) -> dict[str, Any]:
         "generation_target": generation_target(state, ctx),
         "base_model": state.get("base_model_name"),
         "trained": bool(state.get("model_dir")),
-        "val_accuracy": state.get("val_accuracy"),
-        "test_score": state.get("score"),
+        "training_val_accuracy": state.get("val_accuracy"),
+        "decision_split": state.get("decision_split"),
+        "validation_score": state.get("decision_score"),
+        "best_validation_score": state.get("best_score"),
+        "target": ctx.target,
+        "iterations_done": len(state.get("history", [])),
+        "iterations_left": ctx.max_iterations - len(state.get("history", [])),
+        "failures": state.get("failures"),
         "last_actions": state.get("done", [])[-4:],
     }

@@ -51,8 +51,38 @@ class State(InputState, total=False):
     evaluated: bool
     """Whether the current model has been evaluated."""
     score: float | None
-    """Main score of the current model on real held-out data."""
+    """Test score of the current model on real held-out data (reported; decisions never read it)."""
     metrics: dict[str, Any] | None
     """The last evaluation's figures."""
     finish_reason: str | None
-    """Why the build stopped."""
+    """Why the build stopped ("target met", "plateau", "budget: ...", ...)."""
+    iteration: int
+    """Trainings so far; the current model is iteration `iteration` (its files are under iterations/<n>/)."""
+    epochs: float | None
+    """Epochs the current model was trained for."""
+    decision_split: str | None
+    """The real split decisions are made on: "dev" (held out from the retrieved dataset) or "demos". Never test."""
+    decision_score: float | None
+    """Accuracy of the current model on the decision split."""
+    failures: str | None
+    """Summary of the current model's failures on the decision split (weak labels, confusions)."""
+    failures_path: str | None
+    """The decision split's predictions of the current model, which the failure analysis reads."""
+    weak_labels: list[str]
+    """Labels of the current model whose recall on the decision split is below the mean or the target."""
+    history: Annotated[list[dict[str, Any]], operator.add]
+    """One record per evaluated iteration: its decision score, test score, model folder, weak labels."""
+    best_model_dir: str | None
+    """Folder of the best model so far by decision score; finish exports it."""
+    best_score: float | None
+    """Decision score of that model."""
+    best_iteration: int | None
+    """Iteration of that model."""
+    targeted_at: int | None
+    """Iteration whose failures the last targeted generation worked on (not repeated before retraining)."""
+    targeted_stalled: bool
+    """The last targeted generation added nothing: asking again the same way is futile."""
+    clarified: bool
+    """clarify_task has run (questions asked and the plan approved, or nothing to ask outside a chat)."""
+    extra_per_label: int
+    """How many times the user asked for more examples in a chat: each raises the generation target."""

@@ -18,16 +18,17 @@ console = Console(stderr=True)
 class BuildDisplay:
     """Rich progress bars per stage plus one line per decision and tool result."""
 
-    def __init__(self, run: Run, quiet: bool = False) -> None:
+    def __init__(self, run: Run, quiet: bool = False, verb: str = "build") -> None:
         self.run = run
         self.quiet = quiet
+        self.verb = verb
         self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                   TimeElapsedColumn(), console=console, disable=quiet)
         self._tasks: dict[str, Any] = {}
 
     def __enter__(self) -> "BuildDisplay":
         if not self.quiet:
-            console.print(f"[bold]p2m build[/] → {self.run.dir}")
+            console.print(f"[bold]p2m {self.verb}[/] → {self.run.dir}")
         self._progress.start()
         return self
 
@@ -47,27 +48,67 @@ class BuildDisplay:
                 style = "green" if e.get("ok") else "red"
                 self._progress.console.print(f"  [{style}]{e['name']}[/] {e.get('duration_ms', 0) / 1000:.1f}s "
                                              f"[dim]{e.get('error') or e.get('output_summary', '')[:200]}[/]")
+            elif e["kind"] == "iteration":
+                self._progress.console.print(f"[bold]iteration {e['iteration']}[/]: {iteration_line(e)}")
+
+    def ask(self, prompt: dict[str, Any]) -> str:
+        """Show a question of the agent (an interrupt) and read the user's answer, with progress paused."""
+        self._progress.stop()
+        title = "plan" if prompt.get("kind") == "plan" else "question"
+        console.print(Panel(str(prompt.get("text", prompt)), title=f"p2m {title}", border_style="magenta"))
+        try:
+            return console.input("[bold magenta]you>[/] ")
+        except EOFError:
+            return "quit"
+        finally:
+            self._progress.start()
+
+    def read(self) -> str:
+        """The user's next line in a chat (progress paused while typing)."""
+        self._progress.stop()
+        try:
+            return console.input("[bold magenta]you>[/] ")
+        except EOFError:
+            return "quit"
+        finally:
+            self._progress.start()
+
+    def show(self, text: str) -> None:
+        console.print(Panel(text, title="p2m", border_style="magenta"))
 
     def summary(self, s: dict[str, Any]) -> None:
         if self.quiet:
             return
         table = Table(title="Evaluation (never trained on)")
-        for col in ("split", "n", "accuracy", "macro-F1"):
+        reports = {k: v for k, v in (s.get("metrics") or {}).items() if isinstance(v, dict) and "metrics" in v}
+        names = list(dict.fromkeys(m for rep in reports.values() for m in rep["metrics"]))
+        for col in ("split", "n", *names):
             table.add_column(col)
-        for split, rep in (s.get("metrics") or {}).items():
-            if isinstance(rep, dict) and "metrics" in rep:
-                table.add_row(split, str(rep["n"]), f"{rep['metrics']['accuracy']:.4f}", f"{rep['metrics']['macro_f1']:.4f}")
+        for split, rep in reports.items():
+            table.add_row(split, str(rep["n"]), *[f"{rep['metrics'].get(m, float('nan')):.4f}" for m in names])
         console.print(table)
         usage = s.get("llm_usage", {})
+        target = s.get("target")
+        verdict = "no target" if target is None else f"target {target}: {'met' if s.get('met_target') else 'not met'}"
+        tried = " → ".join(t["name"] + ("" if t.get("ok") else " (failed)") for t in s.get("tried", []))
         lines = [
             f"finished: {s.get('finish_reason')}",
+            f"score: {s.get('score')} ({verdict}) after {s.get('steps', 0)} steps",
+            f"tried: {tried or 'nothing'}",
             f"data: {s.get('retrieved', 0)} retrieved ({s.get('dataset') or 'none'}), {s.get('generated', 0)} generated {s.get('per_label') or ''}",
             f"student: {s.get('base_model')} → {s.get('model_dir')}",
             f"validation accuracy: {s.get('val_accuracy')}",
-            f"LLM: {usage.get('calls', 0)} calls ({usage.get('cached', 0)} cached), {usage.get('prompt_tokens', 0) + usage.get('completion_tokens', 0)} tokens",
+            f"LLM{' (this session)' if s.get('resumed') else ''}: {usage.get('calls', 0)} calls ({usage.get('cached', 0)} cached), {usage.get('prompt_tokens', 0) + usage.get('completion_tokens', 0)} tokens",
             f"wall time: {s.get('wall_s')} s · trace: p2m trace {s.get('run')}",
         ]
         console.print(Panel("\n".join(lines), title="p2m build summary"))
+
+
+def iteration_line(e: dict[str, Any]) -> str:
+    """One evaluated iteration: the decision score it was judged by, the reported test score, the best so far."""
+    best = "new best" if e.get("improved") else f"best stays iteration {e.get('best_iteration')}"
+    return (f"{e.get('decision_split')} accuracy {e.get('decision_score')} (decides) · {e.get('score_split')} "
+            f"accuracy {e.get('test_score')} (reported) · {best} · weak labels: {', '.join(e.get('weak_labels') or []) or 'none'}")
 
 
 def print_trace(events: list[dict[str, Any]]) -> None:
@@ -85,6 +126,14 @@ def print_trace(events: list[dict[str, Any]]) -> None:
                        f"{e.get('llm_calls', 0)} LLM calls: {e.get('error') or e.get('output_summary', '')}")
             for c in e.get("candidates", [])[:5]:
                 branch.add(f"[dim]candidate {c.get('name')} score {c.get('score')} {c.get('reason', '')}[/]")
+        elif e["kind"] == "human":
+            for t in e.get("turns") or [{"question": "request", "answer": e.get("request"), "change": e.get("change")}]:
+                root.add(f"[magenta]user[/] [dim]{t.get('question', '')[:80]}[/] → {t.get('answer')} ({t.get('change')})")
+        elif e["kind"] == "resume":
+            root.add(f"[yellow]resume[/] at step {e.get('step')}: {e.get('reason')}")
+        elif e["kind"] == "iteration":
+            root.add(f"[bold]iteration {e['iteration']}[/]: {iteration_line(e)}")
         elif e["kind"] == "finish":
-            root.add(f"[bold]finish[/]: {e.get('reason')} · score {e.get('score')}")
+            root.add(f"[bold]finish[/]: {e.get('reason')} · score {e.get('score')}"
+                     + (f" (model of iteration {e['best_iteration']})" if e.get("best_iteration") else ""))
     out.print(root)

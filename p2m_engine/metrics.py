@@ -42,6 +42,26 @@ def classification_metrics(gold: list[str], pred: list[str]) -> dict[str, float]
     return {"accuracy": accuracy(gold, pred), "macro_f1": macro_f1(gold, pred)}
 
 
+def confusion_matrix(gold: list[str], pred: list[str], labels: list[str] | None = None) -> tuple[list[str], list[list[int]]]:
+    """Counts of (gold, predicted) pairs: row i is gold label i, column j is predicted label j.
+
+    Args:
+        gold: the true labels.
+        pred: the predicted labels, aligned with `gold`.
+        labels: the row/column order; labels seen in the data but missing here are appended, sorted.
+
+    Returns:
+        The label order and the matrix as a list of rows.
+    """
+    order = list(dict.fromkeys(labels or []))
+    order += sorted((set(gold) | set(pred)) - set(order))
+    index = {label: i for i, label in enumerate(order)}
+    matrix = [[0] * len(order) for _ in order]
+    for g, p in zip(gold, pred):
+        matrix[index[g]][index[p]] += 1
+    return order, matrix
+
+
 # --- extractive QA: the official SQuAD v1.1 evaluation script's normalization and scores ---------------------
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)

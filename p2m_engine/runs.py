@@ -88,10 +88,20 @@ class Run:
 
 
 def append_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
-    """Append rows to a JSONL file and flush to disk; returns how many were written."""
+    """Append rows to a JSONL file and flush to disk; returns how many were written.
+
+    A last line cut short by a crash is closed first, so that it cannot swallow the next row.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
+    torn = False
+    if path.is_file() and path.stat().st_size > 0:
+        with path.open("rb") as f:
+            f.seek(-1, os.SEEK_END)
+            torn = f.read(1) != b"\n"
     with path.open("a", encoding="utf-8") as f:
+        if torn:
+            f.write("\n")
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
             n += 1
@@ -135,3 +145,33 @@ def read_jsonl(path: Path, *, skipped: list[str] | None = None) -> Iterator[dict
                     skipped.append(f"{path}:{lineno}: not a JSON object")
     except UnicodeDecodeError as e:
         raise DatasetError(f"{path} is not UTF-8 text.") from e
+
+
+def export_model(model_dir: Path, run: Run, predictions_dir: Path | None = None, metrics: dict[str, Any] | None = None) -> Path:
+    """Make `model_dir` (one iteration's student) the run's model: copied to run/model, with its predictions
+    copied to run/predictions and its metrics written to run/metrics.json.
+
+    Returns:
+        The exported model folder (run/model).
+
+    Raises:
+        P2MError: `model_dir` is not a folder.
+    """
+    import shutil
+
+    target = run.dir / "model"
+    if not model_dir.is_dir():
+        raise P2MError(f"Cannot export {model_dir}: no such model folder.")
+    if model_dir.resolve() != target.resolve():
+        # Copy beside the target, then swap: a crash never leaves half a model in run/model.
+        tmp = run.dir / ".model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(model_dir, tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    if predictions_dir is not None and predictions_dir.is_dir():
+        for f in sorted(predictions_dir.glob("*.jsonl")):
+            shutil.copyfile(f, run.path("predictions", f.name))
+    if metrics is not None:
+        run.write_json("metrics.json", metrics)
+    return target

@@ -43,6 +43,31 @@ def predict_student(task_type: str, model_dir: Path, inputs: list[str]) -> list[
     raise UnsupportedTaskError(f"No {task_type} student yet.")
 
 
+def predictor(task_type: str, model_dir: Path) -> Callable[[list[str]], list[str]]:
+    """Load the student once and return a function from inputs to outputs (for latency measurements and serving)."""
+    if task_type == "classification":
+        from p2m_engine.evaluate import load_classifier, predict
+
+        loaded = load_classifier(model_dir)
+        return lambda inputs: [label for label, _ in predict(model_dir, inputs, loaded=loaded)]
+    return lambda inputs: predict_student(task_type, model_dir, inputs)
+
+
+def model_params(model_dir: Path) -> int:
+    """Parameters of a saved model, read from its safetensors headers (nothing is loaded)."""
+    from safetensors import safe_open
+
+    total = 0
+    for f in sorted(model_dir.glob("*.safetensors")):
+        with safe_open(str(f), framework="pt") as st:
+            for name in st.keys():
+                n = 1
+                for d in st.get_slice(name).get_shape():
+                    n *= d
+                total += n
+    return total
+
+
 def evaluate_student(task_type: str, model_dir: Path, examples: list[Example], split: str,
                      predictions_path: Path | None = None) -> EvalReport:
     """Score the student on labelled `examples` with the metrics of its task type; save every prediction."""

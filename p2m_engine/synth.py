@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from p2m_engine.analysis import FailureReport
 from p2m_engine.errors import LLMError, UnsupportedTaskError
 from p2m_engine.llm import LLM
 from p2m_engine.runs import append_jsonl, read_jsonl
@@ -76,6 +77,12 @@ class Filters:
     def __post_init__(self) -> None:
         self._banned_shingles = [shingles(t) for t in self.banned_texts]
 
+    def ban(self, texts: list[str]) -> None:
+        """Also drop copies and near copies of `texts` from now on."""
+        self.banned |= {normalize(t) for t in texts}
+        self.banned_texts += texts
+        self._banned_shingles += [shingles(t) for t in texts]
+
     def _near(self, sh: frozenset[str], pool: list[frozenset[str]]) -> bool:
         return any(jaccard(sh, other) >= self.config.near_duplicate for other in pool)
 
@@ -134,6 +141,67 @@ def _inputs(answer: dict[str, object]) -> list[str]:
     return [v for k in keys if isinstance(v := answer[k], str)]
 
 
+@dataclass(frozen=True)
+class Focus:
+    """Targeted generation: more examples for the labels the student gets wrong, with its errors in view."""
+
+    labels: tuple[str, ...]
+    """The weak labels to generate for (no other label gets new examples)."""
+    extra: int
+    """New examples wanted per weak label, beyond those it already has."""
+    confused_with: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """label -> the labels the student predicts instead of it."""
+    missed: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """label -> inputs of that label the student got wrong."""
+    wrong: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """label -> inputs of other labels the student wrongly gave that label."""
+
+    @classmethod
+    def from_report(cls, report: FailureReport, extra: int) -> "Focus":
+        """The focus for a failure report: its weak labels, confusions and error examples."""
+        weak = report.weak_labels
+        return cls(weak, extra, {x: tuple(report.confused_with(x)) for x in weak},
+                   {x: tuple(e.input for e in report.missed(x)) for x in weak},
+                   {x: tuple(e.input for e in report.mistaken_for(x)) for x in weak})
+
+    def shown(self) -> list[str]:
+        """Every error input shown to the teacher (generated data must not copy them)."""
+        return [x for group in (self.missed, self.wrong) for texts in group.values() for x in texts]
+
+
+def generate_targeted_examples(
+    spec: TaskSpec,
+    llm: LLM,
+    out_path: Path,
+    report: FailureReport,
+    config: SynthConfig = SynthConfig(),
+    *,
+    extra: int = 0,
+    exclude: list[str] = (),  # type: ignore[assignment]
+    progress: Progress | None = None,
+    call_id: str | None = None,
+) -> DataResult:
+    """Generate more examples for the weak labels of `report`, telling the teacher what the student confuses.
+
+    Args:
+        spec: the task.
+        llm: the teacher.
+        out_path: the generated-data JSONL, appended to (rows carry `"targeted": true`).
+        report: the failure analysis of a validation split (never of the test split).
+        config: generation settings.
+        extra: new examples per weak label (0: half of `config.per_label`, at least one batch).
+        exclude: held-out inputs that must never become training data.
+        progress: called with (done, total) after each batch.
+        call_id: identifies this call across a crash (see `generate_examples`).
+
+    Returns:
+        As `generate_examples`; nothing is generated when the report has no weak label.
+    """
+    extra = extra or max(config.batch_size, config.per_label // 2)
+    return generate_examples(spec, llm, out_path, config, exclude=exclude, progress=progress,
+                             focus=Focus.from_report(report, extra), call_id=call_id)
+
+
 def generate_examples(
     spec: TaskSpec,
     llm: LLM,
@@ -142,10 +210,17 @@ def generate_examples(
     *,
     exclude: list[str] = (),  # type: ignore[assignment]
     progress: Progress | None = None,
+    call_id: str | None = None,
+    focus: Focus | None = None,
 ) -> DataResult:
     """Generate `config.per_label` examples for every label and append them to `out_path`.
 
     Rows already in `out_path` count towards the target, so a resumed run continues where it stopped.
+    Rows marked with this same `call_id` were written by an interrupted run of this very call: it is
+    replayed from its start, each batch already on disk taken back from the disk instead of asked again,
+    so nothing is lost, duplicated or paid twice and the result is that of an uninterrupted call.
+    With a `focus`, only its labels get new examples (`focus.extra` each beyond what they have), and the
+    prompt shows the teacher the student's confusions and errors.
 
     Args:
         spec: a classification task with at least two labels.
@@ -154,6 +229,8 @@ def generate_examples(
         config: generation settings.
         exclude: held-out inputs (test, validation) that must never become training data.
         progress: called with (done, total) after each batch.
+        call_id: identifies this call across a crash (recorded in each row as `call`).
+        focus: weak labels to generate more for, with what the student gets wrong on them.
 
     Returns:
         Where the data is and how many examples each label has; what each filter dropped.
@@ -167,32 +244,49 @@ def generate_examples(
     banned = {normalize(e.input) for e in spec.examples} | {normalize(x) for x in exclude}
     filters = Filters(config, spec.labels, banned, [e.input for e in spec.examples])
     pool: dict[str, list[str]] = {label: [] for label in spec.labels}
+    on_disk: dict[int, list[dict[str, str]]] = {}  # batch -> rows an interrupted run of this call already wrote
+    strays: list[dict[str, str]] = []  # such rows the replay did not reach (the LLM answered otherwise this time)
     if out_path.exists():
         for row in read_jsonl(out_path):
-            if row.get("output") in pool and filters.accept(row["input"], row["output"]):
+            if call_id is not None and row.get("call") == call_id and isinstance(row.get("batch"), int):
+                on_disk.setdefault(row["batch"], []).append(row)
+            elif row.get("output") in pool and filters.accept(row["input"], row["output"]):
                 pool[row["output"]].append(row["input"])
     filters.dropped.clear()
+    if focus is not None:
+        # The error inputs shown to the teacher are validation data: new examples must not copy them.
+        filters.ban(focus.shown())
     calls_before, tokens_before = llm.usage.calls, llm.usage.tokens
-    rng = random.Random(config.seed)
-    total = config.per_label * len(spec.labels)
+    rng = random.Random(config.seed + (sum(len(v) for v in pool.values()) if focus else 0))
+    if focus is None:
+        target = {label: config.per_label for label in spec.labels}
+        need = config.per_label
+    else:
+        target = {label: len(pool[label]) + focus.extra if label in focus.labels else 0 for label in spec.labels}
+        need = focus.extra
+    total = sum(target.values())
     failed: Counter[str] = Counter()
     batches: Counter[str] = Counter()
     # Every label gets a bounded number of calls, whatever the model answers.
-    max_batches = config.max_batches_factor * -(-config.per_label // config.batch_size) + config.max_failed_batches
+    max_batches = config.max_batches_factor * -(-need // config.batch_size) + config.max_failed_batches
     batch = 0
+    template = "generate_examples" if focus is None else "generate_targeted_examples"
 
     def done() -> int:
-        return sum(min(len(v), config.per_label) for v in pool.values())
+        return sum(min(len(v), target[k]) for k, v in pool.items())
+
+    # Targeted generation anneals (and reports progress) over the new examples only.
+    done0 = done() if focus is not None else 0
 
     while True:
-        open_labels = [lb for lb in spec.labels if len(pool[lb]) < config.per_label
+        open_labels = [lb for lb in spec.labels if len(pool[lb]) < target[lb]
                        and failed[lb] < config.max_failed_batches and batches[lb] < max_batches]
         if not open_labels:
             break
         for label in open_labels:
             batch += 1
             batches[label] += 1
-            t = config.temperature_start + (config.temperature_end - config.temperature_start) * done() / max(total, 1)
+            t = config.temperature_start + (config.temperature_end - config.temperature_start) * (done() - done0) / max(total - done0, 1)
             # A label whose batches keep coming back as copies gets a hotter sampler.
             t = min(t + config.temperature_boost * failed[label], 2.0)
             # Only examples of the wanted label are shown: with other labels' examples in view the small
@@ -201,34 +295,53 @@ def generate_examples(
             earlier = [Example(x, label) for x in pool[label]]
             shown += rng.sample(earlier, min(config.context_examples, len(earlier)))
             rng.shuffle(shown)
-            n = min(config.batch_size, config.per_label - len(pool[label]))
+            n = min(config.batch_size, target[label] - len(pool[label]))
+            variables = {"instruction": spec.instruction, "labels": spec.labels, "examples": shown, "n": n, "label": label}
+            if focus is not None:
+                # Inputs of other labels are shown here (as what the label is not); the near-copy filter
+                # drops any that the teacher copies back under this label.
+                variables |= {"confused_labels": list(focus.confused_with.get(label, ())),
+                              "missed_inputs": list(focus.missed.get(label, ())),
+                              "wrong_inputs": list(focus.wrong.get(label, ()))}
             messages = [
                 {"role": "system", "content": render("generate_examples_system", label=label)},
-                {"role": "user", "content": render("generate_examples", instruction=spec.instruction,
-                                                   labels=spec.labels, examples=shown, n=n, label=label)},
+                {"role": "user", "content": render(template, **variables)},
             ]
-            try:
-                answer = llm.call_tool(messages, "write_inputs", _schema(n, config.max_chars), temperature=round(t, 2),
-                                       max_tokens=min(2048, 32 + n * (config.max_chars // 3)),
-                                       variant=len(pool[label]))
-            except LLMError as e:
-                if "no valid answer" not in str(e):
-                    raise
-                failed[label] += 1
-                continue
-            rows = []
-            for text in _inputs(answer)[:n]:
-                if filters.accept(text.strip(), label):
-                    pool[label].append(text.strip())
-                    rows.append({"input": text.strip(), "output": label, "source": "generated", "model": llm.model,
-                                 "temperature": round(t, 2), "batch": batch, "template": "generate_examples"})
-            append_jsonl(out_path, rows)
-            failed[label] = 0 if rows else failed[label] + 1
+            written = on_disk.pop(batch, None)
+            if written is not None and any(r.get("output") != label for r in written):
+                strays += written
+                written = None
+            if written is not None:
+                # Replaying an interrupted run: this batch reached the disk before the crash.
+                strays += written[n:]
+                texts = [str(r.get("input", "")) for r in written[:n]]
+            else:
+                try:
+                    answer = llm.call_tool(messages, "write_inputs", _schema(n, config.max_chars),
+                                           temperature=round(t, 2), max_tokens=min(2048, 32 + n * (config.max_chars // 3)),
+                                           variant=len(pool[label]))
+                except LLMError as e:
+                    if "no valid answer" not in str(e):
+                        raise
+                    failed[label] += 1
+                    continue
+                texts = [text.strip() for text in _inputs(answer)[:n]]
+            kept = [text for text in texts if filters.accept(text, label)]
+            pool[label].extend(kept)
+            if written is None:
+                append_jsonl(out_path, ({"input": text, "output": label, "source": "generated", "model": llm.model,
+                                         "temperature": round(t, 2), "batch": batch, "template": template,
+                                         **({"targeted": True} if focus is not None else {}),
+                                         **({"call": call_id} if call_id is not None else {})} for text in kept))
+            failed[label] = 0 if kept else failed[label] + 1
             if progress:
-                progress(done(), total)
-    stopped = tuple(lb for lb in spec.labels if len(pool[lb]) < config.per_label)
+                progress(done() - done0, total - done0)
+    for row in strays + [r for rows in on_disk.values() for r in rows]:  # on disk: they count too
+        if row.get("output") in pool and filters.accept(str(row.get("input", "")), str(row["output"])):
+            pool[str(row["output"])].append(str(row["input"]))
+    stopped = tuple(lb for lb in spec.labels if len(pool[lb]) < target[lb])
     for label in stopped:
         logger.warning("label %r stopped at %d of %d examples after %d batches (the model kept repeating itself)",
-                       label, len(pool[label]), config.per_label, batches[label])
+                       label, len(pool[label]), target[label], batches[label])
     return DataResult(out_path, sum(len(v) for v in pool.values()), {k: len(v) for k, v in pool.items()},
                       dict(filters.dropped), llm.usage.calls - calls_before, llm.usage.tokens - tokens_before, stopped)

@@ -55,12 +55,16 @@ def bf16_supported() -> bool:
     return bool(check and check())
 
 
-def split_validation(examples: list[Example], fraction: float = 0.15, seed: int = 0, min_val: int = 2) -> tuple[list[Example], list[Example]]:
-    """A stratified train/validation split: every label keeps at least one training example."""
+def split_validation(examples: list[Example], fraction: float = 0.15, seed: int = 0, min_val: int = 2,
+                     stratify: bool = True) -> tuple[list[Example], list[Example]]:
+    """A train/validation split, stratified by output for classification: every label keeps a training example.
+
+    With `stratify=False` (free-text outputs, which rarely repeat) the rows are split as one group.
+    """
     rng = random.Random(seed)
     by_label: dict[str, list[Example]] = {}
     for e in examples:
-        by_label.setdefault(e.output, []).append(e)
+        by_label.setdefault(e.output if stratify else "", []).append(e)
     train, val = [], []
     for rows in by_label.values():
         rows = rows[:]

@@ -66,6 +66,7 @@ class OpenAIStub:
         models_status: int = 200,
         retry_after_ms: int | None = 5,
         responder: Any = None,
+        delay_s: float = 0.0,
     ) -> None:
         """
         Args:
@@ -77,7 +78,10 @@ class OpenAIStub:
                 None sends no header (the SDK then uses its own exponential backoff).
             responder: called with the request body once the script is used up; returns a script item.
                 Without it, an exhausted script answers HTTP 500.
+            delay_s: seconds each chat completion takes before it is answered (a slow endpoint, so that
+                a test can interrupt a client in the middle of its work).
         """
+        self.delay_s = delay_s
         self.responder = responder
         self.model = model
         self.prompt_tokens = prompt_tokens
@@ -124,6 +128,8 @@ class OpenAIStub:
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     stub._send_error(self, 404)
                     return
+                if stub.delay_s:
+                    time.sleep(stub.delay_s)
                 with stub._lock:
                     if stub._script:
                         item = stub._script.popleft()

@@ -35,6 +35,8 @@ class ToolContext:
     train: TrainConfig = field(default_factory=TrainConfig)
     max_retrieved: int = 1000
     progress: ProgressSink | None = None
+    target: float = 0.9
+    """The validation accuracy the build aims for; a label whose recall is below it counts as weak."""
 
     def report(self, stage: str) -> Callable[[int, int], None] | None:
         if self.progress is None:

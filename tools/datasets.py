@@ -11,7 +11,13 @@ from langgraph.prebuilt import ToolRuntime
 from p2m_engine import datasets
 from p2m_engine.runs import write_jsonl
 from p2m_engine.synth import normalize
+from p2m_engine.train import split_validation
 from tools.context import Meter, ToolContext, observation, spec_of
+from tools.synth import inputs_of_test
+
+# The dev split: this share of the retrieved rows, at most DEV_MAX of them (it is scored every iteration).
+DEV_FRACTION = 0.15
+DEV_MAX = 300
 
 
 def _balanced(rows: list[Any], cap: int) -> list[Any]:
@@ -34,8 +40,9 @@ def _balanced(rows: list[Any], cap: int) -> list[Any]:
 def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     """Search the dataset hub for real labelled datasets that fit the task.
 
-    The best candidate whose labels fit the task is taken as training data (capped and label-balanced);
-    its held-out split becomes real test data when no test file was given. Returns the candidates with
+    The best candidate whose labels fit the task is taken as training data (capped and label-balanced),
+    except a small real dev split held out for the build's decisions; the dataset's own held-out split
+    becomes real test data when no test file was given. Returns the candidates with
     their similarity scores and why each was taken or rejected.
     """
     ctx: ToolContext = runtime.context
@@ -44,7 +51,7 @@ def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     cands = datasets.search_datasets(spec, ctx.hub_dirs, k=5)
     ctx.run.write_json("datasets.json", [c.summary() for c in cands])
     chosen = next((c for c in cands if c.label_map), None)
-    retrieved, test_from = 0, None
+    retrieved, dev, test_from = 0, 0, None
     skipped: list[str] = []
     if chosen is not None:
         folder = Path(chosen.path)
@@ -56,8 +63,18 @@ def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
             write_jsonl(ctx.run.path("data", "test.jsonl"), (e.to_dict() for e in test_rows))
             test_from = str(held)
         # Leakage guard: no training row may equal a test row or a demonstration.
-        banned = {normalize(e.input) for e in [*test_rows, *spec.examples]}
-        rows = [r for r in rows if normalize(r.input) not in banned]
+        banned = {normalize(x) for x in [*inputs_of_test(ctx), *(e.input for e in spec.examples)]}
+        # Repeated texts are kept once (the first), so that no text can land on both sides of the dev split.
+        unique: dict[str, Any] = {}
+        for r in rows:
+            if normalize(r.input) not in banned:
+                unique.setdefault(normalize(r.input), r)
+        rows = list(unique.values())
+        # A real dev split, disjoint from the test data and never trained on: the build's decisions
+        # (iterate or stop, which model is best) are made on it, never on the test data.
+        rows, dev_rows = split_validation(rows, fraction=min(DEV_FRACTION, DEV_MAX / max(len(rows), 1)), seed=ctx.train.seed)
+        if dev_rows:
+            dev = write_jsonl(ctx.run.path("data", "dev.jsonl"), ({**e.to_dict(), "source": chosen.name} for e in dev_rows))
         rows = _balanced(rows, ctx.max_retrieved)
         retrieved = write_jsonl(ctx.run.path("data", "retrieved.jsonl"),
                                 ({**e.to_dict(), "source": chosen.name} for e in rows))
@@ -65,10 +82,11 @@ def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
         "candidates": [c.summary() for c in cands],
         "dataset": chosen.name if chosen else None,
         "retrieved": retrieved,
+        "dev": dev,
         "test_from": test_from,
         "malformed_lines": skipped[:20],
         **meter.figures(),
     }
-    summary = {"dataset": artifact["dataset"], "retrieved": retrieved, "test_from": test_from,
+    summary = {"dataset": artifact["dataset"], "retrieved": retrieved, "dev": dev, "test_from": test_from,
                "candidates": [{"name": c.name, "score": round(c.score, 3), "fit": c.reason} for c in cands]}
     return observation(summary), artifact

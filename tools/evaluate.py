@@ -1,4 +1,4 @@
-"""Tool: evaluate the student on real held-out data and on the demonstrations."""
+"""Tool: evaluate the student on real held-out data and on the demonstrations, and analyse its failures."""
 
 from __future__ import annotations
 
@@ -9,19 +9,30 @@ from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
 from p2m_engine import students
+from p2m_engine.analysis import analyze_failures
 from p2m_engine.datasets import load_examples
 from p2m_engine.errors import TrainingError
 from p2m_engine.types import MAIN_METRIC
 from tools.context import Meter, ToolContext, observation, spec_of
 
 
+def decision_split(splits: dict[str, Any]) -> str:
+    """The split the build decides on: the real dev split when there is one, else the demonstrations.
+
+    Never the test split: the test score is reported, not tuned on.
+    """
+    return "dev" if "dev" in splits else "demos"
+
+
 @tool(response_format="content_and_artifact")
 def evaluate_model(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
-    """Score the trained student on real held-out examples (the test file, or the held-out split of the
-    retrieved dataset) and on the user's demonstrations, which never train the model.
+    """Score the trained student on real examples it never trained on: the dev split (held out from the
+    retrieved dataset, used for the build's decisions), the test data (the test file, or the retrieved
+    dataset's held-out split; reported, never decided on) and the user's demonstrations.
 
     Returns the task type's metrics for each split (accuracy, macro-F1 and per-label recall for classification;
-    exact match and F1 for extractive QA; chrF++ and exact match for generation).
+    exact match and F1 for extractive QA; chrF++ and exact match for generation), and for classification the
+    weak labels and confusions on the decision split.
     """
     ctx: ToolContext = runtime.context
     state = runtime.state
@@ -30,20 +41,34 @@ def evaluate_model(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
         raise TrainingError("No trained model yet. Call train_model first.")
     model_dir = Path(state["model_dir"])
     spec = spec_of(state)
+    iteration = int(state.get("iteration") or 1)
     splits = {"demos": list(spec.examples)}
+    dev_path = ctx.run.dir / "data" / "dev.jsonl"
+    if dev_path.is_file():
+        splits["dev"] = load_examples(dev_path)
     test_path = ctx.test_path or ctx.run.dir / "data" / "test.jsonl"
     if test_path.is_file():
         splits["test"] = load_examples(test_path)
-    reports = {name: students.evaluate_student(spec.task_type, model_dir, rows, name,
-                                                ctx.run.path("predictions", f"{name}.jsonl"))
+    folder = ctx.run.path("iterations", str(iteration), "predictions")
+    reports = {name: students.evaluate_student(spec.task_type, model_dir, rows, name, folder / f"{name}.jsonl")
                for name, rows in splits.items()}
-    metrics = {name: r.to_dict() for name, r in reports.items()}
+    metrics: dict[str, Any] = {name: r.to_dict() for name, r in reports.items()}
     metrics["val_accuracy"] = state.get("val_accuracy")
-    ctx.run.write_json("metrics.json", metrics)
+    ctx.run.write_json(f"iterations/{iteration}/metrics.json", metrics)
     main = "test" if "test" in reports else "demos"
     metric = MAIN_METRIC[spec.task_type]
-    artifact = {"score": round(reports[main].metrics[metric], 4), "score_split": main, "metric": metric, "metrics": metrics,
-                **meter.figures()}
-    summary = {name: {"n": r.n, **{k: round(v, 4) for k, v in r.metrics.items()},
-                      "recall": {k: round(v, 3) for k, v in r.per_label_recall.items()}} for name, r in reports.items()}
+    decide_on = decision_split(splits)
+    artifact = {"score": round(reports[main].metrics[metric], 4), "score_split": main, "metric": metric,
+                "metrics": metrics, "iteration": iteration, "predictions_dir": str(folder),
+                "decision_score": round(reports[decide_on].metrics[metric], 4), "decision_split": decide_on,
+                "decision_n": reports[decide_on].n, **meter.figures()}
+    summary: dict[str, Any] = {name: {"n": r.n, **{k: round(v, 4) for k, v in r.metrics.items()},
+                                      "recall": {k: round(v, 3) for k, v in r.per_label_recall.items()}}
+                               for name, r in reports.items()}
+    summary["decided_on"] = decide_on
+    if spec.labels:
+        failures = analyze_failures(folder / f"{decide_on}.jsonl", spec.labels, split=decide_on, threshold=ctx.target)
+        artifact |= {"failures_path": str(folder / f"{decide_on}.jsonl"), "failures": failures.summary(),
+                     "weak_labels": list(failures.weak_labels)}
+        summary["failures"] = failures.summary()
     return observation(summary), artifact

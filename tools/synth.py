@@ -1,23 +1,33 @@
-"""Tool: generate labelled training examples with the teacher LLM."""
+"""Tools: generate labelled training examples with the teacher LLM, for every label or for the weak ones."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
 from p2m_engine import synth
-from p2m_engine.errors import LLMError
+from p2m_engine.analysis import analyze_failures
+from p2m_engine.errors import LLMError, TrainingError
 from p2m_engine.runs import read_jsonl
 from tools.context import Meter, ToolContext, observation, spec_of
 
 
-def held_out_inputs(ctx: ToolContext) -> list[str]:
-    """Inputs of the real test data: generated data must never copy them."""
-    path = ctx.test_path or ctx.run.dir / "data" / "test.jsonl"
+def _inputs(path: Path) -> list[str]:
     return [str(r.get("input", "")) for r in read_jsonl(path)] if path.is_file() else []
+
+
+def inputs_of_test(ctx: ToolContext) -> list[str]:
+    """Inputs of the real test data (the --test file, or the retrieved dataset's held-out split)."""
+    return _inputs(ctx.test_path or ctx.run.dir / "data" / "test.jsonl")
+
+
+def held_out_inputs(ctx: ToolContext) -> list[str]:
+    """Inputs of the real test data and of the dev split the build decides on: never training data."""
+    return inputs_of_test(ctx) + _inputs(ctx.run.dir / "data" / "dev.jsonl")
 
 
 @tool(response_format="content_and_artifact")
@@ -35,7 +45,42 @@ def generate_examples(runtime: ToolRuntime, per_label: int = 0) -> tuple[str, di
     meter = Meter(ctx.llm)
     config = ctx.synth if per_label <= 0 else dataclasses.replace(ctx.synth, per_label=per_label)
     result = synth.generate_examples(spec_of(runtime.state), ctx.llm, ctx.run.path("data", "generated.jsonl"), config,
-                                     exclude=held_out_inputs(ctx), progress=ctx.report("generate_examples"))
+                                     exclude=held_out_inputs(ctx), progress=ctx.report("generate_examples"),
+                                     call_id=runtime.tool_call_id)
     artifact = {"generated": result.count, "per_label": result.per_label, "dropped": result.dropped,
                 "stopped_labels": list(result.stopped), "path": str(result.path), **meter.figures()}
     return observation({k: artifact[k] for k in ("generated", "per_label", "dropped", "stopped_labels")}), artifact
+
+
+@tool(response_format="content_and_artifact")
+def generate_targeted_examples(runtime: ToolRuntime, per_label: int = 0) -> tuple[str, dict[str, Any]]:
+    """Generate more examples for the labels the student gets wrong on the validation (dev) split.
+
+    The teacher is told which labels the student confuses and shown a few of its errors, and asked for
+    clear examples of each weak label. Needs an evaluated model.
+
+    Args:
+        per_label: new examples for each weak label (0: half the run's per-label default).
+
+    Returns the weak labels, the new count per label and what the filters dropped.
+    """
+    ctx: ToolContext = runtime.context
+    state = runtime.state
+    if ctx.llm is None:
+        raise LLMError("No LLM is configured, so examples cannot be generated.")
+    if not state.get("failures_path"):
+        raise TrainingError("No failure analysis yet: call evaluate_model before generate_targeted_examples.")
+    meter = Meter(ctx.llm)
+    spec = spec_of(state)
+    report = analyze_failures(Path(state["failures_path"]), spec.labels, split=state.get("decision_split"),
+                              threshold=ctx.target)
+    before = dict(state.get("per_label") or {})
+    result = synth.generate_targeted_examples(spec, ctx.llm, ctx.run.path("data", "generated.jsonl"), report,
+                                              ctx.synth, extra=per_label, exclude=held_out_inputs(ctx),
+                                              progress=ctx.report("generate_targeted_examples"),
+                                              call_id=runtime.tool_call_id)
+    added = {k: v - before.get(k, 0) for k, v in result.per_label.items() if v - before.get(k, 0)}
+    artifact = {"generated": result.count, "per_label": result.per_label, "added": added,
+                "weak_labels": list(report.weak_labels), "focus_split": report.split, "dropped": result.dropped,
+                "stopped_labels": list(result.stopped), "path": str(result.path), **meter.figures()}
+    return observation({k: artifact[k] for k in ("weak_labels", "added", "per_label", "dropped", "stopped_labels")}), artifact

@@ -44,6 +44,8 @@ def training_examples(ctx: ToolContext, labels: tuple[str, ...], demos: list[str
 def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str, Any]]:
     """Fine-tune the student on all retrieved and generated examples; keep the epoch best on validation.
 
+    Call it again after an evaluation to retrain (with more epochs when the student is under-trained).
+
     Args:
         epochs: passes over the data (0: the run's default).
 
@@ -58,15 +60,20 @@ def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str,
     rows, sources = training_examples(ctx, spec.labels, [e.input for e in spec.examples])
     if not rows:
         raise TrainingError("No training data yet. Call search_datasets or generate_examples first.")
-    tr, val = train.split_validation(rows, seed=ctx.train.seed)
+    tr, val = train.split_validation(rows, seed=ctx.train.seed, stratify=spec.task_type == "classification")
     write_jsonl(ctx.run.path("data", "train.jsonl"), (e.to_dict() for e in tr))
     write_jsonl(ctx.run.path("data", "val.jsonl"), (e.to_dict() for e in val))
     config = dataclasses.replace(ctx.train, base_model=state["base_model"], **({"epochs": epochs} if epochs > 0 else {}))
-    result = students.train_student(spec, tr, val, ctx.run.path("model"), config, progress=ctx.report("train_model"))
-    ctx.run.write_json("model/p2m_train.json", {**result.config, "sources": sources, "n_train": result.n_train,
-                                                "n_val": result.n_val, "train_loss": result.train_loss,
-                                                "val_accuracy": result.val_score})
-    artifact = {"model_dir": str(result.model_dir), "train_loss": round(result.train_loss, 4),
+    # Every training gets its own folder: the build keeps the best one, not the last one.
+    iteration = int(state.get("iteration") or 0) + 1
+    folder = f"iterations/{iteration}/model"
+    result = students.train_student(spec, tr, val, ctx.run.path(folder), config, progress=ctx.report("train_model"))
+    # The model folder says what it is, so that predict/serve work on it when it is copied out of the run.
+    ctx.run.write_json(f"{folder}/p2m_task.json", spec.to_dict())
+    ctx.run.write_json(f"{folder}/p2m_train.json", {**result.config, "sources": sources, "n_train": result.n_train,
+                                                    "n_val": result.n_val, "train_loss": result.train_loss,
+                                                    "val_accuracy": result.val_score})
+    artifact = {"model_dir": str(result.model_dir), "iteration": iteration, "train_loss": round(result.train_loss, 4),
                 "val_accuracy": round(result.val_score, 4), "n_train": result.n_train, "n_val": result.n_val,
                 "sources": sources, "epochs": result.epochs, "bf16": result.config.get("bf16_used"), **meter.figures()}
     return observation({k: artifact[k] for k in ("train_loss", "val_accuracy", "n_train", "n_val", "sources")}), artifact

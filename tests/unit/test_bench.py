@@ -37,12 +37,14 @@ def _suite(root: Path) -> Path:
 
 
 class ClassifyingTeacher(Teacher):
-    """Also answers the teacher baseline: always the first label offered."""
+    """Also answers the teacher baseline: always the first label offered; free text: "le chien"."""
 
     def __call__(self, body: dict[str, Any]) -> tuple[str, Any]:
         if body["tool_choice"]["function"]["name"] == "answer":
-            enum = body["tools"][0]["function"]["parameters"]["properties"]["label"]["enum"]
-            return "tool", {"label": enum[0]}
+            props = body["tools"][0]["function"]["parameters"]["properties"]
+            if "label" not in props:
+                return "tool", {"output": "le chien"}
+            return "tool", {"label": props["label"]["enum"][0]}
         return super().__call__(body)
 
 
@@ -64,17 +66,25 @@ def test_bench_on_a_toy_suite(tmp_path: Path, tiny_encoder: Path) -> None:
     # Hand computation: the teacher always answers the first label ("ham" / "negative"), which is 3 of 4.
     assert alpha["systems"]["teacher"]["score"] == 0.75 and beta["systems"]["teacher"]["score"] == 0.75
     # Majority of train is the first label: also 3 of 4.
-    assert alpha["systems"]["trivial"] == {"score": 0.75, "macro_f1": round((6 / 7 + 0) / 2, 4), "label": "ham"}
+    assert alpha["systems"]["trivial"] == {"score": 0.75, "macro_f1": round((6 / 7 + 0) / 2, 4), "label": "ham",
+                                           "rule": "majority label"}
     # The p2m score is the accuracy of its saved predictions on the same test file.
     p2m = alpha["systems"]["p2m"]
     preds = [json.loads(x) for x in (Path(p2m["run"]) / "predictions" / "test.jsonl").read_text().splitlines()]
     assert len(preds) == 4 and p2m["score"] == round(sum(p["correct"] for p in preds) / 4, 4)
     assert p2m["params"] > 0 and p2m["latency_ms_p50"] > 0 and p2m["llm_calls"] > 0
     assert 0.0 <= alpha["systems"]["gold"]["score"] <= 1.0 and alpha["systems"]["gold"]["n_train"] > 0
-    # Task types without a student are reported as such, not hidden.
-    assert data["tasks"]["gamma"]["systems"]["p2m"]["status"] == "unsupported"
+    # A generation task is scored by chrF++: the teacher's answer equals the reference (1.0); copying the
+    # input "dog" shares no character n-gram with "le chien" (0.0).
+    gamma = data["tasks"]["gamma"]
+    assert gamma["metric"] == "chrf++" and gamma["task_type"] == "generation"
+    assert gamma["systems"]["teacher"]["score"] == 1.0 and gamma["systems"]["teacher"]["exact_match"] == 1.0
+    assert gamma["systems"]["trivial"]["score"] == 0.0 and gamma["systems"]["trivial"]["rule"] == "copy the input"
+    # A system that cannot run on a task type is reported as such, not hidden.
+    assert gamma["systems"]["gold"]["status"] == "no train split"
     table = (out / "results.md").read_text()
-    assert "| alpha | classification | accuracy | 4 |" in table and "75.0" in table and "unsupported" in table
+    assert "| alpha | classification | accuracy | 4 |" in table and "75.0" in table
+    assert "| gamma | generation | chrf++ | 1 |" in table
     assert data["machine"] and data["command"].startswith("p2m bench")
 
 

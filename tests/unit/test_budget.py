@@ -65,3 +65,18 @@ def test_unknown_key_message_lists_valid_keys() -> None:
 def test_non_finite_values_raise_p2m_error(text: str) -> None:
     with pytest.raises(P2MError, match="Invalid --budget"):
         Budget.parse(text)
+
+
+def test_target_and_iterations() -> None:
+    b = Budget.parse("target=0.95,iterations=4,llm_calls=200")
+    assert b.target == 0.95 and isinstance(b.target, float) and b.target_for("accuracy") == 0.95
+    assert b.iterations == 4 and isinstance(b.iterations, int) and b.llm_calls == 200
+    # No target given: the metric's default.
+    assert Budget().target is None and Budget().target_for("accuracy") == 0.9 and Budget().iterations == 3
+    assert Budget().llm_calls is None
+
+
+@pytest.mark.parametrize("text", ["target=0", "target=1.5", "iterations=0"])
+def test_bad_target_or_iterations(text: str) -> None:
+    with pytest.raises(P2MError, match="Invalid --budget value"):
+        Budget.parse(text)

@@ -71,3 +71,12 @@ def test_matches_sklearn(gold: list[str], pred: list[str]) -> None:
     labels = sorted(set(gold))
     recalls = metrics.recall_score(gold, pred, labels=labels, average=None, zero_division=0)
     assert per_label_recall(gold, pred) == pytest.approx(dict(zip(labels, recalls)))
+
+
+def test_confusion_matrix_rows_are_gold_columns_are_predictions() -> None:
+    from p2m_engine.metrics import confusion_matrix
+
+    order, m = confusion_matrix(["a", "a", "b", "c"], ["a", "b", "b", "a"], labels=["b", "a"])
+    assert order == ["b", "a", "c"]
+    assert m == [[1, 0, 0], [1, 1, 0], [0, 1, 0]]
+    assert sum(map(sum, m)) == 4

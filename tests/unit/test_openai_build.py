@@ -40,7 +40,7 @@ def test_build_through_openai_api_path(tmp_path: Path, tiny_encoder: Path) -> No
             cli,
             ["build", str(ROOT / "examples" / "sms_spam.txt"), "--llm", "openai", "--base-url", stub.base_url,
              "--model", "gpt-test", "--hub", str(DEMO_HUB), "--student", str(tiny_encoder), "--out", str(tmp_path),
-             "--budget", "per_label=3,epochs=1,retrieved=40", "--json"],
+             "--budget", "per_label=3,epochs=1,retrieved=40,iterations=1", "--json"],
             env={"OPENAI_API_KEY": KEY},
         )
         requests = stub.requests

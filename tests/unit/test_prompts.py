@@ -81,3 +81,21 @@ def test_render_with_missing_variable_raises(name: str, missing: str) -> None:
 def test_unknown_template_raises() -> None:
     with pytest.raises(jinja2.TemplateNotFound):
         prompts.render("no_such_template_xyz")
+
+
+def test_targeted_template_tells_the_teacher_what_the_student_confuses() -> None:
+    assert "generate_targeted_examples" in NAMES
+    assert prompts.variables("generate_targeted_examples") == {
+        "instruction", "labels", "label", "examples", "n", "confused_labels", "missed_inputs", "wrong_inputs"}
+    out = prompts.render("generate_targeted_examples", instruction="Route the ticket.", labels=["tech", "billing"],
+                         label="tech", examples=[Example("wifi drops", "tech")], n=3,
+                         confused_labels=["billing", "sales"], missed_inputs=["app crashes"],
+                         wrong_inputs=["refund please"])
+    assert 'The student model confuses "tech" with "billing", "sales".' in out
+    assert 'These inputs ARE "tech", but the student got them wrong:\n- app crashes' in out
+    assert 'These inputs are NOT "tech", but the student called them "tech":\n- refund please' in out
+    assert 'Write 3 new inputs whose correct label is "tech"' in out
+    # Without errors to show, those sections disappear instead of rendering empty.
+    bare = prompts.render("generate_targeted_examples", instruction="Route the ticket.", labels=["tech", "billing"],
+                          label="tech", examples=[], n=3, confused_labels=[], missed_inputs=[], wrong_inputs=[])
+    assert "confuses" not in bare and "ARE" not in bare and "NOT" not in bare

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from p2m_engine.analysis import FailureReport
 from p2m_engine.errors import LLMError, UnsupportedTaskError
 from p2m_engine.synth import Filters, SynthConfig, generate_examples, normalize
 from p2m_engine.types import Example, TaskSpec
@@ -139,3 +140,66 @@ def test_duplicate_filter_keeps_first_drops_second() -> None:
     assert f.accept("Hello there, friend", "ham")
     assert not f.accept("hello there friend!", "ham")
     assert f.dropped["duplicate"] == 1
+
+
+def _report(tmp_path: Path) -> FailureReport:
+    from p2m_engine.analysis import analyze_failures
+
+    rows = [("Claim your prize, reply YES", "spam", "ham", 0.9), ("Free entry in a weekly draw", "spam", "ham", 0.7),
+            ("Txt STOP to end your 150p plan", "spam", "spam", 0.8), ("lunch at noon?", "ham", "ham", 0.9),
+            ("your bill is ready to view online", "ham", "spam", 0.6), ("call me later", "ham", "ham", 0.9)]
+    path = tmp_path / "dev.jsonl"
+    path.write_text("".join(json.dumps({"input": i, "gold": g, "prediction": p, "probability": q}) + "\n"
+                            for i, g, p, q in rows))
+    return analyze_failures(path, ("spam", "ham"))
+
+
+def test_targeted_generation_shows_the_confusions_and_appends_rows(tmp_path: Path) -> None:
+    from p2m_engine.synth import generate_targeted_examples
+
+    out = tmp_path / "gen.jsonl"
+    generate_examples(SPEC, counting_llm(), out, SynthConfig(per_label=3, batch_size=3))  # type: ignore[arg-type]
+    before = out.read_text().splitlines()
+    report = _report(tmp_path)
+    assert report.weak_labels == ("spam",)  # recall 1/3 against ham's 2/3
+    llm = counting_llm()
+    res = generate_targeted_examples(SPEC, llm, out, report, SynthConfig(per_label=3, batch_size=3), extra=4)  # type: ignore[arg-type]
+    # Only the weak label got new examples, 4 beyond the 3 it had; ham is untouched.
+    assert res.per_label == {"spam": 7, "ham": 3} and res.count == 10
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert out.read_text().splitlines()[: len(before)] == before  # appended, not rewritten
+    new = rows[len(before):]
+    assert len(new) == 4 and {r["output"] for r in new} == {"spam"}
+    assert all(r["targeted"] is True and r["template"] == "generate_targeted_examples" for r in new)
+    assert not any("targeted" in r for r in rows[: len(before)])
+    # The teacher saw the confusion and the student's errors for that label.
+    prompt = llm.requests[0]["messages"][-1]["content"]
+    assert 'The student model confuses "spam" with "ham"' in prompt
+    assert "Claim your prize, reply YES" in prompt and "Free entry in a weekly draw" in prompt  # missed spam
+    assert "your bill is ready to view online" in prompt  # a ham it wrongly called spam
+    assert all('label is "spam"' in r["messages"][-1]["content"] for r in llm.requests)
+
+
+def test_targeted_generation_never_copies_the_errors_it_shows(tmp_path: Path) -> None:
+    from p2m_engine.synth import generate_targeted_examples
+
+    # The teacher copies the error examples back: all of them are dropped as leaks of validation data.
+    llm = FakeLLM(lambda m, n, i: {"inputs": ["Claim your prize, reply YES!", "your bill is ready to view online",
+                                              f"brand new offer number {i}"]})
+    out = tmp_path / "gen.jsonl"
+    res = generate_targeted_examples(SPEC, llm, out, _report(tmp_path), SynthConfig(per_label=2, batch_size=3), extra=3)  # type: ignore[arg-type]
+    texts = [json.loads(line)["input"] for line in out.read_text().splitlines()]
+    assert texts and all(t.startswith("brand new offer") for t in texts)
+    assert res.dropped["leak"] >= 2
+
+
+def test_no_weak_label_means_no_targeted_call(tmp_path: Path) -> None:
+    from p2m_engine.analysis import analyze_failures
+    from p2m_engine.synth import generate_targeted_examples
+
+    path = tmp_path / "dev.jsonl"
+    path.write_text(json.dumps({"input": "a", "gold": "spam", "prediction": "spam"}) + "\n"
+                    + json.dumps({"input": "b", "gold": "ham", "prediction": "ham"}) + "\n")
+    llm = counting_llm()
+    res = generate_targeted_examples(SPEC, llm, tmp_path / "g.jsonl", analyze_failures(path, SPEC.labels))  # type: ignore[arg-type]
+    assert llm.usage.calls == 0 and res.count == 0

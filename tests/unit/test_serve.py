@@ -1,0 +1,145 @@
+"""`p2m serve` and `p2m predict`: a real HTTP server on 127.0.0.1 in front of a tiny trained classifier."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from click.testing import CliRunner
+
+from agent.cli import cli
+from agent.serve import ServeLimits, make_server, resolve_model
+from p2m_engine.evaluate import predict
+from p2m_engine.train import TrainConfig, train_model
+from p2m_engine.types import Example, TaskSpec
+
+LABELS = ("neg", "pos")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder holding a tiny trained classifier and its task.json, as a build leaves it."""
+    run = tmp_path_factory.mktemp("run")
+    data = [Example(f"this was {w}", "pos" if w in ("great", "lovely") else "neg")
+            for w in ("great", "lovely", "awful", "dreadful") * 8]
+    train_model(data, [], LABELS, run / "model", TrainConfig(base_model=str(tiny_encoder), max_steps=4, batch_size=8,
+                                                             bf16="off"))
+    spec = TaskSpec("Is it positive or negative?", (Example("great", "pos"), Example("awful", "neg")), labels=LABELS)
+    (run / "task.json").write_text(json.dumps(spec.to_dict()))
+    return run
+
+
+@pytest.fixture(scope="module")
+def server(run_dir: Path) -> Iterator[tuple[str, int]]:
+    model_dir, task_type = resolve_model(run_dir)
+    srv = make_server(model_dir, task_type, "127.0.0.1", 0, ServeLimits(max_bytes=2000, max_batch=4, max_chars=100))
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield str(srv.server_address[0]), int(srv.server_address[1])
+    srv.shutdown()
+    srv.server_close()
+
+
+def _request(addr: tuple[str, int], method: str, path: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:
+    conn = http.client.HTTPConnection(*addr, timeout=30)
+    conn.request(method, path, body=body, headers={"Content-Type": "application/json"} if body is not None else {})
+    resp = conn.getresponse()
+    payload = json.loads(resp.read() or b"{}")
+    conn.close()
+    return resp.status, payload
+
+
+def test_resolve_model_reads_the_task_type(run_dir: Path, tmp_path: Path) -> None:
+    assert resolve_model(run_dir) == (run_dir / "model", "classification")
+    assert resolve_model(run_dir / "model")[0] == run_dir / "model"
+    from p2m_engine.errors import ModelError
+
+    with pytest.raises(ModelError, match="No trained model"):
+        resolve_model(tmp_path)
+
+
+def test_health_and_predict_match_the_model(server: tuple[str, int], run_dir: Path) -> None:
+    status, info = _request(server, "GET", "/health")
+    assert status == 200 and info["task_type"] == "classification"
+    texts = ["this was great", "this was awful", "this was lovely"]
+    status, out = _request(server, "POST", "/predict", json.dumps({"inputs": texts}).encode())
+    assert status == 200
+    expected = predict(run_dir / "model", texts)
+    assert out["outputs"] == [label for label, _ in expected]
+    assert out["probabilities"] == pytest.approx([p for _, p in expected], abs=1e-3)
+    status, one = _request(server, "POST", "/predict", json.dumps({"input": texts[0]}).encode())
+    assert status == 200 and one["outputs"] == out["outputs"][:1]
+
+
+@pytest.mark.parametrize(("body", "status", "message"), [
+    (b"{not json", 400, "not JSON"),
+    (b'{"text": "x"}', 400, "inputs"),
+    (b'{"inputs": "x"}', 400, "list of strings"),
+    (b'{"inputs": [1, 2]}', 400, "list of strings"),
+    (b'{"inputs": []}', 422, "empty"),
+    (json.dumps({"inputs": ["a"] * 5}).encode(), 422, "at most 4 inputs"),
+    (json.dumps({"inputs": ["x" * 101]}).encode(), 422, "101 characters"),
+    (json.dumps({"inputs": ["x" * 90] * 30}).encode(), 413, "limit is 2000"),
+])
+def test_bad_requests_get_4xx_and_the_server_keeps_serving(server: tuple[str, int], body: bytes, status: int,
+                                                           message: str) -> None:
+    got, payload = _request(server, "POST", "/predict", body)
+    assert got == status and message in payload["error"]
+    assert _request(server, "GET", "/health")[0] == 200
+
+
+def test_unknown_route_is_404(server: tuple[str, int]) -> None:
+    assert _request(server, "GET", "/admin")[0] == 404
+    assert _request(server, "POST", "/predict/../admin", b"{}")[0] == 404
+
+
+def test_concurrent_clients_all_get_answers(server: tuple[str, int]) -> None:
+    results: list[int] = []
+
+    def client() -> None:
+        for _ in range(3):
+            results.append(_request(server, "POST", "/predict", b'{"inputs": ["this was great"]}')[0])
+
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [200] * 18
+
+
+def test_predict_cli_prints_one_json_line_per_input(run_dir: Path, tmp_path: Path) -> None:
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text('{"input": "this was awful"}\n')
+    result = CliRunner().invoke(cli, ["predict", str(run_dir), "this was great", "--file", str(inputs)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["input"] for r in rows] == ["this was great", "this was awful"]
+    assert all(r["output"] in LABELS and 0.0 < r["probability"] <= 1.0 for r in rows)
+
+
+def test_onnx_export_matches_the_model(run_dir: Path, tmp_path: Path) -> None:
+    from p2m_engine.export import check_export, onnx_logits
+
+    result = CliRunner().invoke(cli, ["export", str(run_dir), "--out", str(tmp_path / "onnx")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "onnx" / "model.onnx").is_file() and "difference" in result.stdout
+    # Dynamic batch and length: a batch of three texts of other lengths than the export's sample.
+    texts = ["great", "this was awful, truly awful from start to end", "lovely"]
+    logits = onnx_logits(tmp_path / "onnx", texts)
+    assert logits.shape == (3, 2)
+    expected = [label for label, _ in predict(run_dir / "model", texts)]
+    assert [LABELS[i] for i in logits.argmax(-1)] == expected
+    assert check_export(run_dir / "model", tmp_path / "onnx") < 1e-3
+
+
+def test_onnx_export_refuses_a_model_that_is_not_a_classifier(tiny_encoder: Path, tmp_path: Path) -> None:
+    from p2m_engine.errors import ModelError
+    from p2m_engine.export import export_onnx
+
+    with pytest.raises(ModelError, match="not a classification student"):
+        export_onnx(tiny_encoder, tmp_path / "x")
