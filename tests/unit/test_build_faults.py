@@ -29,16 +29,17 @@ def faulty_build(tmp_path: Path, name: str, tiny_encoder: Path, schedule: FaultS
             cli,
             ["build", str(ROOT / "examples" / "sms_spam.txt"), "--llm", "openai", "--base-url", server.base_url,
              "--model", "gpt-test", "--hub", str(DEMO_HUB), "--student", str(tiny_encoder), "--out", str(out),
-             "--budget", "per_label=30,epochs=1,retrieved=20", "--seed", "3", "--json"],
+             "--budget", "per_label=30,epochs=1,retrieved=20,iterations=1", "--seed", "3", "--json"],
             env={"OPENAI_API_KEY": "sk-test", "P2M_HOME": str(home), **CLIENT_ENV},
         )
         injected = dict(server.injected)
-    assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
+    # A finished build exits 0, or 2 when its student stays under the target score: both built a model.
+    assert result.exit_code in (0, 2) and summary["model_dir"], result.output
     run = Path(summary["run"])
     rows = [json.loads(line) for line in (run / "data" / "generated.jsonl").read_text().splitlines()]
     trace = [json.loads(line) for line in (run / "trace.jsonl").read_text().splitlines()]
-    return {"summary": summary, "rows": rows, "trace": trace, "injected": injected}
+    return {"summary": summary, "rows": rows, "trace": trace, "injected": injected, "exit": result.exit_code}
 
 
 def test_build_with_a_fault_in_every_other_request_equals_a_clean_build(tmp_path: Path, tiny_encoder: Path) -> None:
@@ -59,4 +60,5 @@ def test_build_with_a_fault_in_every_other_request_equals_a_clean_build(tmp_path
                  and e["reason"].startswith("fallback")]
     assert all("the planner LLM failed" in r or "choose_action" in r for r in fallbacks)
     assert faulty["summary"]["finish_reason"] == clean["summary"]["finish_reason"]
+    assert faulty["exit"] == clean["exit"]
     assert faulty["summary"]["metrics"] is not None

@@ -54,12 +54,13 @@ def test_api_key_never_reaches_the_run_folder(tmp_path: Path, tiny_encoder: Path
             cli,
             ["build", str(ROOT / "examples" / "sms_spam.txt"), "--llm", "openai", "--base-url", stub.base_url,
              "--model", "gpt-test", "--hub", str(DEMO_HUB), "--student", str(tiny_encoder), "--out", str(tmp_path),
-             "--budget", "per_label=3,epochs=1,retrieved=20", "--json"],
+             "--budget", "per_label=3,epochs=1,retrieved=20,iterations=1", "--json"],
             env={"OPENAI_API_KEY": KEY},
         )
         requests = stub.requests
-    assert result.exit_code == 0, result.output
-    run = Path(json.loads(result.stdout)["run"])
+    summary = json.loads(result.stdout)
+    assert result.exit_code in (0, 2) and summary["model_dir"], result.output  # 2: built, under the target
+    run = Path(summary["run"])
     # The key was really in use (the planner and the generator both sent it)...
     posts = [r for r in requests if r["method"] == "POST"]
     assert len(posts) >= 5 and all(r["headers"]["authorization"] == f"Bearer {KEY}" for r in posts)
