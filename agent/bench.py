@@ -15,6 +15,7 @@ from p2m_engine.bench import BenchResults, BenchTask, markdown_table, read_suite
 from p2m_engine.datasets import load_examples
 from p2m_engine.errors import P2MError, UnsupportedTaskError
 from p2m_engine.metrics import task_metrics
+from p2m_engine.names import safe_name
 from p2m_engine.task import parse_task
 from p2m_engine.types import MAIN_METRIC
 
@@ -49,10 +50,10 @@ def hub_without(task: BenchTask, hubs: list[Path], out: Path) -> list[Path]:
     from p2m_engine.datasets import scan_hub
 
     own = task.dir.resolve()
-    folder = out / "hubs" / task.name
+    folder = out / "hubs" / safe_name(task.name, "task name")
     folder.mkdir(parents=True, exist_ok=True)
     for d in scan_hub(hubs):
-        link = folder / d.name
+        link = folder / safe_name(d.name, "dataset name")
         if d.path.resolve() != own and not link.exists():
             link.symlink_to(d.path.resolve(), target_is_directory=True)
     return [folder]
@@ -105,7 +106,7 @@ def _run_system(system: str, task: BenchTask, spec: Any, test: list[Any], *, hub
     build_limits = dataclasses.replace(limits, per_label=0) if system == "retrieved_only" else limits
     summary = build_model(spec, str(task.prompt_path), backend=settings.backend, model=settings.model,
                           base_url=settings.base_url, hubs=build_hubs, test_path=task.test_path,
-                          out=out / "runs" / task.name / system, limits=build_limits, planner="auto", student=student,
+                          out=out / "runs" / safe_name(task.name, "task name") / safe_name(system, "system"), limits=build_limits, planner="auto", student=student,
                           seed=0, quiet=True)
     if not summary.get("model_dir"):
         return {"score": None, "status": "no model", "reason": summary.get("finish_reason")}
@@ -148,7 +149,7 @@ def _gold(task: BenchTask, spec: Any, test: list[Any], out: Path, student: str |
     rows = rows[:limit]
     base = search_models(spec.task_type, student=student)[0]
     train, val = split_validation(rows, stratify=spec.task_type == "classification")
-    model_dir = out / "runs" / task.name / "gold" / "model"
+    model_dir = out / "runs" / safe_name(task.name, "task name") / "gold" / "model"
     res = train_student(spec, train, val, model_dir, TrainConfig(base_model=base.path, epochs=limits.epochs))
     report = evaluate_student(spec.task_type, model_dir, test, "test")
     return {**_score_metrics(spec.task_type, report.metrics), "n_train": res.n_train, "train_s": round(res.seconds, 1)}

@@ -28,16 +28,50 @@ def _offline_defaults() -> None:
     warnings.filterwarnings("ignore", message="Pydantic serializer warnings")
 
 
+SECRET_VARS = ("OPENAI_API_KEY",)
+
+
+def redact(text: str) -> str:
+    """`text` with the values of secret environment variables masked."""
+    for var in SECRET_VARS:
+        value = os.environ.get(var) or ""
+        if len(value) >= 6:
+            text = text.replace(value, "[REDACTED]")
+    return text
+
+
+def _leaks(e: BaseException) -> bool:
+    """Whether the message of `e`, or of an exception it was raised from, shows a secret."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if redact(str(cur)) != str(cur):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 class P2MGroup(click.Group):
-    """Turns P2MError into one line on stderr and exit code 1 (re-raised under P2M_RAISE_ERRORS=1)."""
+    """Turns P2MError into one line on stderr and exit code 1 (re-raised under P2M_RAISE_ERRORS=1).
+
+    No message shows a secret: the API key is masked in P2MErrors, and any other error whose message
+    (or cause) holds it is replaced by a masked one without the chain.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except P2MError as e:
-            if os.environ.get("P2M_RAISE_ERRORS") == "1":
+            if os.environ.get("P2M_RAISE_ERRORS") == "1" and not _leaks(e):
                 raise
-            raise click.ClickException(str(e)) from e
+            raise click.ClickException(redact(str(e))) from None
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as e:
+            if _leaks(e):
+                raise click.ClickException(f"{type(e).__name__}: {redact(str(e))}") from None
+            raise
 
 
 @click.group(cls=P2MGroup)

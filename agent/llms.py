@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
@@ -16,6 +17,11 @@ Backend = Literal["embedded", "openai"]
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 
 
+# Client settings that may come from the environment, with their types (unset: the backend's default).
+_ENV = {"timeout": ("P2M_LLM_TIMEOUT", float), "max_retries": ("P2M_LLM_MAX_RETRIES", int),
+        "max_backoff": ("P2M_LLM_MAX_BACKOFF", float)}
+
+
 @dataclass
 class LLMSettings:
     """What the user chose on the command line (the key is read from the environment at the edge)."""
@@ -23,18 +29,47 @@ class LLMSettings:
     backend: str = "embedded"
     model: str | None = None
     base_url: str | None = None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     n_ctx: int = 4096
+    timeout: float | None = None
+    """Seconds to wait for one answer (P2M_LLM_TIMEOUT; default 120 for an API, 900 for the embedded server)."""
+    max_retries: int | None = None
+    """Retries of a failed request (P2M_LLM_MAX_RETRIES; default 4 for an API, 1 for the embedded server)."""
+    max_backoff: float | None = None
+    """Longest wait between retries, whatever Retry-After says (P2M_LLM_MAX_BACKOFF; default 30)."""
+
+    def __post_init__(self) -> None:
+        for name, (var, kind) in _ENV.items():
+            raw = os.environ.get(var)
+            if getattr(self, name) is not None or not raw:
+                continue
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise LLMError(f"{var}={raw!r} is not a {kind.__name__}.") from None
+            if not value >= 0 or value == float("inf") or (name == "timeout" and value == 0):
+                raise LLMError(f"{var}={raw!r} must be a positive finite number.")
+            setattr(self, name, value)
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.backend, "model": self.model, "base_url": self.base_url}
+        return {"backend": self.backend, "model": self.model, "base_url": self.base_url, "timeout": self.timeout,
+                "max_retries": self.max_retries, "max_backoff": self.max_backoff}
+
+    def client_options(self, timeout: float, max_retries: int) -> dict[str, Any]:
+        """Keyword arguments of the LLM client: these settings, else the backend's defaults given here."""
+        opts: dict[str, Any] = {"timeout": self.timeout or timeout,
+                                "max_retries": max_retries if self.max_retries is None else self.max_retries}
+        if self.max_backoff is not None:
+            opts["max_backoff"] = self.max_backoff
+            opts["backoff"] = min(LLM.backoff, self.max_backoff)
+        return opts
 
 
-def _planner_model(base_url: str | None, model: str, api_key: str) -> Any:
+def _planner_model(base_url: str | None, model: str, api_key: str, timeout: float, max_retries: int) -> Any:
     from langchain_openai import ChatOpenAI
 
-    return ChatOpenAI(base_url=base_url, model=model, api_key=api_key, temperature=0, max_tokens=256, timeout=120,
-                      max_retries=3)
+    return ChatOpenAI(base_url=base_url, model=model, api_key=api_key, temperature=0, max_tokens=256, timeout=timeout,
+                      max_retries=max_retries)
 
 
 @contextlib.contextmanager
@@ -57,15 +92,18 @@ def open_llm(settings: LLMSettings, log_dir: Path, want_planner: bool) -> Iterat
             with LlamaServer(path, alias=alias, n_ctx=settings.n_ctx, log_path=log_dir / "llm-server.log") as server:
                 # One local server decodes one request at a time: a client-side timeout would only queue a
                 # retry behind the abandoned request, so wait long and retry once.
-                llm = LLM(server.base_url, alias, cache=cache, timeout=900, max_retries=1)
-                yield llm, (_planner_model(server.base_url, alias, "unused") if want_planner else None)
+                llm = LLM(server.base_url, alias, cache=cache, **settings.client_options(900, 1))
+                yield llm, (_planner_model(server.base_url, alias, "unused", llm.timeout, llm.max_retries)
+                            if want_planner else None)
         elif settings.backend == "openai":
             if not settings.api_key and not settings.base_url:
                 raise LLMError("--llm openai needs OPENAI_API_KEY in the environment (or --base-url for a local server).")
             model = settings.model or DEFAULT_OPENAI_MODEL
-            llm = LLM(settings.base_url, model, api_key=settings.api_key or "unused", cache=cache)
+            llm = LLM(settings.base_url, model, api_key=settings.api_key or "unused", cache=cache,
+                      **settings.client_options(120, 4))
             llm.check()
-            yield llm, (_planner_model(settings.base_url, model, settings.api_key or "unused") if want_planner else None)
+            yield llm, (_planner_model(settings.base_url, model, settings.api_key or "unused", llm.timeout,
+                                       llm.max_retries) if want_planner else None)
         else:
             raise LLMError(f"Unknown --llm backend {settings.backend!r}; use 'embedded' or 'openai'.")
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import time
 from dataclasses import dataclass
@@ -10,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from p2m_engine.errors import P2MError
+from p2m_engine.names import name_problem
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,9 @@ def read_suite(suite: Path, only: list[str] | None = None, test_name: str = "tes
         raise P2MError(f"No suite folder at {suite}.")
     tasks = []
     for d in sorted(p for p in suite.iterdir() if p.is_dir()):
+        if name_problem(d.name):
+            logger.warning("skipping the task folder %r in %s: %s", d.name, suite, name_problem(d.name))
+            continue
         prompt, test = d / "prompt.txt", d / test_name
         if not (prompt.is_file() and test.is_file()):
             continue

@@ -11,6 +11,7 @@ from typing import Any
 
 from p2m_engine.embeddings import embed
 from p2m_engine.errors import DatasetError
+from p2m_engine.names import name_problem
 from p2m_engine.runs import p2m_home, read_jsonl
 from p2m_engine.types import DatasetCandidate, Example, TaskSpec, canonical_task_type
 
@@ -60,6 +61,10 @@ def scan_hub(hub_dirs: list[Path]) -> list[HubDataset]:
         if not hub.is_dir():
             raise DatasetError(f"The hub folder {hub} does not exist.")
         for info_path in sorted(hub.glob("*/dataset_info.json")):
+            problem = name_problem(info_path.parent.name)
+            if problem:
+                logger.warning("skipping the dataset folder %r in %s: its name %s", info_path.parent.name, hub, problem)
+                continue
             try:
                 info = json.loads(info_path.read_text(encoding="utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError) as e:

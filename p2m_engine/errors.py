@@ -31,3 +31,7 @@ class UnsupportedTaskError(P2MError):
 
 class BudgetExceededError(P2MError):
     """A budget (steps, LLM calls, tokens, time) would be exceeded by the next action."""
+
+
+class UnsafeNameError(P2MError):
+    """A dataset, model or task name cannot become a file name (path traversal, separators, NUL...)."""

@@ -3,12 +3,14 @@ or the embedded llama.cpp server), with structured output, retries, timeouts and
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
+import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from p2m_engine.cache import ResponseCache, cache_key
 from p2m_engine.errors import LLMError
@@ -60,12 +62,85 @@ def rightmost_json_object(text: str) -> dict[str, Any] | None:
     return best[2] if best else None
 
 
+# HTTP statuses worth another try: request timeout, conflict/lock, rate limit, and server-side errors.
+RETRY_STATUSES = frozenset({408, 409, 429})
+
+
+def retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds the server asked to wait (`retry-after-ms`, `retry-after` in seconds or as an HTTP date), or None."""
+    if not headers:
+        return None
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        raw = headers.get(name)
+        if raw is None:
+            continue
+        try:
+            value = float(raw) / scale
+        except ValueError:
+            parsed = email.utils.parsedate_tz(raw) if name == "retry-after" else None
+            if parsed is None:
+                continue
+            value = email.utils.mktime_tz(parsed) - time.time()
+        if value == value and value != float("inf"):  # not NaN, finite
+            return max(value, 0.0)
+    return None
+
+
+def retry_delay(retry: int, headers: Mapping[str, str] | None, backoff: float, max_backoff: float,
+                rng: random.Random | None = None) -> float:
+    """How long to wait before retry number `retry` (1-based).
+
+    The server's Retry-After when it gives one, else exponential backoff (`backoff` * 2^(retry-1)) with
+    jitter; never more than `max_backoff`, so a server asking for an hour cannot stall a build.
+    """
+    asked = retry_after(headers)
+    if asked is not None:
+        return min(asked, max_backoff)
+    wait = backoff * 2 ** min(retry - 1, 30)
+    return min(wait, max_backoff) * (rng or random).uniform(0.75, 1.0)
+
+
+def _type_ok(value: Any, kind: Any) -> bool:
+    if isinstance(kind, list):
+        return any(_type_ok(value, k) for k in kind)
+    checks = {
+        "string": lambda v: isinstance(v, str),
+        "array": lambda v: isinstance(v, list),
+        "object": lambda v: isinstance(v, dict),
+        "boolean": lambda v: isinstance(v, bool),
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "null": lambda v: v is None,
+    }
+    return checks.get(kind, lambda v: True)(value)
+
+
+def schema_problem(obj: dict[str, Any], schema: dict[str, Any]) -> str | None:
+    """Why `obj` does not fit the top level of a function's JSON `schema` (required keys, value types), or None.
+
+    Only what a caller relies on is checked; enums and lengths are left to the caller, which can map or cut.
+    """
+    missing = [k for k in schema.get("required", []) if k not in obj]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    props = schema.get("properties") or {}
+    for key, value in obj.items():
+        kind = (props.get(key) or {}).get("type")
+        if kind is not None and not _type_ok(value, kind):
+            return f"{key} is not of type {kind}"
+    return None
+
+
 @dataclass
 class LLM:
     """A chat model behind an OpenAI-compatible endpoint.
 
     Structured answers use function calling with the tool named explicitly: it works on OpenAI and on
     the llama.cpp server (whose `json_schema` response format answers HTTP 500).
+
+    Service faults are retried here, not in the SDK, so that every wait is bounded: connection errors,
+    timeouts, HTTP 408/409/429/5xx and unreadable response bodies are retried at most `max_retries` times,
+    waiting the server's Retry-After or an exponential backoff, each wait capped at `max_backoff` seconds.
     """
 
     base_url: str | None
@@ -75,14 +150,24 @@ class LLM:
     timeout: float = 120.0
     max_retries: int = 4
     usage: Usage = field(default_factory=Usage)
+    backoff: float = 0.5
+    max_backoff: float = 30.0
 
     def __post_init__(self) -> None:
         from openai import OpenAI
 
-        self._client = OpenAI(
-            base_url=self.base_url, api_key=self.api_key or "unused", timeout=self.timeout, max_retries=self.max_retries
-        )
+        if self.timeout <= 0 or self.max_retries < 0 or self.backoff < 0 or self.max_backoff < 0:
+            raise LLMError(f"Invalid LLM client settings: timeout={self.timeout}, max_retries={self.max_retries}, "
+                           f"backoff={self.backoff}, max_backoff={self.max_backoff}.")
+        # The SDK's own retries are off: they skip a Retry-After above 60 s and cannot be capped.
+        self._client = OpenAI(base_url=self.base_url, api_key=self.api_key or "unused", timeout=self.timeout,
+                              max_retries=0)
         self._lock = threading.Lock()
+
+    def _redact(self, text: str) -> str:
+        """Text from the server or the HTTP stack with the API key masked (a server may echo headers)."""
+        key = self.api_key or ""
+        return text.replace(key, "[REDACTED]") if len(key) >= 6 else text
 
     def describe(self) -> dict[str, Any]:
         """What to record in a config or trace: never the key."""
@@ -97,7 +182,7 @@ class LLM:
         import openai
 
         try:
-            self._client.with_options(timeout=10.0, max_retries=1).models.list()
+            self._client.with_options(timeout=min(10.0, self.timeout), max_retries=1).models.list()
         except openai.AuthenticationError as e:
             raise LLMError(f"The LLM endpoint {self.base_url or 'api.openai.com'} rejected the API key.") from e
         except openai.NotFoundError:
@@ -146,62 +231,116 @@ class LLM:
         last_error = ""
         for attempt in range(attempts):
             raw = self._complete(messages, name, schema, temperature, max_tokens)
-            parsed = self._parse(raw)
+            parsed, problem = self._parse(raw, schema)
             if parsed is not None:
                 if self.cache is not None:
                     self.cache.put(key, self.model, parsed)
                 return parsed
-            last_error = f"unparseable answer: {str(raw)[:120]!r}"
-            logger.info("LLM attempt %d for %s gave no valid JSON", attempt + 1, name)
+            last_error = self._redact(problem)
+            logger.info("LLM attempt %d for %s gave no valid answer: %s", attempt + 1, name, last_error)
         raise LLMError(f"The LLM gave no valid answer for {name} after {attempts} tries ({last_error}).")
 
     def _complete(self, messages: list[dict[str, Any]], name: str, schema: dict[str, Any],
                   temperature: float, max_tokens: int) -> dict[str, Any]:
+        """One answer from the service, retried on transient faults; the raw tool-call arguments and content.
+
+        Raises:
+            LLMError: the key is rejected, the request is refused, or the service still fails after the retries.
+        """
         import openai
 
         tools = [{"type": "function", "function": {"name": name, "description": f"Return the {name}.", "parameters": schema}}]
         started = time.monotonic()
-        try:
-            resp = self._client.chat.completions.create(
-                model=self.model,
-                messages=messages,  # type: ignore[arg-type]
-                tools=tools,  # type: ignore[arg-type]
-                tool_choice={"type": "function", "function": {"name": name}},
-                temperature=temperature,
-                max_tokens=max_tokens,
-            )
-        except openai.AuthenticationError as e:
-            raise LLMError("The LLM endpoint rejected the API key.") from e
-        except (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError, openai.InternalServerError) as e:
+        headers: Mapping[str, str] | None = None
+        last = ""
+        for retry in range(self.max_retries + 1):
+            if retry:
+                wait = retry_delay(retry, headers, self.backoff, self.max_backoff)
+                logger.info("LLM %s: %s; retry %d of %d in %.2fs", name, last, retry, self.max_retries, wait)
+                time.sleep(wait)
+            headers = None
+            try:
+                resp = self._client.chat.completions.create(
+                    model=self.model,
+                    messages=messages,  # type: ignore[arg-type]
+                    tools=tools,  # type: ignore[arg-type]
+                    tool_choice={"type": "function", "function": {"name": name}},
+                    temperature=temperature,
+                    max_tokens=max_tokens,
+                )
+            except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
+                self._count_failure()
+                raise LLMError(f"The LLM endpoint rejected the API key (HTTP {e.status_code}).") from None
+            except openai.APIStatusError as e:
+                if e.status_code in RETRY_STATUSES or e.status_code >= 500:
+                    headers, last = e.response.headers, f"{type(e).__name__} (HTTP {e.status_code})"
+                    continue
+                self._count_failure()
+                raise LLMError(f"The LLM service refused the request (HTTP {e.status_code}): "
+                               f"{self._redact(str(e.message))[:200]}") from None
+            except openai.APITimeoutError:
+                last = f"APITimeoutError (no answer within {self.timeout:g}s)"
+                continue
+            except openai.APIConnectionError as e:
+                cause = type(e.__cause__).__name__ if e.__cause__ is not None else "no answer"
+                last = f"APIConnectionError ({cause})"
+                continue
+            except (openai.APIResponseValidationError, ValueError) as e:
+                # An unreadable body (cut-off or not JSON): a proxy or a crashing server; worth another try.
+                last = f"unreadable response ({type(e).__name__})"
+                continue
             with self._lock:
-                self.usage.failed += 1
-            raise LLMError(f"The LLM service failed after {self.max_retries} retries: {type(e).__name__}.") from e
-        except openai.BadRequestError as e:
-            with self._lock:
-                self.usage.failed += 1
-            raise LLMError(f"The LLM service refused the request: {e.message[:200]}") from e
+                self.usage.calls += 1
+                usage = getattr(resp, "usage", None)
+                self.usage.prompt_tokens += _int(getattr(usage, "prompt_tokens", 0))
+                self.usage.completion_tokens += _int(getattr(usage, "completion_tokens", 0))
+            logger.debug("LLM %s answered in %.2fs", name, time.monotonic() - started)
+            return _answer(resp)
+        self._count_failure()
+        where = self.base_url or "api.openai.com"
+        raise LLMError(f"The LLM service at {where} failed after {self.max_retries} retries: {last}. "
+                       "Try again later (answers so far are cached), or raise the timeout or retry settings.")
+
+    def _count_failure(self) -> None:
         with self._lock:
-            self.usage.calls += 1
-            if resp.usage:
-                self.usage.prompt_tokens += resp.usage.prompt_tokens or 0
-                self.usage.completion_tokens += resp.usage.completion_tokens or 0
-        logger.debug("LLM %s answered in %.2fs", name, time.monotonic() - started)
-        if not resp.choices:
-            return {"content": ""}
-        msg = resp.choices[0].message
-        calls = msg.tool_calls or []
-        return {
-            "arguments": [c.function.arguments for c in calls if getattr(c, "function", None)],
-            "content": msg.content or "",
-        }
+            self.usage.failed += 1
 
     @staticmethod
-    def _parse(raw: dict[str, Any]) -> dict[str, Any] | None:
+    def _parse(raw: dict[str, Any], schema: dict[str, Any] | None = None) -> tuple[dict[str, Any] | None, str]:
+        """The first answer that is a JSON object fitting `schema`, or (None, why there is none)."""
+        candidates: list[Any] = []
         for args in raw.get("arguments", []):
             try:
-                obj = json.loads(args, strict=False)
-            except (json.JSONDecodeError, TypeError):
-                obj = rightmost_json_object(str(args))
-            if isinstance(obj, dict):
-                return obj
-        return rightmost_json_object(raw.get("content") or "")
+                candidates.append(json.loads(args, strict=False) if isinstance(args, str) else args)
+            except json.JSONDecodeError:
+                candidates.append(rightmost_json_object(str(args)))
+        candidates.append(rightmost_json_object(raw.get("content") or ""))
+        problem = f"unparseable answer: {str(raw)[:120]!r}"
+        for obj in candidates:
+            if not isinstance(obj, dict):
+                continue
+            bad = schema_problem(obj, schema) if schema else None
+            if bad is None:
+                return obj, ""
+            problem = f"answer does not fit the schema ({bad}): {json.dumps(obj, ensure_ascii=False)[:120]!r}"
+        return None, problem
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _answer(resp: Any) -> dict[str, Any]:
+    """Tool-call arguments and text of the first choice, read defensively: a server may send any JSON."""
+    choices = getattr(resp, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        return {"arguments": [], "content": ""}
+    msg = getattr(choices[0], "message", None)
+    calls = getattr(msg, "tool_calls", None)
+    arguments = []
+    for call in calls if isinstance(calls, list) else []:
+        args = getattr(getattr(call, "function", None), "arguments", None)
+        if isinstance(args, (str, dict)):
+            arguments.append(args)
+    content = getattr(msg, "content", None)
+    return {"arguments": arguments, "content": content if isinstance(content, str) else ""}

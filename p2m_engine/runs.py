@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from p2m_engine.errors import DatasetError, P2MError
+from p2m_engine.names import safe_name
 
 _SAFE = re.compile(r"[^a-z0-9]+")
 
@@ -25,6 +26,15 @@ def slug(text: str, limit: int = 32) -> str:
     """A file-name-safe slug of free text (also used for ids that came from an LLM or the Hub)."""
     s = _SAFE.sub("-", text.lower()).strip("-")
     return s[:limit].strip("-") or "task"
+
+
+def inside(*parts: str) -> list[str]:
+    """The components of relative paths (`"model/card.md"` -> `["model", "card.md"]`), each checked by safe_name.
+
+    Raises:
+        UnsafeNameError: a component would leave the folder the path is joined to.
+    """
+    return [safe_name(c, "run file name") for part in parts for c in str(part).split("/")]
 
 
 @dataclass(frozen=True)
@@ -56,7 +66,12 @@ class Run:
         return cls(path)
 
     def path(self, *parts: str) -> Path:
-        p = self.dir.joinpath(*parts)
+        """A file or folder inside the run folder (its parent is created); parts may be `a/b` relative paths.
+
+        Raises:
+            UnsafeNameError: a part is empty, absolute, holds `..`, a backslash or NUL: it could leave the run.
+        """
+        p = self.dir.joinpath(*inside(*parts))
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
@@ -69,7 +84,7 @@ class Run:
         return target
 
     def read_json(self, name: str) -> Any:
-        return json.loads((self.dir / name).read_text(encoding="utf-8"))
+        return json.loads(self.dir.joinpath(*inside(name)).read_text(encoding="utf-8"))
 
 
 def append_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:

@@ -43,16 +43,18 @@ _ERROR_TYPES = {
 _KINDS = ("tool", "raw_args", "content", "status")
 
 
-def _checked(items: Iterable[tuple[str, Any]]) -> list[tuple[str, Any]]:
+def _checked(items: Iterable[tuple[str, Any]], kinds: tuple[str, ...] = _KINDS) -> list[tuple[str, Any]]:
     out = list(items)
     for item in out:
-        if not (isinstance(item, tuple) and len(item) == 2 and item[0] in _KINDS):
-            raise ValueError(f"bad stub script item {item!r}; expected (kind, value) with kind in {_KINDS}")
+        if not (isinstance(item, tuple) and len(item) == 2 and item[0] in kinds):
+            raise ValueError(f"bad stub script item {item!r}; expected (kind, value) with kind in {kinds}")
     return out
 
 
 class OpenAIStub:
     """A scripted OpenAI-compatible endpoint on 127.0.0.1, run in a background thread."""
+
+    KINDS = _KINDS  # script item kinds this server understands (subclasses add their own)
 
     def __init__(
         self,
@@ -86,7 +88,7 @@ class OpenAIStub:
         self.completion_tokens = completion_tokens
         self.models_status = models_status
         self.retry_after_ms = retry_after_ms
-        self._script: deque[tuple[str, Any]] = deque(_checked(script))
+        self._script: deque[tuple[str, Any]] = deque(_checked(script, self.KINDS))
         self._lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []  # every request: method, path, headers, body
         self._server: ThreadingHTTPServer | None = None
@@ -182,7 +184,7 @@ class OpenAIStub:
     def push(self, *items: tuple[str, Any]) -> None:
         """Append behaviours to the script."""
         with self._lock:
-            self._script.extend(_checked(items))
+            self._script.extend(_checked(items, self.KINDS))
 
     # ------------------------------------------------------------------ internals
     def _record(self, handler: BaseHTTPRequestHandler, body: Any) -> None:
@@ -239,16 +241,21 @@ class OpenAIStub:
             finish = "tool_calls"
         elif kind == "content":
             message["content"] = str(value)
-        self._send_json(handler, 200, {
+        self._send_json(handler, 200, self._completion(body, [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}]))
+
+    def _completion(self, body: dict[str, Any], choices: list[dict[str, Any]]) -> dict[str, Any]:
+        """A chat.completion object with the given choices and this stub's usage block."""
+        return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", self.model),
             "system_fingerprint": "fp_stub",
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+            "choices": choices,
             "usage": {
                 "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
                 "total_tokens": self.prompt_tokens + self.completion_tokens,
             },
-        })
+        }

@@ -1,0 +1,184 @@
+"""Reliability benchmark: p2m's LLM client and whole builds against a loopback server that misbehaves.
+
+For every fault of tests/faulty_server.py (429 with Retry-After, 500, 503, timeouts, connection resets,
+truncated and malformed bodies, wrong-schema answers, empty `choices`, error bodies, slow answers):
+
+- calls: N `LLM.call_tool` calls, each meeting the fault on its first request;
+- builds: N whole `p2m build`s (OpenAI path, LLM planner) with the fault on one request in three,
+  compared with a clean build of the same seed;
+
+then a mix of every fault on one request in two, and a service that goes down for good mid-generation.
+"examples lost" counts examples the server sent in complete answers that are not in the run's
+generated.jsonl (it must be 0, also for a build that stopped). Everything runs on 127.0.0.1, in-process,
+and stops by itself (each build is bounded by the client's timeout and retries; --max-minutes caps the rest).
+
+    PYTHONPATH=. python benchmarks/faults.py --calls 20 --builds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.faulty_server import FAULTS, FaultSchedule, FaultyServer, Teacher  # noqa: E402
+
+TIMEOUT = 1.0  # the client's timeout (s); a hanging request is held HANG s
+HANG = 3.0
+CLIENT_ENV = {"P2M_LLM_TIMEOUT": str(TIMEOUT), "P2M_LLM_MAX_RETRIES": "3", "P2M_LLM_MAX_BACKOFF": "0.1"}
+SCHEMA = {"type": "object", "properties": {"input_1": {"type": "string"}, "input_2": {"type": "string"}},
+          "required": ["input_1", "input_2"]}
+MESSAGES = [{"role": "user", "content": 'Write 2 new inputs whose correct label is "spam".'}]
+
+
+class RecordingTeacher(Teacher):
+    """The deterministic teacher, remembering every generated input it sent in a complete answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[str] = []
+
+    def __call__(self, body: dict[str, Any]) -> tuple[str, Any]:
+        kind, value = super().__call__(body)
+        if body["tool_choice"]["function"]["name"] != "choose_action":
+            self.sent += list(value.values())
+        return kind, value
+
+
+def tiny_encoder(folder: Path) -> Path:
+    """A 2-layer, hidden-size-8 BERT built from a config, with the packaged MiniLM tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from p2m_engine.embeddings import packaged_minilm_path
+
+    tok = AutoTokenizer.from_pretrained(str(packaged_minilm_path()))
+    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=16, max_position_embeddings=128)
+    BertModel(config).save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder
+
+
+def run_calls(fault: str, n: int) -> tuple[int, int]:
+    """N structured calls, each meeting `fault` on its first request; returns (faults injected, completed)."""
+    from p2m_engine.errors import LLMError
+    from p2m_engine.llm import LLM
+
+    completed = 0
+    with FaultyServer(schedule=FaultSchedule([fault], every=1 if fault == "slow" else 2), responder=Teacher(),
+                      hang=HANG, retry_after="0.05") as server:
+        llm = LLM(server.base_url, "bench-model", api_key="bench", timeout=TIMEOUT, max_retries=3, backoff=0.05,
+                  max_backoff=0.1)
+        for i in range(n):
+            try:
+                llm.call_tool(MESSAGES, "write_inputs", SCHEMA, variant=i)
+                completed += 1
+            except LLMError as e:
+                print(f"  call failed under {fault}: {e}", file=sys.stderr)
+        return sum(server.injected.values()), completed
+
+
+def run_build(work: Path, name: str, encoder: Path, schedule: Any, per_label: int) -> dict[str, Any]:
+    """One `p2m build` in its own P2M_HOME against a faulty server; what the table needs."""
+    from click.testing import CliRunner
+
+    from agent.cli import cli
+
+    hub = ROOT / "examples" / "hub"
+    teacher = RecordingTeacher()
+    out = work / name
+    started = time.monotonic()
+    with FaultyServer(schedule=schedule, responder=teacher, model="bench-model", hang=HANG, retry_after="0.05",
+                      slow=0.3) as server:
+        result = CliRunner().invoke(
+            cli,
+            ["build", str(ROOT / "examples" / "sms_spam.txt"), "--llm", "openai", "--base-url", server.base_url,
+             "--model", "bench-model", "--test", str(hub / "sms_spam" / "dev.jsonl"), "--student", str(encoder),
+             "--out", str(out / "runs"), "--budget", f"per_label={per_label},epochs=1,iterations=1", "--seed", "0", "--json"],
+            env={"OPENAI_API_KEY": "bench", "P2M_HOME": str(out / "home"), **CLIENT_ENV},
+        )
+        injected = Counter(server.injected)
+    runs = list((out / "runs").glob("*/data/generated.jsonl"))
+    rows = [json.loads(x) for x in runs[0].read_text().splitlines()] if runs else []
+    on_disk = Counter(r["input"] for r in rows)
+    lost = sum((Counter(teacher.sent) - on_disk).values())
+    ok = result.exit_code in (0, 2)  # 2: a model was built but stays under the target score
+    error = "" if ok else (result.output.strip().splitlines() or ["?"])[-1][:160]
+    return {"ok": ok, "rows": rows, "lost": lost, "injected": injected, "error": error,
+            "seconds": time.monotonic() - started}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=20, help="structured calls per fault")
+    parser.add_argument("--builds", type=int, default=1, help="whole builds per fault (0: calls only)")
+    parser.add_argument("--per-label", type=int, default=10, help="examples generated per label in a build")
+    parser.add_argument("--faults", default=",".join(FAULTS), help="comma-separated subset of the faults")
+    parser.add_argument("--max-minutes", type=float, default=60, help="no new build starts after this")
+    args = parser.parse_args()
+    faults = [f for f in args.faults.split(",") if f]
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    os.environ.pop("OPENAI_API_KEY", None)
+    deadline = time.monotonic() + args.max_minutes * 60
+    rows: list[list[str]] = []
+    with tempfile.TemporaryDirectory(prefix="p2m-faults-") as tmp:
+        work = Path(tmp)
+        clean_rows: list[dict[str, Any]] | None = None
+        encoder = None
+        if args.builds:
+            encoder = tiny_encoder(work / "tiny-bert")
+            clean = run_build(work, "clean", encoder, None, args.per_label)
+            if not clean["ok"]:
+                print(f"the clean build failed: {clean['error']}", file=sys.stderr)
+                return 1
+            clean_rows = clean["rows"]
+            rows.append(["none (clean)", "0", "-", "1/1", str(clean["lost"]), "-", f"{clean['seconds']:.0f}"])
+        plan: list[tuple[str, Any, bool]] = [(f, FaultSchedule([f], every=3, start=1), True) for f in faults]
+        if args.builds:
+            plan.append(("mix, 1 in 2", FaultSchedule(faults, every=2, start=1), False))
+            plan.append(("503 for good after 3", FaultSchedule(["503"], every=1, start=3), False))
+        for label, schedule, with_calls in plan:
+            injected, calls = 0, "-"
+            started = time.monotonic()
+            if with_calls and args.calls:
+                injected, done = run_calls(label, args.calls)
+                calls = f"{done}/{args.calls}"
+            built, lost, same = 0, 0, 0
+            n = 0
+            for i in range(args.builds):
+                if time.monotonic() > deadline:
+                    print(f"--max-minutes reached: no more builds for {label}", file=sys.stderr)
+                    break
+                res = run_build(work, f"{label.split(',')[0].replace(' ', '_')}-{i}", encoder, schedule,  # type: ignore[arg-type]
+                                args.per_label)
+                n += 1
+                injected += sum(res["injected"].values())
+                built += res["ok"]
+                lost += res["lost"]
+                same += res["ok"] and res["rows"] == clean_rows
+                if res["error"]:
+                    print(f"  build under {label} stopped: {res['error']}", file=sys.stderr)
+            rows.append([label, str(injected), calls, f"{built}/{n}" if n else "-", str(lost) if n else "-",
+                         f"{same}/{n}" if n else "-", f"{time.monotonic() - started:.0f}"])
+            print(" | ".join(rows[-1]), file=sys.stderr)
+    head = ["fault", "injected", "calls completed", "builds completed", "examples lost", "same as clean", "s"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    return 0 if all(r[4] in ("0", "-") for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
