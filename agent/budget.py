@@ -10,7 +10,7 @@ from p2m_engine.errors import P2MError
 # The score a build aims for when the user sets no target, per main metric of the task type (all in 0..1).
 DEFAULT_TARGETS = {"accuracy": 0.9, "exact_match": 0.8, "chrf++": 0.6}
 # Keys whose values stay fractional; the others are counts.
-_FLOATS = ("epochs", "target")
+_FLOATS = ("epochs", "target", "usd")
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ class Budget:
     iterations: int = 3
     """At most this many train-and-evaluate iterations."""
     llm_calls: int | None = None
+    usd: float | None = None
+    """At most this many US dollars of API calls (checked before each LLM action; local models cost 0)."""
     """At most this many teacher LLM calls for generation (None: no limit besides the steps)."""
 
     def target_for(self, metric: str = "accuracy") -> float:

@@ -197,12 +197,18 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
                       test_path=settings.test_path, student=settings.student, synth=settings.synth, train=settings.train, max_retrieved=limits.retrieved,
                       progress=display.progress, planner=settings.planner, planner_model=planner_model,
                       max_steps=limits.steps, interactive=chat, target=target,
-                      max_iterations=limits.iterations, max_llm_calls=limits.llm_calls)
+                      max_iterations=limits.iterations, max_llm_calls=limits.llm_calls, max_usd=limits.usd)
+        if not resume:
+            est = estimate_cost(spec, settings, llm)
+            display.note(f"estimate: {est.describe()}")
+            trace.write([{"kind": "estimate", "node": "build", "step": 0, "name": "estimate", "calls": est.calls,
+                          "tokens": est.tokens, "cost_usd": est.usd}])
         converse = make_converse(run.dir, llm, display.read, display.show) if chat else None
         state = run_build(spec, ctx, trace, on_update=display.update, resume=resume,
                           ask=display.ask if chat else None, converse=converse)
         usage = llm.usage.to_dict()
         teacher = llm.model
+        spent = llm.cost_usd()
     score = state.get("score")
     summary = {
         "run": str(run.dir), "finish_reason": state.get("finish_reason"), "score": score,
@@ -212,7 +218,7 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
         "base_model": state.get("base_model_name"), "model_dir": state.get("model_dir"),
         "val_accuracy": state.get("val_accuracy"), "steps": state.get("steps", 0),
         "tried": [{"name": t.get("name"), "ok": t.get("ok")} for t in state.get("trace", []) if t.get("kind") == "tool"],
-        "llm_usage": usage, "task": state.get("task"), "teacher": teacher, "wall_s": round(time.monotonic() - started, 1),
+        "llm_usage": usage, "cost_usd": spent, "task": state.get("task"), "teacher": teacher, "wall_s": round(time.monotonic() - started, 1),
         "resumed": resume,
         "decision_split": state.get("decision_split"), "best_iteration": state.get("best_iteration"),
         "iterations": [{k: h.get(k) for k in ("iteration", "decision_score", "score", "weak_labels")}
@@ -232,6 +238,15 @@ def met_target(model_dir: str | None, score: float | None, target: float | None)
     if target is None:
         return True
     return score is not None and score >= target
+
+
+def estimate_cost(spec: TaskSpec, settings: Settings, llm: Any) -> Any:
+    """The most this build may spend on LLM calls, from its budget and the price of its model."""
+    from p2m_engine.pricing import estimate
+
+    limits = settings.limits
+    return estimate(len(spec.labels), settings.synth.per_label, settings.synth.batch_size, limits.iterations,
+                    limits.llm_calls, llm.model, llm.base_url, getattr(llm, "prices", None))
 
 
 def exit_code(summary: dict[str, Any]) -> int:

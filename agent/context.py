@@ -24,5 +24,7 @@ class Context(ToolContext):
     """Train-and-evaluate iterations allowed in one build."""
     min_gain: float = 0.01
     """The validation score must rise by at least this over two iterations, or the build has plateaued."""
+    max_usd: float | None = None
+    """Money allowed for API calls (None: no limit); an LLM action is offered only while some is left."""
     max_llm_calls: int | None = None
     """Teacher LLM calls allowed for generation (None: no limit besides the steps)."""

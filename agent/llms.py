@@ -99,8 +99,10 @@ def open_llm(settings: LLMSettings, log_dir: Path, want_planner: bool) -> Iterat
             if not settings.api_key and not settings.base_url:
                 raise LLMError("--llm openai needs OPENAI_API_KEY in the environment (or --base-url for a local server).")
             model = settings.model or DEFAULT_OPENAI_MODEL
+            from p2m_engine.pricing import parse_prices
+
             llm = LLM(settings.base_url, model, api_key=settings.api_key or "unused", cache=cache,
-                      **settings.client_options(120, 4))
+                      prices=parse_prices(os.environ.get("P2M_PRICES", "")), **settings.client_options(120, 4))
             llm.check()
             yield llm, (_planner_model(settings.base_url, model, settings.api_key or "unused", llm.timeout,
                                        llm.max_retries) if want_planner else None)

@@ -64,7 +64,7 @@ def observe(state: State) -> dict[str, Any]:
     record = {"kind": "tool", "node": "run_tools", "step": state.get("steps", 0), "name": msg.name,
               "ok": ok, "output_summary": str(msg.content)[:500],
               "duration_ms": int(art.get("duration_s", 0) * 1000), "llm_calls": art.get("llm_calls", 0),
-              "tokens": art.get("tokens", 0)}
+              "tokens": art.get("tokens", 0), "cost_usd": art.get("cost_usd")}
     update: dict[str, Any] = {"steps": state.get("steps", 0) + 1, "trace": [record]}
     if not ok:
         record["error"] = str(msg.content)[:500]

@@ -47,7 +47,16 @@ def _data(state: dict[str, Any]) -> int:
 
 
 def _llm_calls_left(ctx: Context) -> bool:
-    return ctx.max_llm_calls is None or ctx.llm is None or ctx.llm.usage.calls < ctx.max_llm_calls
+    """Whether the call and money budgets leave room for another LLM action (checked before it runs)."""
+    if ctx.llm is None:
+        return True
+    if ctx.max_llm_calls is not None and ctx.llm.usage.calls >= ctx.max_llm_calls:
+        return False
+    if ctx.max_usd is not None:
+        spent = ctx.llm.cost_usd() if hasattr(ctx.llm, "cost_usd") else None
+        # An unknown price cannot be checked against a money budget: refuse rather than overspend.
+        return spent is not None and spent < ctx.max_usd
+    return True
 
 
 def decision_scores(state: dict[str, Any]) -> list[float]:
@@ -161,7 +170,8 @@ def rules_choice(allowed: list[str], state: dict[str, Any], ctx: Context) -> tup
         return "train_model", (f"{lag}; under-trained (held-back training accuracy {state.get('val_accuracy')}): "
                                f"retrain with {retrain_epochs(state, ctx):g} epochs")
     if state.get("weak_labels") and not _llm_calls_left(ctx):
-        return "finish", f"budget: {ctx.max_llm_calls} LLM calls ({lag})"
+        spent = f"${ctx.max_usd}" if ctx.max_usd is not None else f"{ctx.max_llm_calls} LLM calls"
+        return "finish", f"budget: {spent} ({lag})"
     return "finish", f"no improving action left ({lag}; weak labels: {', '.join(state.get('weak_labels') or []) or 'none'})"
 
 

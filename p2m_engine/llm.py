@@ -152,6 +152,8 @@ class LLM:
     usage: Usage = field(default_factory=Usage)
     backoff: float = 0.5
     max_backoff: float = 30.0
+    prices: dict[str, tuple[float, float]] | None = None
+    """Extra entries of the price table (USD per 1M tokens in/out), e.g. from P2M_PRICES."""
 
     def __post_init__(self) -> None:
         from openai import OpenAI
@@ -168,6 +170,13 @@ class LLM:
         """Text from the server or the HTTP stack with the API key masked (a server may echo headers)."""
         key = self.api_key or ""
         return text.replace(key, "[REDACTED]") if len(key) >= 6 else text
+
+    def cost_usd(self, prompt_tokens: int | None = None, completion_tokens: int | None = None) -> float | None:
+        """USD of the tokens used so far (or of the given counts): 0 for a local server, None when unknown."""
+        from p2m_engine.pricing import cost
+
+        return cost(self.model, self.base_url, self.usage.prompt_tokens if prompt_tokens is None else prompt_tokens,
+                    self.usage.completion_tokens if completion_tokens is None else completion_tokens, self.prices)
 
     def describe(self) -> dict[str, Any]:
         """What to record in a config or trace: never the key."""

@@ -52,19 +52,26 @@ def spec_of(state: dict[str, Any]) -> TaskSpec:
 
 
 class Meter:
-    """Measures a tool call: wall time and the LLM calls and tokens it spent."""
+    """Measures a tool call: wall time and the LLM calls, tokens and money it spent."""
 
     def __init__(self, llm: LLM | None) -> None:
         self.llm = llm
         self.t0 = time.monotonic()
         self.calls0 = llm.usage.calls if llm else 0
-        self.tokens0 = llm.usage.tokens if llm else 0
+        self.prompt0 = llm.usage.prompt_tokens if llm else 0
+        self.completion0 = llm.usage.completion_tokens if llm else 0
 
     def figures(self) -> dict[str, Any]:
+        if self.llm is None:
+            return {"duration_s": round(time.monotonic() - self.t0, 2), "llm_calls": 0, "tokens": 0, "cost_usd": 0.0}
+        prompt = self.llm.usage.prompt_tokens - self.prompt0
+        completion = self.llm.usage.completion_tokens - self.completion0
         return {
             "duration_s": round(time.monotonic() - self.t0, 2),
-            "llm_calls": (self.llm.usage.calls - self.calls0) if self.llm else 0,
-            "tokens": (self.llm.usage.tokens - self.tokens0) if self.llm else 0,
+            "llm_calls": self.llm.usage.calls - self.calls0,
+            "tokens": prompt + completion,
+            # Test doubles of the LLM may not price their calls: unknown, not zero.
+            "cost_usd": self.llm.cost_usd(prompt, completion) if hasattr(self.llm, "cost_usd") else None,
         }
 
 
