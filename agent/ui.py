@@ -53,15 +53,9 @@ class BuildDisplay:
 
     def ask(self, prompt: dict[str, Any]) -> str:
         """Show a question of the agent (an interrupt) and read the user's answer, with progress paused."""
-        self._progress.stop()
         title = "plan" if prompt.get("kind") == "plan" else "question"
-        console.print(Panel(str(prompt.get("text", prompt)), title=f"p2m {title}", border_style="magenta"))
-        try:
-            return console.input("[bold magenta]you>[/] ")
-        except EOFError:
-            return "quit"
-        finally:
-            self._progress.start()
+        self._progress.console.print(Panel(str(prompt.get("text", prompt)), title=f"p2m {title}", border_style="magenta"))
+        return self.read()
 
     def read(self) -> str:
         """The user's next line in a chat (progress paused while typing)."""
