@@ -140,3 +140,39 @@ def test_explain_and_question_detection() -> None:
     assert is_question("why?") and is_question("Which dataset") and not is_question("add a label x")
     update, edit = steer({"task": TASK, "steps": 3}, "add label promo")
     assert update["task"]["labels"][-1] == "promo" and update["extra_per_label"] == 1 and not update["evaluated"]
+
+
+def test_chat_command_end_to_end_through_the_openai_path(tmp_path: Path, tiny_encoder: Path) -> None:
+    """`p2m chat` as a user runs it: a question, the plan approved, a why-question, quit (loopback API, tiny student)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from agent.cli import cli
+    from tests.conftest import DEMO_HUB
+    from tests.openai_stub import OpenAIStub
+    from tests.unit.test_openai_build import Teacher
+
+    prompt = 'Sort these SMS messages.\n\ninput="WIN cash now, text 8008"\noutput="spam"\n\n' \
+             'input="see you at 5"\noutput="ham"\n'
+    with OpenAIStub(responder=Teacher(), model="gpt-test") as stub:
+        result = CliRunner().invoke(
+            cli, ["chat", prompt, "--llm", "openai", "--base-url", stub.base_url, "--model", "gpt-test", "--hub",
+                  str(DEMO_HUB), "--student", str(tiny_encoder), "--out", str(tmp_path),
+                  "--budget", "per_label=2,epochs=1,retrieved=20,iterations=1"],
+            input="spam, ham\nno\nyes\nwhy did you pick this dataset?\nquit\n", env={"OPENAI_API_KEY": "sk-chat-test"})
+    assert result.exit_code == 0, result.output
+    import re
+
+    flat = re.sub(r"[\s│╭╮╰╯─]+", " ", result.output)  # the panels wrap and frame the text
+    # Two one-word demos that never repeat could be labels or free text: the agent asks, the answer decides.
+    assert "Should the model pick one of a fixed set of labels" in flat and "Build it?" in flat
+    assert "Task: classification with labels spam, ham." in flat
+    assert "search_datasets was chosen" in flat
+    [run] = [p for p in tmp_path.iterdir() if (p / "trace.jsonl").is_file()]
+    events = [json.loads(x) for x in (run / "trace.jsonl").read_text().splitlines()]
+    human = [e for e in events if e["kind"] == "human"]
+    assert human and [t["answer"] for t in human[0]["turns"]] == ["spam, ham", "no", "yes"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["task"]["task_type"] == "classification" and summary["task"]["labels"] == ["spam", "ham"]
+    assert (run / "model" / "config.json").is_file()
