@@ -262,10 +262,11 @@ def wait_inside(out: Path, proc: subprocess.Popen[str], tool: str, timeout: floa
 @pytest.mark.parametrize(("tool", "epochs"), [("train_model", 40), ("evaluate_model", 1)])
 def test_build_killed_in_training_or_evaluation_resumes(tool: str, epochs: int, tmp_path: Path, tiny_encoder: Path,
                                                         p2m_home: Path) -> None:
-    budget = f",epochs={epochs}"
-    # The reference: the same build with the same seed, uninterrupted, with a cache of its own.
+    budget = f",epochs={epochs}"  # more epochs make training long enough to be caught
+    # The reference: the same build with the same seed, uninterrupted, with a cache of its own (one epoch: the
+    # number of epochs changes nothing about generation).
     with OpenAIStub(responder=teacher, model="gpt-test") as stub:
-        result = CliRunner().invoke(cli, build_args(tmp_path / "ref", stub, tiny_encoder, budget),
+        result = CliRunner().invoke(cli, build_args(tmp_path / "ref", stub, tiny_encoder, ",epochs=1"),
                                     env={"OPENAI_API_KEY": KEY, "P2M_HOME": str(tmp_path / "ref-home")})
     assert result.exit_code in (0, 2), result.output
     reference = json.loads(result.stdout)
