@@ -244,7 +244,7 @@ def trace_events(run: Path) -> list[dict[str, Any]]:
     return out
 
 
-def wait_inside(out: Path, proc: subprocess.Popen[str], tool: str, timeout: float = 90) -> Path:
+def wait_inside(out: Path, proc: subprocess.Popen[str], tool: str, timeout: float = 240) -> Path:
     """The run folder, once the planner decided on `tool` and the tool has not finished yet."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
