@@ -105,6 +105,7 @@ def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None,
     With `chat`, the agent asks its clarifying questions and the plan in the terminal, and after the build
     answers questions from the trace and takes requests that steer it further.
     """
+    _check_local_files(backend, model, student)
     run = Run.create(out, spec.instruction)
     settings = Settings(
         llm=LLMSettings(backend=backend, model=model, base_url=base_url, api_key=_api_key(backend)), limits=limits,
@@ -115,6 +116,22 @@ def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None,
     run.write_json("config.json", settings.to_config(prompt))
     with exclusive(run):
         return _drive(run, spec, settings, quiet=quiet, resume=False, chat=chat)
+
+
+def _check_local_files(backend: str, model: str | None, student: str | None) -> None:
+    """Refuse a --student folder or an embedded --model .gguf that does not exist before any run folder is made.
+
+    Raises:
+        ModelError: the student folder is missing.
+        LLMError: the .gguf file is missing.
+    """
+    from p2m_engine.errors import LLMError, ModelError
+
+    if student and not Path(student).is_dir():
+        raise ModelError(f"--student {student}: no such model folder. Give a local model folder "
+                         "(config.json + weights), or leave --student out to let p2m choose.")
+    if backend == "embedded" and model and model.endswith(".gguf") and not Path(model).is_file():
+        raise LLMError(f"--model {model}: no such .gguf file.")
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from typing import Any
 from p2m_engine.embeddings import embed
 from p2m_engine.errors import DatasetError
 from p2m_engine.names import name_problem
-from p2m_engine.runs import p2m_home, read_jsonl
+from p2m_engine.runs import p2m_home, read_jsonl_lines
 from p2m_engine.types import DatasetCandidate, Example, TaskSpec, canonical_task_type
 
 logger = logging.getLogger(__name__)
@@ -176,10 +176,12 @@ def load_examples(path: Path, mapping: dict[str, str] | None = None, *, limit: i
     """
     out: list[Example] = []
     bad = 0
-    for row in read_jsonl(path, skipped=skipped):
+    for lineno, row in read_jsonl_lines(path, skipped=skipped):
         inp, outp = row.get("input"), row.get("output")
         if not isinstance(inp, str) or not inp.strip() or outp is None:
             bad += 1
+            if skipped is not None:
+                skipped.append(f"{path}:{lineno}: no text `input` and `output` fields")
             continue
         label = str(outp)
         if mapping is not None:

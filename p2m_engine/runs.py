@@ -126,6 +126,16 @@ def read_jsonl(path: Path, *, skipped: list[str] | None = None) -> Iterator[dict
     Raises:
         DatasetError: the file does not exist or is not UTF-8.
     """
+    for _, row in read_jsonl_lines(path, skipped=skipped):
+        yield row
+
+
+def read_jsonl_lines(path: Path, *, skipped: list[str] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Like `read_jsonl`, with each row's line number (1-based), so a caller can report a row it rejects.
+
+    Raises:
+        DatasetError: the file does not exist or is not UTF-8.
+    """
     if not path.is_file():
         raise DatasetError(f"No such file: {path}")
     try:
@@ -140,7 +150,7 @@ def read_jsonl(path: Path, *, skipped: list[str] | None = None) -> Iterator[dict
                         skipped.append(f"{path}:{lineno}: {e.msg}")
                     continue
                 if isinstance(row, dict):
-                    yield row
+                    yield lineno, row
                 elif skipped is not None:
                     skipped.append(f"{path}:{lineno}: not a JSON object")
     except UnicodeDecodeError as e:

@@ -127,6 +127,23 @@ def infer_task_type(examples: list[Example], labels: tuple[str, ...], instructio
     return "extractive-qa" if is_span_extraction(examples) else "generation"
 
 
+def _refuse_single_label(instruction: str, examples: list[Example], labels: tuple[str, ...], task_type: str) -> None:
+    """A classification with one label only (every demo has the same short output, and the instruction names
+    it) cannot be learned: say so instead of training a model that always answers that label."""
+    outputs = {e.output.strip() for e in examples}
+    if task_type == "classification" or len(outputs) != 1 or len(labels) > 1:
+        return
+    (only,) = outputs
+    if not (0 < len(only.split()) <= MAX_LABEL_WORDS and len(only) <= 40):
+        return
+    if re.search(rf"(?<!\w){re.escape(only)}(?!\w)", instruction, flags=re.IGNORECASE):
+        raise TaskSpecError(
+            f"The task looks like a classification with one label only ({only!r}): every demonstration has that "
+            "output. Add demonstrations of the other label(s), or name them in the instruction "
+            f"(e.g. '{only} or not_{only}')."
+        )
+
+
 def parse_task(text: str) -> TaskSpec:
     """Parse a prompt into a TaskSpec.
 
@@ -164,6 +181,7 @@ def parse_task(text: str) -> TaskSpec:
         by_input[e.input] = e.output
     labels = infer_labels(instruction, examples)
     task_type = infer_task_type(examples, labels, instruction)
+    _refuse_single_label(instruction, examples, labels, task_type)
     if task_type != "classification":
         labels = ()
     return TaskSpec(instruction=instruction, examples=tuple(examples), task_type=task_type, labels=labels)  # type: ignore[arg-type]

@@ -91,6 +91,7 @@ def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
         "dev": dev,
         "test_from": test_from,
         "malformed_lines": skipped[:20],
+        "skipped_lines": len(skipped),
         **meter.figures(),
     }
     summary = {"dataset": artifact["dataset"], "retrieved": retrieved, "dev": dev, "test_from": test_from,

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
@@ -229,3 +230,79 @@ def test_build_that_failed_before_its_first_step_resumes_from_the_start(tmp_path
     assert summary["finish_reason"] == "budget: step budget of 2 reached"
     events = [json.loads(x) for x in (run / "trace.jsonl").read_text().splitlines()]
     assert events[0]["kind"] == "resume" and [e["kind"] for e in events].count("resume") == 1
+
+
+def trace_events(run: Path) -> list[dict[str, Any]]:
+    """The complete records of a run's trace.jsonl so far (a line still being written is skipped)."""
+    path = run / "trace.jsonl"
+    out = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return out
+
+
+def wait_inside(out: Path, proc: subprocess.Popen[str], tool: str, timeout: float = 240) -> Path:
+    """The run folder, once the planner decided on `tool` and the tool has not finished yet."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        for trace in out.glob("*/trace.jsonl"):
+            events = trace_events(trace.parent)
+            if any(e["kind"] == "decision" and e.get("name") == tool for e in events):
+                assert not any(e["kind"] == "tool" and e.get("name") == tool for e in events), \
+                    f"{tool} finished before the test could kill the build"
+                return trace.parent
+        time.sleep(0.005)
+    raise AssertionError(f"{tool} did not start in time")
+
+
+@pytest.mark.parametrize(("tool", "epochs"), [("train_model", 40), ("evaluate_model", 1)])
+def test_build_killed_in_training_or_evaluation_resumes(tool: str, epochs: int, tmp_path: Path, tiny_encoder: Path,
+                                                        p2m_home: Path) -> None:
+    budget = f",epochs={epochs}"  # more epochs make training long enough to be caught
+    # The reference: the same build with the same seed, uninterrupted, with a cache of its own (one epoch: the
+    # number of epochs changes nothing about generation).
+    with OpenAIStub(responder=teacher, model="gpt-test") as stub:
+        result = CliRunner().invoke(cli, build_args(tmp_path / "ref", stub, tiny_encoder, ",epochs=1"),
+                                    env={"OPENAI_API_KEY": KEY, "P2M_HOME": str(tmp_path / "ref-home")})
+    assert result.exit_code in (0, 2), result.output
+    reference = json.loads(result.stdout)
+    ref_rows = rows(Path(reference["run"]) / "data" / "generated.jsonl")
+    assert reference["generated"] == len(ref_rows) == 2 * PER_LABEL
+
+    out = tmp_path / "runs"
+    with OpenAIStub(responder=teacher, model="gpt-test") as stub:
+        proc = p2m(build_args(out, stub, tiny_encoder, budget))
+        run = wait_inside(out, proc, tool)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert proc.returncode == -signal.SIGKILL
+        events = trace_events(run)
+        assert not any(e["kind"] == "tool" and e.get("name") == tool for e in events)  # killed inside the tool
+        before = [body_key(b) for b in stub.chat_requests]
+        assert len(before) == len(set(before)) == 2 * PER_LABEL // 5  # generation was over, each call paid once
+
+        # Resume takes its settings from config.json: one epoch keeps the resumed training quick.
+        config = json.loads((run / "config.json").read_text())
+        config["train"]["max_epochs"] = 1
+        (run / "config.json").write_text(json.dumps(config))
+        resumed = p2m(["resume", str(run), "--json"])
+        stdout, stderr = resumed.communicate(timeout=120)
+        after = [body_key(b) for b in stub.chat_requests][len(before):]
+    assert resumed.returncode in (0, 2), stderr
+    summary = json.loads(stdout)
+    assert summary["run"] == str(run) and summary["resumed"] and summary["model_dir"]
+    # The same examples as the uninterrupted build, each once, and no LLM call paid twice.
+    got = rows(run / "data" / "generated.jsonl")
+    assert summary["generated"] == len(got) == reference["generated"]
+    assert sorted(got) == sorted(ref_rows)
+    assert not set(after) & set(before)
+    assert summary["llm_usage"]["calls"] == len(after)
+    events = trace_events(run)
+    assert [e["kind"] for e in events].count("resume") == 1
+    assert [e["name"] for e in events if e["kind"] == "tool"] == [
+        "search_models", "generate_examples", "train_model", "evaluate_model"]
+    assert (run / "summary.json").is_file() and (run / "iterations" / "1" / "metrics.json").is_file()

@@ -1,0 +1,107 @@
+"""Bad input through the CLI: one clear line, a non-zero exit, no traceback, and nothing already in the output
+folder lost or changed (the cases test_cli.py does not cover)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from agent.cli import cli
+from p2m_engine.datasets import load_examples
+from p2m_engine.errors import DatasetError
+
+PROMPT = 'Is this SMS spam or ham?\n\ninput="win cash"\noutput="spam"\n\ninput="see you"\noutput="ham"\n'
+ONE_LABEL = 'Is this SMS spam?\n\ninput="win cash"\noutput="spam"\n\ninput="free money now"\noutput="spam"\n'
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    """An output folder that already holds a run; no bad input may touch it."""
+    run = tmp_path / "runs" / "20260101-000000-earlier-run"
+    (run / "data").mkdir(parents=True)
+    (run / "summary.json").write_text('{"run": "earlier"}')
+    (run / "data" / "generated.jsonl").write_text('{"input": "a", "output": "spam"}\n')
+    return tmp_path / "runs"
+
+
+def bad(args: list[str], out: Path, message: str) -> None:
+    before = snapshot(out)
+    result = CliRunner().invoke(cli, [*args, "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert message in result.stderr, result.output
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize(
+    ("prompt", "message"),
+    [
+        ("", "prompt is empty"),
+        (" \n\t\n ", "prompt is empty"),
+        ("Classify these messages as spam or ham.", "no demonstrations"),
+        ('Spam or ham?\ninput="win cash"\noutput="spam"\ninput="win cash"\noutput="ham"\n', "Contradictory"),
+        (ONE_LABEL, "one label only ('spam')"),
+        (PROMPT + "#" * 200_000, "the limit is"),
+    ],
+    ids=["empty", "whitespace", "no-demos", "contradictory", "one-label", "200KB"],
+)
+def test_bad_prompt(prompt: str, message: str, out: Path, tmp_path: Path) -> None:
+    bad(["build", prompt], out, message)
+    # The same prompt from a file.
+    f = tmp_path / "prompt.txt"
+    f.write_text(prompt)
+    bad(["build", str(f)], out, message)
+
+
+def test_one_label_named_in_instruction_only_is_refused_too(out: Path) -> None:
+    bad(["build", 'Classify as spam.\ninput="win cash"\noutput="spam"\n'], out, "one label only")
+
+
+def test_non_utf8_prompt_file(out: Path, tmp_path: Path) -> None:
+    f = tmp_path / "latin1.txt"
+    f.write_bytes(PROMPT.replace("Is this", "Est-ce caf\u00e9").encode("latin-1"))
+    bad(["build", str(f)], out, "is not UTF-8 text")
+
+
+def test_unknown_student_folder(out: Path) -> None:
+    bad(["build", PROMPT, "--student", "/no/such/dir"], out, "--student /no/such/dir: no such model folder")
+
+
+def test_missing_gguf_model(out: Path, tmp_path: Path) -> None:
+    bad(["build", PROMPT, "--model", str(tmp_path / "x.gguf")], out, "no such .gguf file")
+
+
+@pytest.mark.parametrize("budget", ["bogus=1", "epochs", "steps=-1", "target=2", "per_label=nan"])
+def test_invalid_budget(budget: str, out: Path) -> None:
+    bad(["build", PROMPT, "--budget", budget], out, "--budget")
+
+
+def test_output_folder_that_cannot_be_created(tmp_path: Path) -> None:
+    # A path under a regular file fails for root too (a chmod 0o500 folder does not stop root).
+    blocker = tmp_path / "some_file"
+    blocker.write_text("keep me")
+    result = CliRunner().invoke(cli, ["build", PROMPT, "--out", str(blocker / "runs")])
+    assert result.exit_code == 1 and "Cannot write the run folder" in result.stderr and "Choose another --out" in result.stderr
+    assert "Traceback" not in result.output and blocker.read_text() == "keep me"
+
+
+def test_hub_dataset_with_broken_lines_and_missing_columns(tmp_path: Path) -> None:
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"input": "a", "output": "spam"}\n{broken\n{"text": "no input or output"}\n'
+                    '{"input": "b", "output": "ham"}\n\n')
+    skipped: list[str] = []
+    rows = load_examples(data, skipped=skipped)
+    assert [(r.input, r.output) for r in rows] == [("a", "spam"), ("b", "ham")]
+    assert len(skipped) == 2  # counted: each skipped line reported once, with its file and line
+    assert skipped[0].startswith(f"{data}:2:") and skipped[1].startswith(f"{data}:3:")
+    no_columns = tmp_path / "other.jsonl"
+    no_columns.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": 0}\n')
+    with pytest.raises(DatasetError, match="no usable rows") as e:
+        load_examples(no_columns)
+    assert str(no_columns) in str(e.value)
