@@ -45,7 +45,7 @@ def test_offline_build_end_to_end(tmp_path: Path) -> None:
     events = [json.loads(x) for x in (run / "trace.jsonl").read_text().splitlines()]
     tools = [e["name"] for e in events if e["kind"] == "tool"]
     assert tools[:5] == ["search_datasets", "search_models", "generate_examples", "train_model", "evaluate_model"]
-    # Further iterations (targeted generation or a retrain) always end with an evaluation, at most 2 of them.
+    # One iteration here: the loop itself is covered by the unit tests.
     assert tools[-1] == "evaluate_model" and tools.count("train_model") == tools.count("evaluate_model") == 1
     assert all(e["ok"] for e in events if e["kind"] == "tool")
     assert events[-1]["kind"] == "finish"
