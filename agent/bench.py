@@ -82,7 +82,9 @@ def run_bench(suite: Path, *, hubs: list[Path], settings: LLMSettings, limits: B
                 figures = {"score": None, "status": "unsupported", "reason": str(e)}
             results.record(task.name, system, figures)
             console.print(f"  {system}: {figures.get('score')}")
-    (out / "results.md").write_text(f"`{command}`\n\n{markdown_table(results.data)}", encoding="utf-8")
+    commands = "\n".join(f"{i}. `{r['command']}`" for i, r in enumerate(results.data["runs"]))
+    (out / "results.md").write_text(f"Runs that made this table (a row's `by_run` in results.json names its run; none: run 0):\n\n"
+                                    f"{commands}\n\n{markdown_table(results.data)}", encoding="utf-8")
     return results.data
 
 

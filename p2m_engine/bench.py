@@ -72,7 +72,13 @@ class BenchResults:
         if path.is_file():
             self.data = json.loads(path.read_text(encoding="utf-8"))
         else:
-            self.data = {**header, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(), "tasks": {}}
+            self.data = {**header, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(), "tasks": {},
+                         "runs": []}
+        # Every invocation that adds to this file is listed, so a resumed file still says what made each row.
+        if "runs" not in self.data:  # a file from before runs were listed: its header names its first run
+            self.data["runs"] = [{"command": self.data.get("command"), "date": self.data.get("date")}]
+        self.data["runs"].append({**header, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
+        self.run_index = len(self.data["runs"]) - 1
 
     def task(self, name: str, task_type: str, metric: str, n_test: int) -> dict[str, Any]:
         entry = self.data["tasks"].setdefault(name, {"task_type": task_type, "metric": metric, "n_test": n_test,
@@ -83,7 +89,7 @@ class BenchResults:
         return system in self.data["tasks"].get(task, {}).get("systems", {})
 
     def record(self, task: str, system: str, figures: dict[str, Any]) -> None:
-        self.data["tasks"][task]["systems"][system] = figures
+        self.data["tasks"][task]["systems"][system] = {**figures, "by_run": self.run_index}
         self.save()
 
     def save(self) -> None:

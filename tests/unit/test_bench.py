@@ -66,7 +66,7 @@ def test_bench_on_a_toy_suite(tmp_path: Path, tiny_encoder: Path) -> None:
     # Hand computation: the teacher always answers the first label ("ham" / "negative"), which is 3 of 4.
     assert alpha["systems"]["teacher"]["score"] == 0.75 and beta["systems"]["teacher"]["score"] == 0.75
     # Majority of train is the first label: also 3 of 4.
-    assert alpha["systems"]["trivial"] == {"score": 0.75, "macro_f1": round((6 / 7 + 0) / 2, 4), "label": "ham",
+    assert alpha["systems"]["trivial"] == {"score": 0.75, "macro_f1": round((6 / 7 + 0) / 2, 4), "label": "ham", "by_run": 0,
                                            "rule": "majority label"}
     # The p2m score is the accuracy of its saved predictions on the same test file.
     p2m = alpha["systems"]["p2m"]
@@ -128,3 +128,20 @@ def test_test_file_option_and_bad_suite(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "No suite folder" in result.output
     result = CliRunner().invoke(cli, ["bench", str(suite), "--systems", "p2m,oracle"])
     assert result.exit_code == 1 and "Unknown system" in result.output
+
+
+def test_results_resume_and_name_the_run_of_every_row(tmp_path: Path) -> None:
+    from p2m_engine.bench import BenchResults
+
+    path = tmp_path / "results.json"
+    first = BenchResults(path, {"command": "p2m bench A"})
+    first.task("alpha", "classification", "accuracy", 4)
+    first.record("alpha", "p2m", {"score": 0.5})
+    second = BenchResults(path, {"command": "p2m bench B --systems teacher"})
+    assert second.has("alpha", "p2m") and not second.has("alpha", "teacher")
+    second.record("alpha", "teacher", {"score": 0.25})
+    data = json.loads(path.read_text())
+    assert [r["command"] for r in data["runs"]] == ["p2m bench A", "p2m bench B --systems teacher"]
+    assert data["command"] == "p2m bench A"
+    assert data["tasks"]["alpha"]["systems"]["p2m"]["by_run"] == 0
+    assert data["tasks"]["alpha"]["systems"]["teacher"]["by_run"] == 1
