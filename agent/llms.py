@@ -19,7 +19,8 @@ DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 
 # Client settings that may come from the environment, with their types (unset: the backend's default).
 _ENV = {"timeout": ("P2M_LLM_TIMEOUT", float), "max_retries": ("P2M_LLM_MAX_RETRIES", int),
-        "max_backoff": ("P2M_LLM_MAX_BACKOFF", float)}
+        "max_backoff": ("P2M_LLM_MAX_BACKOFF", float), "deadline": ("P2M_LLM_DEADLINE", float)}
+API_DEADLINE = 600.0
 
 
 @dataclass
@@ -37,6 +38,9 @@ class LLMSettings:
     """Retries of a failed request (P2M_LLM_MAX_RETRIES; default 4 for an API, 1 for the embedded server)."""
     max_backoff: float | None = None
     """Longest wait between retries, whatever Retry-After says (P2M_LLM_MAX_BACKOFF; default 30)."""
+    deadline: float | None = None
+    """Seconds one answer may take in all, retries included (P2M_LLM_DEADLINE; default 600 for an API, none for
+    the embedded server, whose answers are bounded by its timeout)."""
 
     def __post_init__(self) -> None:
         for name, (var, kind) in _ENV.items():
@@ -47,18 +51,20 @@ class LLMSettings:
                 value = kind(raw)
             except ValueError:
                 raise LLMError(f"{var}={raw!r} is not a {kind.__name__}.") from None
-            if not value >= 0 or value == float("inf") or (name == "timeout" and value == 0):
+            if not value >= 0 or value == float("inf") or (name in ("timeout", "deadline") and value == 0):
                 raise LLMError(f"{var}={raw!r} must be a positive finite number.")
             setattr(self, name, value)
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.backend, "model": self.model, "base_url": self.base_url, "timeout": self.timeout,
-                "max_retries": self.max_retries, "max_backoff": self.max_backoff}
+                "max_retries": self.max_retries, "max_backoff": self.max_backoff,
+                "deadline": self.deadline}
 
-    def client_options(self, timeout: float, max_retries: int) -> dict[str, Any]:
+    def client_options(self, timeout: float, max_retries: int, deadline: float | None = None) -> dict[str, Any]:
         """Keyword arguments of the LLM client: these settings, else the backend's defaults given here."""
         opts: dict[str, Any] = {"timeout": self.timeout or timeout,
-                                "max_retries": max_retries if self.max_retries is None else self.max_retries}
+                                "max_retries": max_retries if self.max_retries is None else self.max_retries,
+                                "deadline": self.deadline or deadline}
         if self.max_backoff is not None:
             opts["max_backoff"] = self.max_backoff
             opts["backoff"] = min(LLM.backoff, self.max_backoff)
@@ -102,7 +108,8 @@ def open_llm(settings: LLMSettings, log_dir: Path, want_planner: bool) -> Iterat
             from p2m_engine.pricing import parse_prices
 
             llm = LLM(settings.base_url, model, api_key=settings.api_key or "unused", cache=cache,
-                      prices=parse_prices(os.environ.get("P2M_PRICES", "")), **settings.client_options(120, 4))
+                      prices=parse_prices(os.environ.get("P2M_PRICES", "")),
+                      **settings.client_options(120, 4, API_DEADLINE))
             llm.check()
             yield llm, (_planner_model(settings.base_url, model, settings.api_key or "unused", llm.timeout,
                                        llm.max_retries) if want_planner else None)

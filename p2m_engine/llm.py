@@ -152,15 +152,18 @@ class LLM:
     usage: Usage = field(default_factory=Usage)
     backoff: float = 0.5
     max_backoff: float = 30.0
+    deadline: float | None = None
+    """Seconds one answer may take in all, retries and waits included (None: only the per-attempt bounds)."""
     prices: dict[str, tuple[float, float]] | None = None
     """Extra entries of the price table (USD per 1M tokens in/out), e.g. from P2M_PRICES."""
 
     def __post_init__(self) -> None:
         from openai import OpenAI
 
-        if self.timeout <= 0 or self.max_retries < 0 or self.backoff < 0 or self.max_backoff < 0:
+        if (self.timeout <= 0 or self.max_retries < 0 or self.backoff < 0 or self.max_backoff < 0
+                or (self.deadline is not None and self.deadline <= 0)):
             raise LLMError(f"Invalid LLM client settings: timeout={self.timeout}, max_retries={self.max_retries}, "
-                           f"backoff={self.backoff}, max_backoff={self.max_backoff}.")
+                           f"backoff={self.backoff}, max_backoff={self.max_backoff}, deadline={self.deadline}.")
         # The SDK's own retries are off: they skip a Retry-After above 60 s and cannot be capped.
         self._client = OpenAI(base_url=self.base_url, api_key=self.api_key or "unused", timeout=self.timeout,
                               max_retries=0)
@@ -238,8 +241,9 @@ class LLM:
                 self.usage.cached += 1
             return dict(cached)
         last_error = ""
+        started = time.monotonic()  # the deadline covers every attempt at this answer
         for attempt in range(attempts):
-            raw = self._complete(messages, name, schema, temperature, max_tokens)
+            raw = self._complete(messages, name, schema, temperature, max_tokens, started)
             parsed, problem = self._parse(raw, schema)
             if parsed is not None:
                 if self.cache is not None:
@@ -250,7 +254,7 @@ class LLM:
         raise LLMError(f"The LLM gave no valid answer for {name} after {attempts} tries ({last_error}).")
 
     def _complete(self, messages: list[dict[str, Any]], name: str, schema: dict[str, Any],
-                  temperature: float, max_tokens: int) -> dict[str, Any]:
+                  temperature: float, max_tokens: int, started: float) -> dict[str, Any]:
         """One answer from the service, retried on transient faults; the raw tool-call arguments and content.
 
         Raises:
@@ -259,17 +263,25 @@ class LLM:
         import openai
 
         tools = [{"type": "function", "function": {"name": name, "description": f"Return the {name}.", "parameters": schema}}]
-        started = time.monotonic()
         headers: Mapping[str, str] | None = None
         last = ""
         for retry in range(self.max_retries + 1):
+            left = None if self.deadline is None else self.deadline - (time.monotonic() - started)
+            wait = retry_delay(retry, headers, self.backoff, self.max_backoff) if retry else 0.0
+            if left is not None and wait >= left:
+                self._count_failure()
+                raise LLMError(f"The LLM service at {self.base_url or 'api.openai.com'} did not answer {name} "
+                               f"within the {self.deadline:g}s deadline ({last or 'no valid answer'}). Try again "
+                               "later (answers so far are cached), or raise the deadline.")
             if retry:
-                wait = retry_delay(retry, headers, self.backoff, self.max_backoff)
                 logger.info("LLM %s: %s; retry %d of %d in %.2fs", name, last, retry, self.max_retries, wait)
                 time.sleep(wait)
             headers = None
+            # The last attempt before the deadline gets only the time that is left.
+            client = self._client if left is None else self._client.with_options(
+                timeout=max(0.001, min(self.timeout, left - wait)))
             try:
-                resp = self._client.chat.completions.create(
+                resp = client.chat.completions.create(
                     model=self.model,
                     messages=messages,  # type: ignore[arg-type]
                     tools=tools,  # type: ignore[arg-type]

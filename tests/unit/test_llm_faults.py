@@ -229,15 +229,17 @@ def test_generation_call_count_is_bounded_when_every_answer_is_unusable(tmp_path
 def test_client_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from agent.llms import LLMSettings
 
-    assert LLMSettings().client_options(900, 1) == {"timeout": 900, "max_retries": 1}
+    assert LLMSettings().client_options(900, 1) == {"timeout": 900, "max_retries": 1, "deadline": None}
+    assert LLMSettings().client_options(120, 4, 600.0)["deadline"] == 600.0
     monkeypatch.setenv("P2M_LLM_TIMEOUT", "0.5")
     monkeypatch.setenv("P2M_LLM_MAX_RETRIES", "0")
     monkeypatch.setenv("P2M_LLM_MAX_BACKOFF", "0.02")
-    opts = LLMSettings().client_options(120, 4)
-    assert opts == {"timeout": 0.5, "max_retries": 0, "max_backoff": 0.02, "backoff": 0.02}
+    monkeypatch.setenv("P2M_LLM_DEADLINE", "30")
+    opts = LLMSettings().client_options(120, 4, 600.0)
+    assert opts == {"timeout": 0.5, "max_retries": 0, "max_backoff": 0.02, "backoff": 0.02, "deadline": 30.0}
     assert LLMSettings(timeout=7.0).client_options(120, 4)["timeout"] == 7.0  # an explicit value wins
     llm = LLM(base_url="http://127.0.0.1:9/v1", model="m", **opts)
-    assert (llm.timeout, llm.max_retries, llm.max_backoff) == (0.5, 0, 0.02)
+    assert (llm.timeout, llm.max_retries, llm.max_backoff, llm.deadline) == (0.5, 0, 0.02, 30.0)
 
 
 @pytest.mark.parametrize("var,value", [("P2M_LLM_TIMEOUT", "soon"), ("P2M_LLM_TIMEOUT", "0"),
@@ -274,3 +276,37 @@ def test_planner_with_a_rejected_key_stops_the_build() -> None:
         model = ChatOpenAI(base_url=server.base_url, model="m", api_key="test", timeout=TIMEOUT, max_retries=0)
         with pytest.raises(LLMError, match="rejected the API key"):
             ask_planner(model, "Classify", {"labels": "a, b"}, ["search_models", "finish"])
+
+
+# ---------------------------------------------------------------------------------------- the deadline of one answer
+
+
+def test_deadline_stops_retries_that_would_outlast_it() -> None:
+    # Each 429 asks for a 0.4 s wait: with a 0.6 s deadline the second wait cannot fit, so the call stops with
+    # a reason instead of sleeping past its deadline.
+    with FaultyServer([("fault", "429")] * 5 + [("tool", {"input_1": "a", "input_2": "b"})],
+                      retry_after="0.4") as server:
+        llm = make_llm(server, max_retries=5, max_backoff=5.0, deadline=0.6)
+        started = time.monotonic()
+        with pytest.raises(LLMError, match="0.6s deadline"):
+            llm.call_tool(MESSAGES, NAME, SCHEMA)
+        assert time.monotonic() - started < 0.6
+        assert len(server.chat_requests) == 2 and llm.usage.failed == 1
+
+
+def test_deadline_cuts_a_hanging_attempt_short() -> None:
+    # A hanging request would get the full per-attempt timeout; under the deadline it gets only what is left.
+    with FaultyServer([("fault", "timeout")] * 5, hang=HANG) as server:
+        llm = make_llm(server, timeout=5.0, max_retries=5, deadline=0.5)
+        started = time.monotonic()
+        with pytest.raises(LLMError, match="deadline"):
+            llm.call_tool(MESSAGES, NAME, SCHEMA)
+        assert time.monotonic() - started < 0.9
+
+
+def test_a_call_within_its_deadline_is_unchanged() -> None:
+    with FaultyServer([("fault", "503"), ("tool", {"input_1": "a", "input_2": "b"})]) as server:
+        llm = make_llm(server, deadline=10.0)
+        assert llm.call_tool(MESSAGES, NAME, SCHEMA) == {"input_1": "a", "input_2": "b"}
+    with pytest.raises(LLMError, match="deadline=0"):
+        LLM(base_url="http://127.0.0.1:9", model="m", deadline=0)
