@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.context import Context
-from p2m_engine.pairs import PAIRS_PER_LABEL_BUDGET
+from p2m_engine.types import PAIRS_PER_LABEL_BUDGET
 
 ACTIONS: dict[str, str] = {
     "search_datasets": "search the dataset hub for real labelled data that fits the task",

@@ -56,16 +56,9 @@ class RecordingTeacher(Teacher):
 
 def tiny_encoder(folder: Path) -> Path:
     """A 2-layer, hidden-size-8 BERT built from a config, with the packaged MiniLM tokenizer."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from tests.tiny import tiny_bert
 
-    from p2m_engine.embeddings import packaged_minilm_path
-
-    tok = AutoTokenizer.from_pretrained(str(packaged_minilm_path()))
-    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=16, max_position_embeddings=128)
-    BertModel(config).save_pretrained(str(folder))
-    tok.save_pretrained(str(folder))
-    return folder
+    return tiny_bert(folder)
 
 
 def run_calls(fault: str, n: int) -> tuple[int, int]:

@@ -18,16 +18,13 @@ from p2m_engine.errors import LLMError, UnsupportedTaskError
 from p2m_engine.llm import LLM
 from p2m_engine.metrics import normalize_answer
 from p2m_engine.runs import append_jsonl, read_jsonl
-from p2m_engine.synth import Progress, normalize, shingles
+from p2m_engine.synth import REFUSAL, Progress, TextChecks, normalize, shingles
 from p2m_engine.types import DataResult, TaskSpec
 from prompts import render
 
 logger = logging.getLogger(__name__)
 
 PAIR_TASK_TYPES = ("generation", "extractive-qa")
-# A task without labels gets this many times the per-label budget as its total target (what a 5-label task gets).
-PAIRS_PER_LABEL_BUDGET = 5
-_REFUSAL = re.compile(r"^(i'?m sorry|i am sorry|i can(no|')t|as an ai|sorry,|i apologi[sz]e)", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 # A field marker ("Question:", "[Posted:") opens the text, a line, a bracket or a sentence; "Pro Bowl:" mid-sentence is prose.
 _MARKER = re.compile(r"(?:^|(?<=[\n\[(])|(?<=[.?!]\s))([^\W\d_]\w*:)", re.UNICODE)
@@ -73,8 +70,9 @@ class PairsConfig:
 
 
 @dataclass
-class InputFilters:
-    """Validity, leakage and (near-)duplicate checks on generated inputs; counts what each one dropped.
+class InputFilters(TextChecks):
+    """The text checks on generated inputs, with a near-copy rule for inputs that share a long part; counts
+    what each one dropped.
 
     Inputs of many tasks share a long part (a passage or a database schema with a new question), so an input
     is a near copy only when it brings fewer than a few word 3-grams that the other text lacks (and most of its
@@ -89,9 +87,14 @@ class InputFilters:
     seen: set[str] = field(default_factory=set)
     kept: list[frozenset[str]] = field(default_factory=list)
     dropped: Counter[str] = field(default_factory=Counter)
+    near_copy_reason = "near_copy_of_demo_or_test"
 
     def __post_init__(self) -> None:
         self._banned_shingles = [shingles(t) for t in self.banned_texts]
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        return self.config.min_chars, self.max_chars
 
     def _near(self, sh: frozenset[str], pool: list[frozenset[str]]) -> bool:
         # Few new 3-grams, and few relative to the input's own: a long passage with a new question brings
@@ -100,38 +103,16 @@ class InputFilters:
         most = (1 - self.config.near_duplicate) * len(sh)
         return any((new := len(sh - other)) < self.config.min_new_trigrams and new <= most for other in pool)
 
+    def _format_problem(self, text: str) -> str | None:
+        return "format_marker_missing" if any(m not in text for m in self.markers) else None
+
     def check(self, text: str) -> str | None:
         """Return the reason to drop the input, or None to keep it."""
-        key = normalize(text)
-        if len(text) < self.config.min_chars or not key:
-            return "too_short"
-        if len(text) > self.max_chars:
-            return "too_long"
-        if _REFUSAL.match(text):
-            return "refusal"
-        if any(m not in text for m in self.markers):
-            return "format_marker_missing"
-        if key in self.banned:
-            return "leak"
-        if key in self.seen:
-            return "duplicate"
-        sh = shingles(text)
-        if self._near(sh, self._banned_shingles):
-            return "near_copy_of_demo_or_test"
-        if self._near(sh, self.kept):
-            return "near_duplicate"
-        return None
+        return self.text_problem(text)
 
     def accept(self, text: str) -> bool:
         """Keep `text` (and remember it) unless a check drops it; count the reason."""
-        reason = self.check(text)
-        if reason:
-            self.dropped[reason] += 1
-            logger.debug("input dropped (%s): %.120r", reason, text)
-            return False
-        self.seen.add(normalize(text))
-        self.kept.append(shingles(text))
-        return True
+        return self.keep_or_count(text, self.check(text))
 
 
 def format_markers(texts: list[str]) -> frozenset[str]:
@@ -292,7 +273,7 @@ class _Answerer:
             raw.append(sample or "")
             if sample is not None and task_type == "extractive-qa":
                 sample = as_span(sample, text)
-            if sample is not None and (not sample or _REFUSAL.match(sample)):
+            if sample is not None and (not sample or REFUSAL.match(sample)):
                 sample = None
             samples.append(sample)
             if sample is not None:

@@ -17,7 +17,7 @@ from p2m_engine.errors import ModelError, TrainingError
 from p2m_engine.metrics import normalize_answer, squad_metrics
 from p2m_engine.qa_text import QAItem, Window, best_answer, field_names, split_question_context, to_items
 from p2m_engine.runs import write_jsonl
-from p2m_engine.train import TrainConfig, bf16_supported, effective_epochs
+from p2m_engine.train import TrainConfig, bf16_supported, effective_epochs, progress_callback, training_arguments
 from p2m_engine.types import EvalReport, Example, TrainResult
 
 logger = logging.getLogger(__name__)
@@ -128,10 +128,8 @@ def train_qa(train: list[Example], val: list[Example], out_dir: Path, config: Tr
     Raises:
         TrainingError: no base model, or no training row has its answer in its context.
     """
-    import torch
     from datasets import Dataset, disable_progress_bars
-    from transformers import (AutoModelForQuestionAnswering, AutoTokenizer, PrinterCallback, Trainer, TrainerCallback,
-                              TrainingArguments, set_seed)
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, PrinterCallback, Trainer, set_seed
 
     disable_progress_bars()
     if not config.base_model:
@@ -175,43 +173,14 @@ def train_qa(train: list[Example], val: list[Example], out_dir: Path, config: Tr
     # Evaluate (and checkpoint) at most qa.max_evals times: small data gets many short epochs.
     eval_steps = max(1, math.ceil(total_steps / max(1, min(qa.max_evals, round(epochs)))))
     ckpt_dir = out_dir.parent / (out_dir.name + "-checkpoints")
-    args = TrainingArguments(
-        output_dir=str(ckpt_dir),
-        num_train_epochs=epochs,
-        max_steps=config.max_steps,
-        learning_rate=config.learning_rate,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=32,
-        warmup_steps=int(config.warmup_ratio * total_steps),  # transformers 5 takes warmup in steps only
-        weight_decay=config.weight_decay,
-        eval_strategy="steps" if has_val else "no",
-        eval_steps=eval_steps,
-        save_strategy="steps" if has_val else "no",
-        save_steps=eval_steps,
-        load_best_model_at_end=has_val,
-        metric_for_best_model="f1",
-        save_total_limit=1,
-        logging_strategy="steps",
-        logging_steps=10,
-        report_to="none",
-        seed=config.seed,
-        bf16=use_bf16,
-        # transformers refuses bf16 without a GPU unless told the run is on CPU (AVX512-BF16/AMX CPUs have it).
-        use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0,
-        dataloader_pin_memory=False,
-        disable_tqdm=True,
-    )
-
-    class _Progress(TrainerCallback):  # type: ignore[misc]
-        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if progress:
-                progress(state.global_step, state.max_steps)
+    args = training_arguments(config, ckpt_dir, epochs=epochs, total_steps=total_steps, has_val=has_val, metric="f1",
+                              bf16=use_bf16, eval_batch_size=32, eval_strategy="steps" if has_val else "no",
+                              eval_steps=eval_steps, save_strategy="steps" if has_val else "no", save_steps=eval_steps)
 
     started = time.monotonic()
     trainer = Trainer(model=model, args=args, train_dataset=dataset(train_feats),
                       eval_dataset=dataset(val_feats) if val_feats else None, processing_class=tok,
-                      compute_metrics=compute_metrics if has_val else None, callbacks=[_Progress()])
+                      compute_metrics=compute_metrics if has_val else None, callbacks=[progress_callback(progress)])
     trainer.remove_callback(PrinterCallback)
     out = trainer.train()
     train_seconds = time.monotonic() - started

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 
-_REFUSAL = re.compile(r"^(i'?m sorry|i am sorry|i can(no|')t|as an ai|sorry,|i apologi[sz]e)", re.IGNORECASE)
+REFUSAL = re.compile(r"^(i'?m sorry|i am sorry|i can(no|')t|as an ai|sorry,|i apologi[sz]e)", re.IGNORECASE)
 _NORM = re.compile(r"[\W_]+", re.UNICODE)
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -62,9 +62,65 @@ def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / len(a | b) if a and b else 0.0
 
 
+class TextChecks:
+    """The checks every generated text gets, in order: length, refusal, format, leakage, duplicate, near copy of
+    a banned text, near duplicate of a kept one. A subclass holds the state (`banned`, `seen`, `kept`,
+    `dropped`, `_banned_shingles`), says its length `bounds` and what counts as `_near`."""
+
+    banned: set[str]
+    seen: set[str]
+    kept: list[frozenset[str]]
+    dropped: Counter[str]
+    _banned_shingles: list[frozenset[str]]
+    near_copy_reason = "near_copy_of_demo"
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def _near(self, sh: frozenset[str], pool: list[frozenset[str]]) -> bool:
+        raise NotImplementedError
+
+    def _format_problem(self, text: str) -> str | None:
+        return None
+
+    def text_problem(self, text: str) -> str | None:
+        """The reason to drop `text`, or None."""
+        key = normalize(text)
+        low, high = self.bounds
+        if len(text) < low or not key:
+            return "too_short"
+        if len(text) > high:
+            return "too_long"
+        if REFUSAL.match(text.strip()):
+            return "refusal"
+        if problem := self._format_problem(text):
+            return problem
+        if key in self.banned:
+            return "leak"
+        if key in self.seen:
+            return "duplicate"
+        sh = shingles(text)
+        if self._near(sh, self._banned_shingles):
+            return self.near_copy_reason
+        if self._near(sh, self.kept):
+            return "near_duplicate"
+        return None
+
+    def keep_or_count(self, text: str, reason: str | None) -> bool:
+        """Remember `text` when `reason` is None (and return True); else count the reason."""
+        if reason:
+            self.dropped[reason] += 1
+            logger.debug("dropped (%s): %.120r", reason, text)
+            return False
+        self.seen.add(normalize(text))
+        self.kept.append(shingles(text))
+        return True
+
+
 @dataclass
-class Filters:
-    """Validity, leakage and (near-)duplicate checks; counts what each one dropped."""
+class Filters(TextChecks):
+    """Label validity, then the text checks; counts what each one dropped."""
 
     config: SynthConfig
     labels: tuple[str, ...]
@@ -77,6 +133,10 @@ class Filters:
     def __post_init__(self) -> None:
         self._banned_shingles = [shingles(t) for t in self.banned_texts]
 
+    @property
+    def bounds(self) -> tuple[int, int]:
+        return self.config.min_chars, self.config.max_chars
+
     def ban(self, texts: list[str]) -> None:
         """Also drop copies and near copies of `texts` from now on."""
         self.banned |= {normalize(t) for t in texts}
@@ -88,34 +148,10 @@ class Filters:
 
     def check(self, text: str, label: str) -> str | None:
         """Return the reason to drop (text, label), or None to keep it."""
-        key = normalize(text)
-        if label not in self.labels:
-            return "label_not_in_set"
-        if len(text) < self.config.min_chars or not key:
-            return "too_short"
-        if len(text) > self.config.max_chars:
-            return "too_long"
-        if _REFUSAL.match(text.strip()):
-            return "refusal"
-        if key in self.banned:
-            return "leak"
-        if key in self.seen:
-            return "duplicate"
-        sh = shingles(text)
-        if self._near(sh, self._banned_shingles):
-            return "near_copy_of_demo"
-        if self._near(sh, self.kept):
-            return "near_duplicate"
-        return None
+        return "label_not_in_set" if label not in self.labels else self.text_problem(text)
 
     def accept(self, text: str, label: str) -> bool:
-        reason = self.check(text, label)
-        if reason:
-            self.dropped[reason] += 1
-            return False
-        self.seen.add(normalize(text))
-        self.kept.append(shingles(text))
-        return True
+        return self.keep_or_count(text, self.check(text, label))
 
 
 def _schema(n: int, max_chars: int) -> dict[str, object]:

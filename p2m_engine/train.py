@@ -104,8 +104,7 @@ def train_model(
     import torch
     from datasets import Dataset
     from datasets import disable_progress_bars
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, PrinterCallback, Trainer,
-                              TrainerCallback, TrainingArguments, set_seed)
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, PrinterCallback, Trainer, set_seed
 
     disable_progress_bars()
 
@@ -143,37 +142,9 @@ def train_model(
     epochs = effective_epochs(len(train), config)
     total_steps = config.max_steps if config.max_steps > 0 else int(steps_per_epoch * epochs)
     ckpt_dir = out_dir.parent / (out_dir.name + "-checkpoints")
-    args = TrainingArguments(
-        output_dir=str(ckpt_dir),
-        num_train_epochs=epochs,
-        max_steps=config.max_steps,
-        learning_rate=config.learning_rate,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=64,
-        # transformers 5 takes warmup in steps only.
-        warmup_steps=int(config.warmup_ratio * total_steps),
-        weight_decay=config.weight_decay,
-        eval_strategy="epoch" if has_val else "no",
-        save_strategy="epoch" if has_val else "no",
-        load_best_model_at_end=has_val,
-        metric_for_best_model="accuracy",
-        save_total_limit=1,
-        logging_strategy="steps",
-        logging_steps=10,
-        report_to="none",
-        seed=config.seed,
-        bf16=use_bf16,
-        # transformers 5.24 refuses bf16 without a GPU unless training is declared CPU-only.
-        use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0,
-        dataloader_pin_memory=False,
-        disable_tqdm=True,
-    )
-
-    class _Progress(TrainerCallback):  # type: ignore[misc]
-        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if progress:
-                progress(state.global_step, state.max_steps)
+    args = training_arguments(config, ckpt_dir, epochs=epochs, total_steps=total_steps, has_val=has_val,
+                              metric="accuracy", bf16=use_bf16, eval_batch_size=64,
+                              eval_strategy="epoch" if has_val else "no", save_strategy="epoch" if has_val else "no")
 
     started = time.monotonic()
     trainer = Trainer(
@@ -183,7 +154,7 @@ def train_model(
         eval_dataset=encode(val) if has_val else None,
         processing_class=tok,
         compute_metrics=compute_metrics,
-        callbacks=[_Progress()],
+        callbacks=[progress_callback(progress)],
     )
     # Progress goes to the caller's callback; the loss log is kept in the result, not printed.
     trainer.remove_callback(PrinterCallback)
@@ -198,6 +169,54 @@ def train_model(
     return TrainResult(out_dir, float(out.training_loss), val_score, len(train), len(val), epochs,
                        time.monotonic() - started,
                        {**asdict(config), "bf16_used": use_bf16, "log_history": trainer.state.log_history})
+
+
+def training_arguments(config: TrainConfig, ckpt_dir: Path, *, epochs: float, total_steps: int, has_val: bool,
+                       metric: str, bf16: bool, eval_batch_size: int, **overrides: Any) -> Any:
+    """The `TrainingArguments` every `Trainer`-based student shares: CPU-safe, quiet, the best checkpoint kept.
+
+    `overrides` set the evaluation/save schedule (per epoch for classification, every N steps for QA).
+    """
+    import torch
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(ckpt_dir),
+        num_train_epochs=epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=eval_batch_size,
+        warmup_steps=int(config.warmup_ratio * total_steps),  # transformers 5 takes warmup in steps only
+        weight_decay=config.weight_decay,
+        load_best_model_at_end=has_val,
+        metric_for_best_model=metric,
+        save_total_limit=1,
+        logging_strategy="steps",
+        logging_steps=10,
+        report_to="none",
+        seed=config.seed,
+        bf16=bf16,
+        # transformers 5.24 refuses bf16 without a GPU unless training is declared CPU-only (AVX512-BF16/AMX
+        # CPUs have it).
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+        disable_tqdm=True,
+        **overrides,
+    )
+
+
+def progress_callback(progress: Progress | None) -> Any:
+    """A `TrainerCallback` that reports (step, total steps) to `progress` after every step."""
+    from transformers import TrainerCallback
+
+    class _Progress(TrainerCallback):  # type: ignore[misc]
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if progress:
+                progress(state.global_step, state.max_steps)
+
+    return _Progress()
 
 
 def _remove_tree(path: Path) -> None:

@@ -9,6 +9,8 @@ from typing import Any, Literal
 TaskType = Literal["classification", "extractive-qa", "generation"]
 # What the main score of each task type is (the one the benchmark and the agent's target use).
 MAIN_METRIC: dict[str, str] = {"classification": "accuracy", "extractive-qa": "exact_match", "generation": "chrf++"}
+# A task without labels gets this many times the per-label budget as its total target (what a 5-label task gets).
+PAIRS_PER_LABEL_BUDGET = 5
 # Task type names used by hub dataset cards, mapped to p2m's.
 TASK_TYPE_ALIASES: dict[str, str] = {"text-generation": "generation", "text2text-generation": "generation",
                                      "question-answering": "extractive-qa", "extractive_qa": "extractive-qa",

@@ -33,14 +33,6 @@ def p2m_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, hidden-size-8 BERT built from a config, with the packaged MiniLM tokenizer."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from tests.tiny import tiny_bert
 
-    from p2m_engine.embeddings import packaged_minilm_path
-
-    out = tmp_path_factory.mktemp("tiny-bert")
-    tok = AutoTokenizer.from_pretrained(str(packaged_minilm_path()))
-    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=16, max_position_embeddings=128)
-    BertModel(config).save_pretrained(str(out))
-    tok.save_pretrained(str(out))
-    return out
+    return tiny_bert(tmp_path_factory.mktemp("tiny-bert"))

@@ -13,6 +13,7 @@ from p2m_engine import pairs, synth
 from p2m_engine.analysis import analyze_failures
 from p2m_engine.errors import LLMError, TrainingError
 from p2m_engine.runs import read_jsonl
+from p2m_engine.types import PAIRS_PER_LABEL_BUDGET
 from tools.context import Meter, ToolContext, observation, spec_of
 
 
@@ -53,7 +54,7 @@ def generate_examples(runtime: ToolRuntime, per_label: int = 0) -> tuple[str, di
         result = synth.generate_examples(spec, ctx.llm, out_path, config, exclude=held_out_inputs(ctx),
                                          progress=ctx.report("generate_examples"), call_id=runtime.tool_call_id)
     else:
-        pairs_config = pairs.PairsConfig(n=config.per_label * pairs.PAIRS_PER_LABEL_BUDGET, seed=config.seed)
+        pairs_config = pairs.PairsConfig(n=config.per_label * PAIRS_PER_LABEL_BUDGET, seed=config.seed)
         result = pairs.generate_pairs(spec, ctx.llm, out_path, pairs_config, exclude=held_out_inputs(ctx),
                                       progress=ctx.report("generate_examples"))
     artifact = {"generated": result.count, "per_label": result.per_label, "dropped": result.dropped,

@@ -91,17 +91,9 @@ def _row(rng: random.Random, n_words: tuple[int, int] = (8, 20)) -> Example:
 @pytest.fixture(scope="module")
 def tiny_qa_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, hidden-size-32 BERT built from a config, with the packaged MiniLM tokenizer."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from tests.tiny import tiny_bert
 
-    from p2m_engine.embeddings import packaged_minilm_path
-
-    out = tmp_path_factory.mktemp("tiny-qa-bert")
-    tok = AutoTokenizer.from_pretrained(str(packaged_minilm_path()))
-    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512)
-    BertModel(config).save_pretrained(str(out))
-    tok.save_pretrained(str(out))
-    return out
+    return tiny_bert(tmp_path_factory.mktemp("tiny-qa-bert"), hidden=32, max_positions=512)
 
 
 @pytest.fixture(scope="module")

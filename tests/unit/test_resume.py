@@ -54,6 +54,16 @@ def p2m(args: list[str], **kw: Any) -> subprocess.Popen[str]:
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
 
 
+def resume_quickly(run: Path) -> tuple[subprocess.Popen[str], str, str]:
+    """`p2m resume RUN --json` to the end, with one training epoch (resume takes its settings from config.json)."""
+    config = json.loads((run / "config.json").read_text())
+    config["train"]["max_epochs"] = 1
+    (run / "config.json").write_text(json.dumps(config))
+    resumed = p2m(["resume", str(run), "--json"])
+    stdout, stderr = resumed.communicate(timeout=120)
+    return resumed, stdout, stderr
+
+
 def rows(path: Path) -> list[tuple[str, str]]:
     return [(r["input"], r["output"]) for r in map(json.loads, path.read_text().splitlines())]
 
@@ -97,12 +107,7 @@ def test_killed_build_resumes_without_losing_duplicating_or_paying_twice(tmp_pat
             cached = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
         assert len(set(before)) == len(before) and cached in (len(before), len(before) - 1)
 
-        # Resume takes its settings from config.json: shorter training there keeps this test quick.
-        config = json.loads((run / "config.json").read_text())
-        config["train"]["max_epochs"] = 1
-        (run / "config.json").write_text(json.dumps(config))
-        resumed = p2m(["resume", str(run), "--json"])
-        stdout, stderr = resumed.communicate(timeout=120)
+        resumed, stdout, stderr = resume_quickly(run)
         after = [body_key(b) for b in stub.chat_requests][len(before):]
     assert resumed.returncode == 0, stderr
     summary = json.loads(stdout)
@@ -285,12 +290,7 @@ def test_build_killed_in_training_or_evaluation_resumes(tool: str, epochs: int, 
         before = [body_key(b) for b in stub.chat_requests]
         assert len(before) == len(set(before)) == 2 * PER_LABEL // 5  # generation was over, each call paid once
 
-        # Resume takes its settings from config.json: one epoch keeps the resumed training quick.
-        config = json.loads((run / "config.json").read_text())
-        config["train"]["max_epochs"] = 1
-        (run / "config.json").write_text(json.dumps(config))
-        resumed = p2m(["resume", str(run), "--json"])
-        stdout, stderr = resumed.communicate(timeout=120)
+        resumed, stdout, stderr = resume_quickly(run)
         after = [body_key(b) for b in stub.chat_requests][len(before):]
     assert resumed.returncode in (0, 2), stderr
     summary = json.loads(stdout)
