@@ -107,8 +107,9 @@ class BuildDisplay:
 def iteration_line(e: dict[str, Any]) -> str:
     """One evaluated iteration: the decision score it was judged by, the reported test score, the best so far."""
     best = "new best" if e.get("improved") else f"best stays iteration {e.get('best_iteration')}"
-    return (f"{e.get('decision_split')} accuracy {e.get('decision_score')} (decides) · {e.get('score_split')} "
-            f"accuracy {e.get('test_score')} (reported) · {best} · weak labels: {', '.join(e.get('weak_labels') or []) or 'none'}")
+    metric = e.get("metric") or "accuracy"
+    return (f"{e.get('decision_split')} {metric} {e.get('decision_score')} (decides) · {e.get('score_split')} "
+            f"{metric} {e.get('test_score')} (reported) · {best} · weak labels: {', '.join(e.get('weak_labels') or []) or 'none'}")
 
 
 def print_trace(events: list[dict[str, Any]]) -> None:
