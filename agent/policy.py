@@ -4,8 +4,8 @@ the rules (the heuristic advisor) would choose.
 A build is a pipeline (search data, search models, generate, train, evaluate) followed by a loop while
 the validation score lags the target: targeted generation for the weak labels, or retraining with more
 epochs when the student is under-trained, then train and evaluate again. Every score the policy reads is
-measured on the decision split (real dev data held out from the retrieved dataset, else the
-demonstrations), never on the test data.
+measured on the decision split (real dev data held out from the retrieved dataset, else the validation rows
+held back from training, else the demonstrations), never on the test data.
 """
 
 from __future__ import annotations

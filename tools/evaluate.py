@@ -16,19 +16,29 @@ from p2m_engine.types import MAIN_METRIC
 from tools.context import Meter, ToolContext, observation, spec_of
 
 
+# Fewer held-back rows than this are too few to decide on; the demonstrations are used then.
+MIN_VAL_DECISION = 10
+
+
 def decision_split(splits: dict[str, Any]) -> str:
-    """The split the build decides on: the real dev split when there is one, else the demonstrations.
+    """The split the build decides on: the real dev split when there is one; else the held-back validation rows
+    (synthetic when nothing was retrieved; fixed across iterations, so their scores compare) when there are
+    enough; else the demonstrations. A handful of demonstrations cannot confirm a target.
 
     Never the test split: the test score is reported, not tuned on.
     """
-    return "dev" if "dev" in splits else "demos"
+    if "dev" in splits:
+        return "dev"
+    return "val" if len(splits.get("val", ())) >= MIN_VAL_DECISION else "demos"
 
 
 @tool(response_format="content_and_artifact")
 def evaluate_model(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
-    """Score the trained student on real examples it never trained on: the dev split (held out from the
+    """Score the trained student on examples it never trained on: the dev split (real, held out from the
     retrieved dataset, used for the build's decisions), the test data (the test file, or the retrieved
-    dataset's held-out split; reported, never decided on) and the user's demonstrations.
+    dataset's held-out split; reported, never decided on), the user's demonstrations, and the validation rows
+    held back from the training data (synthetic when nothing was retrieved; decided on when there is no dev
+    split).
 
     Returns the task type's metrics for each split (accuracy, macro-F1 and per-label recall for classification;
     exact match and F1 for extractive QA; chrF++ and exact match for generation), and for classification the
@@ -46,6 +56,9 @@ def evaluate_model(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     dev_path = ctx.run.dir / "data" / "dev.jsonl"
     if dev_path.is_file():
         splits["dev"] = load_examples(dev_path)
+    val_path = ctx.run.dir / "data" / "val.jsonl"
+    if val_path.is_file() and val_path.stat().st_size:
+        splits["val"] = load_examples(val_path)  # held back from training: reported apart from the real splits
     test_path = ctx.test_path or ctx.run.dir / "data" / "test.jsonl"
     if test_path.is_file():
         splits["test"] = load_examples(test_path)

@@ -40,6 +40,18 @@ def training_examples(ctx: ToolContext, labels: tuple[str, ...], demos: list[str
     return rows, sources
 
 
+def training_split(ctx: ToolContext, rows: list[Example], stratify: bool) -> tuple[list[Example], list[Example]]:
+    """Train and validation rows. The validation rows of the run's first training stay the validation rows
+    (new data goes to training), so the validation scores of all iterations are measured on the same examples."""
+    val_path = ctx.run.dir / "data" / "val.jsonl"
+    if val_path.is_file() and val_path.stat().st_size:
+        keys = {normalize(e.input) for e in load_examples(val_path)}
+        val = [e for e in rows if normalize(e.input) in keys]
+        if val:
+            return [e for e in rows if normalize(e.input) not in keys], val
+    return train.split_validation(rows, seed=ctx.train.seed, stratify=stratify)
+
+
 @tool(response_format="content_and_artifact")
 def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str, Any]]:
     """Fine-tune the student on all retrieved and generated examples; keep the epoch best on validation.
@@ -60,7 +72,7 @@ def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str,
     rows, sources = training_examples(ctx, spec.labels, [e.input for e in spec.examples])
     if not rows:
         raise TrainingError("No training data yet. Call search_datasets or generate_examples first.")
-    tr, val = train.split_validation(rows, seed=ctx.train.seed, stratify=spec.task_type == "classification")
+    tr, val = training_split(ctx, rows, stratify=spec.task_type == "classification")
     write_jsonl(ctx.run.path("data", "train.jsonl"), (e.to_dict() for e in tr))
     write_jsonl(ctx.run.path("data", "val.jsonl"), (e.to_dict() for e in val))
     config = dataclasses.replace(ctx.train, base_model=state["base_model"], **({"epochs": epochs} if epochs > 0 else {}))

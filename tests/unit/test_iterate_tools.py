@@ -74,3 +74,31 @@ def test_real_tools_iterate_on_dev_and_export_the_best(tmp_path: Path, tiny_enco
     assert state["score"] == round(metrics["test"]["metrics"]["accuracy"], 4)
     assert (run / "predictions" / "test.jsonl").read_bytes() == (
         run / "iterations" / str(best) / "predictions" / "test.jsonl").read_bytes()
+
+
+def test_without_retrieved_data_the_build_decides_on_fixed_held_back_rows(tmp_path: Path, tiny_encoder: Path) -> None:
+    from tools.evaluate import MIN_VAL_DECISION, decision_split
+
+    spec = parse_task((ROOT / "examples" / "sms_spam.txt").read_text())
+    ctx = Context(run=Run.create(tmp_path, "t"), llm=FakeLLM(_teacher), hub_dirs=[], student=str(tiny_encoder),
+                  synth=SynthConfig(per_label=36, batch_size=3),
+                  train=TrainConfig(epochs=1, bf16="off", batch_size=8, min_steps=4), target=0.999, max_iterations=2,
+                  max_steps=14)
+    graph = build_graph(checkpointer=InMemorySaver())
+    state = dict(graph.invoke({"task": spec.to_dict()}, {"configurable": {"thread_id": "t"}, "recursion_limit": 100},
+                              context=ctx))
+    run = ctx.run.dir
+    iterations = [e for e in state["trace"] if e["kind"] == "iteration"]
+    assert len(iterations) == 2 and state["generated"] > 72  # targeted examples were added for iteration 2
+    # Two 36-example labels: 15% of each is held back, enough to decide on, and the same rows both times.
+    val = [r["input"] for r in read_jsonl(run / "data" / "val.jsonl")]
+    assert len(val) >= MIN_VAL_DECISION
+    assert [(r["decision_split"], r["decision_n"]) for r in iterations] == [("val", len(val))] * 2
+    train = {normalize(r["input"]) for r in read_jsonl(run / "data" / "train.jsonl")}
+    assert not train & {normalize(x) for x in val}
+    for k in (1, 2):
+        metrics = json.loads((run / "iterations" / str(k) / "metrics.json").read_text())
+        assert metrics["val"]["n"] == len(val) and metrics["demos"]["n"] == len(spec.examples)
+    # Too few held-back rows: the demonstrations decide; a real dev split always wins.
+    assert decision_split({"demos": [1], "val": [1] * (MIN_VAL_DECISION - 1)}) == "demos"
+    assert decision_split({"demos": [1], "val": [1] * MIN_VAL_DECISION, "dev": [1]}) == "dev"
