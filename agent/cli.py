@@ -306,6 +306,32 @@ def predict(run: Path, texts: tuple[str, ...], jsonl: Path | None) -> None:
 
 
 @cli.command()
+@click.argument("run", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--epochs", type=float, help="Passes over the data (default: the build's).")
+@click.option("--base-model", help="Another base model folder (or Hub id) to start from.")
+@click.option("--out", type=click.Path(path_type=Path), help="Where the new model goes (default: RUN/retrained/TIME).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def train(run: Path, epochs: float | None, base_model: str | None, out: Path | None, as_json: bool) -> None:
+    """Train the student of RUN again from its saved data (longer, or from another base model) and score it.
+
+    On several GPUs: `torchrun --nproc_per_node N -m agent.cli train RUN` (or `accelerate launch -m agent.cli
+    train RUN`) trains classification and QA students with DistributedDataParallel; only the main process writes.
+    """
+    _offline_defaults()
+    from agent.retrain import retrain
+
+    summary = retrain(run, epochs=epochs, base_model=base_model, out=out)
+    if not summary:
+        return  # a worker process of a multi-process launch: the main process reports
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    scores = ", ".join(f"{k} {summary['metric']} {v}" for k, v in summary["scores"].items()) or "no real split to score"
+    click.echo(f"{summary['model_dir']}: {scores} ({summary['n_train']} examples, {summary['epochs']:g} epochs, "
+               f"{summary['processes']} process(es), {summary['seconds']} s)")
+
+
+@cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), help="Folder of the export (default: MODEL/onnx).")
 def export(run: Path, out: Path | None) -> None:
