@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from p2m_engine.datasets import MIN_SCORE, task_query
+from p2m_engine.datasets import MIN_SCORE, nearest
 from p2m_engine.embeddings import embed
 from p2m_engine.errors import DatasetError
 from p2m_engine.runs import p2m_home, write_jsonl
@@ -140,9 +140,8 @@ def search_catalog(spec: TaskSpec, folder: Path, k: int = 5, index_dir: Path | N
     if not entries:
         return []
     col = _collection(entries, folder, index_dir or p2m_home() / "index")
-    res = col.query(query_embeddings=embed([task_query(spec)]), n_results=min(k, len(entries)))
     by_name = {e.name: e for e in entries}
-    return [judge_entry(spec, by_name[i], 1.0 - float(d)) for i, d in zip(res["ids"][0], res["distances"][0])]
+    return [judge_entry(spec, by_name[i], score) for i, score in nearest(col, spec, k, len(entries))]
 
 
 def entry_of(folder: Path, name: str) -> CatalogEntry:

@@ -103,6 +103,22 @@ def task_query(spec: TaskSpec) -> str:
     return "\n".join([spec.instruction, *[e.input[:200] for e in spec.examples[:3]]])
 
 
+def nearest(col: Any, spec: TaskSpec, k: int, size: int) -> list[tuple[str, float]]:
+    """The k index entries most similar to the task, as (id, cosine similarity), best first.
+
+    Two queries are asked: the instruction with demonstration inputs, and the instruction alone; an entry
+    scores the better of the two. Long demonstration inputs (news articles, passages, database schemas) fill
+    the encoder's window and drown what the task is about; the instruction alone says it.
+    """
+    queries = [task_query(spec), spec.instruction]
+    res = col.query(query_embeddings=embed(queries), n_results=min(2 * k, size))
+    best: dict[str, float] = {}
+    for ids, dists in zip(res["ids"], res["distances"]):
+        for id_, dist in zip(ids, dists):
+            best[id_] = max(best.get(id_, -1.0), 1.0 - float(dist))
+    return sorted(best.items(), key=lambda x: -x[1])[:k]
+
+
 def label_map(task_labels: tuple[str, ...], dataset_labels: tuple[str, ...]) -> dict[str, str] | None:
     """Map dataset label values onto task labels by name (case-insensitive); None when they do not fit.
 
@@ -162,9 +178,8 @@ def search_datasets(spec: TaskSpec, hub_dirs: list[Path], k: int = 5, index_dir:
     if not datasets:
         return []
     col = _collection(datasets, index_dir or p2m_home() / "index")
-    res = col.query(query_embeddings=embed([task_query(spec)]), n_results=min(k, len(datasets)))
     by_id = {str(d.path.resolve()): d for d in datasets}
-    return [judge(spec, by_id[id_], 1.0 - float(dist)) for id_, dist in zip(res["ids"][0], res["distances"][0])]
+    return [judge(spec, by_id[id_], score) for id_, score in nearest(col, spec, k, len(datasets))]
 
 
 def load_examples(path: Path, mapping: dict[str, str] | None = None, *, limit: int | None = None,

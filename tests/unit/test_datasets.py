@@ -121,3 +121,24 @@ def test_unreadable_dataset_info_is_skipped(tmp_path: Path) -> None:
     (tmp_path / "bad" / "dataset_info.json").write_text("{nope")
     assert [d.name for d in scan_hub([tmp_path])] == ["good"]
     assert json.loads((tmp_path / "good" / "dataset_info.json").read_text())["labels"] == ["ham", "spam"]
+
+
+@needs_shared
+def test_long_demonstrations_do_not_drown_the_instruction(tmp_path: Path) -> None:
+    # News articles as demos fill the encoder's window: with them alone the query scored the news dataset 0.25
+    # (below the plausibility bar); the instruction alone finds it. The card here has no copied instruction.
+    from p2m_engine.datasets import MIN_SCORE, task_query
+    from p2m_engine.embeddings import embed
+
+    folder = tmp_path / "hub" / "news_topics"
+    folder.mkdir(parents=True)
+    info = json.loads((SHARED_DATA / "ag_news" / "dataset_info.json").read_text())
+    info.pop("instruction")
+    (folder / "dataset_info.json").write_text(json.dumps(info))
+    (folder / "train.jsonl").symlink_to(SHARED_DATA / "ag_news" / "train.jsonl")
+    spec = parse_task((SHARED_DATA / "ag_news" / "prompt.txt").read_text())
+    d = scan_hub([tmp_path / "hub"])[0]
+    doc, with_demos = embed([d.document(), task_query(spec)])
+    assert sum(a * b for a, b in zip(doc, with_demos)) < MIN_SCORE  # the old query alone misses it
+    cand = search_datasets(spec, [tmp_path / "hub"], index_dir=tmp_path / "idx")[0]
+    assert cand.name == "news_topics" and cand.score >= MIN_SCORE and cand.fits, cand.summary()
