@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from p2m_engine import catalog
+from p2m_engine import catalog, datasets
 from p2m_engine.catalog import CatalogEntry, load_catalog, search_catalog, write_hub_folder
 from p2m_engine.datasets import HubDataset, judge
 from p2m_engine.errors import DatasetError
@@ -61,10 +61,11 @@ def test_catalog_search_ranks_by_meaning_refuses_gated_and_is_embedded_once(tmp_
     embedded: list[int] = []
     real = catalog.embed
     monkeypatch.setattr(catalog, "embed", lambda texts: embedded.append(len(texts)) or real(texts))
+    monkeypatch.setattr(datasets, "embed", lambda texts: embedded.append(len(texts)) or real(texts))
     first = search_catalog(SENTIMENT, folder, k=4, index_dir=tmp_path / "idx")
-    assert embedded == [4, 1]  # the four descriptions once, then the query
+    assert embedded == [4, 2]  # the four descriptions once, then the two queries (with and without demos)
     again = search_catalog(SENTIMENT, folder, k=4, index_dir=tmp_path / "idx")
-    assert embedded == [4, 1, 1]  # reused: only the query is embedded
+    assert embedded == [4, 2, 2]  # reused: only the queries are embedded
     assert [c.name for c in first] == [c.name for c in again]
     by = {c.name: c for c in first}
     assert {first[0].name, first[1].name} == {"hf:tiny/movie_sentiment", "hf:tiny/gated_reviews"}
