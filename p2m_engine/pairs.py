@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from p2m_engine.errors import LLMError, UnsupportedTaskError
+from p2m_engine.input_fields import FieldTemplate, field_template, format_markers
 from p2m_engine.llm import LLM
 from p2m_engine.metrics import normalize_answer
 from p2m_engine.runs import append_jsonl, read_jsonl
@@ -26,8 +27,6 @@ logger = logging.getLogger(__name__)
 
 PAIR_TASK_TYPES = ("generation", "extractive-qa")
 _SPACE = re.compile(r"\s+")
-# A field marker ("Question:", "[Posted:") opens the text, a line, a bracket or a sentence; "Pro Bowl:" mid-sentence is prose.
-_MARKER = re.compile(r"(?:^|(?<=[\n\[(])|(?<=[.?!]\s))([^\W\d_]\w*:)", re.UNICODE)
 _PUNCT_SPACE = re.compile(r"\s*([^\w\s])\s*", re.UNICODE)
 # A subject per input batch: the small teacher otherwise copies the demos. Generic on purpose (no task's names).
 TOPICS = ("sports", "weather", "politics", "business and finance", "science", "health and medicine", "travel",
@@ -113,12 +112,6 @@ class InputFilters(TextChecks):
     def accept(self, text: str) -> bool:
         """Keep `text` (and remember it) unless a check drops it; count the reason."""
         return self.keep_or_count(text, self.check(text))
-
-
-def format_markers(texts: list[str]) -> frozenset[str]:
-    """The `Word:` field markers (e.g. `Question:`, `Context:`) that every one of `texts` contains."""
-    found = [set(_MARKER.findall(t)) for t in texts]
-    return frozenset(set.intersection(*found)) if found else frozenset()
 
 
 def format_prefix(texts: list[str]) -> str:
@@ -229,6 +222,31 @@ def _input_schema(n: int, max_chars: int) -> dict[str, object]:
             "required": keys}
 
 
+def _field_schema(n: int, template: FieldTemplate, limits: dict[str, int]) -> dict[str, object]:
+    """n inputs as separate fields each (`input_1_context`, `input_1_question`, ...), the long field first."""
+    keys = {f"input_{i}_{template.names[j]}": limits[template.names[j]]
+            for i in range(1, n + 1) for j in template.order}
+    return {"type": "object", "required": list(keys),
+            "properties": {k: {"type": "string", "maxLength": min(v, GRAMMAR_MAX_LENGTH)} for k, v in keys.items()}}
+
+
+def _assembled(answer: dict[str, Any], n: int, template: FieldTemplate) -> list[str]:
+    """The inputs of a field-by-field answer, markers put back; an input missing a field is skipped."""
+    texts = []
+    for i in range(1, n + 1):
+        values = {name: answer.get(f"input_{i}_{name}") for name in template.names}
+        if all(isinstance(v, str) and v.strip() for v in values.values()):
+            texts.append(template.assemble(values))  # type: ignore[arg-type]
+    return texts
+
+
+def _field_limits(demos: list[str], template: FieldTemplate, limit: int, factor: float) -> dict[str, int]:
+    """Each field's longest length in the demos times `factor`, within the input limit."""
+    split = [template.split(d) or {} for d in demos]
+    return {name: max(8, min(limit, int(factor * max((len(s.get(name, "")) for s in split), default=limit))))
+            for name in template.names}
+
+
 def _output_schema(max_chars: int) -> dict[str, object]:
     max_chars = min(max_chars, GRAMMAR_MAX_LENGTH)
     return {"type": "object", "properties": {"output": {"type": "string", "maxLength": max_chars}},
@@ -283,6 +301,14 @@ class _Answerer:
         return dataclasses.replace(majority(samples, task_type, cfg.votes, cfg.min_agreement), samples=raw)
 
 
+def _shown(text: str, template: FieldTemplate | None) -> str:
+    """An example input as the answer writes it: a JSON string, or a JSON object of its fields (long one first)."""
+    fields = template.split(text) if template else None
+    if template is None or fields is None:
+        return json.dumps(text, ensure_ascii=False)
+    return json.dumps({template.names[j]: fields[template.names[j]] for j in template.order}, ensure_ascii=False)
+
+
 def _input_limit(spec: TaskSpec, config: PairsConfig) -> int:
     longest = max((len(e.input) for e in spec.examples), default=config.max_chars // 2)
     return max(config.min_chars + 1, min(config.max_chars, int(longest * config.length_factor)))
@@ -328,6 +354,9 @@ def generate_pairs(
     demos = [e.input for e in spec.examples]
     banned = {normalize(x) for x in demos} | {normalize(x) for x in exclude}
     markers, prefix = format_markers(demos), format_prefix(demos)
+    # Inputs of marked fields ("Question: ... Context: ...") are asked for field by field.
+    template = field_template(demos)
+    field_limits = _field_limits(demos, template, limit, config.length_factor) if template else {}
     # The length check allows for a prefix put back by repair_format.
     filters = InputFilters(config, limit + len(prefix), banned, demos + [x for x in exclude if x], markers)
     kept: list[str] = []
@@ -368,13 +397,14 @@ def generate_pairs(
             # Shown as JSON strings, as the answer writes them: a prefix such as "[Posted: ...]" or a newline
             # inside an input is then visibly part of it.
             {"role": "user", "content": render("generate_inputs", instruction=spec.instruction,
-                                               inputs=[json.dumps(x, ensure_ascii=False) for x in shown], n=n,
-                                               topic=topic)},
+                                               inputs=[_shown(x, template) for x in shown], n=n, topic=topic)},
         ]
         try:
-            reply = llm.call_tool(messages, "write_inputs", _input_schema(n, limit), temperature=t,
+            schema = _field_schema(n, template, field_limits) if template else _input_schema(n, limit)
+            reply = llm.call_tool(messages, "write_inputs", schema, temperature=t,
                                   max_tokens=min(3072, 32 + n * (limit // 3)), variant=batch)
-            texts = [repair_format(x.strip(), prefix, markers) for x in _fields(reply, "input")[:n]]
+            texts = (_assembled(reply, n, template) if template else
+                     [repair_format(x.strip(), prefix, markers) for x in _fields(reply, "input")[:n]])
         except LLMError as e:
             if "no valid answer" not in str(e):
                 raise

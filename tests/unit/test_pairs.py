@@ -35,7 +35,13 @@ def scripted(inputs: Callable[[int], list[str]], output: Callable[[str, int], st
     def answer(messages: list[dict[str, Any]], name: str, i: int) -> dict[str, Any]:
         if name == "write_inputs":
             count["write_inputs"] += 1
-            return {f"input_{k + 1}": x for k, x in enumerate(inputs(count["write_inputs"]))}
+            reply: dict[str, Any] = {}
+            for k, x in enumerate(inputs(count["write_inputs"])):
+                reply[f"input_{k + 1}"] = x
+                # Field by field too, as a QA task's schema asks (input_1_context, input_1_question).
+                if m := re.fullmatch(r"Question: (.*?) Context: (.*)", x):
+                    reply |= {f"input_{k + 1}_question": m.group(1), f"input_{k + 1}_context": m.group(2)}
+            return reply
         assert name == "write_output"
         return {"output": output(_asked_input(messages), i)}
 
@@ -252,3 +258,38 @@ def test_schema_lengths_stay_within_the_llama_cpp_grammar_limit(tmp_path: Path) 
                                                                  max_failed_batches=1))
     lengths = [p["maxLength"] for r in llm.requests for p in r["schema"]["properties"].values()]
     assert {r["name"] for r in llm.requests} == {"write_inputs", "write_output"} and max(lengths) <= 1000
+
+
+def test_marked_inputs_are_written_field_by_field_and_put_together(tmp_path: Path) -> None:
+    from p2m_engine.input_fields import field_template
+
+    spec = TaskSpec("Answer the question by copying a span of the context.",
+                    (Example("Question: Who won? Context: The Blue team won the final in 1990.", "The Blue team"),
+                     Example("Question: When was it? Context: It rained in May 2001 over the hills.", "May 2001")),
+                    "extractive-qa")
+    template = field_template([e.input for e in spec.examples])
+    assert template is not None and template.names == ("question", "context")
+    assert [template.names[i] for i in template.order] == ["context", "question"]  # the passage is written first
+    assert template.assemble({"question": "Why? ", "context": " Because."}) == "Question: Why? Context: Because."
+    assert template.split("Question: a b? Context: c d.") == {"question": "a b?", "context": "c d."}
+    assert field_template(["I walk home", "She reads"]) is None  # plain inputs are written whole
+
+    def answer(messages: list[dict[str, Any]], name: str, i: int) -> dict[str, Any]:
+        if name == "write_inputs":
+            # The teacher writes the fields, without markers; one input misses its question.
+            return {"input_1_context": f"The Red fleet {i} sailed at dawn from port {i * 7} with {i + 2} ships.",
+                    "input_1_question": "Who sailed?",
+                    "input_2_context": f"A fox {i} ran.", "input_2_question": ""}
+        return {"output": "the red fleet " + _asked_input(messages).split("fleet ")[1].split(" ")[0]}
+
+    llm = FakeLLM(answer)
+    res = generate_pairs(spec, llm, tmp_path / "qa.jsonl", PairsConfig(n=2, votes=3))  # type: ignore[arg-type]
+    rows = _rows(tmp_path / "qa.jsonl")
+    assert res.count == 2
+    assert rows[0]["input"] == "Question: Who sailed? Context: The Red fleet 1 sailed at dawn from port 7 with 3 ships."
+    assert rows[0]["output"] == "The Red fleet 1"
+    schema = llm.requests[0]["schema"]
+    assert list(schema["properties"])[:2] == ["input_1_context", "input_1_question"]
+    # The demos are shown to the teacher as the same fields, long one first.
+    assert '{"context": "The Blue team won the final in 1990.", "question": "Who won?"}' in \
+        llm.requests[0]["messages"][-1]["content"]
