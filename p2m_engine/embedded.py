@@ -111,7 +111,8 @@ class LlamaServer:
                 "or use --llm openai with --base-url."
             )
         self.port = self.port or free_port()
-        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model_path),
+        # Through p2m_engine.child: the server dies with p2m even when p2m is killed and cannot stop it.
+        cmd = [sys.executable, "-m", "p2m_engine.child", str(os.getpid()), "llama_cpp.server", "--model", str(self.model_path),
                "--model_alias", self.alias, "--host", "127.0.0.1", "--port", str(self.port),
                "--n_ctx", str(self.n_ctx), "--n_threads", str(self.threads)]
         # Popen without a shell: the pid is the server's own, so stop() kills the right process.
