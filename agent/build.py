@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import os
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,6 +19,7 @@ from agent.runner import read_checkpoint, run_build
 from agent.trace import TraceWriter
 from agent.ui import BuildDisplay
 from p2m_engine.card import write_model_card
+from p2m_engine.data_card import write_data_card
 from p2m_engine.errors import P2MError
 from p2m_engine.runs import Run
 from p2m_engine.synth import SynthConfig
@@ -241,6 +243,10 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
         "iterations": [{k: h.get(k) for k in ("iteration", "decision_score", "score", "weak_labels")}
                        for h in state.get("history", [])],
     }
+    dropped: Counter[str] = Counter()
+    for t in state.get("trace", []):
+        dropped.update(t.get("dropped") or {})
+    write_data_card(run.dir, TaskSpec.from_dict(state["task"]), dataset=state.get("dataset"), dropped=dict(dropped))
     if state.get("model_dir"):
         write_model_card(Path(state["model_dir"]), TaskSpec.from_dict(state["task"]), summary)
     run.write_json("summary.json", summary)

@@ -65,3 +65,8 @@ def test_build_through_openai_api_path(tmp_path: Path, tiny_encoder: Path) -> No
     card = (run / "model" / "README.md").read_text()
     assert f"**Base model**: {tiny_encoder.name}" in card and f'base_model: "{tiny_encoder.name}"' in card
     assert "| test | 200 |" in card and (run / "metrics.json").is_file()
+    # The data card counts what the build generated, label by label, and what the filters dropped.
+    data_card = (run / "data" / "README.md").read_text()
+    generated = [json.loads(x) for x in (run / "data" / "generated.jsonl").read_text().splitlines()]
+    assert f"- **Generated**: {len(generated)} rows by `{summary['teacher']}`" in data_card
+    assert "## Filters" in data_card and "| spam |" in data_card and "| ham |" in data_card

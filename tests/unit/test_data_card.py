@@ -1,0 +1,47 @@
+"""The data card: sources, counts per label and split, filter statistics and examples, from a run folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from p2m_engine.data_card import write_data_card
+from p2m_engine.types import Example, TaskSpec
+
+SPEC = TaskSpec("Is this SMS spam or ham?", (Example("WIN cash", "spam"), Example("see you", "ham")), "classification",
+                ("spam", "ham"))
+
+
+def _write(path: Path, rows: list[dict[str, object]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_data_card_counts_sources_filters_and_examples(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    retrieved = [{"input": f"real ham {i}", "output": "ham"} for i in range(3)] + [{"input": "real spam", "output": "spam"}]
+    generated = [{"input": "FREE | `prize` now", "output": "spam", "model": "teacher-x", "temperature": 0.8},
+                 {"input": "claim your reward", "output": "spam", "model": "teacher-x", "temperature": 1.2,
+                  "targeted": True}]
+    _write(data / "retrieved.jsonl", retrieved)
+    _write(data / "generated.jsonl", generated)
+    _write(data / "train.jsonl", [{"input": r["input"], "output": r["output"]} for r in retrieved[1:] + generated])
+    _write(data / "val.jsonl", [retrieved[0]])
+    path = write_data_card(tmp_path, SPEC, dataset="sms_spam", dropped={"leak": 2, "duplicate": 5})
+    text = path.read_text()
+    assert path == data / "README.md"
+    assert "- **Retrieved**: 4 rows from `sms_spam`" in text
+    assert "- **Generated**: 2 rows by `teacher-x`, temperature 0.80 to 1.20; 1 of them targeted at weak labels" in text
+    assert "| label | retrieved | generated | train | val |" in text
+    assert "| spam | 1 | 2 | 3 | 0 |" in text and "| ham | 3 | 0 | 2 | 1 |" in text
+    assert text.index("| duplicate | 5 |") < text.index("| leak | 2 |")  # most dropped first
+    # Examples name their source; data is escaped so it cannot break the table or open code spans.
+    assert "| generated | FREE \\| 'prize' now | spam |" in text and "| retrieved | real spam | spam |" in text
+
+
+def test_data_card_without_retrieval_or_labels(tmp_path: Path) -> None:
+    spec = TaskSpec("Rewrite in the past tense.", (Example("I walk", "I walked"),), "generation")
+    _write(tmp_path / "data" / "train.jsonl", [{"input": "I run", "output": "I ran"}])
+    text = write_data_card(tmp_path, spec, dataset=None, dropped={}).read_text()
+    assert "- **Retrieved**: none" in text and "- **Generated**: none" in text
+    assert "| all | 1 |" in text and "No generated candidate was dropped." in text
