@@ -235,3 +235,15 @@ def test_llm_planner_chooses_in_the_loop_and_sees_the_failures(tmp_path: Path) -
     assert "failures: dev: accuracy 0.6 on 10; weak labels: spam" in prompt and "decision_split: dev" in prompt
     chosen = [d for d in _rows(state, "decision") if d["decided_by"] == "llm"]
     assert [d["name"] for d in chosen][-2:] == ["generate_targeted_examples", "train_model"]
+
+
+def test_a_target_reached_on_held_back_training_data_is_not_claimed_as_met(tmp_path: Path) -> None:
+    from agent.policy import stop_reason
+
+    ctx = Context(run=Run.create(tmp_path, "t"), llm=None, target=0.9)
+    history = [{"decision_score": 0.92, "metric": "accuracy"}]
+    for split, claimed in (("dev", True), ("val", False), ("demos", False)):
+        state = {"evaluated": True, "history": history, "best_score": 0.92, "decision_split": split}
+        reason = stop_reason(state, ctx)
+        assert reason is not None and reason.startswith("target met") == claimed, reason
+        assert claimed or f"target reached on {split} accuracy 0.9200 >= 0.9, not on real held-out data" in reason
