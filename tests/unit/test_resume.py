@@ -60,7 +60,7 @@ def resume_quickly(run: Path) -> tuple[subprocess.Popen[str], str, str]:
     config["train"]["max_epochs"] = 1
     (run / "config.json").write_text(json.dumps(config))
     resumed = p2m(["resume", str(run), "--json"])
-    stdout, stderr = resumed.communicate(timeout=120)
+    stdout, stderr = resumed.communicate(timeout=600)  # a bound, not a target: a loaded machine is slow
     return resumed, stdout, stderr
 
 
