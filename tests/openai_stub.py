@@ -29,6 +29,7 @@ import time
 import uuid
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Iterable
 
 _ERROR_TYPES = {
@@ -259,3 +260,22 @@ class OpenAIStub:
                 "total_tokens": self.prompt_tokens + self.completion_tokens,
             },
         }
+
+
+def build_through_stub(responder: Any, key: str, out: Path, student: Path, retrieved: int) -> tuple[Any, list[Any]]:
+    """`p2m build` of the demo sms_spam task through the OpenAI path against a stub with `responder`, the key in
+    the environment; returns the CliRunner result and the requests the stub saw."""
+    from click.testing import CliRunner
+
+    from agent.cli import cli
+    from tests.conftest import DEMO_HUB, ROOT
+
+    with OpenAIStub(responder=responder, model="gpt-test") as stub:
+        result = CliRunner().invoke(
+            cli,
+            ["build", str(ROOT / "examples" / "sms_spam.txt"), "--llm", "openai", "--base-url", stub.base_url,
+             "--model", "gpt-test", "--hub", str(DEMO_HUB), "--student", str(student), "--out", str(out),
+             "--budget", f"per_label=3,epochs=1,retrieved={retrieved},iterations=1", "--json"],
+            env={"OPENAI_API_KEY": key},
+        )
+        return result, list(stub.requests)

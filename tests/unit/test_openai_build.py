@@ -6,11 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from click.testing import CliRunner
-
-from agent.cli import cli
-from tests.conftest import DEMO_HUB, ROOT
-from tests.openai_stub import OpenAIStub
+from tests.openai_stub import build_through_stub
 
 KEY = "sk-sentinel-4f1c9e2b7a"
 
@@ -35,15 +31,7 @@ class Teacher:
 
 
 def test_build_through_openai_api_path(tmp_path: Path, tiny_encoder: Path) -> None:
-    with OpenAIStub(responder=Teacher(), model="gpt-test") as stub:
-        result = CliRunner().invoke(
-            cli,
-            ["build", str(ROOT / "examples" / "sms_spam.txt"), "--llm", "openai", "--base-url", stub.base_url,
-             "--model", "gpt-test", "--hub", str(DEMO_HUB), "--student", str(tiny_encoder), "--out", str(tmp_path),
-             "--budget", "per_label=3,epochs=1,retrieved=40,iterations=1", "--json"],
-            env={"OPENAI_API_KEY": KEY},
-        )
-        requests = stub.requests
+    result, requests = build_through_stub(Teacher(), KEY, tmp_path, tiny_encoder, retrieved=40)
     summary = json.loads(result.stdout)
     # A model was built; a tiny untrained-looking student stays under the default 0.9 target: exit code 2.
     assert result.exit_code == (0 if summary["met_target"] else 2), result.output

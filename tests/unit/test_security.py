@@ -19,7 +19,7 @@ from p2m_engine.names import hub_id_folder, name_problem, safe_name
 from p2m_engine.runs import Run
 from tests.conftest import DEMO_HUB, ROOT
 from tests.faulty_server import FaultyServer, Teacher
-from tests.openai_stub import OpenAIStub
+from tests.openai_stub import build_through_stub
 
 KEY = "sk-sentinel-SECURITY-7d41c0ffee9a"
 PACKAGES = [ROOT / "p2m_engine", ROOT / "tools", ROOT / "agent", ROOT / "prompts"]
@@ -49,15 +49,7 @@ def files_holding(folder: Path, secret: str) -> list[str]:
 
 
 def test_api_key_never_reaches_the_run_folder(tmp_path: Path, tiny_encoder: Path, p2m_home: Path) -> None:
-    with OpenAIStub(responder=Teacher(), model="gpt-test") as stub:
-        result = CliRunner().invoke(
-            cli,
-            ["build", str(ROOT / "examples" / "sms_spam.txt"), "--llm", "openai", "--base-url", stub.base_url,
-             "--model", "gpt-test", "--hub", str(DEMO_HUB), "--student", str(tiny_encoder), "--out", str(tmp_path),
-             "--budget", "per_label=3,epochs=1,retrieved=20,iterations=1", "--json"],
-            env={"OPENAI_API_KEY": KEY},
-        )
-        requests = stub.requests
+    result, requests = build_through_stub(Teacher(), KEY, tmp_path, tiny_encoder, retrieved=20)
     summary = json.loads(result.stdout)
     assert result.exit_code in (0, 2) and summary["model_dir"], result.output  # 2: built, under the target
     run = Path(summary["run"])
