@@ -76,7 +76,5 @@ def field_template(demos: list[str]) -> FieldTemplate | None:
         return None
     lengths = [sum(len(m.group(g + 2)) for m in matches if m) for g in range(len(ordered))]
     order = tuple(sorted(range(len(ordered)), key=lambda i: -lengths[i]))
-    exact = re.escape(m0.group(1)) + "".join(
-        f"{re.escape(literals[i] if i else literals[0][len(m0.group(1)):])}(.+?)" for i in range(len(ordered)))
-    exact += re.escape(literals[-1])
+    exact = "".join(f"{re.escape(lit)}(.+?)" for lit in literals[:-1]) + re.escape(literals[-1])
     return FieldTemplate(names, tuple(literals), order, exact)
