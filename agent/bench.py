@@ -7,11 +7,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from agent.budget import Budget
 from agent.build import build_model
 from agent.llms import LLMSettings, open_llm
 from agent.ui import console
-from p2m_engine.bench import BenchResults, BenchTask, markdown_table, read_suite
+from p2m_engine.bench import BenchResults, BenchTask, markdown_table, own_datasets, read_suite
 from p2m_engine.datasets import load_examples
 from p2m_engine.errors import P2MError, UnsupportedTaskError
 from p2m_engine.metrics import task_metrics
@@ -45,18 +47,28 @@ def _score(task_type: str, gold: list[str], pred: list[str]) -> dict[str, float]
     return {"score": round(m[main], 4), **{k: round(v, 4) for k, v in m.items() if k != main}}
 
 
-def hub_without(task: BenchTask, hubs: list[Path], out: Path) -> list[Path]:
-    """A hub of links to every dataset of `hubs` except the task's own folder: the task as if unseen."""
+def hub_without(task: BenchTask, hubs: list[Path], out: Path,
+                cache: dict[Path, set[bytes]] | None = None) -> tuple[list[Path], list[dict[str, str]]]:
+    """A hub of links to every dataset of `hubs` except the task's own data: the task as if unseen.
+
+    The task's own data is its folder, a dataset of its name, or one sharing rows with its test file
+    (`p2m_engine.bench.own_datasets`). Returns the hub folder and the hidden datasets with why.
+    """
     from p2m_engine.datasets import scan_hub
 
-    own = task.dir.resolve()
     folder = out / "hubs" / safe_name(task.name, "task name")
     folder.mkdir(parents=True, exist_ok=True)
-    for d in scan_hub(hubs):
+    for old in folder.iterdir():  # links of an earlier run may point at data this run hides
+        if old.is_symlink():
+            old.unlink()
+    datasets = scan_hub(hubs)
+    hidden = own_datasets(task, datasets, cache)
+    hidden_paths = {h["path"] for h in hidden}
+    for d in datasets:
         link = folder / safe_name(d.name, "dataset name")
-        if d.path.resolve() != own and not link.exists():
+        if str(d.path.resolve()) not in hidden_paths and not link.exists():
             link.symlink_to(d.path.resolve(), target_is_directory=True)
-    return [folder]
+    return [folder], hidden
 
 
 def run_bench(suite: Path, *, hubs: list[Path], settings: LLMSettings, limits: Budget, out: Path,
@@ -66,22 +78,28 @@ def run_bench(suite: Path, *, hubs: list[Path], settings: LLMSettings, limits: B
     bench_tasks = read_suite(suite, tasks, test_name)
     results = BenchResults(out / "results.json", {"command": command, "llm": settings.describe(),
                                                    "budget": dataclasses.asdict(limits)})
+    keys: dict[Path, set[bytes]] = {}  # row hashes of hub datasets, read once for all tasks
     for task in bench_tasks:
         spec = parse_task(task.prompt_path.read_text(encoding="utf-8"))
         test = load_examples(task.test_path)
         results.task(task.name, spec.task_type, MAIN_METRIC[spec.task_type], len(test))
-        console.print(f"[bold]{task.name}[/] ({spec.task_type}, {len(test)} test examples)")
+        console.print(f"[bold]{escape(task.name)}[/] ({spec.task_type}, {len(test)} test examples)")
+        task_hubs = hubs
+        if exclude_own and hubs and not all(results.has(task.name, s) for s in systems):
+            task_hubs, hidden = hub_without(task, hubs, out, keys)
+            results.hidden(task.name, hidden)
+            console.print("  hidden from the hub: " + escape(", ".join(f"{h['dataset']} ({h['reason']})" for h in hidden)
+                                                             or "nothing"))
         for system in systems:
             if results.has(task.name, system):
                 continue
-            task_hubs = hub_without(task, hubs, out) if exclude_own and hubs else hubs
             try:
                 figures = _run_system(system, task, spec, test, hubs=task_hubs, settings=settings, limits=limits,
                                       out=out, student=student, teacher_limit=teacher_limit, gold_limit=gold_limit)
             except UnsupportedTaskError as e:
                 figures = {"score": None, "status": "unsupported", "reason": str(e)}
             results.record(task.name, system, figures)
-            console.print(f"  {system}: {figures.get('score')}")
+            console.print(f"  {escape(system)}: {figures.get('score')}")
     commands = "\n".join(f"{i}. `{r['command']}`" for i, r in enumerate(results.data["runs"]))
     (out / "results.md").write_text(f"Runs that made this table (a row's `by_run` in results.json names its run; none: run 0):\n\n"
                                     f"{commands}\n\n{markdown_table(results.data)}", encoding="utf-8")

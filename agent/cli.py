@@ -258,7 +258,9 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--student", help="A local encoder folder to use as the student base.")
 @click.option("--teacher-limit", type=int, help="Score the teacher on the first N test examples only.")
 @click.option("--gold-limit", default=2000, show_default=True, help="Real training examples for the gold bound.")
-@click.option("--exclude-own", is_flag=True, help="Hide each task's own dataset folder from the hub (the task as unseen).")
+@click.option("--exclude-own", is_flag=True,
+              help="Hide each task's own dataset from the hub (the task as unseen): its folder, a dataset of its name, "
+                   "and any dataset sharing rows with its test file; results.json lists what was hidden and why.")
 def bench(suite: Path, hubs: tuple[Path, ...], backend: str, model: str | None, base_url: str | None, budget: str,
           out: Path, tasks: str, systems: str, test_file: str, student: str | None, teacher_limit: int | None,
           gold_limit: int, exclude_own: bool) -> None:

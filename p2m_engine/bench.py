@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from p2m_engine.errors import P2MError
 from p2m_engine.names import name_problem
+from p2m_engine.runs import read_jsonl_lines
+from p2m_engine.synth import normalize
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,83 @@ def read_suite(suite: Path, only: list[str] | None = None, test_name: str = "tes
     return tasks
 
 
+# A hub dataset shares rows with a task's test file when at least SHARED_ROWS of the test inputs are among its
+# rows, or at least SHARED_SHARE of them (a test file of a handful of rows).
+SHARED_ROWS = 3
+SHARED_SHARE = 0.1
+
+
+def row_keys(paths: list[Path]) -> set[bytes]:
+    """Hashes of the normalized `input` text of every row of some JSONL files (empty inputs are left out).
+
+    Normalization is `synth.normalize` (lower case, no punctuation or white space), so a copy re-cased or
+    re-punctuated still matches; 8-byte hashes keep the sets of a whole hub small.
+    """
+    keys: set[bytes] = set()
+    for path in paths:
+        for _, row in read_jsonl_lines(path):
+            text = normalize(str(row.get("input") or ""))
+            if text:
+                keys.add(hashlib.blake2b(text.encode(), digest_size=8).digest())
+    return keys
+
+
+def shares_rows(shared: int, n_test: int) -> bool:
+    """Whether `shared` test inputs found in a dataset make it a copy of the test data.
+
+    A dataset shares rows with a test file of `n_test` distinct inputs when at least SHARED_ROWS (3) of them,
+    or at least SHARED_SHARE (10%) of them, are among its rows. One or two matches alone are not enough in a
+    larger test file: short, common inputs ("thank you", "what time is it?") turn up in unrelated datasets,
+    and hiding those would remove real data the task could legitimately retrieve.
+    """
+    return shared > 0 and (shared >= SHARED_ROWS or shared >= SHARED_SHARE * n_test)
+
+
+def own_dataset_reason(task: BenchTask, name: str, folder: Path, test_keys: set[bytes],
+                       dataset_keys: Callable[[], set[bytes]]) -> str | None:
+    """Why the hub dataset `name` at `folder` is the task's own data (None: it is not).
+
+    It is when it is the task's folder, when it has the task's name (case aside), or when it shares rows with
+    the task's test file (see `shares_rows`; `dataset_keys` gives its `row_keys`, read only when needed).
+    """
+    if folder.resolve() == task.dir.resolve():
+        return "the task's own folder"
+    if name.lower() == task.name.lower():
+        return "has the task's name"
+    shared = len(test_keys & dataset_keys())
+    if shares_rows(shared, len(test_keys)):
+        return f"shares rows with the test file ({shared} of {len(test_keys)} test inputs)"
+    return None
+
+
+def own_datasets(task: BenchTask, datasets: list[Any], cache: dict[Path, set[bytes]] | None = None) -> list[dict[str, str]]:
+    """The hub datasets that are the task's own data, so that a benchmark can hide them (`--exclude-own`).
+
+    Args:
+        task: the suite task.
+        datasets: hub datasets (records with `name` and `path`, e.g. `datasets.HubDataset`).
+        cache: row keys of dataset folders already read (filled in; pass the same dict for every task).
+
+    Returns:
+        One record per hidden dataset: its name, its folder and why it is hidden (see `own_dataset_reason`).
+    """
+    cache = {} if cache is None else cache
+    test_keys = row_keys([task.test_path])
+    hidden = []
+    for d in datasets:
+        folder = Path(d.path).resolve()
+
+        def keys(folder: Path = folder) -> set[bytes]:
+            if folder not in cache:
+                cache[folder] = row_keys(sorted(folder.glob("*.jsonl")))
+            return cache[folder]
+
+        reason = own_dataset_reason(task, d.name, folder, test_keys, keys)
+        if reason:
+            hidden.append({"dataset": d.name, "path": str(folder), "reason": reason})
+    return hidden
+
+
 def machine() -> str:
     import os
 
@@ -84,6 +164,11 @@ class BenchResults:
         entry = self.data["tasks"].setdefault(name, {"task_type": task_type, "metric": metric, "n_test": n_test,
                                                       "systems": {}})
         return entry
+
+    def hidden(self, task: str, records: list[dict[str, str]]) -> None:
+        """Record which hub datasets this run hid from the task's builds, and why (`--exclude-own`)."""
+        self.data["tasks"][task]["hidden_from_hub"] = records
+        self.save()
 
     def has(self, task: str, system: str) -> bool:
         return system in self.data["tasks"].get(task, {}).get("systems", {})
@@ -123,6 +208,11 @@ def markdown_table(data: dict[str, Any]) -> str:
                _num(p2m.get("params")), _num(teacher.get("params")), str(p2m.get("latency_ms_p50", "")),
                str(teacher.get("latency_ms_p50", "")), str(p2m.get("build_s", ""))]
         lines.append("| " + " | ".join(row) + " |")
+    hidden = [f"- {name}: " + ("; ".join(f"`{h['dataset']}` ({h['reason']})" for h in t["hidden_from_hub"]) or "nothing")
+              for name, t in data["tasks"].items() if "hidden_from_hub" in t]
+    if hidden:
+        lines += ["", "Hidden from the hub (`--exclude-own`: the task's own dataset is not available to its builds):", "",
+                  *hidden]
     return "\n".join(lines) + "\n"
 
 

@@ -115,9 +115,52 @@ def test_hub_without_hides_the_tasks_own_dataset(tmp_path: Path) -> None:
     for name in ("alpha", "beta"):
         (suite / name / "dataset_info.json").write_text(json.dumps({"labels": ["a", "b"]}))
     task = read_suite(suite, ["alpha"])[0]
-    [hub] = hub_without(task, [suite], tmp_path / "out")
+    [hub], hidden = hub_without(task, [suite], tmp_path / "out")
     assert sorted(p.name for p in hub.iterdir()) == ["beta"]
     assert (hub / "beta").resolve() == (suite / "beta").resolve()
+    assert hidden == [{"dataset": "alpha", "path": str((suite / "alpha").resolve()), "reason": "the task's own folder"}]
+
+
+def _hub_dataset(folder: Path, rows: list[tuple[str, str]]) -> None:
+    folder.mkdir(parents=True)
+    (folder / "dataset_info.json").write_text(json.dumps({"labels": ["ham", "spam"]}))
+    _write(folder / "train.jsonl", rows)
+
+
+def test_exclude_own_hides_same_named_and_copied_datasets_of_a_separate_hub(tmp_path: Path) -> None:
+    """A suite folder of its own, benchmarked against another hub: the hub's dataset of the task's name, and a
+    differently named copy of the test rows, are hidden; the rest of the hub stays available."""
+    suite = _suite(tmp_path / "suite")  # alpha's test rows: "test ham 0..2", "test spam x"
+    hub = tmp_path / "hub"
+    _hub_dataset(hub / "Alpha", [("unrelated text", "ham")])  # the task's name, other case, no shared row
+    # A copy under another name, re-cased and re-punctuated: the normalized inputs are the test's.
+    _hub_dataset(hub / "mirror", [("TEST ham 0!", "ham"), ("test, ham 1", "ham"), ("Test spam x.", "spam"),
+                                  ("other row", "ham")])
+    _hub_dataset(hub / "kept", [("fresh text", "ham"), ("more fresh text", "spam")])
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["bench", str(suite), "--hub", str(hub), "--exclude-own", "--systems", "trivial",
+                                      "--tasks", "alpha,beta", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "results.json").read_text())
+    alpha = data["tasks"]["alpha"]["hidden_from_hub"]
+    assert [(h["dataset"], h["reason"]) for h in alpha] == [
+        ("Alpha", "has the task's name"), ("mirror", "shares rows with the test file (3 of 4 test inputs)")]
+    assert data["tasks"]["beta"]["hidden_from_hub"] == []  # beta's test rows are nowhere in the hub
+    assert sorted(p.name for p in (out / "hubs" / "alpha").iterdir()) == ["kept"]
+    assert sorted(p.name for p in (out / "hubs" / "beta").iterdir()) == ["Alpha", "kept", "mirror"]
+    table = (out / "results.md").read_text()
+    assert "- alpha: `Alpha` (has the task's name); `mirror` (shares rows with the test file (3 of 4 test inputs))" in table
+
+
+def test_shares_rows_needs_a_few_rows_or_a_share_of_the_test(tmp_path: Path) -> None:
+    from p2m_engine.bench import row_keys, shares_rows
+
+    assert not shares_rows(0, 4) and shares_rows(1, 4)  # a tiny test file: one row is a quarter of it
+    # Two chance matches in a larger test file are not a copy; three, or a tenth of the test rows, are.
+    assert not shares_rows(2, 100) and shares_rows(3, 100) and shares_rows(3, 10_000) and shares_rows(2, 20)
+    _write(tmp_path / "a.jsonl", [("Hello, World!", "x"), ("  ", "x")])
+    _write(tmp_path / "b.jsonl", [("hello world", "y")])
+    assert row_keys([tmp_path / "a.jsonl"]) == row_keys([tmp_path / "b.jsonl"]) and len(row_keys([tmp_path / "a.jsonl"])) == 1
 
 
 def test_test_file_option_and_bad_suite(tmp_path: Path) -> None:
