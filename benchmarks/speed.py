@@ -72,7 +72,8 @@ def generation_requests(n: int) -> list[list[dict[str, str]]]:
         shown = [e for e in spec.examples if e.output == label]
         out.append([{"role": "system", "content": render("generate_examples_system", label=label)},
                     {"role": "user", "content": render("generate_examples", instruction=spec.instruction + f" ({i})",
-                                                       labels=spec.labels, examples=shown, n=5, label=label)}])
+                                                       labels=spec.labels, examples=shown, n=5, label=label,
+                                                       descriptions=spec.label_descriptions)}])
     return out
 
 

@@ -32,7 +32,8 @@ def teacher_classify(spec: TaskSpec, llm: LLM, inputs: list[str], progress: Prog
     latencies: list[float] = []
     for i, text in enumerate(inputs):
         messages = [{"role": "user", "content": render("classify", instruction=spec.instruction,
-                                                         examples=spec.examples, labels=spec.labels, input=text)}]
+                                                         examples=spec.examples, labels=spec.labels,
+                                                         descriptions=spec.label_descriptions, input=text)}]
         started = time.perf_counter()
         try:
             answer = llm.call_tool(messages, "answer", schema, temperature=0.0, max_tokens=32)

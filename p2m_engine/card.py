@@ -57,6 +57,7 @@ def write_model_card(model_dir: Path, spec: TaskSpec, facts: dict[str, Any]) -> 
     main = MAIN_METRIC.get(spec.task_type, "accuracy")
     demos = "\n".join(f"- `{e.input[:120]}` → `{e.output[:80]}`" for e in spec.examples[:5])
     labels = f"- **Labels**: {', '.join(spec.labels)}\n" if spec.labels else ""
+    labels += "".join(f"  - `{label}`: {meaning}\n" for label, meaning in spec.label_descriptions.items())
     text = f"""---
 {_yaml(header)}
 ---

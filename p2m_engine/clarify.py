@@ -27,6 +27,11 @@ _ADD = re.compile(r"\badd(?: an?| the)?(?: new)? (?:label|class|category)s?\s*[:
 _REMOVE = re.compile(r"\b(?:remove|drop|delete)(?: the)? (?:label|class|category)s?\s*[:=]?\s*(.+?)(?=\s+and\s+add\b|$)",
                      re.IGNORECASE)
 _SPLIT = re.compile(r"\s*(?:,|;|\band\b|\bor\b)\s*", re.IGNORECASE)
+# "fraud for messages about suspicious charges", "fraud (suspicious charges)", "fraud: suspicious charges": a label
+# of up to three words, then what it means.
+_DESCRIBED = re.compile(r"^(?P<label>\S+(?:\s+\S+){0,2}?)\s*(?:\((?P<paren>[^)]+)\)\s*$|[:=]\s*(?P<colon>.+)$|"
+                        r"\s(?P<word>(?:for|about|meaning|covering|when|if|which|that)\s.+)$)", re.IGNORECASE)
+MAX_DESCRIPTION_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -47,14 +52,20 @@ class TaskEdit:
     """A sentence appended to the instruction (it reaches every generation prompt)."""
     more_examples: bool = False
     """The user asked for more (or more varied) training examples."""
+    descriptions: dict[str, str] = field(default_factory=dict)
+    """What a label means, in the user's words (label -> description), e.g. for a label added without demos."""
 
     def is_empty(self) -> bool:
-        return not (self.add_labels or self.remove_labels or self.note or self.more_examples)
+        return not (self.add_labels or self.remove_labels or self.note or self.more_examples or self.descriptions)
 
     def describe(self) -> str:
         parts = []
         if self.add_labels:
-            parts.append("added labels " + ", ".join(self.add_labels))
+            parts.append("added labels " + ", ".join(
+                f"{x} ({self.descriptions[x]})" if x in self.descriptions else x for x in self.add_labels))
+        described = {k: v for k, v in self.descriptions.items() if k not in self.add_labels}
+        if described:
+            parts.append("described " + "; ".join(f"{k}: {v}" for k, v in described.items()))
         if self.remove_labels:
             parts.append("removed labels " + ", ".join(self.remove_labels))
         if self.note:
@@ -88,6 +99,31 @@ def _labels(text: str) -> tuple[str, ...]:
     return tuple(x for x in items if x and len(x.split()) <= 3)
 
 
+def described_label(text: str) -> tuple[str, str] | None:
+    """A label with what it means, as in "fraud for messages about suspicious charges" or "fraud (...)"; else None.
+
+    The description is kept in the user's words (only trimmed), to be shown next to the label in every prompt.
+    """
+    m = _DESCRIBED.match(text.strip())
+    if not m:
+        return None
+    label = m.group("label").strip(" .!\"'`")
+    description = (m.group("paren") or m.group("colon") or m.group("word") or "").strip(" .\"'`")
+    if m.group("word") and re.match(r"(for|meaning)\s", description, re.IGNORECASE):
+        description = description.split(None, 1)[1]  # "for messages about x" -> "messages about x"
+    if not label or not description or len(_labels(label)) != 1:  # "a or b for x": which one is described?
+        return None
+    return label, description[:MAX_DESCRIPTION_CHARS]
+
+
+def _added(text: str) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The labels named in an "add ..." request, and the description of one when it comes with one."""
+    described = described_label(text)
+    if described:
+        return (described[0],), {described[0]: described[1]}
+    return _labels(text), {}
+
+
 def rule_edit(request: str, spec: TaskSpec, question: Question | None = None) -> TaskEdit:
     """Parse an answer or request with plain patterns (used when no LLM is available or its answer is unusable)."""
     text = request.strip()
@@ -95,7 +131,8 @@ def rule_edit(request: str, spec: TaskSpec, question: Question | None = None) ->
         return TaskEdit()
     removed, added = _REMOVE.search(text), _ADD.search(text)
     if removed or added:
-        return TaskEdit(add_labels=_labels(added.group(1)) if added else (),
+        add, descriptions = _added(added.group(1)) if added else ((), {})
+        return TaskEdit(add_labels=add, descriptions=descriptions,
                         remove_labels=tuple(x for x in _labels(removed.group(1)) if x in spec.labels) if removed else ())
     if question is not None and question.key in ("labels", "task_type"):
         return TaskEdit(add_labels=_labels(text))
@@ -110,6 +147,10 @@ EDIT_SCHEMA: dict[str, Any] = {
         "remove_labels": {"type": "array", "items": {"type": "string", "maxLength": 40}},
         "note": {"type": "string", "maxLength": 200},
         "more_examples": {"type": "boolean"},
+        "label_descriptions": {"type": "array", "items": {
+            "type": "object", "properties": {"label": {"type": "string", "maxLength": 40},
+                                             "description": {"type": "string", "maxLength": MAX_DESCRIPTION_CHARS}},
+            "required": ["label", "description"]}},
     },
     "required": ["add_labels", "remove_labels", "note", "more_examples"],
 }
@@ -118,13 +159,15 @@ EDIT_SCHEMA: dict[str, Any] = {
 def parse_edit(request: str, spec: TaskSpec, llm: Any = None, question: Question | None = None) -> TaskEdit:
     """Turn the user's words into a TaskEdit: plain answers by rule, anything else by the LLM when there is one.
 
-    The LLM's edit is checked: removed labels must exist, added labels must be new and short; an unusable
-    answer falls back to the rules.
+    The LLM's edit is checked: removed labels must exist, added labels must be new and short, descriptions must
+    be of a label the task has or gets; an unusable answer falls back to the rules. An added label the LLM
+    gave without the description the user wrote ("add a label x for ...") gets it from the rules.
     """
     text = request.strip()
     if llm is None or not text or YES.match(text) or NO_CHANGE.match(text):
         return rule_edit(text, spec, question)
     messages = [{"role": "user", "content": render("edit_task", instruction=spec.instruction, labels=spec.labels,
+                                                   descriptions=spec.label_descriptions,
                                                    question=question.text if question else "", request=text)}]
     try:
         ans = llm.call_tool(messages, "edit_task", EDIT_SCHEMA, temperature=0.0, max_tokens=256)
@@ -134,12 +177,19 @@ def parse_edit(request: str, spec: TaskSpec, llm: Any = None, question: Question
     add = tuple(x.strip() for x in ans.get("add_labels") or [] if isinstance(x, str) and x.strip()
                 and x.strip() not in spec.labels and len(x.split()) <= 3)
     remove = tuple(x for x in ans.get("remove_labels") or [] if x in spec.labels)
-    edit = TaskEdit(add, remove, str(ans.get("note") or "").strip()[:200], bool(ans.get("more_examples")))
+    known = set(add) | (set(spec.labels) - set(remove))
+    descriptions = {str(d["label"]).strip(): " ".join(str(d["description"]).split())[:MAX_DESCRIPTION_CHARS]
+                    for d in ans.get("label_descriptions") or []
+                    if isinstance(d, dict) and str(d.get("label", "")).strip() in known and str(d.get("description", "")).strip()}
+    by_rules = rule_edit(text, spec, question).descriptions
+    descriptions |= {k: v for k, v in by_rules.items() if k in add and k not in descriptions}
+    edit = TaskEdit(add, remove, str(ans.get("note") or "").strip()[:200], bool(ans.get("more_examples")), descriptions)
     return edit if not edit.is_empty() else rule_edit(text, spec, question)
 
 
 def apply_edit(spec: TaskSpec, edit: TaskEdit) -> TaskSpec:
-    """The task after `edit`: labels added or removed (a task with labels becomes classification), note appended."""
+    """The task after `edit`: labels added or removed (a task with labels becomes classification), labels
+    described, note appended."""
     labels = [x for x in spec.labels if x not in edit.remove_labels]
     labels += [x for x in edit.add_labels if x not in labels]
     task_type = spec.task_type
@@ -149,8 +199,10 @@ def apply_edit(spec: TaskSpec, edit: TaskEdit) -> TaskSpec:
         task_type = "classification"
     instruction = spec.instruction + (f"\n{edit.note}" if edit.note and edit.note not in spec.instruction else "")
     examples = tuple(e for e in spec.examples if task_type != "classification" or e.output in labels)
+    # A removed label takes its description with it.
+    descriptions = {k: v for k, v in {**spec.label_descriptions, **edit.descriptions}.items() if k in labels}
     return dataclasses.replace(spec, instruction=instruction, labels=tuple(labels), task_type=task_type,  # type: ignore[arg-type]
-                               examples=examples)
+                               examples=examples, label_descriptions=descriptions)
 
 
 @dataclass

@@ -58,6 +58,10 @@ def data_card(run_dir: Path, spec: TaskSpec, *, dataset: str | None, dropped: di
     else:
         lines.append("- **Generated**: none")
     lines += [f"- **Demonstrations**: {len(spec.examples)} from the prompt (never trained on; scored apart)", ""]
+    if spec.label_descriptions:
+        # Labels the user described (e.g. added in chat without demonstrations): what the teacher was told they mean.
+        lines += ["## Label descriptions", "", "| label | description |", "|---|---|",
+                  *[f"| {_cell(k, 40)} | {_cell(v, 200)} |" for k, v in spec.label_descriptions.items()], ""]
     present = [name for name in SPLITS if data[name]]
     lines += ["## Counts", "", "| " + " | ".join(["label", *present]) + " |", "|" + "---|" * (len(present) + 1)]
     counts = {name: Counter(str(r.get("output")) for r in data[name]) for name in present}

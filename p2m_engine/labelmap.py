@@ -82,7 +82,8 @@ def propose_label_map(spec: TaskSpec, rows: dict[str, list[str]], llm: LLM) -> d
     shown = max(1, min(ROWS_SHOWN, PROMPT_ROW_BUDGET // max(1, len(rows))))
     dataset_labels = [{"label": label, "rows": [x[:SHOWN_ROW_CHARS] for x in r[:shown]]} for label, r in rows.items()]
     messages = [{"role": "user", "content": render("map_labels", instruction=spec.instruction, examples=spec.examples,
-                                                     labels=spec.labels, dataset_labels=dataset_labels)}]
+                                                     labels=spec.labels, descriptions=spec.label_descriptions,
+                                                     dataset_labels=dataset_labels)}]
     choice = {"type": "string", "enum": [*spec.labels, DROP]}
     schema = {"type": "object", "properties": {label: choice for label in rows}, "required": list(rows)}
     answer = llm.call_tool(messages, "map_labels", schema, temperature=0.0, max_tokens=24 + 16 * len(rows))

@@ -93,7 +93,8 @@ def rerank_datasets(spec: TaskSpec, candidates: list[DatasetCandidate], llm: LLM
     shown = [{"name": c.name, "description": " ".join(c.description.split())[:MAX_DESCRIPTION_CHARS],
               "labels": list(c.labels), "rows": sample_rows(c)} for c in candidates]
     messages = [{"role": "user", "content": render("rerank_datasets", instruction=spec.instruction,
-                                                     examples=spec.examples, candidates=shown)}]
+                                                     examples=spec.examples, descriptions=spec.label_descriptions,
+                                                     candidates=shown)}]
     schema = {"type": "object", "properties": {
         "dataset": {"type": "string", "enum": [*names, NONE]},
         "reason": {"type": "string", "maxLength": 160}}, "required": ["dataset", "reason"]}

@@ -332,7 +332,8 @@ def generate_examples(
             shown += rng.sample(earlier, min(config.context_examples, len(earlier)))
             rng.shuffle(shown)
             n = min(config.batch_size, target[label] - len(pool[label]))
-            variables = {"instruction": spec.instruction, "labels": spec.labels, "examples": shown, "n": n, "label": label}
+            variables = {"instruction": spec.instruction, "labels": spec.labels, "examples": shown, "n": n, "label": label,
+                         "descriptions": spec.label_descriptions}
             if focus is not None:
                 # Inputs of other labels are shown here (as what the label is not); the near-copy filter
                 # drops any that the teacher copies back under this label.

@@ -41,14 +41,22 @@ class TaskSpec:
     examples: tuple[Example, ...] = ()
     task_type: TaskType = "classification"
     labels: tuple[str, ...] = ()
+    label_descriptions: dict[str, str] = field(default_factory=dict)
+    """What a label means, when the user said so (e.g. a label added in chat without demonstrations):
+    label -> description. Every prompt that lists the labels shows it."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "instruction": self.instruction,
             "examples": [e.to_dict() for e in self.examples],
             "task_type": self.task_type,
             "labels": list(self.labels),
         }
+        # Only when there are some: a task without descriptions keeps the JSON (and the hashes of cached
+        # steps keyed on it) of the versions before this field.
+        if self.label_descriptions:
+            d["label_descriptions"] = dict(self.label_descriptions)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TaskSpec":
@@ -57,6 +65,7 @@ class TaskSpec:
             examples=tuple(Example(**e) for e in d.get("examples", [])),
             task_type=d.get("task_type", "classification"),
             labels=tuple(d.get("labels", [])),
+            label_descriptions={str(k): str(v) for k, v in (d.get("label_descriptions") or {}).items()},
         )
 
 

@@ -38,6 +38,8 @@ def _sample(var: str) -> Any:
         return _RECORDS[var]
     if var == "n":
         return 7
+    if var == "descriptions":  # label -> what it means (the sample labels are "labels_item_a", ...)
+        return {"labels_item_a": "descriptions meaning of a"}
     if var in ("actions", "facts"):
         return {f"{var}_key_one": f"{var} value one", f"{var}_key_two": f"{var} value two"}
     if var == "examples":
@@ -110,16 +112,38 @@ def test_unknown_template_raises() -> None:
 def test_targeted_template_tells_the_teacher_what_the_student_confuses() -> None:
     assert "generate_targeted_examples" in NAMES
     assert prompts.variables("generate_targeted_examples") == {
-        "instruction", "labels", "label", "examples", "n", "confused_labels", "missed_inputs", "wrong_inputs"}
+        "instruction", "labels", "label", "examples", "n", "confused_labels", "missed_inputs", "wrong_inputs", "descriptions"}
     out = prompts.render("generate_targeted_examples", instruction="Route the ticket.", labels=["tech", "billing"],
                          label="tech", examples=[Example("wifi drops", "tech")], n=3,
                          confused_labels=["billing", "sales"], missed_inputs=["app crashes"],
-                         wrong_inputs=["refund please"])
+                         wrong_inputs=["refund please"], descriptions={})
     assert 'The student model confuses "tech" with "billing", "sales".' in out
     assert 'These inputs ARE "tech", but the student got them wrong:\n- app crashes' in out
     assert 'These inputs are NOT "tech", but the student called them "tech":\n- refund please' in out
     assert 'Write 3 new inputs whose correct label is "tech"' in out
     # Without errors to show, those sections disappear instead of rendering empty.
     bare = prompts.render("generate_targeted_examples", instruction="Route the ticket.", labels=["tech", "billing"],
-                          label="tech", examples=[], n=3, confused_labels=[], missed_inputs=[], wrong_inputs=[])
+                          label="tech", examples=[], n=3, confused_labels=[], missed_inputs=[], wrong_inputs=[],
+                          descriptions={})
     assert "confuses" not in bare and "ARE" not in bare and "NOT" not in bare
+
+
+LABEL_PROMPTS = ["generate_examples", "generate_targeted_examples", "classify", "map_labels", "rerank_datasets",
+                 "edit_task"]
+
+
+@pytest.mark.parametrize("name", LABEL_PROMPTS)
+def test_label_descriptions_reach_every_prompt_that_uses_the_labels(name: str) -> None:
+    assert "descriptions" in prompts.variables(name)
+    values = {**_samples(name), "labels": ["card", "fraud"], "label": "fraud"}
+    described = prompts.render(name, **{**values, "descriptions": {"fraud": "messages about suspicious charges"}})
+    assert "- fraud: messages about suspicious charges" in described
+    # Without descriptions the section is gone, not rendered empty.
+    bare = prompts.render(name, **{**values, "descriptions": {}})
+    assert "mean:" not in bare and "suspicious" not in bare
+
+
+def test_generation_asks_for_the_described_meaning_of_the_label() -> None:
+    out = prompts.render("generate_examples", instruction="Route bank messages.", labels=["card", "fraud"],
+                         label="fraud", examples=[], n=4, descriptions={"fraud": "messages about suspicious charges"})
+    assert 'Write 4 new inputs whose correct label is "fraud" (messages about suspicious charges).' in out

@@ -220,3 +220,15 @@ def test_read_prompt_reads_file(tmp_path: Path) -> None:
 )
 def test_read_prompt_returns_plain_text_unchanged(text: str) -> None:
     assert read_prompt(text) == text
+
+
+def test_task_json_without_label_descriptions_still_loads() -> None:
+    from p2m_engine.types import TaskSpec
+
+    old = {"instruction": "Spam or ham?", "examples": [{"input": "win", "output": "spam"}],
+           "task_type": "classification", "labels": ["spam", "ham"]}  # a task.json from before the field
+    spec = TaskSpec.from_dict(old)
+    assert spec.label_descriptions == {} and spec.to_dict() == old
+    described = TaskSpec.from_dict({**old, "label_descriptions": {"spam": "unsolicited ads"}})
+    assert described.label_descriptions == {"spam": "unsolicited ads"}
+    assert TaskSpec.from_dict(described.to_dict()) == described
