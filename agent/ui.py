@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from p2m_engine.runs import Run
@@ -16,7 +18,12 @@ console = Console(stderr=True)
 
 
 class BuildDisplay:
-    """Rich progress bars per stage plus one line per decision and tool result."""
+    """Rich progress bars per stage plus one line per decision and tool result.
+
+    The bars run only while work runs: before a chat message (a question, the plan, an answer) the bars of
+    finished work are left where they are and dropped, so that they are never drawn again below later text.
+    Text from the task, the trace or an LLM is shown as plain text, never read as Rich markup.
+    """
 
     def __init__(self, run: Run, quiet: bool = False, verb: str = "build") -> None:
         self.run = run
@@ -25,17 +32,30 @@ class BuildDisplay:
         self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                   TimeElapsedColumn(), console=console, disable=quiet)
         self._tasks: dict[str, Any] = {}
+        self._running = False
 
     def __enter__(self) -> "BuildDisplay":
         if not self.quiet:
-            console.print(f"[bold]p2m {self.verb}[/] → {self.run.dir}")
-        self._progress.start()
+            console.print(f"[bold]p2m {self.verb}[/] → {escape(str(self.run.dir))}")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
+        self._settle()
+
+    def _settle(self) -> None:
+        """Stop the bars where they stand (their last state stays on screen, above what comes next) and forget
+        them: a later stage starts a fresh set."""
+        if self._running:
+            self._progress.stop()
+            self._running = False
+        for task in self._tasks.values():
+            self._progress.remove_task(task)
+        self._tasks.clear()
 
     def progress(self, stage: str, done: int, total: int) -> None:
+        if not self._running:
+            self._progress.start()
+            self._running = True
         if stage not in self._tasks:
             self._tasks[stage] = self._progress.add_task(stage, total=total)
         self._progress.update(self._tasks[stage], completed=done, total=total)
@@ -43,29 +63,30 @@ class BuildDisplay:
     def update(self, node: str, delta: dict[str, Any]) -> None:
         for e in delta.get("trace", []):
             if e["kind"] == "decision":
-                self._progress.console.print(f"[cyan]▶ {e['name']}[/] [dim]({e['decided_by']}: {e['reason']})[/]")
+                self._progress.console.print(f"[cyan]▶ {escape(e['name'])}[/] [dim]({escape(str(e['decided_by']))}: "
+                                             f"{escape(str(e['reason']))})[/]")
             elif e["kind"] == "tool":
                 style = "green" if e.get("ok") else "red"
-                self._progress.console.print(f"  [{style}]{e['name']}[/] {e.get('duration_ms', 0) / 1000:.1f}s "
-                                             f"[dim]{e.get('error') or e.get('output_summary', '')[:200]}[/]")
+                detail = str(e.get("error") or e.get("output_summary", ""))[:200]
+                self._progress.console.print(f"  [{style}]{escape(e['name'])}[/] {e.get('duration_ms', 0) / 1000:.1f}s "
+                                             f"[dim]{escape(detail)}[/]")
             elif e["kind"] == "iteration":
-                self._progress.console.print(f"[bold]iteration {e['iteration']}[/]: {iteration_line(e)}")
+                self._progress.console.print(f"[bold]iteration {e['iteration']}[/]: {escape(iteration_line(e))}")
 
     def ask(self, prompt: dict[str, Any]) -> str:
         """Show a question of the agent (an interrupt) and read the user's answer, with progress paused."""
         title = "plan" if prompt.get("kind") == "plan" else "question"
-        self._progress.console.print(Panel(str(prompt.get("text", prompt)), title=f"p2m {title}", border_style="magenta"))
+        self._settle()
+        console.print(Panel(Text(str(prompt.get("text", prompt))), title=f"p2m {title}", border_style="magenta"))
         return self.read()
 
     def read(self) -> str:
-        """The user's next line in a chat (progress paused while typing)."""
-        self._progress.stop()
+        """The user's next line in a chat (no bars while typing; the next stage of work starts fresh ones)."""
+        self._settle()
         try:
             return console.input("[bold magenta]you>[/] ")
         except EOFError:
             return "quit"
-        finally:
-            self._progress.start()
 
     def note(self, text: str) -> None:
         """A dim line above the progress bars (nothing when quiet)."""
@@ -73,7 +94,9 @@ class BuildDisplay:
             self._progress.console.print(f"[dim]{text}[/]")
 
     def show(self, text: str) -> None:
-        console.print(Panel(text, title="p2m", border_style="magenta"))
+        """A chat message of the agent, below the bars of the work before it."""
+        self._settle()
+        console.print(Panel(Text(text), title="p2m", border_style="magenta"))
 
     def summary(self, s: dict[str, Any]) -> None:
         if self.quiet:
@@ -101,7 +124,7 @@ class BuildDisplay:
             f"{'cost unknown' if s.get('cost_usd') is None else '$' + format(s['cost_usd'], '.4f')}",
             f"wall time: {s.get('wall_s')} s · trace: p2m trace {s.get('run')}",
         ]
-        console.print(Panel("\n".join(lines), title="p2m build summary"))
+        console.print(Panel(Text("\n".join(lines)), title="p2m build summary"))
 
 
 def iteration_line(e: dict[str, Any]) -> str:
