@@ -114,10 +114,25 @@ def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None,
         planner=planner if planner != "auto" else ("llm" if backend == "openai" else "rules"), hubs=hubs,
         test_path=test_path, student=student, synth=SynthConfig(per_label=limits.per_label, seed=seed),
         train=TrainConfig(epochs=limits.epochs, seed=seed), seed=seed, catalog=catalog)
-    run.write_json("task.json", spec.to_dict())
     run.write_json("config.json", settings.to_config(prompt))
+    record_task(run, spec, limits)
     with exclusive(run):
         return _drive(run, spec, settings, quiet=quiet, resume=False, chat=chat)
+
+
+def record_task(run: Run, spec: TaskSpec, limits: Budget) -> float:
+    """Make `spec` the run's task in its records, and return the target its metric implies.
+
+    task.json gets the task; config.json its type, main metric and target (the user's `target=`, else the
+    metric's default). Called before a build starts and again after every edit in chat, so that `p2m train`,
+    `p2m resume` and the summary read the task the build actually ran.
+    """
+    metric = MAIN_METRIC[spec.task_type]
+    target = limits.target_for(metric)
+    run.write_json("task.json", spec.to_dict())
+    config = run.read_json("config.json") if (run.dir / "config.json").is_file() else {}
+    run.write_json("config.json", {**config, "task_type": spec.task_type, "metric": metric, "target": target})
+    return target
 
 
 def _check_local_files(backend: str, model: str | None, student: str | None) -> None:
@@ -216,18 +231,20 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
                       test_path=settings.test_path, student=settings.student, synth=settings.synth, train=settings.train, max_retrieved=limits.retrieved,
                       progress=display.progress, planner=settings.planner, planner_model=planner_model,
                       max_steps=limits.steps, interactive=chat, target=target,
-                      max_iterations=limits.iterations, max_llm_calls=limits.llm_calls, max_usd=limits.usd)
+                      max_iterations=limits.iterations, max_llm_calls=limits.llm_calls, max_usd=limits.usd,
+                      record_task=lambda edited: record_task(run, edited, limits))
         if not resume:
             est = estimate_cost(spec, settings, llm)
             display.note(f"estimate: {est.describe()}")
             trace.write([{"kind": "estimate", "node": "build", "step": 0, "name": "estimate", "calls": est.calls,
                           "tokens": est.tokens, "cost_usd": est.usd}])
-        converse = make_converse(run.dir, llm, display.read, display.show) if chat else None
+        converse = make_converse(run.dir, llm, display.read, display.show, ctx) if chat else None
         state = run_build(spec, ctx, trace, on_update=display.update, resume=resume,
                           ask=display.ask if chat else None, converse=converse)
         usage = llm.usage.to_dict()
         teacher = llm.model
         spent = llm.cost_usd()
+    target = ctx.target  # a chat may have changed the task, and with it the metric and its target
     score = state.get("score")
     summary = {
         "run": str(run.dir), "finish_reason": state.get("finish_reason"), "score": score,

@@ -8,6 +8,7 @@ edits the task and continues the same graph thread from the planner.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -17,23 +18,52 @@ from langgraph.types import interrupt
 from agent.context import Context
 from agent.state import State
 from p2m_engine.clarify import YES, TaskEdit, ambiguities, apply_edit, parse_edit
-from p2m_engine.types import TaskSpec
+from p2m_engine.types import MAIN_METRIC, TaskSpec
 
 MAX_PLAN_ROUNDS = 3
 
 
+def score_source(spec: TaskSpec, ctx: Context) -> str:
+    """What the build's score will be measured on, said before it runs (it may find no real held-out data)."""
+    n = len(spec.examples)
+    demos = f"your {n} demonstration{'' if n == 1 else 's'}"
+    untrusted = (f"a score on {n} demonstration{'' if n == 1 else 's'} cannot be trusted: give a labelled test file "
+                 "(--test FILE) for a real measure")
+    if ctx.test_path is not None:
+        return f"on your test file {ctx.test_path.name}: real data the build never trains or decides on."
+    if ctx.hub_dirs or ctx.catalog_dir:
+        return (f"on real rows held out of the retrieved dataset, if the search finds one that fits the task. If none "
+                f"fits, only on {demos}, and {untrusted}.")
+    return (f"there is no real held-out data (no test file, no dataset hub to search). The build decides on generated "
+            f"rows held back from training and reports its score on {demos}; {untrusted}.")
+
+
 def describe_plan(spec: TaskSpec, ctx: Context) -> str:
-    """What the build will do, in a few lines, for the user to approve."""
+    """What the build will do, in a few lines, for the user to approve: the task as edited, the steps, the target
+    and what the score will be measured on."""
     labels = f" with labels {', '.join(spec.labels)}" if spec.labels else ""
-    steps = [f"Task: {spec.task_type}{labels}."]
-    if ctx.hub_dirs:
-        steps.append(f"1. Search {len(ctx.hub_dirs)} dataset hub folder(s) for real labelled data.")
-    steps.append("2. Pick a base model that runs on this machine.")
+    lines = [f"Task: {spec.task_type}{labels}."]
+    lines += [f"  {label}: {meaning}" for label, meaning in spec.label_descriptions.items()]
+    steps = []
+    if ctx.hub_dirs or ctx.catalog_dir:
+        where = f"{len(ctx.hub_dirs)} dataset hub folder(s)" + (" and the Hub catalog" if ctx.catalog_dir else "")
+        steps.append(f"Search {where} for real labelled data.")
+    steps.append("Pick a base model that runs on this machine.")
     if ctx.llm is not None:
         per = f"{ctx.synth.per_label} per label" if spec.labels else "a batch"
-        steps.append(f"3. Generate training examples with {getattr(ctx.llm, 'model', 'the LLM')} ({per}).")
-    steps.append("4. Train the student, evaluate it on real held-out data, and iterate within the budget.")
-    return "\n".join(steps) + "\nBuild it? (yes, or tell me what to change)"
+        steps.append(f"Generate training examples with {getattr(ctx.llm, 'model', 'the LLM')} ({per}).")
+    steps.append(f"Train the student and evaluate it; iterate within the budget until {MAIN_METRIC[spec.task_type]} "
+                 f"reaches {ctx.target}.")
+    lines += [f"{i}. {step}" for i, step in enumerate(steps, 1)]
+    lines.append(f"Score: {score_source(spec, ctx)}")
+    return "\n".join(lines) + "\nBuild it? (yes, or tell me what to change)"
+
+
+def retarget(spec: TaskSpec, ctx: Context) -> float:
+    """Make an edited task the run's task: write it to the run's records and aim the build at its metric's target."""
+    if ctx.record_task is not None:
+        ctx.target = ctx.record_task(spec)
+    return ctx.target
 
 
 def clarify_task(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -52,6 +82,7 @@ def clarify_task(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         answer = str(interrupt({"kind": "question", "key": q.key, "text": q.text}))
         edit = parse_edit(answer, spec, llm, q)
         spec = apply_edit(spec, edit)
+        retarget(spec, ctx)  # every edit reaches the run's records at once
         turns.append({"question": q.text, "answer": answer, "change": edit.describe()})
     for _ in range(MAX_PLAN_ROUNDS):
         answer = str(interrupt({"kind": "plan", "text": describe_plan(spec, ctx)}))
@@ -60,9 +91,11 @@ def clarify_task(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             break
         edit = parse_edit(answer, spec, llm)
         spec = apply_edit(spec, edit)
+        retarget(spec, ctx)
         turns.append({"question": "plan", "answer": answer, "change": edit.describe()})
+    target = retarget(spec, ctx)
     record = {"kind": "human", "node": "clarify_task", "step": 0, "name": "clarify_task", "turns": turns,
-              "task": spec.to_dict()}
+              "task": spec.to_dict(), "metric": MAIN_METRIC[spec.task_type], "target": target}
     return {"clarified": True, "task": spec.to_dict(), "trace": [record]}
 
 
@@ -86,29 +119,96 @@ def _topic(question: str) -> str | None:
     return None
 
 
+def _readable(output: str) -> str:
+    """A tool's result in words: the scalar fields of its JSON as "key: value" (the full JSON on request)."""
+    try:
+        data = json.loads(output)
+    except ValueError:
+        return output[:300]
+    if not isinstance(data, dict):
+        return output[:300]
+    parts = [f"{k.replace('_', ' ')}: {v}" for k, v in data.items() if isinstance(v, (str, int, float)) or v is None]
+    return "; ".join(parts)[:300] or "nothing to summarize"
+
+
+def _taken(e: dict[str, Any], candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The candidate a search_datasets call took (by the record's `dataset`, or an older trace's reasons)."""
+    name = e.get("dataset")
+    if name:
+        return next((c for c in candidates if c.get("name") == name), {"name": name})
+    return next((c for c in candidates if "taken (" in str(c.get("reason", ""))), None)
+
+
+def _score(c: dict[str, Any]) -> str:
+    score = c.get("score")
+    return f"{score:.2f}" if isinstance(score, (int, float)) else "unknown"
+
+
+def datasets_answer(e: dict[str, Any]) -> str:
+    """One search_datasets call in a sentence: the dataset taken and why, or the closest one and the bar it missed."""
+    candidates = [c for c in e.get("candidates") or [] if isinstance(c, dict)]
+    if not e.get("ok", True):
+        return f"The dataset search failed: {e.get('error') or e.get('output_summary', '')}"
+    taken = _taken(e, candidates)
+    if taken is not None:
+        reason = f": {taken['reason']}" if taken.get("reason") else ""
+        return f"I used the dataset {taken.get('name')} (similarity {_score(taken)} to the task){reason}."
+    if not candidates:
+        return "No dataset was used: the search found no candidate (the hub folders hold no dataset)."
+    best = max(candidates, key=lambda c: c.get("score") if isinstance(c.get("score"), (int, float)) else -1.0)
+    text = (f"No dataset was used. The closest candidate was {best.get('name')}, with similarity {_score(best)} to the "
+            f"task; it was rejected: {best.get('reason') or 'no reason recorded'}.")
+    others = [c for c in candidates if c is not best]
+    if others:
+        text += " The others: " + ", ".join(f"{c.get('name')} ({_score(c)})" for c in others[:4]) + "."
+    return text
+
+
 def explain(question: str, trace: list[dict[str, Any]]) -> str:
-    """Answer a "why" question from the decision trace: the decision, its reason, and what the step found."""
+    """Answer a "why" question from the decision trace: the decision, its reason, and what the step found, in
+    sentences (`raw_result` gives the tool's JSON on request)."""
     topic = _topic(question)
     if topic is None:
         steps = [e["name"] for e in trace if e.get("kind") == "decision"]
         return ("I can explain these steps: " + ", ".join(dict.fromkeys(steps)) +
                 ". Ask e.g. 'why did you pick this dataset?'") if steps else "Nothing has been decided yet."
     lines: list[str] = []
+    decisions: list[str] = []  # how the step came to run: said after what it found
     for e in trace:
         if e.get("name") != topic:
             continue
         if e.get("kind") == "decision":
-            lines.append(f"Step {e.get('step')}: {topic} was chosen by {e.get('decided_by')} among "
-                         f"{', '.join(e.get('allowed', []))}: {e.get('reason')}.")
+            decisions.append(f"Step {e.get('step')}: {topic} was chosen by {e.get('decided_by')} among "
+                             f"{', '.join(e.get('allowed', []))}: {e.get('reason')}.")
+        elif e.get("kind") == "tool" and topic == "search_datasets":
+            lines.append(datasets_answer(e))
         elif e.get("kind") == "tool":
-            lines.append(f"It returned: {e.get('output_summary', '')[:300]}")
+            lines.append(f"It returned: {_readable(str(e.get('output_summary', '')))}")
             for c in (e.get("candidates") or [])[:5]:
                 if isinstance(c, dict):
                     fit = c.get("reason") or c.get("fit") or ""
                     lines.append(f"  - {c.get('name')}: score {c.get('score')}{'; ' + fit if fit else ''}")
         elif e.get("kind") == "finish":
             lines.append(f"The build stopped: {e.get('reason')} (score {e.get('score')}).")
-    return "\n".join(lines) if lines else f"The build has not run {topic} yet."
+    lines += decisions
+    if not lines:
+        return f"The build has not run {topic} yet."
+    if any(e.get("kind") == "tool" and e.get("name") == topic for e in trace):
+        lines.append("(Say 'show the JSON' for the step's full result.)")
+    return "\n".join(lines)
+
+
+def raw_result(topic: str | None, trace: list[dict[str, Any]]) -> str:
+    """The JSON the last step of `topic` returned (what the "show the JSON" request prints)."""
+    records = [e for e in trace if e.get("kind") == "tool" and (topic is None or e.get("name") == topic)]
+    if not records:
+        return "There is no step result to show yet; ask a why-question first (e.g. 'why this dataset?')."
+    e = records[-1]
+    body = {k: e.get(k) for k in ("name", "ok", "output_summary", "dataset", "candidates", "error") if e.get(k) is not None}
+    return json.dumps(body, indent=2, ensure_ascii=False)
+
+
+RAW = re.compile(r"\b(json|raw)\b", re.IGNORECASE)
 
 
 def is_question(text: str) -> bool:
@@ -139,7 +239,7 @@ def steer(state: dict[str, Any], request: str, llm: Any = None) -> tuple[dict[st
 QUIT = {"", "q", "quit", "exit", "bye"}
 
 
-def make_converse(trace_path_dir: Any, llm: Any, read: Any, show: Any) -> Any:
+def make_converse(trace_path_dir: Any, llm: Any, read: Any, show: Any, ctx: Context | None = None) -> Any:
     """The after-build chat turn: answer "why" questions from the trace, steer on any other request.
 
     Args:
@@ -147,17 +247,23 @@ def make_converse(trace_path_dir: Any, llm: Any, read: Any, show: Any) -> Any:
         llm: the teacher LLM used to parse requests (None: rules only).
         read: returns the user's next line.
         show: prints a message.
+        ctx: the build's context: a request's edit is written to the run's records and retargets the build.
     """
     from agent.trace import read_trace
 
     def converse(state: dict[str, Any]) -> dict[str, Any] | None:
         show(f"Build finished: {state.get('finish_reason')} (score {state.get('score')}). Ask why, ask for a "
              "change (e.g. 'add a label X', 'more examples of ...'), or 'quit'.")
+        topic = None
         while True:
             text = read().strip()
             if text.lower() in QUIT:
                 return None
+            if RAW.search(text):
+                show(raw_result(_topic(text) or topic, read_trace(trace_path_dir)))
+                continue
             if is_question(text):
+                topic = _topic(text) or topic
                 show(explain(text, read_trace(trace_path_dir)))
                 continue
             update, edit = steer(state, text, llm)
@@ -165,6 +271,10 @@ def make_converse(trace_path_dir: Any, llm: Any, read: Any, show: Any) -> Any:
                 show("I did not understand a change to make. Try 'add a label X', 'remove the label X', or "
                      "'more examples of ...'.")
                 continue
+            if ctx is not None:
+                target = retarget(TaskSpec.from_dict(update["task"]), ctx)
+                update["trace"][0] |= {"task": update["task"], "metric": MAIN_METRIC[update["task"]["task_type"]],
+                                       "target": target}
             show(f"Changed: {edit.describe()}. Continuing the build.")
             return update
 

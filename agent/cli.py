@@ -205,7 +205,7 @@ def chat(prompt: str | None, backend: str, model: str | None, base_url: str | No
     from agent.ui import console
     from p2m_engine.task import parse_task, read_prompt
 
-    if prompt and Path(prompt).is_dir():
+    if prompt and _is_folder(prompt):
         from agent.build import resume_model
 
         resume_model(Path(prompt), base_url=base_url, chat=True)
@@ -224,6 +224,14 @@ def chat(prompt: str | None, backend: str, model: str | None, base_url: str | No
             raise P2MError(f"--hub {hub}: no such folder.")
     build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs), test_path=test_path,
                 out=out, limits=limits, planner="auto", student=student, seed=seed, chat=True)
+
+
+def _is_folder(text: str) -> bool:
+    """Whether `text` names a folder; prompt text (several lines, or longer than a file name may be) never does."""
+    try:
+        return "\n" not in text and Path(text).is_dir()
+    except OSError:  # e.g. a one-line prompt longer than the system's file name limit
+        return False
 
 
 def _command_line(ctx: click.Context) -> str:

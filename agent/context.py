@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
+from p2m_engine.types import TaskSpec
 from tools.context import ToolContext
 
 
@@ -28,3 +29,6 @@ class Context(ToolContext):
     """Money allowed for API calls (None: no limit); an LLM action is offered only while some is left."""
     max_llm_calls: int | None = None
     """Teacher LLM calls allowed for generation (None: no limit besides the steps)."""
+    record_task: Callable[[TaskSpec], float] | None = None
+    """Writes a task edited in chat to the run's records (task.json, config.json) and returns the target its
+    metric implies; the chat then sets `target` to it, so that the rest of the build aims for the edited task."""

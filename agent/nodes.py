@@ -72,7 +72,7 @@ def observe(state: State) -> dict[str, Any]:
     update["done"] = [msg.name]
     if msg.name == "search_datasets":
         update |= {"dataset": art.get("dataset"), "retrieved": art.get("retrieved", 0)}
-        record["candidates"] = art.get("candidates", [])
+        record |= {"candidates": art.get("candidates", []), "dataset": art.get("dataset")}
     elif msg.name == "search_models":
         update |= {"base_model": art["base_model"], "base_model_name": art.get("base_model_name")}
         record["candidates"] = art.get("candidates", [])
