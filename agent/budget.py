@@ -21,6 +21,8 @@ class Budget:
     per_label: int = 40
     epochs: float = 3.0
     retrieved: int = 1000
+    labelled: int = 200
+    """Hub texts labelled by the judges when no dataset fits (label_texts; 0: none)."""
     target: float | None = None
     """Stop iterating once the validation score reaches this (None: the metric's default, 0.9 accuracy)."""
     iterations: int = 3

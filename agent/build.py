@@ -15,12 +15,14 @@ from agent.budget import Budget
 from agent.chat import make_converse
 from agent.context import Context
 from agent.llms import LLMSettings, open_llm
+from agent.policy import MIN_REAL_HELD_OUT, REAL_SPLITS, measured_on, score_measure
 from agent.runner import read_checkpoint, run_build
 from agent.trace import TraceWriter
 from agent.ui import BuildDisplay
 from p2m_engine.card import write_model_card
 from p2m_engine.data_card import write_data_card
 from p2m_engine.errors import P2MError
+from p2m_engine.labelling import LabelConfig
 from p2m_engine.runs import Run
 from p2m_engine.synth import SynthConfig
 from p2m_engine.train import TrainConfig
@@ -229,6 +231,7 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
     with open_llm(settings.llm, run.dir / "logs", want_planner=settings.planner == "llm") as (llm, planner_model), display:
         ctx = Context(run=run, llm=llm, hub_dirs=settings.hubs, catalog_dir=settings.catalog,
                       test_path=settings.test_path, student=settings.student, synth=settings.synth, train=settings.train, max_retrieved=limits.retrieved,
+                      labelling=LabelConfig(texts=limits.labelled, seed=settings.seed),
                       progress=display.progress, planner=settings.planner, planner_model=planner_model,
                       max_steps=limits.steps, interactive=chat, target=target,
                       max_iterations=limits.iterations, max_llm_calls=limits.llm_calls, max_usd=limits.usd,
@@ -246,9 +249,11 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
         spent = llm.cost_usd()
     target = ctx.target  # a chat may have changed the task, and with it the metric and its target
     score = state.get("score")
+    split, n = score_measure(state)
     summary = {
         "run": str(run.dir), "finish_reason": state.get("finish_reason"), "score": score,
-        "target": target, "met_target": met_target(state.get("model_dir"), score, target),
+        "score_split": split, "score_n": n, "measured_on": measured_on(split, n),
+        "target": target, "met_target": met_target(state.get("model_dir"), score, target, split, n),
         "metrics": state.get("metrics"), "dataset": state.get("dataset"), "retrieved": state.get("retrieved", 0),
         "generated": state.get("generated", 0), "per_label": state.get("per_label", {}),
         "base_model": state.get("base_model_name"), "model_dir": state.get("model_dir"),
@@ -271,12 +276,16 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
     return summary
 
 
-def met_target(model_dir: str | None, score: float | None, target: float | None) -> bool:
-    """Whether a build delivered: a model, and (with a target) a held-out score at or above it."""
+def met_target(model_dir: str | None, score: float | None, target: float | None, split: str | None = "test",
+               n: int = MIN_REAL_HELD_OUT) -> bool:
+    """Whether a build delivered: a model and, with a target, a score at or above it on at least
+    MIN_REAL_HELD_OUT real held-out rows (a score on the demonstrations never confirms a target)."""
     if not model_dir:
         return False
     if target is None:
         return True
+    if split not in REAL_SPLITS or n < MIN_REAL_HELD_OUT:
+        return False
     return score is not None and score >= target
 
 

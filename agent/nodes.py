@@ -13,7 +13,7 @@ from langgraph.types import Command
 
 from agent.context import Context
 from agent.planner import ask_planner
-from agent.policy import action_args, allowed_actions, facts, rules_choice
+from agent.policy import action_args, allowed_actions, facts, measured_on, rules_choice
 from agent.state import State
 from p2m_engine.runs import export_model
 
@@ -73,6 +73,9 @@ def observe(state: State) -> dict[str, Any]:
     if msg.name == "search_datasets":
         update |= {"dataset": art.get("dataset"), "retrieved": art.get("retrieved", 0)}
         record |= {"candidates": art.get("candidates", []), "dataset": art.get("dataset")}
+    elif msg.name == "label_texts":
+        update |= {"labelled": art.get("labelled", 0)}
+        record |= {"weights": art.get("weights", {}), "judges": art.get("judges", {}), "sources": art.get("sources", {})}
     elif msg.name == "search_models":
         update |= {"base_model": art["base_model"], "base_model_name": art.get("base_model_name")}
         record["candidates"] = art.get("candidates", [])
@@ -89,7 +92,7 @@ def observe(state: State) -> dict[str, Any]:
     elif msg.name == "train_model":
         iteration = art.get("iteration") or state.get("iteration", 0) + 1
         update |= {"model_dir": art["model_dir"], "val_accuracy": art.get("val_accuracy"), "evaluated": False,
-                   "trained_on": state.get("retrieved", 0) + state.get("generated", 0), "iteration": iteration,
+                   "trained_on": state.get("retrieved", 0) + state.get("labelled", 0) + state.get("generated", 0), "iteration": iteration,
                    "epochs": art.get("epochs")}
         record |= {"iteration": iteration, "epochs": art.get("epochs"), "val_accuracy": art.get("val_accuracy")}
     elif msg.name == "evaluate_model":
@@ -155,6 +158,8 @@ def finish(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
               "score": update.get("score", state.get("score")), "score_split": best["score_split"] if best else None,
               "decision_split": state.get("decision_split"), "decision_score": state.get("best_score"),
               "best_iteration": state.get("best_iteration"), "exported_from": source,
+              "measured_on": measured_on(best["score_split"] if best else None,
+                                         int(((best or {}).get("metrics") or {}).get((best or {}).get("score_split") or "", {}).get("n", 0))),
               "model_dir": update.get("model_dir", state.get("model_dir")),
               "iterations": [{"iteration": h["iteration"], "decision_score": h["decision_score"], "score": h["score"]}
                              for h in history]}

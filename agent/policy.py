@@ -18,6 +18,8 @@ from p2m_engine.types import PAIRS_PER_LABEL_BUDGET
 ACTIONS: dict[str, str] = {
     "search_datasets": "search the dataset hub for real labelled data that fits the task",
     "search_models": "find a base model for the student",
+    "label_texts": "label real hub text like the demonstrations with the teacher's label scores and the encoder's "
+                   "zero-shot judgement (classification, when no labelled dataset fits)",
     "generate_examples": "generate synthetic labelled examples with the teacher LLM",
     "generate_targeted_examples": "generate more examples for the labels the student gets wrong on validation, "
                                   "telling the teacher what the student confuses",
@@ -43,7 +45,7 @@ def generation_target(state: dict[str, Any], ctx: Context) -> int:
 
 
 def _data(state: dict[str, Any]) -> int:
-    return state.get("retrieved", 0) + state.get("generated", 0)
+    return state.get("retrieved", 0) + state.get("labelled", 0) + state.get("generated", 0)
 
 
 def _llm_calls_left(ctx: Context) -> bool:
@@ -70,6 +72,32 @@ def _measure(state: dict[str, Any]) -> str:
     return f"{state.get('decision_split')} {history[-1].get('metric', 'accuracy')}"
 
 
+# Fewer real held-out rows than this cannot confirm a target (3 demonstrations at 1.0 say nothing).
+MIN_REAL_HELD_OUT = 30
+# The splits that hold real data the student never trained on.
+REAL_SPLITS = ("test", "dev")
+
+
+def score_measure(state: dict[str, Any]) -> tuple[str | None, int]:
+    """The split the reported score was measured on, and its number of rows."""
+    best = next((h for h in state.get("history", []) if h.get("iteration") == state.get("best_iteration")), None)
+    split = (best or {}).get("score_split")
+    report = (state.get("metrics") or {}).get(split) if split else None
+    return split, int(report.get("n", 0)) if isinstance(report, dict) else 0
+
+
+def measured_on(split: str | None, n: int) -> str:
+    """What the reported score means, in words (summary, model card, trace)."""
+    if split is None:
+        return "not measured"
+    if split in REAL_SPLITS and n >= MIN_REAL_HELD_OUT:
+        return f"{n} real held-out rows ({split})"
+    if split in REAL_SPLITS:
+        return f"only {n} real held-out rows ({split}): too few to trust"
+    return (f"only the {n} demonstrations of the prompt: no real held-out data, so the score cannot be trusted "
+            "(give --test FILE or a hub with a fitting dataset)")
+
+
 def plateaued(scores: list[float], min_gain: float) -> bool:
     """True when the last two iterations both failed to beat the best before them by `min_gain`."""
     return len(scores) >= 3 and max(scores[-2:]) < max(scores[:-2]) + min_gain
@@ -87,7 +115,7 @@ def stop_reason(state: dict[str, Any], ctx: Context) -> str | None:
         return "model evaluated"
     measure, best = _measure(state), state.get("best_score")
     if best is not None and best >= ctx.target:
-        if state.get("decision_split") == "dev":
+        if state.get("decision_split") == "dev" and ((state.get("history") or [{}])[-1].get("decision_n") or 0) >= MIN_REAL_HELD_OUT:
             return f"target met ({measure} {best:.4f} >= {ctx.target})"
         # Held-back generated rows or a few demos are not real held-out data: say so rather than claim the target.
         return (f"target reached on {measure} {best:.4f} >= {ctx.target}, not on real held-out data (no dataset "
@@ -105,6 +133,15 @@ def stop_reason(state: dict[str, Any], ctx: Context) -> str | None:
 def improving(state: dict[str, Any], ctx: Context) -> bool:
     """The current model is evaluated on the decision split and the loop may go on."""
     return bool(state.get("evaluated") and state.get("history")) and stop_reason(state, ctx) is None
+
+
+def can_label(state: dict[str, Any], ctx: Context, tried: list[Any]) -> bool:
+    """Labelling real hub text makes sense once: a classification task with labelled demonstrations, a hub, and
+    no retrieved dataset (real labelled rows beat text labelled by judges; with them it only adds noise)."""
+    task = state["task"]
+    demos = [e for e in task.get("examples", []) if e.get("output") in (task.get("labels") or ())]
+    return bool(task.get("task_type") == "classification" and demos and ctx.hub_dirs and ctx.labelling.texts > 0
+                and "search_datasets" in tried and not state.get("retrieved") and "label_texts" not in tried)
 
 
 def can_target(state: dict[str, Any], ctx: Context) -> bool:
@@ -135,6 +172,8 @@ def allowed_actions(state: dict[str, Any], ctx: Context) -> list[str]:
         allowed.append("search_datasets")
     if not state.get("base_model") and tried.count("search_models") < 2:
         allowed.append("search_models")
+    if can_label(state, ctx, tried):
+        allowed.append("label_texts")
     if (ctx.llm is not None and ctx.synth.per_label > 0 and state.get("generated", 0) < generation_target(state, ctx)
             and tried.count("generate_examples") < MAX_GENERATE_CALLS * (1 + int(state.get("extra_per_label", 0)))
             and not state.get("generation_stalled")
@@ -197,6 +236,7 @@ def facts(state: dict[str, Any], ctx: Context) -> dict[str, Any]:
         "steps_left": ctx.max_steps - state.get("steps", 0),
         "dataset": state.get("dataset"),
         "retrieved_examples": state.get("retrieved", 0),
+        "labelled_examples": state.get("labelled", 0),
         "generated_examples": state.get("generated", 0),
         "generation_target": generation_target(state, ctx),
         "base_model": state.get("base_model_name"),

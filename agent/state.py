@@ -32,6 +32,8 @@ class State(InputState, total=False):
     """Name of the retrieved dataset in use, if any."""
     retrieved: int
     """Retrieved training examples on disk."""
+    labelled: int
+    """Hub texts labelled by the judges (label_texts), on disk."""
     generated: int
     """Generated training examples on disk."""
     per_label: dict[str, int]

@@ -116,6 +116,7 @@ class BuildDisplay:
         lines = [
             f"finished: {s.get('finish_reason')}",
             f"score: {s.get('score')} ({verdict}) after {s.get('steps', 0)} steps",
+            f"measured on: {s.get('measured_on')}",
             f"tried: {tried or 'nothing'}",
             f"data: {s.get('retrieved', 0)} retrieved ({s.get('dataset') or 'none'}), {s.get('generated', 0)} generated {s.get('per_label') or ''}",
             f"student: {s.get('base_model')} → {s.get('model_dir')}",

@@ -79,7 +79,7 @@ Demonstrations given by the user:
 
 ## Evaluation (data the model never trained on)
 
-Main metric: **{main}**.
+Main metric: **{main}**. The reported score is measured on {facts.get('measured_on') or 'the splits below'}.
 
 | split | n | {' | '.join(names)} |
 | --- | --- |{' --- |' * len(names)}

@@ -10,9 +10,11 @@ from typing import Any
 from p2m_engine.runs import read_jsonl
 from p2m_engine.types import TaskSpec
 
-SPLITS = ("retrieved", "generated", "train", "val", "dev", "test")
+SPLITS = ("retrieved", "labelled", "generated", "train", "val", "dev", "test")
 _MEANING = {
     "retrieved": "real rows taken from the retrieved dataset (training pool)",
+    "labelled": "real hub text like the demonstrations, labelled by the judges (teacher label scores, encoder "
+                "zero-shot) weighted by their score on the demonstrations (training pool)",
     "generated": "rows the teacher LLM wrote (training pool)",
     "train": "what the student trained on (retrieved + generated, deduplicated, held-out inputs removed)",
     "val": "held back from the training pool to pick the best epoch (and to decide on when there is no dev)",
@@ -51,6 +53,11 @@ def data_card(run_dir: Path, spec: TaskSpec, *, dataset: str | None, dropped: di
     lines = [f"# Data card: {_cell(spec.instruction.splitlines()[0], 100)}", "", "## Sources", ""]
     lines.append(f"- **Retrieved**: {len(data['retrieved'])} rows from `{_cell(dataset)}`" if dataset
                  else "- **Retrieved**: none (no hub dataset fitted the task)")
+    labelled = data["labelled"]
+    if labelled:
+        hubs = Counter(str(r.get("hub", "")).split("/")[0] for r in labelled)
+        lines.append(f"- **Teacher-labelled** (real hub text, labelled by the judges): {len(labelled)} rows from "
+                     + ", ".join(f"`{_cell(h, 40)}` ({n})" for h, n in hubs.most_common(6)))
     if generated:
         span = f", temperature {min(temps):.2f} to {max(temps):.2f}" if temps else ""
         lines.append(f"- **Generated**: {len(generated)} rows by {', '.join(f'`{m}`' for m in models) or 'the teacher'}"
@@ -76,7 +83,7 @@ def data_card(run_dir: Path, spec: TaskSpec, *, dataset: str | None, dropped: di
     else:
         lines.append("No generated candidate was dropped.")
     lines += ["", "## Examples (training data)", "", "| source | input | output |", "|---|---|---|"]
-    source = {str(r.get("input")): name for name in ("retrieved", "generated") for r in data[name]}
+    source = {str(r.get("input")): name for name in ("retrieved", "labelled", "generated") for r in data[name]}
     shown: Counter[str] = Counter()
     for r in data["train"]:
         # One per label and source first (a real and a generated row side by side), then up to the limit.

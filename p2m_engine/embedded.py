@@ -114,7 +114,9 @@ class LlamaServer:
         # Through p2m_engine.child: the server dies with p2m even when p2m is killed and cannot stop it.
         cmd = [sys.executable, "-m", "p2m_engine.child", str(os.getpid()), "llama_cpp.server", "--model", str(self.model_path),
                "--model_alias", self.alias, "--host", "127.0.0.1", "--port", str(self.port),
-               "--n_ctx", str(self.n_ctx), "--n_threads", str(self.threads)]
+               "--n_ctx", str(self.n_ctx), "--n_threads", str(self.threads),
+               # Log-probabilities for label scoring (p2m_engine.scoring); without it the server returns none.
+               "--logits_all", "true"]
         # Popen without a shell: the pid is the server's own, so stop() kills the right process.
         if self.log_path:
             with open(self.log_path, "ab") as log:  # the child keeps its own handle

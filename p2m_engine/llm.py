@@ -260,9 +260,46 @@ class LLM:
         Raises:
             LLMError: the key is rejected, the request is refused, or the service still fails after the retries.
         """
+        tools = [{"type": "function", "function": {"name": name, "description": f"Return the {name}.", "parameters": schema}}]
+        return _answer(self._create(name, started, messages=messages, tools=tools,
+                                    tool_choice={"type": "function", "function": {"name": name}},
+                                    temperature=temperature, max_tokens=max_tokens))
+
+    def first_token_logprobs(self, messages: list[dict[str, Any]], *, top: int = 20, name: str = "score") -> dict[str, float]:
+        """The log-probabilities of the most likely first answer tokens (greedy, one token, `top` alternatives).
+
+        Scoring the options of a question this way asks a small model only to judge, not to write: the
+        reliable use of a small teacher (contextual calibration, arXiv 2102.09690). llama.cpp's server
+        returns them when started with `--logits_all true`; OpenAI-compatible APIs take `logprobs`.
+
+        Raises:
+            LLMError: the service fails, or its answer carries no log-probabilities.
+        """
+        params = {"logprobs": top, "max_tokens": 1, "temperature": 0.0}
+        key = cache_key(self.model, params, messages)
+        cached = self.cache.get(key) if self.cache is not None else None
+        if cached is not None:
+            with self._lock:
+                self.usage.cached += 1
+            return {str(k): float(v) for k, v in cached.items()}
+        resp = self._create(name, time.monotonic(), messages=messages, logprobs=True, top_logprobs=top,
+                            max_tokens=1, temperature=0.0)
+        found = _first_token_logprobs(resp)
+        if not found:
+            raise LLMError(f"The LLM service at {self.base_url or 'api.openai.com'} returned no log-probabilities "
+                           "(a llama.cpp server needs --logits_all true).")
+        if self.cache is not None:
+            self.cache.put(key, self.model, found)
+        return found
+
+    def _create(self, name: str, started: float, **request: Any) -> Any:
+        """One chat completion, retried on transient faults within the deadline that began at `started`.
+
+        Raises:
+            LLMError: the key is rejected, the request is refused, or the service still fails after the retries.
+        """
         import openai
 
-        tools = [{"type": "function", "function": {"name": name, "description": f"Return the {name}.", "parameters": schema}}]
         headers: Mapping[str, str] | None = None
         last = ""
         for retry in range(self.max_retries + 1):
@@ -281,14 +318,7 @@ class LLM:
             client = self._client if left is None else self._client.with_options(
                 timeout=max(0.001, min(self.timeout, left - wait)))
             try:
-                resp = client.chat.completions.create(
-                    model=self.model,
-                    messages=messages,  # type: ignore[arg-type]
-                    tools=tools,  # type: ignore[arg-type]
-                    tool_choice={"type": "function", "function": {"name": name}},
-                    temperature=temperature,
-                    max_tokens=max_tokens,
-                )
+                resp = client.chat.completions.create(model=self.model, **request)
             except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
                 self._count_failure()
                 raise LLMError(f"The LLM endpoint rejected the API key (HTTP {e.status_code}).") from None
@@ -316,7 +346,7 @@ class LLM:
                 self.usage.prompt_tokens += _int(getattr(usage, "prompt_tokens", 0))
                 self.usage.completion_tokens += _int(getattr(usage, "completion_tokens", 0))
             logger.debug("LLM %s answered in %.2fs", name, time.monotonic() - started)
-            return _answer(resp)
+            return resp
         self._count_failure()
         where = self.base_url or "api.openai.com"
         raise LLMError(f"The LLM service at {where} failed after {self.max_retries} retries: {last}. "
@@ -365,3 +395,20 @@ def _answer(resp: Any) -> dict[str, Any]:
             arguments.append(args)
     content = getattr(msg, "content", None)
     return {"arguments": arguments, "content": content if isinstance(content, str) else ""}
+
+
+def _first_token_logprobs(resp: Any) -> dict[str, float]:
+    """{token: log-probability} of the first generated token's alternatives, read defensively."""
+    choices = getattr(resp, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        return {}
+    content = getattr(getattr(choices[0], "logprobs", None), "content", None)
+    if not isinstance(content, list) or not content:
+        return {}
+    out: dict[str, float] = {}
+    first = content[0]
+    for alt in [*(getattr(first, "top_logprobs", None) or []), first]:
+        token, lp = getattr(alt, "token", None), getattr(alt, "logprob", None)
+        if isinstance(token, str) and isinstance(lp, (int, float)) and lp == lp:
+            out[token] = max(float(lp), out.get(token, float("-inf")))
+    return out

@@ -1,13 +1,17 @@
-"""Find one real dataset for a task: dense search (local hub + Hub catalog), LLM rerank, label mapping, fetch.
+"""Find real datasets for a task: dense search (local hub + Hub catalog), label mapping, fetch, and a measured
+fit test (classification) or an LLM rerank (other task types).
 
 The steps, each recorded on the candidates so a trace can show why every one was taken or rejected:
 
 1. Dense search of the local hub folders and, when given, the offline Hub catalog; one ranking by cosine.
-2. Plausible candidates (about the task, same task type, training rows) are reranked by the teacher LLM
-   when there is one and at least two are plausible (votes; "none" rejects them all).
-3. In rerank order (votes, then similarity) each candidate is tried: a Hub dataset is fetched (offline this
-   fails fast, and the next candidate is tried); a classification dataset whose label names differ from the
-   task's gets an LLM label mapping, checked against the demonstrations. The first one that passes is taken.
+2. Classification: every plausible candidate (about the task, same task type, training rows) is made usable
+   (a Hub dataset is fetched; label names that differ from the task's get an LLM label mapping, checked
+   against the demonstrations), then a probe (p2m_engine.probe: frozen MiniLM embeddings + logistic
+   regression on its rows) is scored on the demonstrations. Every candidate whose probe beats chance and
+   comes near the best is taken (at most MAX_TAKEN), best first; "none" only when no probe beats chance. No
+   vote at a temperature decides, so another seed takes the same data.
+3. Other task types (no labels to probe): the teacher LLM reranks the plausible candidates (votes; "none"
+   rejects them all), and the first usable one in rerank order is taken.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from p2m_engine import catalog
-from p2m_engine.datasets import HubDataset, judge, search_datasets
+import numpy as np
+
+from p2m_engine import catalog, probe
+from p2m_engine.datasets import HubDataset, judge, load_examples, search_datasets
 from p2m_engine.errors import DatasetError
 from p2m_engine.labelmap import llm_label_map
 from p2m_engine.llm import LLM
@@ -28,18 +34,30 @@ from p2m_engine.types import DatasetCandidate, TaskSpec
 
 logger = logging.getLogger(__name__)
 
+# At most this many datasets are taken for one classification task.
+MAX_TAKEN = 3
+# A dataset is taken when its probe's gain on the demonstrations is at least this share of the best one's.
+NEAR_BEST = 0.5
+
 
 @dataclass(frozen=True)
 class Retrieval:
     """The outcome of a dataset search.
 
-    `chosen` points at a local folder (a fetched Hub dataset included) and carries the label map to apply.
+    `taken` point at local folders (fetched Hub datasets included), best first, each with the label map to apply.
     """
 
     candidates: tuple[DatasetCandidate, ...]
-    chosen: DatasetCandidate | None = None
+    taken: tuple[DatasetCandidate, ...] = ()
     rerank: dict[str, Any] | None = None
     label_mappings: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    probes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The probe score of each usable classification candidate on the demonstrations."""
+
+    @property
+    def chosen(self) -> DatasetCandidate | None:
+        """The best dataset taken, if any."""
+        return self.taken[0] if self.taken else None
 
 
 def _with(c: DatasetCandidate, note: str, **changes: Any) -> DatasetCandidate:
@@ -86,7 +104,7 @@ def _try(spec: TaskSpec, c: DatasetCandidate, llm: LLM | None, catalog_dir: Path
 
 def find_dataset(spec: TaskSpec, hub_dirs: list[Path], *, llm: LLM | None = None, catalog_dir: Path | None = None,
                  k: int = 5, votes: int = 3, index_dir: Path | None = None) -> Retrieval:
-    """Search the hub (and the catalog), rerank, fit labels, and take the first usable dataset.
+    """Search the hub (and the catalog), fit labels, and take the datasets the evidence supports.
 
     Args:
         spec: the task.
@@ -94,18 +112,71 @@ def find_dataset(spec: TaskSpec, hub_dirs: list[Path], *, llm: LLM | None = None
         llm: the teacher LLM; without one there is no rerank and no label mapping by LLM.
         catalog_dir: a folder with the offline Hub catalog files, or None.
         k: candidates taken from each source.
-        votes: rerank ballots.
+        votes: rerank ballots (task types other than classification).
         index_dir: where the chromadb indexes live (default: P2M_HOME/index).
 
     Returns:
-        Every candidate (best similarity first) with its votes and the reason it was taken or rejected,
-        the chosen one (or None), the rerank ballots and the LLM label mappings.
+        Every candidate (best similarity first) with the reason it was taken or rejected, the datasets taken
+        (best first), the rerank ballots (other task types), the LLM label mappings and the probe scores.
     """
     cands = search_datasets(spec, hub_dirs, k=k, index_dir=index_dir) if hub_dirs else []
     if catalog_dir is not None:
         cands += catalog.search_catalog(spec, catalog_dir, k=k, index_dir=index_dir)
     cands = _unique(sorted(cands, key=lambda c: -c.score))
     plausible = [c for c in cands if c.plausible][:k]
+    demos = [e for e in spec.examples if e.output in spec.labels]
+    if spec.task_type == "classification" and demos:
+        return _probe_and_take(spec, cands, plausible, demos, llm, catalog_dir)
+    return _rerank_and_take(spec, cands, plausible, llm, catalog_dir, votes)
+
+
+def _probe_and_take(spec: TaskSpec, cands: list[DatasetCandidate], plausible: list[DatasetCandidate],
+                    demos: list[Any], llm: LLM | None, catalog_dir: Path | None) -> Retrieval:
+    """Classification: make every plausible candidate usable, probe each on the demonstrations, take the best."""
+    from p2m_engine.pool import embed_texts
+
+    decided: dict[str, DatasetCandidate] = {}
+    mappings: list[dict[str, Any]] = []
+    probes: dict[str, dict[str, Any]] = {}
+    usable: list[tuple[DatasetCandidate, probe.ProbeScore]] = []
+    demo_vecs = embed_texts([e.input for e in demos])
+    demo_labels = np.array([spec.labels.index(e.output) for e in demos])
+    for c in plausible:
+        updated, ok = _try(spec, c, llm, catalog_dir, mappings)
+        if ok:
+            rows = load_examples(Path(updated.path) / "train.jsonl", updated.label_map, skipped=[])
+            score = probe.score_rows(rows, spec.labels, demo_vecs, demo_labels)
+            if score is None:
+                updated, ok = _with(updated, "rejected: its rows cover fewer than two of the task's labels"), False
+            else:
+                probes[c.name] = score.to_dict()
+                figures = f"probe on the demonstrations: accuracy {score.accuracy:.2f}, gain {score.gain:+.3f}"
+                if score.gain <= 0:
+                    updated, ok = _with(updated, f"rejected: no better than chance ({figures})"), False
+                else:
+                    updated = _with(updated, figures)
+                    usable.append((updated, score))
+        decided[c.name] = updated
+    usable.sort(key=lambda x: (-x[1].gain, -x[0].score))
+    taken: list[DatasetCandidate] = []
+    if usable:
+        best = usable[0][1].gain
+        for c, score in usable:
+            if len(taken) < MAX_TAKEN and score.gain >= NEAR_BEST * best:
+                c = _with(c, "taken (best probe)" if not taken else f"taken (probe within {NEAR_BEST:.0%} of the best)")
+                taken.append(c)
+            elif len(taken) >= MAX_TAKEN:
+                c = _with(c, f"not taken: {MAX_TAKEN} better datasets were taken")
+            else:
+                c = _with(c, f"not taken: probe gain below {NEAR_BEST:.0%} of the best ({best:+.3f})")
+            decided[c.name] = c
+    final = [decided.get(c.name, c) for c in cands]
+    return Retrieval(tuple(final), tuple(taken), None, tuple(mappings), probes)
+
+
+def _rerank_and_take(spec: TaskSpec, cands: list[DatasetCandidate], plausible: list[DatasetCandidate],
+                     llm: LLM | None, catalog_dir: Path | None, votes: int) -> Retrieval:
+    """Task types without labels to probe: LLM rerank, then the first usable candidate in rerank order."""
     order = plausible
     rerank = None
     if llm is not None and len(plausible) >= 2:
@@ -115,7 +186,7 @@ def find_dataset(spec: TaskSpec, hub_dirs: list[Path], *, llm: LLM | None = None
         cands = [dataclasses.replace(c, votes=result.votes.get(c.name, 0)) for c in cands]
         if result.choice is None:
             final = [_with(c, f"rejected: the LLM rerank voted none ({tally})") if c.plausible else c for c in cands]
-            return Retrieval(tuple(final), None, rerank)
+            return Retrieval(tuple(final), (), rerank)
         by_name = {c.name: c for c in cands}
         order = sorted((by_name[c.name] for c in plausible), key=lambda c: (-c.votes, -c.score))
     decided: dict[str, DatasetCandidate] = {}
@@ -135,4 +206,4 @@ def find_dataset(spec: TaskSpec, hub_dirs: list[Path], *, llm: LLM | None = None
             chosen = updated
         decided[c.name] = updated
     final = [decided.get(c.name, c) for c in cands]
-    return Retrieval(tuple(final), chosen, rerank, tuple(mappings))
+    return Retrieval(tuple(final), (chosen,) if chosen else (), rerank, tuple(mappings))

@@ -14,6 +14,8 @@ Script items for ``POST /v1/chat/completions`` (consumed one per request, in ord
 - ``("raw_args", "string")``: a function call whose arguments string is sent verbatim (e.g. broken JSON).
 - ``("content", "text")``: a plain assistant message, no tool calls.
 - ``("status", code)``: an HTTP error with an OpenAI-style JSON error body.
+- ``("logprobs", {"token": logprob, ...})``: a one-token answer (the most likely token) whose
+  ``logprobs.content[0].top_logprobs`` lists the given alternatives.
 
 When the script is exhausted every further chat request answers HTTP 500, so an unexpected extra
 call shows up as a failure (and in ``stub.chat_requests``).
@@ -41,7 +43,7 @@ _ERROR_TYPES = {
 }
 
 
-_KINDS = ("tool", "raw_args", "content", "status")
+_KINDS = ("tool", "raw_args", "content", "status", "logprobs")
 
 
 def _checked(items: Iterable[tuple[str, Any]], kinds: tuple[str, ...] = _KINDS) -> list[tuple[str, Any]]:
@@ -242,8 +244,15 @@ class OpenAIStub:
             finish = "tool_calls"
         elif kind == "content":
             message["content"] = str(value)
+        logprobs = None
+        if kind == "logprobs":
+            top = sorted(value.items(), key=lambda x: -x[1])
+            message["content"] = top[0][0]
+            alternatives = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in top]
+            logprobs = {"content": [{**alternatives[0], "top_logprobs": alternatives}]}
+            finish = "length"
         self._send_json(handler, 200, self._completion(body, [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}]))
+            {"index": 0, "message": message, "logprobs": logprobs, "finish_reason": finish}]))
 
     def _completion(self, body: dict[str, Any], choices: list[dict[str, Any]]) -> dict[str, Any]:
         """A chat.completion object with the given choices and this stub's usage block."""

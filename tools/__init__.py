@@ -3,9 +3,10 @@ and returns a compact JSON observation (plus an artifact the graph records in it
 
 from tools.datasets import search_datasets
 from tools.evaluate import evaluate_model
+from tools.labelling import label_texts
 from tools.models import search_models
 from tools.synth import generate_examples, generate_targeted_examples
 from tools.train import train_model
 
-TOOLS = [search_datasets, search_models, generate_examples, generate_targeted_examples, train_model, evaluate_model]
+TOOLS = [search_datasets, search_models, label_texts, generate_examples, generate_targeted_examples, train_model, evaluate_model]
 TOOLS_BY_NAME = {t.name: t for t in TOOLS}

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from p2m_engine.labelling import LabelConfig
 from p2m_engine.llm import LLM
 from p2m_engine.runs import Run
 from p2m_engine.synth import SynthConfig
@@ -34,6 +35,7 @@ class ToolContext:
     test_path: Path | None = None
     student: str | None = None
     synth: SynthConfig = field(default_factory=SynthConfig)
+    labelling: LabelConfig = field(default_factory=LabelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     max_retrieved: int = 1000
     progress: ProgressSink | None = None

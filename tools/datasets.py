@@ -40,61 +40,74 @@ def _balanced(rows: list[Any], cap: int) -> list[Any]:
 def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     """Search the dataset hub (and the Hub catalog, if given) for real datasets that fit the task.
 
-    Candidates are ranked by similarity, reranked by the teacher LLM when several are plausible, and the
-    first usable one is taken as training data (capped and label-balanced; labels mapped onto the task's),
-    except a small real dev split held out for the build's decisions; its held-out split becomes real test
-    data when no test file was given. Returns every candidate with its similarity, its rerank votes and why
-    it was taken or rejected.
+    Candidates are ranked by similarity; for classification each plausible one is tested with a probe on the
+    demonstrations and every one near the best is taken (for other task types the teacher LLM reranks and
+    the first usable one is taken). The rows are capped and label-balanced per dataset, labels mapped onto
+    the task's, except a small real dev split held out for the build's decisions; the best dataset's
+    held-out split becomes real test data when no test file was given. Returns every candidate with its
+    similarity, its probe score or rerank votes and why it was taken or rejected.
     """
     ctx: ToolContext = runtime.context
     meter = Meter(ctx.llm)
     spec = spec_of(runtime.state)
     found = retrieval.find_dataset(spec, ctx.hub_dirs, llm=ctx.llm, catalog_dir=ctx.catalog_dir, k=5)
-    cands, chosen = found.candidates, found.chosen
+    cands, taken = found.candidates, found.taken
     ctx.run.write_json("datasets.json", {"candidates": [c.summary() for c in cands], "rerank": found.rerank,
-                                         "label_mappings": list(found.label_mappings)})
+                                         "label_mappings": list(found.label_mappings), "probes": found.probes,
+                                         "taken": [c.name for c in taken]})
     retrieved, dev, test_from = 0, 0, None
     skipped: list[str] = []
-    if chosen is not None:
-        folder = Path(chosen.path)
-        rows = datasets.load_examples(datasets.split_path(folder, "train"), chosen.label_map, skipped=skipped)  # type: ignore[arg-type]
-        held = next(filter(None, (datasets.split_path(folder, s) for s in ("dev", "validation", "test"))), None)
-        test_rows = []
+    by_source: dict[str, int] = {}
+    if taken:
+        best = Path(taken[0].path)
+        held = next(filter(None, (datasets.split_path(best, s) for s in ("dev", "validation", "test"))), None)
         if ctx.test_path is None and held is not None:
-            test_rows = datasets.load_examples(held, chosen.label_map, skipped=skipped)
+            test_rows = datasets.load_examples(held, taken[0].label_map, skipped=skipped)
             write_jsonl(ctx.run.path("data", "test.jsonl"), (e.to_dict() for e in test_rows))
             test_from = str(held)
         # Leakage guard: no training row may equal a test row or a demonstration.
         banned = {normalize(x) for x in [*inputs_of_test(ctx), *(e.input for e in spec.examples)]}
         # Repeated texts are kept once (the first), so that no text can land on both sides of the dev split.
-        unique: dict[str, Any] = {}
-        for r in rows:
-            if normalize(r.input) not in banned:
-                unique.setdefault(normalize(r.input), r)
-        rows = list(unique.values())
+        unique: dict[str, tuple[Any, str]] = {}
+        for c in taken:
+            rows = datasets.load_examples(datasets.split_path(Path(c.path), "train"), c.label_map, skipped=skipped)  # type: ignore[arg-type]
+            for r in rows:
+                if normalize(r.input) not in banned:
+                    unique.setdefault(normalize(r.input), (r, c.name))
+        source_of = {id(r): name for r, name in unique.values()}
+        rows = [r for r, _ in unique.values()]
         # A real dev split, disjoint from the test data and never trained on: the build's decisions
         # (iterate or stop, which model is best) are made on it, never on the test data.
         rows, dev_rows = split_validation(rows, fraction=min(DEV_FRACTION, DEV_MAX / max(len(rows), 1)), seed=ctx.train.seed,
                                           stratify=spec.task_type == "classification")
         if dev_rows:
-            dev = write_jsonl(ctx.run.path("data", "dev.jsonl"), ({**e.to_dict(), "source": chosen.name} for e in dev_rows))
-        rows = _balanced(rows, ctx.max_retrieved)
+            dev = write_jsonl(ctx.run.path("data", "dev.jsonl"),
+                              ({**e.to_dict(), "source": source_of[id(e)]} for e in dev_rows))
+        # Each dataset gets an equal share of the cap, label-balanced within it.
+        share = max(1, ctx.max_retrieved // len(taken))
+        kept = [r for c in taken for r in _balanced([r for r in rows if source_of[id(r)] == c.name], share)]
+        for r in kept:
+            by_source[source_of[id(r)]] = by_source.get(source_of[id(r)], 0) + 1
         retrieved = write_jsonl(ctx.run.path("data", "retrieved.jsonl"),
-                                ({**e.to_dict(), "source": chosen.name} for e in rows))
+                                ({**e.to_dict(), "source": source_of[id(e)]} for e in kept))
+    names = [c.name for c in taken]
     artifact = {
         "candidates": [c.summary() for c in cands],
-        "dataset": chosen.name if chosen else None,
-        "label_map": chosen.label_map if chosen else None,
+        "dataset": ", ".join(names) if names else None,
+        "datasets": names,
+        "label_map": taken[0].label_map if taken else None,
         "rerank": found.rerank,
+        "probes": found.probes,
         "label_mappings": list(found.label_mappings),
         "retrieved": retrieved,
+        "retrieved_by_source": by_source,
         "dev": dev,
         "test_from": test_from,
         "malformed_lines": skipped[:20],
         "skipped_lines": len(skipped),
         **meter.figures(),
     }
-    summary = {"dataset": artifact["dataset"], "retrieved": retrieved, "dev": dev, "test_from": test_from,
+    summary = {"datasets": names, "retrieved": retrieved, "by_source": by_source, "dev": dev, "test_from": test_from,
                "candidates": [{"name": c.name, "score": round(c.score, 3), "votes": c.votes, "fit": c.reason}
                               for c in cands]}
     return observation(summary), artifact

@@ -19,7 +19,7 @@ from tools.synth import held_out_inputs
 
 
 def training_examples(ctx: ToolContext, labels: tuple[str, ...], demos: list[str]) -> tuple[list[Example], dict[str, int]]:
-    """Retrieved + generated examples, deduplicated, with test inputs and demonstrations removed.
+    """Retrieved + teacher-labelled + generated examples, deduplicated, with test inputs and demonstrations removed.
 
     With a label set (classification), rows whose output is not a label are dropped.
     """
@@ -27,7 +27,7 @@ def training_examples(ctx: ToolContext, labels: tuple[str, ...], demos: list[str
     seen: set[str] = set()
     rows: list[Example] = []
     sources: dict[str, int] = {}
-    for name in ("retrieved", "generated"):
+    for name in ("retrieved", "labelled", "generated"):
         path = ctx.run.dir / "data" / f"{name}.jsonl"
         if not path.is_file() or path.stat().st_size == 0:
             continue

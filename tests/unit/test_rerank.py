@@ -104,50 +104,76 @@ def test_rerank_falls_back_to_dense_order_when_the_llm_never_answers() -> None:
     assert result.choice == "a" and all(b["vote"] == "" and "no answer" in b["reason"] for b in result.ballots)
 
 
-def test_search_takes_the_rerank_majority_and_records_votes_and_reasons(tmp_path: Path) -> None:
-    hub = sentiment_hub(tmp_path / "hub")
-    found = find_dataset(SENTIMENT, [hub], llm=voter(["movie_opinions", "film_reviews", "movie_opinions"]),
-                         index_dir=tmp_path / "idx")
+def inverted_hub(hub: Path) -> Path:
+    """The sentiment hub plus a dataset about the task whose labels are the wrong way round."""
+    sentiment_hub(hub)
+    rows = [(t, "negative") for t in POS] + [(t, "positive") for t in NEG]
+    write_dataset(hub, "inverted_reviews", "Movie review sentences labelled with their sentiment, positive or negative.",
+                  ["positive", "negative"], rows)
+    return hub
+
+
+def test_search_probes_every_fitting_dataset_takes_those_near_the_best_and_never_asks_for_votes(tmp_path: Path) -> None:
+    hub = inverted_hub(tmp_path / "hub")
+    llm = voter(["none", "none", "none"])
+    found = find_dataset(SENTIMENT, [hub], llm=llm, index_dir=tmp_path / "idx")
     by = {c.name: c for c in found.candidates}
-    assert found.chosen is not None and found.chosen.name == "movie_opinions"
-    assert by["movie_opinions"].votes == 2 and "taken (rerank: 2 of 3 votes)" in by["movie_opinions"].reason
-    assert by["film_reviews"].votes == 1 and "not tried: movie_opinions was taken" in by["film_reviews"].reason
-    assert not by["weather_reports"].plausible and by["weather_reports"].votes == 0
-    assert found.rerank is not None and [b["vote"] for b in found.rerank["ballots"]].count("movie_opinions") == 2
+    assert [c.name for c in found.taken] == ["movie_opinions", "film_reviews"] or \
+        [c.name for c in found.taken] == ["film_reviews", "movie_opinions"]
+    assert "taken (best probe)" in found.taken[0].reason and "taken (probe within" in found.taken[1].reason
+    # The dataset whose labels contradict the demonstrations is plausible by its card, and refused by its probe.
+    assert by["inverted_reviews"].plausible and "rejected: no better than chance" in by["inverted_reviews"].reason
+    assert found.probes["inverted_reviews"]["gain"] < 0 < found.probes["film_reviews"]["gain"]
+    assert found.probes["film_reviews"]["accuracy"] == 1.0
+    # No LLM vote decides (the fake would have voted none): the same data whatever the seed or temperature.
+    assert found.rerank is None and not [r for r in llm.requests if r["name"] == "choose_dataset"]
+    assert not by["weather_reports"].plausible
 
 
-def test_search_takes_nothing_when_the_rerank_votes_none(tmp_path: Path) -> None:
-    hub = sentiment_hub(tmp_path / "hub")
-    found = find_dataset(SENTIMENT, [hub], llm=voter(["none", "film_reviews", "none"]), index_dir=tmp_path / "idx")
-    assert found.chosen is None
-    plausible = [c for c in found.candidates if c.plausible]
-    assert len(plausible) == 2 and all("rejected: the LLM rerank voted none" in c.reason for c in plausible)
-
-
-def test_search_without_llm_takes_the_best_fitting_and_runs_no_rerank(tmp_path: Path) -> None:
-    hub = sentiment_hub(tmp_path / "hub")
+def test_search_takes_nothing_when_no_probe_beats_chance(tmp_path: Path) -> None:
+    hub = tmp_path / "hub"
+    rows = [(t, "negative") for t in POS] + [(t, "positive") for t in NEG]
+    write_dataset(hub, "inverted_reviews", "Movie review sentences labelled with their sentiment, positive or negative.",
+                  ["positive", "negative"], rows)
     found = find_dataset(SENTIMENT, [hub], index_dir=tmp_path / "idx")
-    assert found.rerank is None and found.chosen is not None
-    assert found.chosen.name == max((c for c in found.candidates if c.fits), key=lambda c: c.score).name
-    assert "taken (best similarity that fits)" in found.chosen.reason
+    assert found.chosen is None and found.taken == ()
+    assert "no better than chance" in found.candidates[0].reason
+
+
+def test_generation_search_takes_the_rerank_majority_and_records_votes(tmp_path: Path) -> None:
+    hub = tmp_path / "hub"
+    pairs = [("close the open file f", "f.close()"), ("sort list xs in place", "xs.sort()")]
+    write_dataset(hub, "code_en", "English requests paired with the one line of Python code that does them.", None,
+                  pairs, "text-generation")
+    write_dataset(hub, "code_snippets", "Python one-line code snippets written for English requests.", None,
+                  pairs[::-1], "text-generation")
+    spec = TaskSpec("Write the Python code (a single line) that does what the request says.",
+                    (Example("open file 'a.txt' for reading", "open('a.txt')"),), "generation")
+    found = find_dataset(spec, [hub], llm=voter(["code_snippets", "code_en", "code_snippets"]), index_dir=tmp_path / "idx")
+    by = {c.name: c for c in found.candidates}
+    assert found.chosen is not None and found.chosen.name == "code_snippets"
+    assert by["code_snippets"].votes == 2 and "taken (rerank: 2 of 3 votes)" in by["code_snippets"].reason
+    assert "not tried: code_snippets was taken" in by["code_en"].reason
+    none = find_dataset(spec, [hub], llm=voter(["none", "code_en", "none"]), index_dir=tmp_path / "idx")
+    assert none.chosen is None and all("voted none" in c.reason for c in none.candidates if c.plausible)
 
 
 def test_label_mapping_consistent_with_the_demos_is_accepted(tmp_path: Path) -> None:
     hub = sentiment_hub(tmp_path / "hub", labels=("1", "0"))
-    llm = voter(["film_reviews", "film_reviews", "movie_opinions"], mapping={"1": "positive", "0": "negative"})
+    llm = voter([], mapping={"1": "positive", "0": "negative"})
     found = find_dataset(SENTIMENT, [hub], llm=llm, index_dir=tmp_path / "idx")
-    assert found.chosen is not None and found.chosen.name == "film_reviews"
-    assert found.chosen.label_map == {"1": "positive", "0": "negative"}
+    assert found.chosen is not None and {c.name for c in found.taken} == {"film_reviews", "movie_opinions"}
+    assert all(c.label_map == {"1": "positive", "0": "negative"} for c in found.taken)
     assert "labels mapped by the LLM (consistent with the demonstrations" in found.chosen.reason
     record = found.label_mappings[0]
-    assert record["dataset"] == "film_reviews" and record["check"]["accepted"] and record["check"]["margin"] > 0
+    assert record["dataset"] in {"film_reviews", "movie_opinions"} and record["check"]["accepted"] and record["check"]["margin"] > 0
     mapped = [r for r in llm.requests if r["name"] == "map_labels"]
     assert mapped[0]["schema"]["properties"]["1"]["enum"] == ["positive", "negative", "drop"]
 
 
 def test_label_mapping_that_contradicts_the_demos_is_refused(tmp_path: Path) -> None:
     hub = sentiment_hub(tmp_path / "hub", labels=("1", "0"))
-    llm = voter(["film_reviews"] * 3, mapping={"1": "negative", "0": "positive"})
+    llm = voter([], mapping={"1": "negative", "0": "positive"})
     found = find_dataset(SENTIMENT, [hub], llm=llm, index_dir=tmp_path / "idx")
     assert found.chosen is None
     assert all(not m["check"]["accepted"] and "contradicts the demonstrations" in m["check"]["reason"]
@@ -183,23 +209,23 @@ def test_generation_task_takes_a_generation_dataset_without_labels(tmp_path: Pat
     assert found.chosen.fits and "task type generation fits" in found.chosen.reason
 
 
-def test_tool_artifact_lists_candidates_votes_and_reasons(tmp_path: Path) -> None:
+def test_tool_artifact_lists_candidates_probes_and_reasons(tmp_path: Path) -> None:
     from tools.context import ToolContext
     from tools.datasets import search_datasets as tool
 
     hub = sentiment_hub(tmp_path / "hub", labels=("1", "0"))
-    llm = voter(["movie_opinions", "movie_opinions", "film_reviews"], mapping={"1": "positive", "0": "negative"})
+    llm = voter([], mapping={"1": "positive", "0": "negative"})
     run = Run.create(tmp_path / "runs", SENTIMENT.instruction)
     ctx = ToolContext(run=run, llm=llm, hub_dirs=[hub])  # type: ignore[arg-type]
     text, art = tool.func(SimpleNamespace(context=ctx, state={"task": SENTIMENT.to_dict()}))
-    assert art["dataset"] == "movie_opinions" and art["label_map"] == {"1": "positive", "0": "negative"}
-    by = {c["name"]: c for c in art["candidates"]}
-    assert by["movie_opinions"]["votes"] == 2 and by["film_reviews"]["votes"] == 1
-    assert all(c["reason"] for c in art["candidates"]) and art["rerank"]["votes"]["movie_opinions"] == 2
-    assert art["label_mappings"][0]["check"]["accepted"] and art["llm_calls"] == 4
+    assert set(art["datasets"]) == {"movie_opinions", "film_reviews"} and art["label_map"] == {"1": "positive", "0": "negative"}
+    assert set(art["probes"]) == {"movie_opinions", "film_reviews"} and art["rerank"] is None
+    assert all(c["reason"] for c in art["candidates"]) and art["llm_calls"] == 2  # one label mapping per dataset
     rows = list(read_jsonl(run.path("data", "retrieved.jsonl")))
     dev = list(read_jsonl(run.path("data", "dev.jsonl")))
-    # All 12 mapped rows are used: most train the student, a small real dev split is held out for decisions.
+    # The two datasets hold the same 12 rows: kept once, most train the student, a real dev split is held out.
     assert {r["output"] for r in rows + dev} == {"positive", "negative"} and len(rows) + len(dev) == 12 and dev
+    assert sum(art["retrieved_by_source"].values()) == len(rows)
+    assert {r["source"] for r in rows} <= {"movie_opinions", "film_reviews"}
     assert {r["output"] for r in read_jsonl(run.path("data", "test.jsonl"))} <= {"positive", "negative"}
-    assert json.loads(text)["candidates"][0]["votes"] in (1, 2)
+    assert set(json.loads(text)["datasets"]) == {"movie_opinions", "film_reviews"}

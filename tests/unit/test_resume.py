@@ -176,6 +176,19 @@ def test_exit_codes_follow_the_target_and_are_documented() -> None:
     assert met_target("model", 0.8, 0.8) and not met_target("model", 0.79, 0.8)
     assert not met_target("model", None, 0.5) and not met_target(None, None, None)
     assert exit_code({"met_target": False}) == 2
+    # A score on the demonstrations, or on fewer than 30 real held-out rows, never confirms a target.
+    assert not met_target("model", 1.0, 0.9, "demos", 3) and not met_target("model", 1.0, 0.9, "test", 29)
+    assert met_target("model", 0.95, 0.9, "test", 30) and met_target("model", 0.95, 0.9, "dev", 120)
+
+
+def test_the_summary_says_what_the_score_was_measured_on() -> None:
+    from agent.policy import measured_on, score_measure
+
+    state = {"best_iteration": 1, "history": [{"iteration": 1, "score_split": "demos"}],
+             "metrics": {"demos": {"n": 3}, "val": {"n": 40}}}
+    assert score_measure(state) == ("demos", 3)
+    assert "only the 3 demonstrations" in measured_on("demos", 3) and "cannot be trusted" in measured_on("demos", 3)
+    assert measured_on("test", 475) == "475 real held-out rows (test)" and "too few" in measured_on("test", 12)
     text = CliRunner().invoke(cli, ["build", "--help"]).output
     assert "--yes" in text and "0  a model was built and met the target" in text and "2  the build finished below" in text
 

@@ -1,0 +1,113 @@
+"""Real hub text labelled by judges weighted on the demonstrations (label_texts), and the probe behind retrieval."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from p2m_engine.labelling import LabelConfig, judge_weights, keep_confident, label_texts, pooled
+from p2m_engine.pool import collect, length_bounds, pieces
+from p2m_engine.probe import score_rows
+from p2m_engine.runs import read_jsonl
+from p2m_engine.types import Example, TaskSpec
+
+SPORT = ["the striker scored twice and the team won the cup final", "a late goal sealed the league title for the club",
+         "the tennis champion won the match in straight sets", "the coach praised his players after the football win",
+         "the sprinter broke the world record in the final race", "fans cheered as the goalkeeper saved a penalty"]
+WEATHER = ["heavy rain and strong winds are expected tomorrow", "temperatures will drop below freezing overnight",
+           "a sunny afternoon with light clouds and mild temperatures", "snow is forecast for the mountains this weekend",
+           "thunderstorms will bring hail to the north on friday", "a warm front brings humid air and showers"]
+SPEC = TaskSpec("Is this news sentence about sport or about the weather?",
+                (Example("the midfielder scored a stunning goal in the derby", "sport"),
+                 Example("fog and drizzle will linger until noon", "weather")),
+                "classification", ("sport", "weather"))
+
+
+def hub_of_texts(root: Path) -> Path:
+    folder = root / "hub" / "news_sentences"
+    folder.mkdir(parents=True)
+    (folder / "dataset_info.json").write_text(json.dumps({"name": "news_sentences", "task_type": "generation"}))
+    with (folder / "train.jsonl").open("w") as f:
+        for text in SPORT + WEATHER:
+            f.write(json.dumps({"input": f"Headline: {text}", "output": "unrelated"}) + "\n")
+    return root / "hub"
+
+
+class KeywordTeacher:
+    """A fake teacher with known label log-probabilities: sport for sport words, weather for weather words."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.usage = type("U", (), {"calls": 0})()
+
+    def first_token_logprobs(self, messages: list[dict[str, Any]], *, top: int = 20, name: str = "score") -> dict[str, float]:
+        self.usage.calls += 1
+        text = messages[-1]["content"].rsplit("input:", 1)[-1].lower()
+        sport = any(w in text for w in ("goal", "won", "match", "race", "coach", "fans", "scored"))
+        weather = any(w in text for w in ("rain", "snow", "fog", "temperature", "sunny", "storm", "front", "wind", "drizzle"))
+        p = 0.9 if sport else 0.1 if weather else 0.5  # a content-free input gets no preference
+        return {"sport": math.log(p), "weather": math.log(1 - p)}
+
+
+def test_pieces_split_marked_fields_lines_and_long_prose() -> None:
+    parts = pieces("Question: Who won? Context: The final was close. The home side won it late. " + "x " * 100)
+    assert "Who won?" in parts and any(p.startswith("The final was close.") for p in parts)
+    assert parts[0].startswith("Question:")
+    lo, hi = length_bounds(["short one", "a somewhat longer demonstration input"])
+    assert lo >= 3 and hi >= 40
+
+
+def test_pool_excludes_held_out_texts_and_demos(tmp_path: Path) -> None:
+    from p2m_engine.synth import normalize
+
+    hub = hub_of_texts(tmp_path)
+    texts, vecs = collect([hub], [e.input for e in SPEC.examples], exclude={normalize(SPORT[0])})
+    found = {t.text for t in texts}
+    assert SPORT[1] in found and SPORT[0] not in found and len(vecs) == len(texts)
+    assert all(t.source == "news_sentences/train" for t in texts)
+
+
+def test_label_texts_writes_confident_rows_with_provenance_and_weights_judges_on_the_demos(tmp_path: Path) -> None:
+    hub = hub_of_texts(tmp_path)
+    out = tmp_path / "labelled.jsonl"
+    teacher = KeywordTeacher()
+    result = label_texts(SPEC, [hub], out, LabelConfig(texts=12, keep=0.7), llm=teacher)  # type: ignore[arg-type]
+    rows = list(read_jsonl(out))
+    assert rows and result.count == len(rows) and set(result.per_label) == {"sport", "weather"}
+    assert all(r["source"] == "teacher_labelled" and r["hub"] == "news_sentences/train" for r in rows)
+    truth = {**{t: "sport" for t in SPORT}, **{t: "weather" for t in WEATHER}}
+    assert all(r["output"] == truth[r["input"].removeprefix("Headline: ")] for r in rows)
+    # Every judge was scored on the demonstrations; the teacher (right on both) has weight.
+    assert set(result.judges) == {"label_name", "label_in_instruction", "teacher"}
+    assert result.judges["teacher"]["accuracy"] == 1.0 and result.weights["teacher"] > 0
+    assert result.llm_calls == teacher.usage.calls > 12
+
+
+def test_label_texts_without_a_teacher_uses_the_encoder_judges(tmp_path: Path) -> None:
+    result = label_texts(SPEC, [hub_of_texts(tmp_path)], tmp_path / "l.jsonl", LabelConfig(texts=12))
+    assert "teacher" not in result.judges and result.count > 0 and result.llm_calls == 0
+
+
+def test_judge_weights_give_nothing_to_a_judge_no_better_than_chance() -> None:
+    assert judge_weights({"a": 0.4, "b": -0.1}) == {"a": 2.0, "b": 0.0}
+    assert judge_weights({"a": -0.2, "b": 0.0}) == {"a": 1.0, "b": 1.0}
+    p = pooled({"a": np.array([[0.9, 0.1]]), "b": np.array([[0.1, 0.9]])}, {"a": 2.0, "b": 0.0})
+    assert p[0, 0] == pytest.approx(0.81 / 0.82)  # 0.9^2 against 0.1^2: weights are exponents
+    assert keep_confident(np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]]), 0.5) == [0, 2]
+
+
+def test_probe_beats_chance_on_rows_that_teach_the_task_and_not_on_inverted_ones() -> None:
+    from p2m_engine.pool import embed_texts
+
+    good = [Example(t, "sport") for t in SPORT] + [Example(t, "weather") for t in WEATHER]
+    bad = [Example(e.input, "weather" if e.output == "sport" else "sport") for e in good]
+    ev = embed_texts([e.input for e in SPEC.examples])
+    y = np.array([0, 1])
+    g, b = score_rows(good, SPEC.labels, ev, y), score_rows(bad, SPEC.labels, ev, y)
+    assert g is not None and b is not None and g.accuracy == 1.0 and g.gain > 0 > b.gain
+    assert score_rows([Example("x", "sport")], SPEC.labels, ev, y) is None  # one label: no probe

@@ -1,0 +1,33 @@
+"""Tool: label real hub text like the demonstrations with the judges a small teacher can be trusted with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.tools import tool
+from langgraph.prebuilt import ToolRuntime
+
+from p2m_engine.labelling import label_texts as label_engine
+from p2m_engine.synth import normalize
+from tools.context import Meter, ToolContext, observation, spec_of
+from tools.synth import held_out_inputs
+
+
+@tool(response_format="content_and_artifact")
+def label_texts(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
+    """Label real unlabelled text from the hub for a classification task when no labelled dataset fits.
+
+    The hub texts most like the demonstrations (questions for a question task, reviews for a review task)
+    are labelled by judges weighted by how well each predicts the demonstrations: the teacher scoring each
+    label by log-probability (calibrated), and the sentence encoder's similarity to each label's name.
+    Only the confident rows are kept, as training data with provenance `teacher_labelled`.
+
+    Returns the count per label, the weight and demonstration score of every judge, and where the texts came from.
+    """
+    ctx: ToolContext = runtime.context
+    meter = Meter(ctx.llm)
+    spec = spec_of(runtime.state)
+    result = label_engine(spec, ctx.hub_dirs, ctx.run.path("data", "labelled.jsonl"), ctx.labelling, llm=ctx.llm,
+                          exclude={normalize(x) for x in held_out_inputs(ctx)}, progress=ctx.report("label_texts"))
+    artifact = {"labelled": result.count, **result.to_dict(), **meter.figures()}
+    return observation({k: artifact[k] for k in ("labelled", "per_label", "weights", "judges", "sources")}), artifact
