@@ -71,10 +71,12 @@ def observe(state: State) -> dict[str, Any]:
         return update
     update["done"] = [msg.name]
     if msg.name == "search_datasets":
-        update |= {"dataset": art.get("dataset"), "retrieved": art.get("retrieved", 0)}
+        update |= {"dataset": art.get("dataset"), "retrieved": art.get("retrieved", 0),
+                   "real_per_label": _added(state.get("real_per_label"), art.get("retrieved_per_label"))}
         record |= {"candidates": art.get("candidates", []), "dataset": art.get("dataset")}
     elif msg.name == "label_texts":
-        update |= {"labelled": art.get("labelled", 0)}
+        update |= {"labelled": art.get("labelled", 0),
+                   "real_per_label": _added(state.get("real_per_label"), art.get("per_label"))}
         record |= {"weights": art.get("weights", {}), "judges": art.get("judges", {}), "sources": art.get("sources", {})}
     elif msg.name == "search_models":
         update |= {"base_model": art["base_model"], "base_model_name": art.get("base_model_name")}
@@ -104,6 +106,14 @@ def observe(state: State) -> dict[str, Any]:
             update |= folded
             update["trace"] = [record, iteration_record]
     return update
+
+
+def _added(counts: dict[str, int] | None, more: dict[str, int] | None) -> dict[str, int]:
+    """Per-label counts with more added."""
+    out = dict(counts or {})
+    for k, v in (more or {}).items():
+        out[k] = out.get(k, 0) + int(v)
+    return out
 
 
 def _iteration(state: State, art: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

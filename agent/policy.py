@@ -39,9 +39,13 @@ def per_label_target(state: dict[str, Any], ctx: Context) -> int:
 
 
 def generation_target(state: dict[str, Any], ctx: Context) -> int:
+    """Generated examples wanted: per label, what the real rows (retrieved, teacher-labelled) leave short of the
+    per-label target; a task without labels (generation, extractive QA) gets a total target."""
     labels = state["task"].get("labels") or ()
-    # A task without labels (generation, extractive QA) gets a total target.
-    return per_label_target(state, ctx) * (len(labels) if labels else PAIRS_PER_LABEL_BUDGET)
+    if not labels:
+        return per_label_target(state, ctx) * PAIRS_PER_LABEL_BUDGET
+    real = state.get("real_per_label") or {}
+    return sum(max(0, per_label_target(state, ctx) - int(real.get(label, 0))) for label in labels)
 
 
 def _data(state: dict[str, Any]) -> int:
@@ -115,8 +119,12 @@ def stop_reason(state: dict[str, Any], ctx: Context) -> str | None:
         return "model evaluated"
     measure, best = _measure(state), state.get("best_score")
     if best is not None and best >= ctx.target:
-        if state.get("decision_split") == "dev" and ((state.get("history") or [{}])[-1].get("decision_n") or 0) >= MIN_REAL_HELD_OUT:
+        n = (state.get("history") or [{}])[-1].get("decision_n") or 0
+        if state.get("decision_split") == "dev" and n >= MIN_REAL_HELD_OUT:
             return f"target met ({measure} {best:.4f} >= {ctx.target})"
+        if state.get("decision_split") == "dev":
+            return (f"target reached on {measure} {best:.4f} >= {ctx.target}, but on only {n} real rows (fewer than "
+                    f"{MIN_REAL_HELD_OUT}): not confirmed")
         # Held-back generated rows or a few demos are not real held-out data: say so rather than claim the target.
         return (f"target reached on {measure} {best:.4f} >= {ctx.target}, not on real held-out data (no dataset "
                 "was retrieved to hold a dev split out of): the test score is the real measure")

@@ -34,6 +34,8 @@ class State(InputState, total=False):
     """Retrieved training examples on disk."""
     labelled: int
     """Hub texts labelled by the judges (label_texts), on disk."""
+    real_per_label: dict[str, int]
+    """Real training rows per label (retrieved and teacher-labelled): generation fills only what they lack."""
     generated: int
     """Generated training examples on disk."""
     per_label: dict[str, int]

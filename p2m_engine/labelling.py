@@ -147,12 +147,15 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
     judges = name_judges(spec, vecs, config.temperature)
     loo = name_judges(spec, demo_vecs, config.temperature)  # the demos are not in these judges: held out as they are
     calls = 0
-    if llm is not None and texts:
+    if llm is not None and texts and len(gold):
         calls0 = llm.usage.calls
         try:
-            judges["teacher"] = scoring.score_labels(spec, llm, [t.text for t in texts], progress).probs
+            # The teacher is first scored on the demonstrations (each left out of its own prompt); only a
+            # teacher better than chance there scores the texts (a judge without weight would cost minutes).
             loo["teacher"] = np.stack([scoring.score_labels(_without(spec, i), llm, [demos[i]]).probs[0]
                                        for i in range(len(demos))])
+            if _gain(loo["teacher"], gold)[1] > 0:
+                judges["teacher"] = scoring.score_labels(spec, llm, [t.text for t in texts], progress).probs
         except LLMError as e:
             logger.warning("the teacher cannot score labels (%s); the other judges decide", e)
             judges.pop("teacher", None)
@@ -164,9 +167,9 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
                             len(spec.labels))
             judges["retrieved"] = probe.probabilities(clf, vecs, len(spec.labels))
             loo["retrieved"] = probe.probabilities(clf, demo_vecs, len(spec.labels))
-    scores = {k: _gain(loo[k], gold) for k in judges} if len(gold) else {k: (0.0, 0.0) for k in judges}
+    scores = {k: _gain(loo[k], gold) for k in loo} if len(gold) else {k: (0.0, 0.0) for k in loo}
     weights = judge_weights({k: g for k, (_, g) in scores.items()})
-    probs = pooled(judges, weights)
+    probs = pooled({k: judges[k] for k in weights if k in judges}, weights)
     keep = keep_confident(probs, config.keep) if texts else []
     rows_out = [{"input": texts[i].text, "output": spec.labels[int(probs[i].argmax())], "source": "teacher_labelled",
                  "hub": texts[i].source, "confidence": round(float(probs[i].max()), 4)} for i in keep]

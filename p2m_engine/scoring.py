@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from p2m_engine.llm import LLM
-from p2m_engine.types import TaskSpec
+from p2m_engine.types import Example, TaskSpec
 from prompts import render
 
 Progress = Callable[[int, int], None]
@@ -26,6 +26,9 @@ Progress = Callable[[int, int], None]
 CONTENT_FREE = ("N/A", "", "[MASK]")
 # Alternatives of the first answer token that are read.
 TOP_TOKENS = 20
+# Characters of an input (and of a demonstration) shown to the teacher: the label shows early, and prefill is
+# what a score costs on a CPU.
+MAX_TEXT_CHARS = 400
 # Probability floor per label, so that a label never seen among the top tokens keeps a small share.
 FLOOR = 1e-4
 
@@ -61,9 +64,10 @@ class LabelScores:
 
 
 def _messages(spec: TaskSpec, text: str) -> list[dict[str, str]]:
+    demos = [Example(e.input[:MAX_TEXT_CHARS], e.output) for e in spec.examples]
     return [{"role": "user", "content": render("score_label", instruction=spec.instruction, labels=spec.labels,
-                                               descriptions=spec.label_descriptions, examples=spec.examples,
-                                               input=text)}]
+                                               descriptions=spec.label_descriptions, examples=demos,
+                                               input=text[:MAX_TEXT_CHARS])}]
 
 
 def calibrate(raw: np.ndarray, bias: np.ndarray) -> np.ndarray:

@@ -248,8 +248,10 @@ def generate_examples(
     progress: Progress | None = None,
     call_id: str | None = None,
     focus: Focus | None = None,
+    have: dict[str, int] | None = None,
 ) -> DataResult:
-    """Generate `config.per_label` examples for every label and append them to `out_path`.
+    """Generate `config.per_label` examples for every label (less the real rows it `have`s) and append them to
+    `out_path`.
 
     Rows already in `out_path` count towards the target, so a resumed run continues where it stopped.
     Rows marked with this same `call_id` were written by an interrupted run of this very call: it is
@@ -267,6 +269,7 @@ def generate_examples(
         progress: called with (done, total) after each batch.
         call_id: identifies this call across a crash (recorded in each row as `call`).
         focus: weak labels to generate more for, with what the student gets wrong on them.
+        have: real rows per label (retrieved or teacher-labelled): the teacher writes only what they lack.
 
     Returns:
         Where the data is and how many examples each label has; what each filter dropped.
@@ -295,8 +298,8 @@ def generate_examples(
     calls_before, tokens_before = llm.usage.calls, llm.usage.tokens
     rng = random.Random(config.seed + (sum(len(v) for v in pool.values()) if focus else 0))
     if focus is None:
-        target = {label: config.per_label for label in spec.labels}
-        need = config.per_label
+        target = {label: max(0, config.per_label - (have or {}).get(label, 0)) for label in spec.labels}
+        need = max(target.values(), default=0)
     else:
         target = {label: len(pool[label]) + focus.extra if label in focus.labels else 0 for label in spec.labels}
         need = focus.extra

@@ -271,7 +271,8 @@ class OpenAIStub:
         }
 
 
-def build_through_stub(responder: Any, key: str, out: Path, student: Path, retrieved: int) -> tuple[Any, list[Any]]:
+def build_through_stub(responder: Any, key: str, out: Path, student: Path, retrieved: int,
+                       per_label: int = 3) -> tuple[Any, list[Any]]:
     """`p2m build` of the demo sms_spam task through the OpenAI path against a stub with `responder`, the key in
     the environment; returns the CliRunner result and the requests the stub saw."""
     from click.testing import CliRunner
@@ -284,7 +285,7 @@ def build_through_stub(responder: Any, key: str, out: Path, student: Path, retri
             cli,
             ["build", str(ROOT / "examples" / "sms_spam.txt"), "--llm", "openai", "--base-url", stub.base_url,
              "--model", "gpt-test", "--hub", str(DEMO_HUB), "--student", str(student), "--out", str(out),
-             "--budget", f"per_label=3,epochs=1,retrieved={retrieved},iterations=1", "--json"],
+             "--budget", f"per_label={per_label},epochs=1,retrieved={retrieved},iterations=1", "--json"],
             env={"OPENAI_API_KEY": key},
         )
         return result, list(stub.requests)

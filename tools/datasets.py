@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,7 @@ def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
         "label_mappings": list(found.label_mappings),
         "retrieved": retrieved,
         "retrieved_by_source": by_source,
+        "retrieved_per_label": dict(Counter(r.output for r in kept)) if taken else {},
         "dev": dev,
         "test_from": test_from,
         "malformed_lines": skipped[:20],

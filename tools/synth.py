@@ -21,6 +21,16 @@ def _inputs(path: Path) -> list[str]:
     return [str(r.get("input", "")) for r in read_jsonl(path)] if path.is_file() else []
 
 
+def real_per_label(ctx: ToolContext) -> dict[str, int]:
+    """Rows per label of the real training data (retrieved, and hub text labelled by the judges)."""
+    counts: dict[str, int] = {}
+    for name in ("retrieved", "labelled"):
+        path = ctx.run.dir / "data" / f"{name}.jsonl"
+        for row in read_jsonl(path) if path.is_file() else ():
+            counts[str(row.get("output"))] = counts.get(str(row.get("output")), 0) + 1
+    return counts
+
+
 def inputs_of_test(ctx: ToolContext) -> list[str]:
     """Inputs of the real test data (the --test file, or the retrieved dataset's held-out split)."""
     return _inputs(ctx.test_path or ctx.run.dir / "data" / "test.jsonl")
@@ -33,7 +43,8 @@ def held_out_inputs(ctx: ToolContext) -> list[str]:
 
 @tool(response_format="content_and_artifact")
 def generate_examples(runtime: ToolRuntime, per_label: int = 0) -> tuple[str, dict[str, Any]]:
-    """Generate synthetic training examples with the teacher LLM: for classification a batch per label at a time;
+    """Generate synthetic training examples with the teacher LLM: for classification a batch per label at a time,
+    only for what the real rows (retrieved or teacher-labelled) leave short of the per-label target;
     for other tasks new inputs first, then each input's output by majority vote of several teacher answers.
 
     Args:
@@ -52,7 +63,8 @@ def generate_examples(runtime: ToolRuntime, per_label: int = 0) -> tuple[str, di
     out_path = ctx.run.path("data", "generated.jsonl")
     if spec.task_type == "classification":
         result = synth.generate_examples(spec, ctx.llm, out_path, config, exclude=held_out_inputs(ctx),
-                                         progress=ctx.report("generate_examples"), call_id=runtime.tool_call_id)
+                                         progress=ctx.report("generate_examples"), call_id=runtime.tool_call_id,
+                                         have=real_per_label(ctx))
     else:
         pairs_config = pairs.PairsConfig(n=config.per_label * PAIRS_PER_LABEL_BUDGET, seed=config.seed)
         result = pairs.generate_pairs(spec, ctx.llm, out_path, pairs_config, exclude=held_out_inputs(ctx),

@@ -85,7 +85,7 @@ class Script:
             (folder / "test.jsonl").write_text(json.dumps({"iteration": k}) + "\n")
             metrics = {"dev": {"n": 10, "metrics": {"accuracy": dev}}, "test": {"n": 50, "metrics": {"accuracy": test}}}
             return "{}", {"score": test, "score_split": "test", "metric": "accuracy", "metrics": metrics,
-                          "iteration": k, "decision_score": dev, "decision_split": "dev", "decision_n": 10,
+                          "iteration": k, "decision_score": dev, "decision_split": "dev", "decision_n": 60,
                           "predictions_dir": str(folder), "failures_path": str(folder / "dev.jsonl"),
                           "failures": f"dev: accuracy {dev} on 10; weak labels: {', '.join(s.weak) or 'none'}",
                           "weak_labels": s.weak}
@@ -241,7 +241,7 @@ def test_a_target_reached_on_held_back_training_data_is_not_claimed_as_met(tmp_p
     from agent.policy import stop_reason
 
     ctx = Context(run=Run.create(tmp_path, "t"), llm=None, target=0.9)
-    history = [{"decision_score": 0.92, "metric": "accuracy"}]
+    history = [{"decision_score": 0.92, "metric": "accuracy", "decision_n": 40}]
     for split, claimed in (("dev", True), ("val", False), ("demos", False)):
         state = {"evaluated": True, "history": history, "best_score": 0.92, "decision_split": split}
         reason = stop_reason(state, ctx)

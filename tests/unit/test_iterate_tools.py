@@ -28,7 +28,7 @@ def test_real_tools_iterate_on_dev_and_export_the_best(tmp_path: Path, tiny_enco
     spec = parse_task((ROOT / "examples" / "sms_spam.txt").read_text())
     llm = FakeLLM(_teacher)
     ctx = Context(run=Run.create(tmp_path, "t"), llm=llm, hub_dirs=[DEMO_HUB], student=str(tiny_encoder),
-                  synth=SynthConfig(per_label=3, batch_size=3),
+                  synth=SynthConfig(per_label=26, batch_size=3),
                   train=TrainConfig(epochs=1, bf16="off", batch_size=8, min_steps=4), max_retrieved=40,
                   target=0.999, max_iterations=2, max_steps=12)
     graph = build_graph(checkpointer=InMemorySaver())

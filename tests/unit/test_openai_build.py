@@ -31,7 +31,8 @@ class Teacher:
 
 
 def test_build_through_openai_api_path(tmp_path: Path, tiny_encoder: Path) -> None:
-    result, requests = build_through_stub(Teacher(), KEY, tmp_path, tiny_encoder, retrieved=40)
+    # 20 real rows per label: the teacher is asked only for the 3 per label they leave short of 23.
+    result, requests = build_through_stub(Teacher(), KEY, tmp_path, tiny_encoder, retrieved=40, per_label=23)
     summary = json.loads(result.stdout)
     # A model was built; a tiny untrained-looking student stays under the default 0.9 target: exit code 2.
     assert result.exit_code == (0 if summary["met_target"] else 2), result.output

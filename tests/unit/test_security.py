@@ -49,7 +49,7 @@ def files_holding(folder: Path, secret: str) -> list[str]:
 
 
 def test_api_key_never_reaches_the_run_folder(tmp_path: Path, tiny_encoder: Path, p2m_home: Path) -> None:
-    result, requests = build_through_stub(Teacher(), KEY, tmp_path, tiny_encoder, retrieved=20)
+    result, requests = build_through_stub(Teacher(), KEY, tmp_path, tiny_encoder, retrieved=20, per_label=13)
     summary = json.loads(result.stdout)
     assert result.exit_code in (0, 2) and summary["model_dir"], result.output  # 2: built, under the target
     run = Path(summary["run"])
@@ -233,9 +233,10 @@ def test_bench_hub_links_stay_inside_the_output_folder(tmp_path: Path) -> None:
 
     for name in ("one", "two", "own"):
         _dataset(tmp_path / "hub" / name)
+    (tmp_path / "t.jsonl").write_text('{"input": "a test row of its own", "output": "y"}\n')
     task = BenchTask("own", tmp_path / "hub" / "own", tmp_path / "p.txt", tmp_path / "t.jsonl", None, {})
-    [folder] = hub_without(task, [tmp_path / "hub"], tmp_path / "out")
-    assert folder == tmp_path / "out" / "hubs" / "own"
+    [folder], hidden = hub_without(task, [tmp_path / "hub"], tmp_path / "out")
+    assert folder == tmp_path / "out" / "hubs" / "own" and [h["dataset"] for h in hidden] == ["own"]
     assert sorted(p.name for p in folder.iterdir()) == ["one", "two"]
     evil = BenchTask("../../escape", tmp_path / "hub" / "own", tmp_path / "p.txt", tmp_path / "t.jsonl", None, {})
     with pytest.raises(UnsafeNameError):
