@@ -295,7 +295,8 @@ def estimate_cost(spec: TaskSpec, settings: Settings, llm: Any) -> Any:
 
     limits = settings.limits
     return estimate(len(spec.labels), settings.synth.per_label, settings.synth.batch_size, limits.iterations,
-                    limits.llm_calls, llm.model, llm.base_url, getattr(llm, "prices", None))
+                    limits.llm_calls, llm.model, llm.base_url, getattr(llm, "prices", None),
+                    labelled=limits.labelled if settings.hubs else 0, n_demos=len(spec.examples))
 
 
 def exit_code(summary: dict[str, Any]) -> int:

@@ -86,8 +86,11 @@ COMPLETION_TOKENS_PER_CALL = 250
 
 
 def estimate(n_labels: int, per_label: int, batch_size: int, iterations: int, max_llm_calls: int | None,
-             model: str, base_url: str | None, table: dict[str, tuple[float, float]] | None = None) -> Estimate:
-    """The most a build may spend: generation with its retry allowance, targeted rounds, planner and rerank calls.
+             model: str, base_url: str | None, table: dict[str, tuple[float, float]] | None = None,
+             labelled: int = 0, n_demos: int = 0) -> Estimate:
+    """The most a build may spend: generation with its retry allowance, targeted rounds, planner and rerank calls,
+    and the teacher's label scores of `labelled` hub texts (plus its test on each demonstration, with the 3
+    content-free calibration inputs each time).
 
     A task without labels generates pairs: about 5 x per_label examples, each input answered by up to 3 votes.
     """
@@ -98,7 +101,8 @@ def estimate(n_labels: int, per_label: int, batch_size: int, iterations: int, ma
         pairs = 5 * per_label
         generation = pairs * 3 + 2 * -(-pairs // batch_size)
         targeted = 0
-    calls = generation + targeted + 12 + 3  # planner decisions, rerank votes
+    scoring = labelled + 3 + 4 * n_demos if n_labels and labelled else 0
+    calls = generation + targeted + scoring + 12 + 3  # planner decisions, rerank votes
     if max_llm_calls is not None:
         calls = min(calls, max_llm_calls + 15)
     p_tokens, c_tokens = calls * PROMPT_TOKENS_PER_CALL, calls * COMPLETION_TOKENS_PER_CALL

@@ -44,6 +44,9 @@ def test_estimate_bounds_a_build() -> None:
     local = estimate(0, 10, 5, 1, None, "qwen", "http://127.0.0.1:5/v1")
     assert local.usd == 0.0 and local.calls == 50 * 3 + 2 * 10 + 15
     assert "unknown cost" in estimate(2, 10, 5, 1, None, "mystery", "https://x.example/v1").describe()
+    # Labelling 200 hub texts adds their scores, the calibration inputs and the teacher's test on 3 demos.
+    scored = estimate(2, 40, 5, 3, None, "gpt-4o-mini", None, labelled=200, n_demos=3)
+    assert scored.calls == est.calls + 200 + 3 + 12
 
 
 def test_money_budget_is_checked_before_an_llm_action(tmp_path: Path) -> None:
