@@ -34,6 +34,8 @@ EXIT_ERROR = 1
 EXIT_BELOW_TARGET = 2
 """The build finished below the target, or without a model."""
 
+EXIT_DECLINED = 3
+"""In a chat, the user refused the plan (or input ended before a yes): nothing was built."""
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
@@ -228,6 +230,12 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
         usage = llm.usage.to_dict()
         teacher = llm.model
         spent = llm.cost_usd()
+    if state.get("declined"):
+        summary = {"run": str(run.dir), "finish_reason": state.get("finish_reason"), "declined": state["declined"],
+                   "model_dir": None, "met_target": False, "llm_usage": usage, "cost_usd": spent, "task": state.get("task"),
+                   "wall_s": round(time.monotonic() - started, 1), "resumed": resume}
+        run.write_json("summary.json", summary)
+        return summary
     score = state.get("score")
     summary = {
         "run": str(run.dir), "finish_reason": state.get("finish_reason"), "score": score,
@@ -273,5 +281,8 @@ def estimate_cost(spec: TaskSpec, settings: Settings, llm: Any) -> Any:
 
 
 def exit_code(summary: dict[str, Any]) -> int:
-    """0 when the build met its target (or had none), 2 when it finished below it or without a model."""
+    """0 when the build met its target (or had none), 2 when it finished below it or without a model, 3 when the
+    user declined the plan in a chat."""
+    if summary.get("declined"):
+        return EXIT_DECLINED
     return EXIT_OK if summary.get("met_target") else EXIT_BELOW_TARGET

@@ -198,7 +198,8 @@ def chat(prompt: str | None, backend: str, model: str | None, base_url: str | No
     """Build a model in conversation: the agent asks what PROMPT leaves open, proposes a plan, builds when you
     agree, then answers "why ...?" from its trace and takes requests ("add a label X", "more examples of ...").
 
-    PROMPT may be a run folder: continue that build in conversation."""
+    PROMPT may be a run folder: continue that build in conversation. Only "yes" (or ok, go, ...) to the plan
+    builds; "no", "cancel", "quit" or the end of input end the chat with nothing built (exit code 3)."""
     _offline_defaults()
     from agent.budget import Budget
     from agent.build import build_model
@@ -222,8 +223,15 @@ def chat(prompt: str | None, backend: str, model: str | None, base_url: str | No
     for hub in hubs:
         if not hub.is_dir():
             raise P2MError(f"--hub {hub}: no such folder.")
-    build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs), test_path=test_path,
-                out=out, limits=limits, planner="auto", student=student, seed=seed, chat=True)
+    summary = build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs),
+                          test_path=test_path, out=out, limits=limits, planner="auto", student=student, seed=seed,
+                          chat=True)
+    if summary.get("declined"):
+        from agent.build import EXIT_DECLINED
+
+        click.echo(f"Nothing was built: {summary['declined']}. The conversation is in {summary['run']}/trace.jsonl.",
+                   err=True)
+        click.get_current_context().exit(EXIT_DECLINED)
 
 
 def _command_line(ctx: click.Context) -> str:
