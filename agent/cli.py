@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from agent.display import json_line, plain
 from p2m_engine.errors import P2MError
 
 
@@ -65,12 +66,12 @@ class P2MGroup(click.Group):
         except P2MError as e:
             if os.environ.get("P2M_RAISE_ERRORS") == "1" and not _leaks(e):
                 raise
-            raise click.ClickException(redact(str(e))) from None
+            raise click.ClickException(plain(redact(str(e)))) from None
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as e:
             if _leaks(e):
-                raise click.ClickException(f"{type(e).__name__}: {redact(str(e))}") from None
+                raise click.ClickException(plain(f"{type(e).__name__}: {redact(str(e))}")) from None
             raise
 
 
@@ -167,7 +168,7 @@ def resume(run: Path, as_json: bool, base_url: str | None) -> None:
 
     summary = resume_model(run, quiet=as_json, base_url=base_url)
     if summary is None:
-        click.echo(f"{run} has already finished; nothing to do (see {run / 'summary.json'}).", err=True)
+        click.echo(plain(f"{run} has already finished; nothing to do (see {run / 'summary.json'})."), err=True)
         return
     _finish(summary, as_json)
 
@@ -229,7 +230,7 @@ def chat(prompt: str | None, backend: str, model: str | None, base_url: str | No
     if summary.get("declined"):
         from agent.build import EXIT_DECLINED
 
-        click.echo(f"Nothing was built: {summary['declined']}. The conversation is in {summary['run']}/trace.jsonl.",
+        click.echo(plain(f"Nothing was built: {summary['declined']}. The conversation is in {summary['run']}/trace.jsonl."),
                    err=True)
         click.get_current_context().exit(EXIT_DECLINED)
 
@@ -335,8 +336,8 @@ def train(run: Path, epochs: float | None, base_model: str | None, out: Path | N
         click.echo(json.dumps(summary))
         return
     scores = ", ".join(f"{k} {summary['metric']} {v}" for k, v in summary["scores"].items()) or "no real split to score"
-    click.echo(f"{summary['model_dir']}: {scores} ({summary['n_train']} examples, {summary['epochs']:g} epochs, "
-               f"{summary['processes']} process(es), {summary['seconds']} s)")
+    click.echo(plain(f"{summary['model_dir']}: {scores} ({summary['n_train']} examples, {summary['epochs']:g} epochs, "
+               f"{summary['processes']} process(es), {summary['seconds']} s)"))
 
 
 @cli.command()
@@ -351,7 +352,7 @@ def export(run: Path, out: Path | None) -> None:
     model_dir, _ = resolve_model(run)
     path = export_onnx(model_dir, out)
     gap = check_export(model_dir, path.parent)
-    click.echo(f"{path} (largest logit difference from the torch model: {gap:.2e})")
+    click.echo(plain(f"{path} (largest logit difference from the torch model: {gap:.2e})"))
 
 
 @cli.command()
@@ -401,7 +402,7 @@ def trace(run: Path, as_json: bool, as_html: bool, output: Path | None) -> None:
         raise P2MError(f"No trace in {run}.")
     if as_json:
         for e in events:
-            click.echo(json.dumps(e, ensure_ascii=False))
+            click.echo(json_line(e))
         return
     from agent.ui import print_trace
 
