@@ -295,23 +295,77 @@ def bench(suite: Path, hubs: tuple[Path, ...], backend: str, model: str | None, 
 @cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1)
-@click.option("--file", "jsonl", type=click.Path(path_type=Path), help="A JSONL file with an `input` field per line.")
+@click.option("--file", "jsonl", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="A JSONL file with an `input` field per line: one output line per input line, in order.")
 def predict(run: Path, texts: tuple[str, ...], jsonl: Path | None) -> None:
-    """Run the model of RUN (a run folder or its model folder) on TEXTS (or the inputs of --file): one JSON line each."""
+    """Run the model of RUN (a run folder or its model folder) on TEXTS (or the inputs of --file): one JSON line each.
+
+    Every line of --file gets one output line in its place: a line that is not a JSON object with a string
+    `input` gets {"line": N, "error": ...} instead, and the command then exits 1.
+    """
     _offline_defaults()
     from agent.serve import load_predict, resolve_model
-    from p2m_engine.runs import read_jsonl
 
     model_dir, task_type = resolve_model(run)
-    inputs = list(texts) + ([str(r.get("input", "")) for r in read_jsonl(jsonl)] if jsonl else [])
-    if not inputs:
+    items: list[tuple[int | None, str | None, str | None]] = [(None, t, None) for t in texts]
+    if jsonl:
+        items += predict_file_inputs(jsonl)
+    if not items:
         raise P2MError("Nothing to predict: give TEXTS or --file.")
-    result = load_predict(model_dir, task_type)(inputs)
-    for i, text in enumerate(inputs):
+    good = [text for _, text, error in items if error is None]
+    result = load_predict(model_dir, task_type)(good) if good else {"outputs": []}
+    i = 0
+    for line, text, error in items:
+        if error is not None:
+            click.echo(json_line({"line": line, "error": error}))
+            continue
         row: dict[str, Any] = {"input": text, "output": result["outputs"][i]}
         if "probabilities" in result:
             row["probability"] = result["probabilities"][i]
-        click.echo(json.dumps(row, ensure_ascii=False))
+        click.echo(json_line(row))
+        i += 1
+    bad = [(line, error) for line, _, error in items if error is not None]
+    if bad:
+        raise P2MError(f"{len(bad)} of {len(items) - len(texts)} lines of {jsonl} have no usable input (first: line "
+                       f"{bad[0][0]}: {bad[0][1]}); their output lines are error records.")
+
+
+def predict_file_inputs(path: Path) -> list[tuple[int, str | None, str | None]]:
+    """(line number, input, error) for every line of a JSONL input file: nothing is skipped or converted.
+
+    Raises:
+        P2MError: the file is not UTF-8 text.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise P2MError(f"--file {path} is not UTF-8 text (byte {e.start}).") from None
+    except OSError as e:
+        raise P2MError(f"--file {path}: {e.strerror}.") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the newline that ends the last line starts no new one
+    out: list[tuple[int, str | None, str | None]] = []
+    for n, raw in enumerate(lines, 1):
+        error = None
+        value: Any = None
+        if not raw.strip():
+            error = "empty line"
+        else:
+            try:
+                row = json.loads(raw)
+            except (json.JSONDecodeError, RecursionError) as e:
+                row, error = None, f"not JSON ({e.msg if isinstance(e, json.JSONDecodeError) else 'nested too deeply'})"
+            if error is None and not isinstance(row, dict):
+                error = "not a JSON object"
+            elif error is None and "input" not in row:
+                error = "no `input` field"
+            elif error is None and not isinstance(row["input"], str):
+                error = f"`input` is not a string (it is {type(row['input']).__name__})"
+            elif error is None:
+                value = row["input"]
+        out.append((n, value, error))
+    return out
 
 
 @cli.command()

@@ -10,13 +10,14 @@ server never echoes request bodies into its log.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from p2m_engine.errors import ModelError
 
@@ -32,27 +33,73 @@ class ServeLimits:
     max_chars: int = 10_000
 
 
+def _run_of(model_dir: Path) -> Path:
+    """The run folder a model folder belongs to (itself when it is not inside one), for `p2m train RUN`."""
+    for folder in (model_dir, model_dir.parent):
+        if (folder / "task.json").is_file():
+            return folder
+    return model_dir
+
+
 def resolve_model(path: Path) -> tuple[Path, str]:
     """The model folder and task type of a run folder or of a model folder inside one.
 
+    A run folder (it holds task.json) is served from its `model/` only: its own config.json is the build's
+    settings, not a model's.
+
     Raises:
-        ModelError: no trained model there.
+        ModelError: no such folder, or no trained model there (the message says how to train one).
     """
-    model_dir = path / "model" if (path / "model" / "config.json").is_file() else path
-    if not (model_dir / "config.json").is_file():
-        raise ModelError(f"No trained model in {path}.")
+    if not path.is_dir():
+        raise ModelError(f"No run or model folder at {path}.")
+    if (path / "task.json").is_file():
+        model_dir = path / "model"
+        if not (model_dir / "config.json").is_file():
+            what = "is missing" if not model_dir.exists() else "has no config.json"
+            raise ModelError(f"{path} has no trained model ({model_dir} {what}); train one with `p2m train {path}`.")
+    else:
+        model_dir = path / "model" if (path / "model" / "config.json").is_file() else path
+        if not (model_dir / "config.json").is_file():
+            raise ModelError(f"No trained model in {path}.")
     for task_file in (model_dir / "p2m_task.json", model_dir.parent / "task.json"):
         if task_file.is_file():
-            return model_dir, str(json.loads(task_file.read_text(encoding="utf-8")).get("task_type", "classification"))
+            try:
+                task = json.loads(task_file.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError) as e:
+                raise ModelError(f"{task_file} is damaged ({e}); train the model again with "
+                                 f"`p2m train {_run_of(model_dir)}`.") from None
+            return model_dir, str(task.get("task_type", "classification")) if isinstance(task, dict) else "classification"
     return model_dir, "classification"
 
 
+@contextlib.contextmanager
+def loading(model_dir: Path) -> Iterator[None]:
+    """Turn the errors of loading damaged model files into one ModelError that says how to get a model back.
+
+    transformers raises OSError for a missing weights or tokenizer file, safetensors its own error for a
+    corrupt header, torch RuntimeError for a corrupt pickle, json ValueError for a damaged config.
+    """
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (OSError, ValueError, RuntimeError, SafetensorError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ModelError(f"The model in {model_dir} cannot be loaded: its files are missing or damaged "
+                         f"({type(e).__name__}: {first}). Train it again with `p2m train {_run_of(model_dir)}`.") from None
+
+
 def load_predict(model_dir: Path, task_type: str) -> Callable[[list[str]], dict[str, Any]]:
-    """A function from inputs to the response body, loading the model once."""
+    """A function from inputs to the response body, loading the model once.
+
+    Raises:
+        ModelError: the model's files are missing or damaged.
+    """
     if task_type == "classification":
         from p2m_engine.evaluate import load_classifier, predict
 
-        loaded = load_classifier(model_dir)
+        with loading(model_dir):
+            loaded = load_classifier(model_dir)
 
         def classify(inputs: list[str]) -> dict[str, Any]:
             pairs = predict(model_dir, inputs, loaded=loaded)
@@ -61,8 +108,14 @@ def load_predict(model_dir: Path, task_type: str) -> Callable[[list[str]], dict[
         return classify
     from p2m_engine.students import predictor
 
-    run = predictor(task_type, model_dir)
-    return lambda inputs: {"outputs": run(inputs)}
+    with loading(model_dir):
+        run = predictor(task_type, model_dir)
+
+    def generate(inputs: list[str]) -> dict[str, Any]:
+        with loading(model_dir):  # this student loads its files on each call
+            return {"outputs": run(inputs)}
+
+    return generate
 
 
 class _BadRequest(Exception):

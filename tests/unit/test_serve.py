@@ -143,3 +143,49 @@ def test_onnx_export_refuses_a_model_that_is_not_a_classifier(tiny_encoder: Path
 
     with pytest.raises(ModelError, match="not a classification student"):
         export_onnx(tiny_encoder, tmp_path / "x")
+
+
+# --- issue 14: damaged runs, predict --file line by line, a hardened server -------------------------------
+
+
+def _damaged(run_dir: Path, tmp_path: Path, how: str) -> Path:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / "config.json").write_text(json.dumps({"prompt": "x", "llm": {"backend": "embedded"}}))  # the build's own
+    weights = run / "model" / "model.safetensors"
+    if how == "model folder deleted":
+        shutil.rmtree(run / "model")
+    elif how == "weights missing":
+        weights.unlink()
+    else:
+        weights.write_bytes(b"\x00garbage" * 10)
+    return run
+
+
+@pytest.mark.parametrize("how", ["model folder deleted", "weights missing", "weights corrupt"])
+def test_predict_on_a_damaged_run_says_what_is_missing_in_one_line(run_dir: Path, tmp_path: Path, how: str) -> None:
+    run = _damaged(run_dir, tmp_path, how)
+    result = CliRunner().invoke(cli, ["predict", str(run), "this was great"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output  # not a traceback
+    [line] = result.output.strip().splitlines()
+    assert f"p2m train {run}" in line and str(run / "model") in line
+    serve = CliRunner().invoke(cli, ["serve", str(run), "--port", "0"])
+    assert serve.exit_code == 1 and isinstance(serve.exception, SystemExit) and "p2m train" in serve.output
+
+
+def test_predict_file_keeps_one_output_line_per_input_line(run_dir: Path, tmp_path: Path) -> None:
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text('{"input": "this was great"}\n{"text": "no input field"}\n{"input": 5}\nnot json\n\n'
+                      '["a list"]\n{"input": "this was awful"}\n')
+    result = CliRunner().invoke(cli, ["predict", str(run_dir), "--file", str(inputs)])
+    assert result.exit_code == 1 and "5 of 7 lines" in result.stderr and "line 2" in result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 7  # every input line has its output line, in place
+    assert rows[0]["input"] == "this was great" and rows[6]["input"] == "this was awful"
+    assert [r.get("line") for r in rows] == [None, 2, 3, 4, 5, 6, None]
+    assert "input" in rows[1]["error"] and "not a string" in rows[2]["error"] and "not JSON" in rows[3]["error"]
+    assert rows[4]["error"] == "empty line" and rows[5]["error"] == "not a JSON object"
+    assert all(r["output"] in LABELS for r in (rows[0], rows[6]))
+
