@@ -412,21 +412,29 @@ def export(run: Path, out: Path | None) -> None:
 @cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; anything but loopback is exposed.")
-@click.option("--port", default=8000, show_default=True, help="TCP port (0: any free port).")
-@click.option("--max-batch", default=64, show_default=True, help="Most inputs in one request.")
-@click.option("--max-bytes", default=1_000_000, show_default=True, help="Largest request body.")
-@click.option("--max-chars", default=10_000, show_default=True, help="Longest single input.")
-def serve(run: Path, host: str, port: int, max_batch: int, max_bytes: int, max_chars: int) -> None:
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="TCP port (0: any free port).")
+@click.option("--max-batch", default=64, show_default=True, type=click.IntRange(min=1), help="Most inputs in one request.")
+@click.option("--max-bytes", default=1_000_000, show_default=True, type=click.IntRange(min=1), help="Largest request body.")
+@click.option("--max-chars", default=10_000, show_default=True, type=click.IntRange(min=1), help="Longest single input.")
+@click.option("--read-timeout", default=30.0, show_default=True, type=click.FloatRange(min=0.1, max=3600),
+              help="Seconds a connection may stay silent (idle or half-sent) before it is closed.")
+@click.option("--batch-wait-ms", default=2.0, show_default=True, type=click.FloatRange(0, 1000),
+              help="How long a request waits for others to share its forward pass (dynamic batching).")
+@click.option("--no-batching", is_flag=True, help="One request per forward pass, in turn (no dynamic batching).")
+def serve(run: Path, host: str, port: int, max_batch: int, max_bytes: int, max_chars: int, read_timeout: float,
+          batch_wait_ms: float, no_batching: bool) -> None:
     """Serve the model of RUN over HTTP: GET /health, POST /predict {"inputs": [...]} -> {"outputs": [...]}."""
     _offline_defaults()
     from agent.serve import ServeLimits, make_server, resolve_model
 
+    limits = ServeLimits(max_bytes, max_batch, max_chars, read_timeout=read_timeout, batch_wait_ms=batch_wait_ms,
+                         batching=not no_batching)
     model_dir, task_type = resolve_model(run)
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: binding {host}: the model is reachable from other machines.", err=True)
-    server = make_server(model_dir, task_type, host, port, ServeLimits(max_bytes, max_batch, max_chars))
-    click.echo(f"serving {model_dir} ({task_type}) on http://{server.server_address[0]}:{server.server_address[1]} "
-               "(Ctrl-C to stop)", err=True)
+    server = make_server(model_dir, task_type, host, port, limits)
+    click.echo(plain(f"serving {model_dir} ({task_type}) on http://{server.server_address[0]}:{server.server_address[1]} "
+                     "(Ctrl-C to stop)"), err=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
