@@ -220,3 +220,39 @@ def test_read_prompt_reads_file(tmp_path: Path) -> None:
 )
 def test_read_prompt_returns_plain_text_unchanged(text: str) -> None:
     assert read_prompt(text) == text
+
+
+# --- malformed demonstrations: refused with the line number, never misparsed (issue 14) ----------------------
+
+GOOD = 'Is this SMS spam or ham?\n\ninput="win cash"\noutput="spam"\n\ninput="see you"\noutput="ham"\n'
+
+
+@pytest.mark.parametrize(("prompt", "message"), [
+    (GOOD.replace('input="win cash"', 'input="win cash'), "Line 3: the input value"),
+    (GOOD.replace('output="spam"', 'output=spam"'), "Line 4: the output value"),
+    (GOOD + '\ninput="one more"\n', "Line 9: the last input has no output"),
+    (GOOD.replace('output="spam"\n', ""), r"Line 3: this input has no output line \(line 5"),
+    (GOOD.replace('input="see you"\n', ""), "Line 6: an output without an input"),
+], ids=["unclosed-quote", "stray-quote", "last-demo-without-output", "input-without-output", "output-without-input"])
+def test_malformed_demonstrations_are_refused_with_the_line(prompt: str, message: str) -> None:
+    with pytest.raises(TaskSpecError, match=message):
+        parse_task(prompt)
+
+
+def test_quotes_inside_values_stay_accepted() -> None:
+    spec = parse_task('Rewrite politely.\ninput=He said "hi" to me\noutput="He said \\"hello\\" to me"\n'
+                      'input="a"\noutput=b\n')
+    assert [(e.input, e.output) for e in spec.examples] == [('He said "hi" to me', 'He said "hello" to me'), ("a", "b")]
+    assert parse_task(GOOD).task_type == "classification"
+
+
+def test_read_prompt_refuses_a_folder_and_a_device(tmp_path: Path) -> None:
+    with pytest.raises(TaskSpecError, match="is a directory, not a prompt file"):
+        read_prompt(str(tmp_path))
+    with pytest.raises(TaskSpecError, match="device or other special file"):
+        read_prompt("/dev/zero")
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"x" * (4 * MAX_PROMPT_CHARS + 1))
+    with pytest.raises(TaskSpecError, match="bytes; the limit is"):
+        read_prompt(str(big))
+
