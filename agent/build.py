@@ -198,7 +198,10 @@ def resume_model(run_dir: Path, *, quiet: bool = False, base_url: str | None = N
     """
     run, spec, settings = open_run(run_dir)
     if base_url:
-        settings = dataclasses.replace(settings, llm=dataclasses.replace(settings.llm, base_url=base_url))
+        # The same server at a new address: its answers cached under the old one stay valid.
+        old = settings.llm
+        settings = dataclasses.replace(settings, llm=dataclasses.replace(
+            old, base_url=base_url, cache_endpoint=old.cache_endpoint or old.base_url or "https://api.openai.com/v1"))
     with exclusive(run):
         if not chat and read_checkpoint(run).finished and (run.dir / "summary.json").is_file():
             return None
