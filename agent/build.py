@@ -21,6 +21,7 @@ from agent.ui import BuildDisplay
 from p2m_engine.card import write_model_card
 from p2m_engine.data_card import write_data_card
 from p2m_engine.errors import P2MError
+from p2m_engine.datasets import scan_hub
 from p2m_engine.runs import Run
 from p2m_engine.synth import SynthConfig
 from p2m_engine.train import TrainConfig
@@ -227,6 +228,12 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
             display.note(f"estimate: {est.describe()}")
             trace.write([{"kind": "estimate", "node": "build", "step": 0, "name": "estimate", "calls": est.calls,
                           "tokens": est.tokens, "cost_usd": est.usd}])
+            warnings = [f"--hub {hub} holds no dataset folder (a folder with dataset_info.json and train.jsonl)"
+                        for hub in settings.hubs if not scan_hub([hub])]
+            for w in warnings:
+                display.warn(w)
+            trace.write([{"kind": "warning", "node": "build", "step": 0, "name": "empty_hub", "message": w}
+                         for w in warnings])
         converse = make_converse(run.dir, llm, display.read, display.show) if chat else None
         state = run_build(spec, ctx, trace, on_update=display.update, resume=resume,
                           ask=display.ask if chat else None, converse=converse)
@@ -255,9 +262,14 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
                        for h in state.get("history", [])],
     }
     dropped: Counter[str] = Counter()
+    skipped, malformed = 0, []
     for t in state.get("trace", []):
         dropped.update(t.get("dropped") or {})
-    write_data_card(run.dir, TaskSpec.from_dict(state["task"]), dataset=state.get("dataset"), dropped=dict(dropped))
+        if t.get("name") == "search_datasets" and t.get("skipped_lines"):
+            skipped, malformed = int(t["skipped_lines"]), list(t.get("malformed_lines") or [])  # the last search counts
+    summary["skipped_lines"] = skipped
+    write_data_card(run.dir, TaskSpec.from_dict(state["task"]), dataset=state.get("dataset"), dropped=dict(dropped),
+                    skipped=skipped, malformed=malformed)
     if state.get("model_dir"):
         write_model_card(Path(state["model_dir"]), TaskSpec.from_dict(state["task"]), summary)
     run.write_json("summary.json", summary)

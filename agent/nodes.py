@@ -73,6 +73,8 @@ def observe(state: State) -> dict[str, Any]:
     if msg.name == "search_datasets":
         update |= {"dataset": art.get("dataset"), "retrieved": art.get("retrieved", 0)}
         record["candidates"] = art.get("candidates", [])
+        if art.get("skipped_lines"):  # malformed lines of the chosen dataset: shown, and counted in the data card
+            record |= {"skipped_lines": art["skipped_lines"], "malformed_lines": art.get("malformed_lines", [])[:5]}
     elif msg.name == "search_models":
         update |= {"base_model": art["base_model"], "base_model_name": art.get("base_model_name")}
         record["candidates"] = art.get("candidates", [])

@@ -50,6 +50,10 @@ class BuildDisplay:
                 style = "green" if e.get("ok") else "red"
                 self._progress.console.print(f"  [{style}]{safe(e['name'])}[/] {e.get('duration_ms', 0) / 1000:.1f}s "
                                              f"[dim]{safe(e.get('error') or str(e.get('output_summary', ''))[:200])}[/]")
+                if e.get("skipped_lines"):
+                    self.warn(skipped_line(e))
+            elif e["kind"] == "warning":
+                self.warn(str(e.get("message", "")))
             elif e["kind"] == "iteration":
                 self._progress.console.print(f"[bold]iteration {safe(e['iteration'])}[/]: {safe(iteration_line(e))}")
 
@@ -73,6 +77,10 @@ class BuildDisplay:
         """A dim line above the progress bars (nothing when quiet)."""
         if not self.quiet:
             self._progress.console.print(f"[dim]{safe(text)}[/]")
+
+    def warn(self, text: str) -> None:
+        """A yellow warning line (also under --json: it goes to stderr, the JSON to stdout)."""
+        self._progress.console.print(f"[yellow]warning:[/] {safe(text)}")
 
     def show(self, text: str) -> None:
         console.print(Panel(Text(plain(text)), title="p2m", border_style="magenta"))
@@ -114,6 +122,12 @@ def iteration_line(e: dict[str, Any]) -> str:
             f"{metric} {e.get('test_score')} (reported) · {best} · weak labels: {', '.join(e.get('weak_labels') or []) or 'none'}")
 
 
+def skipped_line(e: dict[str, Any]) -> str:
+    """What a tool record's `skipped_lines` says: how many malformed dataset lines were left out, and the first."""
+    first = (e.get("malformed_lines") or ["?"])[0]
+    return f"{e['skipped_lines']} malformed line(s) of the dataset were skipped (first: {first})"
+
+
 def print_trace(events: list[dict[str, Any]]) -> None:
     """Print the trace as a tree: one branch per decision with its tool result below it."""
     out = Console()
@@ -127,6 +141,8 @@ def print_trace(events: list[dict[str, Any]]) -> None:
             style = "green" if e.get("ok") else "red"
             branch.add(f"[{style}]{'ok' if e.get('ok') else 'error'}[/] {e.get('duration_ms', 0) / 1000:.1f}s, "
                        f"{safe(e.get('llm_calls', 0))} LLM calls: {safe(e.get('error') or e.get('output_summary', ''))}")
+            if e.get("skipped_lines"):
+                branch.add(f"[yellow]warning[/] {safe(skipped_line(e))}")
             for c in (e.get("candidates") or [])[:5]:
                 if isinstance(c, dict):
                     branch.add(f"[dim]candidate {safe(c.get('name'))} score {safe(c.get('score'))} "
@@ -135,6 +151,9 @@ def print_trace(events: list[dict[str, Any]]) -> None:
             for t in e.get("turns") or [{"question": "request", "answer": e.get("request"), "change": e.get("change")}]:
                 root.add(f"[magenta]user[/] [dim]{safe(str(t.get('question', ''))[:80])}[/] → {safe(t.get('answer'))} "
                          f"({safe(t.get('change'))})")
+        elif e.get("kind") in ("warning", "error"):
+            root.add(f"[{'red' if e.get('kind') == 'error' else 'yellow'}]{safe(e.get('kind'))}[/]: "
+                     f"{safe(e.get('message') or e.get('error'))}")
         elif e.get("kind") == "resume":
             root.add(f"[yellow]resume[/] at step {safe(e.get('step'))}: {safe(e.get('reason'))}")
         elif e.get("kind") == "iteration":
