@@ -43,7 +43,9 @@ def test_later_value_wins() -> None:
         ("epochs=", "is not a number"),
         ("per_label=-1", "must be positive"),
         ("epochs=-0.5", "must be positive"),
-        ("steps=0", "must be positive"),
+        ("steps=0", "steps must be at least 1"),
+        ("epochs=0", "epochs must be more than 0"),
+        ("per_label=1e9", "per_label must be at least 0 and at most 10000"),
         ("steps=8,bogus=2", "bogus"),
     ],
 )
