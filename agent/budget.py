@@ -18,6 +18,9 @@ BOUNDS: dict[str, tuple[float, float, bool]] = {
     "retrieved": (0, 1_000_000, True), "target": (0, 1, False), "iterations": (1, 50, True),
     "llm_calls": (0, 1_000_000, True), "usd": (0, 10_000, True),
 }
+# Above these an estimate needs the user's yes (refused under --yes) unless `llm_calls=` / `usd=` set the bound.
+ASK_ABOVE_CALLS = 5_000
+ASK_ABOVE_USD = 5.0
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from agent.budget import Budget
 from agent.chat import make_converse
@@ -22,7 +22,7 @@ from p2m_engine.card import write_model_card
 from p2m_engine.data_card import write_data_card
 from p2m_engine.errors import P2MError
 from p2m_engine.datasets import scan_hub
-from p2m_engine.runs import Run
+from p2m_engine.runs import Run, check_home
 from p2m_engine.synth import SynthConfig
 from p2m_engine.train import TrainConfig
 from p2m_engine.types import MAIN_METRIC, TaskSpec
@@ -34,9 +34,9 @@ EXIT_ERROR = 1
 """An error stopped the build (one line on stderr)."""
 EXIT_BELOW_TARGET = 2
 """The build finished below the target, or without a model."""
-
 EXIT_DECLINED = 3
 """In a chat, the user refused the plan (or input ended before a yes): nothing was built."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
@@ -104,23 +104,79 @@ def settings_from_config(cfg: dict[str, Any]) -> Settings:
 def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None, base_url: str | None,
                 hubs: list[Path], test_path: Path | None, out: Path, limits: Budget, planner: str,
                 student: str | None, seed: int, quiet: bool = False, chat: bool = False,
-                catalog: Path | None = None) -> dict[str, Any]:
+                catalog: Path | None = None, confirm: Callable[[str], bool] | None = None) -> dict[str, Any]:
     """Run one build end to end and return its summary (also written to run/summary.json).
 
     With `chat`, the agent asks its clarifying questions and the plan in the terminal, and after the build
     answers questions from the trace and takes requests that steer it further.
+
+    Everything that can be checked without the LLM is checked before the run folder is made: local files,
+    the cache folder, the key, and the estimate of LLM calls and money (above ASK_ABOVE_CALLS / ASK_ABOVE_USD
+    it needs `confirm`; without one, as under --yes, it is refused). A failure after that names the run
+    folder and how to resume it, and is the trace's last event.
+
+    Raises:
+        BudgetExceededError: the estimate is above the ceiling and was not confirmed.
+        P2MError: bad settings, or the build failed.
     """
     _check_local_files(backend, model, student)
-    run = Run.create(out, spec.instruction)
+    check_home()
     settings = Settings(
         llm=LLMSettings(backend=backend, model=model, base_url=base_url, api_key=_api_key(backend)), limits=limits,
         planner=planner if planner != "auto" else ("llm" if backend == "openai" else "rules"), hubs=hubs,
         test_path=test_path, student=student, synth=SynthConfig(per_label=limits.per_label, seed=seed),
         train=TrainConfig(epochs=limits.epochs, seed=seed), seed=seed, catalog=catalog)
+    settings.llm.check()
+    _check_estimate(spec, settings, confirm)
+    run = Run.create(out, spec.instruction)
     run.write_json("task.json", spec.to_dict())
     run.write_json("config.json", settings.to_config(prompt))
-    with exclusive(run):
+    with exclusive(run), _failure_recorded(run, settings):
         return _drive(run, spec, settings, quiet=quiet, resume=False, chat=chat)
+
+
+def _check_estimate(spec: TaskSpec, settings: Settings, confirm: Callable[[str], bool] | None) -> None:
+    """Ask before a build whose estimate is above the ceiling, unless the budget bounds it explicitly.
+
+    Raises:
+        BudgetExceededError: above the ceiling and not confirmed (or nobody to ask).
+    """
+    from agent.budget import ASK_ABOVE_CALLS, ASK_ABOVE_USD
+    from agent.llms import DEFAULT_OPENAI_MODEL
+    from p2m_engine.errors import BudgetExceededError
+    from p2m_engine.pricing import parse_prices
+
+    llm = settings.llm
+    if llm.backend == "embedded":
+        model, url = "embedded", "http://127.0.0.1"  # the local llama.cpp server: free
+    else:
+        model, url = llm.model or DEFAULT_OPENAI_MODEL, llm.base_url
+    est = estimate_cost(spec, settings, model, url, parse_prices(os.environ.get("P2M_PRICES", "")))
+    limits = settings.limits
+    too_many = limits.llm_calls is None and est.calls > ASK_ABOVE_CALLS
+    too_dear = limits.usd is None and est.usd is not None and est.usd > ASK_ABOVE_USD
+    if not (too_many or too_dear):
+        return
+    why = (f"This build may make {est.describe()}, above the {ASK_ABOVE_CALLS:,} calls or "
+           f"${ASK_ABOVE_USD:.2f} p2m asks about.")
+    if confirm is not None and confirm(f"{why} Build anyway?"):
+        return
+    raise BudgetExceededError(f"{why} Not started: lower --budget per_label or iterations, or bound it with "
+                              "--budget llm_calls=N (and usd=N).")
+
+
+@contextlib.contextmanager
+def _failure_recorded(run: Run, settings: Settings) -> Iterator[None]:
+    """The error that stops a build becomes its trace's last event, and its message names the run folder."""
+    try:
+        yield
+    except BaseException as e:
+        kind = "interrupted" if isinstance(e, KeyboardInterrupt) else "build_failed"
+        TraceWriter(run.dir, run.id, secrets=[settings.llm.api_key or ""]).write(
+            [{"kind": "error", "node": "build", "name": kind, "error": f"{type(e).__name__}: {e}"[:2000]}])
+        if isinstance(e, P2MError):
+            e.args = (f"{e} The run folder {run.dir} is kept; continue it with `p2m resume {run.dir}`.",)
+        raise
 
 
 def _check_local_files(backend: str, model: str | None, student: str | None) -> None:
@@ -203,10 +259,13 @@ def resume_model(run_dir: Path, *, quiet: bool = False, base_url: str | None = N
         old = settings.llm
         settings = dataclasses.replace(settings, llm=dataclasses.replace(
             old, base_url=base_url, cache_endpoint=old.cache_endpoint or old.base_url or "https://api.openai.com/v1"))
+    check_home()
+    settings.llm.check()
     with exclusive(run):
         if not chat and read_checkpoint(run).finished and (run.dir / "summary.json").is_file():
             return None
-        return _drive(run, spec, settings, quiet=quiet, resume=True, chat=chat)
+        with _failure_recorded(run, settings):
+            return _drive(run, spec, settings, quiet=quiet, resume=True, chat=chat)
 
 
 def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume: bool,
@@ -224,7 +283,7 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
                       max_steps=limits.steps, interactive=chat, target=target,
                       max_iterations=limits.iterations, max_llm_calls=limits.llm_calls, max_usd=limits.usd)
         if not resume:
-            est = estimate_cost(spec, settings, llm)
+            est = estimate_cost(spec, settings, llm.model, llm.base_url, getattr(llm, "prices", None))
             display.note(f"estimate: {est.describe()}")
             trace.write([{"kind": "estimate", "node": "build", "step": 0, "name": "estimate", "calls": est.calls,
                           "tokens": est.tokens, "cost_usd": est.usd}])
@@ -286,13 +345,14 @@ def met_target(model_dir: str | None, score: float | None, target: float | None)
     return score is not None and score >= target
 
 
-def estimate_cost(spec: TaskSpec, settings: Settings, llm: Any) -> Any:
-    """The most this build may spend on LLM calls, from its budget and the price of its model."""
+def estimate_cost(spec: TaskSpec, settings: Settings, model: str, base_url: str | None,
+                  prices: dict[str, tuple[float, float]] | None) -> Any:
+    """The most this build may spend on LLM calls, from its budget and the price of `model` at `base_url`."""
     from p2m_engine.pricing import estimate
 
     limits = settings.limits
     return estimate(len(spec.labels), settings.synth.per_label, settings.synth.batch_size, limits.iterations,
-                    limits.llm_calls, llm.model, llm.base_url, getattr(llm, "prices", None))
+                    limits.llm_calls, model, base_url, prices)
 
 
 def exit_code(summary: dict[str, Any]) -> int:

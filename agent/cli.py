@@ -131,8 +131,16 @@ def build(prompt: str, backend: str, model: str | None, base_url: str | None, hu
 
     summary = build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs),
                                 test_path=test_path, out=out, limits=limits, planner=planner, student=student,
-                                seed=seed, quiet=as_json, catalog=catalog_dir)
+                                seed=seed, quiet=as_json, catalog=catalog_dir, confirm=None if yes else _confirm)
     _finish(summary, as_json)
+
+
+def _confirm(question: str) -> bool:
+    """Ask the user a yes/no question on stderr (no is the default; end of input is no)."""
+    try:
+        return click.confirm(plain(question), default=False, err=True)
+    except click.exceptions.Abort:
+        return False
 
 
 def _unattended() -> None:
@@ -226,7 +234,7 @@ def chat(prompt: str | None, backend: str, model: str | None, base_url: str | No
             raise P2MError(f"--hub {hub}: no such folder.")
     summary = build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs),
                           test_path=test_path, out=out, limits=limits, planner="auto", student=student, seed=seed,
-                          chat=True)
+                          chat=True, confirm=_confirm)
     if summary.get("declined"):
         from agent.build import EXIT_DECLINED
 

@@ -57,6 +57,17 @@ class LLMSettings:
                 raise LLMError(f"{var}={raw!r} must be a positive finite number.")
             setattr(self, name, value)
 
+    def check(self) -> None:
+        """What can be checked without contacting anything: the backend and, for an API, a key or a URL.
+
+        Raises:
+            LLMError: unknown backend, or --llm openai without OPENAI_API_KEY or --base-url.
+        """
+        if self.backend not in ("embedded", "openai"):
+            raise LLMError(f"Unknown --llm backend {self.backend!r}; use 'embedded' or 'openai'.")
+        if self.backend == "openai" and not self.api_key and not self.base_url:
+            raise LLMError("--llm openai needs OPENAI_API_KEY in the environment (or --base-url for a local server).")
+
     def describe(self) -> dict[str, Any]:
         return {"backend": self.backend, "model": self.model, "base_url": self.base_url, "timeout": self.timeout,
                 "max_retries": self.max_retries, "max_backoff": self.max_backoff,
