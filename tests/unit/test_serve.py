@@ -308,3 +308,49 @@ def test_concurrent_requests_share_forward_passes_and_get_their_own_answers(run_
     srv.server_close()
     assert [got[i] for i in range(12)] == [[expected[i % 4]] for i in range(12)]
 
+
+# --- property: any body is a list of inputs or a 4xx, never anything else -----------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from agent.serve import _BadRequest, parse_inputs  # noqa: E402
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+                     max_leaves=30)
+_BODIES = st.one_of(
+    st.binary(max_size=300),
+    _JSON.map(lambda v: json.dumps(v).encode()),
+    st.dictionaries(st.sampled_from(["inputs", "input", "x"]), _JSON, max_size=3).map(lambda v: json.dumps(v).encode()),
+    st.lists(st.text(max_size=120), max_size=6).map(lambda v: json.dumps({"inputs": v}).encode()),
+    st.integers(1, 3000).map(lambda n: b'{"inputs": ' + b"[" * n + b"]" * n + b"}"),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_BODIES)
+def test_any_body_parses_or_is_a_4xx(body: bytes) -> None:
+    limits = ServeLimits(max_bytes=2000, max_batch=4, max_chars=100)
+    try:
+        inputs = parse_inputs(body, limits)
+    except _BadRequest as e:
+        assert 400 <= e.status < 500
+        return
+    assert 1 <= len(inputs) <= 4 and all(isinstance(x, str) and len(x) <= 100 for x in inputs)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_BODIES, path=st.sampled_from(["/predict", "/predict/", "/x"]))
+def test_any_request_over_http_is_answered_200_or_4xx(server: tuple[str, int], body: bytes, path: str) -> None:
+    status, _ = _request_raw(server, path, body)
+    assert status == 200 or 400 <= status < 500
+
+
+def _request_raw(addr: tuple[str, int], path: str, body: bytes) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(*addr, timeout=30)
+    conn.request("POST", path, body=body)
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, data

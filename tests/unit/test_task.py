@@ -256,3 +256,26 @@ def test_read_prompt_refuses_a_folder_and_a_device(tmp_path: Path) -> None:
     with pytest.raises(TaskSpecError, match="bytes; the limit is"):
         read_prompt(str(big))
 
+
+# --- property: any text either parses or raises TaskSpecError (nothing else) ---------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_FIELD_LINES = st.builds(lambda key, sep, value: f"{key}{sep}{value}", st.sampled_from(["input", "output", "Input",
+                         "OUTPUT", " input"]), st.sampled_from(["=", ":", " = ", "=\""]), st.text(max_size=40))
+_PROMPTS = st.one_of(st.text(max_size=500), st.lists(st.one_of(_FIELD_LINES, st.text(max_size=60)), max_size=20)
+                     .map("\n".join))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_PROMPTS)
+def test_any_prompt_parses_or_raises_task_spec_error(text: str) -> None:
+    try:
+        spec = parse_task(text)
+    except TaskSpecError as e:
+        assert str(e).strip()
+        return
+    assert spec.instruction and spec.examples
+    assert spec.task_type in ("classification", "generation", "extractive-qa")
+    assert spec.task_type != "classification" or len(spec.labels) >= 2
