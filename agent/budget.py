@@ -11,6 +11,16 @@ from p2m_engine.errors import P2MError
 DEFAULT_TARGETS = {"accuracy": 0.9, "exact_match": 0.8, "chrf++": 0.6}
 # Keys whose values stay fractional; the others are counts.
 _FLOATS = ("epochs", "target", "usd")
+# The range of every value: (lowest, highest, whether the lowest itself is allowed). Above these a build is a
+# mistake (1e9 examples per label), and 0 epochs or steps would run nothing while looking like a build.
+BOUNDS: dict[str, tuple[float, float, bool]] = {
+    "steps": (1, 200, True), "per_label": (0, 10_000, True), "epochs": (0, 100, False),
+    "retrieved": (0, 1_000_000, True), "labelled": (0, 100_000, True), "target": (0, 1, False), "iterations": (1, 50, True),
+    "llm_calls": (0, 1_000_000, True), "usd": (0, 10_000, True),
+}
+# Above these an estimate needs the user's yes (refused under --yes) unless `llm_calls=` / `usd=` set the bound.
+ASK_ABOVE_CALLS = 5_000
+ASK_ABOVE_USD = 5.0
 
 
 @dataclass(frozen=True)
@@ -28,9 +38,9 @@ class Budget:
     iterations: int = 3
     """At most this many train-and-evaluate iterations."""
     llm_calls: int | None = None
+    """At most this many teacher LLM calls for generation (None: no limit besides the steps)."""
     usd: float | None = None
     """At most this many US dollars of API calls (checked before each LLM action; local models cost 0)."""
-    """At most this many teacher LLM calls for generation (None: no limit besides the steps)."""
 
     def target_for(self, metric: str = "accuracy") -> float:
         """The target score for `metric`: the user's, else the metric's default."""
@@ -41,7 +51,7 @@ class Budget:
         """Parse e.g. 'steps=8,per_label=20,epochs=1,target=0.95,iterations=4'.
 
         Raises:
-            P2MError: unknown key or a value that is not a non-negative number.
+            P2MError: unknown key, a value that is not a number, or one outside its range (BOUNDS).
         """
         values: dict[str, float] = {}
         for part in filter(None, (p.strip() for p in (text or "").split(","))):
@@ -53,9 +63,14 @@ class Budget:
                 value = float(raw)
             except ValueError:
                 raise P2MError(f"Invalid --budget value {part!r}: {raw!r} is not a number.") from None
-            if not math.isfinite(value) or value < 0 or (key in ("steps", "iterations") and value < 1):
+            low, high, low_ok = BOUNDS[key]
+            if not math.isfinite(value) or value < 0:
                 raise P2MError(f"Invalid --budget value {part!r}: must be positive and finite.")
-            if key == "target" and not 0 < value <= 1:
-                raise P2MError(f"Invalid --budget value {part!r}: the target is a score between 0 and 1 (e.g. 0.9 accuracy).")
+            if value < low or (value == low and not low_ok) or value > high:
+                lowest = f"at least {low:g}" if low_ok else f"more than {low:g}"
+                raise P2MError(f"Invalid --budget value {part!r}: {key} must be {lowest} and at most {high:g}"
+                               + (" (a score between 0 and 1, e.g. 0.9 accuracy)." if key == "target" else "."))
+            if key not in _FLOATS and value != int(value):
+                raise P2MError(f"Invalid --budget value {part!r}: {key} is a whole number.")
             values[key] = value
         return cls(**{k: (v if k in _FLOATS else int(v)) for k, v in values.items()})  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from agent.budget import Budget
 from agent.chat import make_converse
@@ -22,8 +22,9 @@ from agent.ui import BuildDisplay
 from p2m_engine.card import write_model_card
 from p2m_engine.data_card import write_data_card
 from p2m_engine.errors import P2MError
+from p2m_engine.datasets import scan_hub
 from p2m_engine.labelling import LabelConfig
-from p2m_engine.runs import Run
+from p2m_engine.runs import Run, check_home
 from p2m_engine.synth import SynthConfig
 from p2m_engine.train import TrainConfig
 from p2m_engine.types import MAIN_METRIC, TaskSpec
@@ -35,6 +36,8 @@ EXIT_ERROR = 1
 """An error stopped the build (one line on stderr)."""
 EXIT_BELOW_TARGET = 2
 """The build finished below the target, or without a model."""
+EXIT_DECLINED = 3
+"""In a chat, the user refused the plan (or input ended before a yes): nothing was built."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,22 +106,34 @@ def settings_from_config(cfg: dict[str, Any]) -> Settings:
 def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None, base_url: str | None,
                 hubs: list[Path], test_path: Path | None, out: Path, limits: Budget, planner: str,
                 student: str | None, seed: int, quiet: bool = False, chat: bool = False,
-                catalog: Path | None = None) -> dict[str, Any]:
+                catalog: Path | None = None, confirm: Callable[[str], bool] | None = None) -> dict[str, Any]:
     """Run one build end to end and return its summary (also written to run/summary.json).
 
     With `chat`, the agent asks its clarifying questions and the plan in the terminal, and after the build
     answers questions from the trace and takes requests that steer it further.
+
+    Everything that can be checked without the LLM is checked before the run folder is made: local files,
+    the cache folder, the key, and the estimate of LLM calls and money (above ASK_ABOVE_CALLS / ASK_ABOVE_USD
+    it needs `confirm`; without one, as under --yes, it is refused). A failure after that names the run
+    folder and how to resume it, and is the trace's last event.
+
+    Raises:
+        BudgetExceededError: the estimate is above the ceiling and was not confirmed.
+        P2MError: bad settings, or the build failed.
     """
     _check_local_files(backend, model, student)
-    run = Run.create(out, spec.instruction)
+    check_home()
     settings = Settings(
         llm=LLMSettings(backend=backend, model=model, base_url=base_url, api_key=_api_key(backend)), limits=limits,
         planner=planner if planner != "auto" else ("llm" if backend == "openai" else "rules"), hubs=hubs,
         test_path=test_path, student=student, synth=SynthConfig(per_label=limits.per_label, seed=seed),
         train=TrainConfig(epochs=limits.epochs, seed=seed), seed=seed, catalog=catalog)
+    settings.llm.check()
+    _check_estimate(spec, settings, confirm)
+    run = Run.create(out, spec.instruction)
     run.write_json("config.json", settings.to_config(prompt))
     record_task(run, spec, limits)
-    with exclusive(run):
+    with exclusive(run), _failure_recorded(run, settings):
         return _drive(run, spec, settings, quiet=quiet, resume=False, chat=chat)
 
 
@@ -135,6 +150,50 @@ def record_task(run: Run, spec: TaskSpec, limits: Budget) -> float:
     config = run.read_json("config.json") if (run.dir / "config.json").is_file() else {}
     run.write_json("config.json", {**config, "task_type": spec.task_type, "metric": metric, "target": target})
     return target
+
+
+def _check_estimate(spec: TaskSpec, settings: Settings, confirm: Callable[[str], bool] | None) -> None:
+    """Ask before a build whose estimate is above the ceiling, unless the budget bounds it explicitly.
+
+    Raises:
+        BudgetExceededError: above the ceiling and not confirmed (or nobody to ask).
+    """
+    from agent.budget import ASK_ABOVE_CALLS, ASK_ABOVE_USD
+    from agent.llms import DEFAULT_OPENAI_MODEL
+    from p2m_engine.errors import BudgetExceededError
+    from p2m_engine.pricing import parse_prices
+
+    llm = settings.llm
+    if llm.backend == "embedded":
+        model, url = "embedded", "http://127.0.0.1"  # the local llama.cpp server: free
+    else:
+        model, url = llm.model or DEFAULT_OPENAI_MODEL, llm.base_url
+    est = estimate_cost(spec, settings, model, url, parse_prices(os.environ.get("P2M_PRICES", "")))
+    limits = settings.limits
+    too_many = limits.llm_calls is None and est.calls > ASK_ABOVE_CALLS
+    too_dear = limits.usd is None and est.usd is not None and est.usd > ASK_ABOVE_USD
+    if not (too_many or too_dear):
+        return
+    why = (f"This build may make {est.describe()}, above the {ASK_ABOVE_CALLS:,} calls or "
+           f"${ASK_ABOVE_USD:.2f} p2m asks about.")
+    if confirm is not None and confirm(f"{why} Build anyway?"):
+        return
+    raise BudgetExceededError(f"{why} Not started: lower --budget per_label or iterations, or bound it with "
+                              "--budget llm_calls=N (and usd=N).")
+
+
+@contextlib.contextmanager
+def _failure_recorded(run: Run, settings: Settings) -> Iterator[None]:
+    """The error that stops a build becomes its trace's last event, and its message names the run folder."""
+    try:
+        yield
+    except BaseException as e:
+        kind = "interrupted" if isinstance(e, KeyboardInterrupt) else "build_failed"
+        TraceWriter(run.dir, run.id, secrets=[settings.llm.api_key or ""]).write(
+            [{"kind": "error", "node": "build", "name": kind, "error": f"{type(e).__name__}: {e}"[:2000]}])
+        if isinstance(e, P2MError):
+            e.args = (f"{e} The run folder {run.dir} is kept; continue it with `p2m resume {run.dir}`.",)
+        raise
 
 
 def _check_local_files(backend: str, model: str | None, student: str | None) -> None:
@@ -213,11 +272,17 @@ def resume_model(run_dir: Path, *, quiet: bool = False, base_url: str | None = N
     """
     run, spec, settings = open_run(run_dir)
     if base_url:
-        settings = dataclasses.replace(settings, llm=dataclasses.replace(settings.llm, base_url=base_url))
+        # The same server at a new address: its answers cached under the old one stay valid.
+        old = settings.llm
+        settings = dataclasses.replace(settings, llm=dataclasses.replace(
+            old, base_url=base_url, cache_endpoint=old.cache_endpoint or old.base_url or "https://api.openai.com/v1"))
+    check_home()
+    settings.llm.check()
     with exclusive(run):
         if not chat and read_checkpoint(run).finished and (run.dir / "summary.json").is_file():
             return None
-        return _drive(run, spec, settings, quiet=quiet, resume=True, chat=chat)
+        with _failure_recorded(run, settings):
+            return _drive(run, spec, settings, quiet=quiet, resume=True, chat=chat)
 
 
 def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume: bool,
@@ -237,16 +302,28 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
                       max_iterations=limits.iterations, max_llm_calls=limits.llm_calls, max_usd=limits.usd,
                       record_task=lambda edited: record_task(run, edited, limits))
         if not resume:
-            est = estimate_cost(spec, settings, llm)
+            est = estimate_cost(spec, settings, llm.model, llm.base_url, getattr(llm, "prices", None))
             display.note(f"estimate: {est.describe()}")
             trace.write([{"kind": "estimate", "node": "build", "step": 0, "name": "estimate", "calls": est.calls,
                           "tokens": est.tokens, "cost_usd": est.usd}])
+            warnings = [f"--hub {hub} holds no dataset folder (a folder with dataset_info.json and train.jsonl)"
+                        for hub in settings.hubs if not scan_hub([hub])]
+            for w in warnings:
+                display.warn(w)
+            trace.write([{"kind": "warning", "node": "build", "step": 0, "name": "empty_hub", "message": w}
+                         for w in warnings])
         converse = make_converse(run.dir, llm, display.read, display.show, ctx) if chat else None
         state = run_build(spec, ctx, trace, on_update=display.update, resume=resume,
                           ask=display.ask if chat else None, converse=converse)
         usage = llm.usage.to_dict()
         teacher = llm.model
         spent = llm.cost_usd()
+    if state.get("declined"):
+        summary = {"run": str(run.dir), "finish_reason": state.get("finish_reason"), "declined": state["declined"],
+                   "model_dir": None, "met_target": False, "llm_usage": usage, "cost_usd": spent, "task": state.get("task"),
+                   "wall_s": round(time.monotonic() - started, 1), "resumed": resume}
+        run.write_json("summary.json", summary)
+        return summary
     target = ctx.target  # a chat may have changed the task, and with it the metric and its target
     score = state.get("score")
     split, n = score_measure(state)
@@ -266,9 +343,14 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
                        for h in state.get("history", [])],
     }
     dropped: Counter[str] = Counter()
+    skipped, malformed = 0, []
     for t in state.get("trace", []):
         dropped.update(t.get("dropped") or {})
-    write_data_card(run.dir, TaskSpec.from_dict(state["task"]), dataset=state.get("dataset"), dropped=dict(dropped))
+        if t.get("name") == "search_datasets" and t.get("skipped_lines"):
+            skipped, malformed = int(t["skipped_lines"]), list(t.get("malformed_lines") or [])  # the last search counts
+    summary["skipped_lines"] = skipped
+    write_data_card(run.dir, TaskSpec.from_dict(state["task"]), dataset=state.get("dataset"), dropped=dict(dropped),
+                    skipped=skipped, malformed=malformed)
     if state.get("model_dir"):
         write_model_card(Path(state["model_dir"]), TaskSpec.from_dict(state["task"]), summary)
     run.write_json("summary.json", summary)
@@ -289,16 +371,20 @@ def met_target(model_dir: str | None, score: float | None, target: float | None,
     return score is not None and score >= target
 
 
-def estimate_cost(spec: TaskSpec, settings: Settings, llm: Any) -> Any:
-    """The most this build may spend on LLM calls, from its budget and the price of its model."""
+def estimate_cost(spec: TaskSpec, settings: Settings, model: str, base_url: str | None,
+                  prices: dict[str, tuple[float, float]] | None) -> Any:
+    """The most this build may spend on LLM calls, from its budget and the price of `model` at `base_url`."""
     from p2m_engine.pricing import estimate
 
     limits = settings.limits
     return estimate(len(spec.labels), settings.synth.per_label, settings.synth.batch_size, limits.iterations,
-                    limits.llm_calls, llm.model, llm.base_url, getattr(llm, "prices", None),
+                    limits.llm_calls, model, base_url, prices,
                     labelled=limits.labelled if settings.hubs else 0, n_demos=len(spec.examples))
 
 
 def exit_code(summary: dict[str, Any]) -> int:
-    """0 when the build met its target (or had none), 2 when it finished below it or without a model."""
+    """0 when the build met its target (or had none), 2 when it finished below it or without a model, 3 when the
+    user declined the plan in a chat."""
+    if summary.get("declined"):
+        return EXIT_DECLINED
     return EXIT_OK if summary.get("met_target") else EXIT_BELOW_TARGET

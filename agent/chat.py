@@ -17,7 +17,7 @@ from langgraph.types import interrupt
 
 from agent.context import Context
 from agent.state import State
-from p2m_engine.clarify import YES, TaskEdit, ambiguities, apply_edit, parse_edit
+from p2m_engine.clarify import CANCEL, DECLINE, YES, TaskEdit, ambiguities, apply_edit, parse_edit
 from p2m_engine.types import MAIN_METRIC, TaskSpec
 
 MAX_PLAN_ROUNDS = 3
@@ -78,25 +78,48 @@ def clarify_task(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     spec = TaskSpec.from_dict(state["task"])
     llm = ctx.llm
     turns = []
+    declined = None
     for q in ambiguities(spec):
         answer = str(interrupt({"kind": "question", "key": q.key, "text": q.text}))
+        if CANCEL.match(answer):  # "quit", "cancel" (and end of input, which reads as "quit") end the chat
+            turns.append({"question": q.text, "answer": answer, "change": "cancelled"})
+            declined = f"you answered {answer.strip()!r} to a question"
+            break
         edit = parse_edit(answer, spec, llm, q)
         spec = apply_edit(spec, edit)
         retarget(spec, ctx)  # every edit reaches the run's records at once
         turns.append({"question": q.text, "answer": answer, "change": edit.describe()})
-    for _ in range(MAX_PLAN_ROUNDS):
+    # Only an explicit yes builds: a refusal, or no yes within the rounds, ends the chat with nothing built
+    # (with an API teacher a build spends money, which needs the user's consent).
+    for _ in range(0 if declined else MAX_PLAN_ROUNDS):
         answer = str(interrupt({"kind": "plan", "text": describe_plan(spec, ctx)}))
         if YES.match(answer):
             turns.append({"question": "plan", "answer": answer, "change": "approved"})
+            break
+        if DECLINE.match(answer):
+            turns.append({"question": "plan", "answer": answer, "change": "declined"})
+            declined = f"you answered {answer.strip()!r} to the plan"
             break
         edit = parse_edit(answer, spec, llm)
         spec = apply_edit(spec, edit)
         retarget(spec, ctx)
         turns.append({"question": "plan", "answer": answer, "change": edit.describe()})
+    else:
+        if not declined:
+            declined = f"the plan was not approved in {MAX_PLAN_ROUNDS} rounds"
     target = retarget(spec, ctx)
     record = {"kind": "human", "node": "clarify_task", "step": 0, "name": "clarify_task", "turns": turns,
               "task": spec.to_dict(), "metric": MAIN_METRIC[spec.task_type], "target": target}
+    if declined:
+        record["declined"] = declined
+        return {"clarified": True, "task": spec.to_dict(), "declined": declined,
+                "finish_reason": f"not built: {declined}", "trace": [record]}
     return {"clarified": True, "task": spec.to_dict(), "trace": [record]}
+
+
+def after_clarify(state: State) -> str:
+    """Route after clarify_task: to the planner, or to the end when the user declined (nothing is built)."""
+    return "__end__" if state.get("declined") else "plan"
 
 
 # --- answers from the trace ---------------------------------------------------------------------------------

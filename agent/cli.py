@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from agent.display import json_line, plain
 from p2m_engine.errors import P2MError
 
 
@@ -65,12 +66,12 @@ class P2MGroup(click.Group):
         except P2MError as e:
             if os.environ.get("P2M_RAISE_ERRORS") == "1" and not _leaks(e):
                 raise
-            raise click.ClickException(redact(str(e))) from None
+            raise click.ClickException(plain(redact(str(e)))) from None
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as e:
             if _leaks(e):
-                raise click.ClickException(f"{type(e).__name__}: {redact(str(e))}") from None
+                raise click.ClickException(plain(f"{type(e).__name__}: {redact(str(e))}")) from None
             raise
 
 
@@ -130,8 +131,16 @@ def build(prompt: str, backend: str, model: str | None, base_url: str | None, hu
 
     summary = build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs),
                                 test_path=test_path, out=out, limits=limits, planner=planner, student=student,
-                                seed=seed, quiet=as_json, catalog=catalog_dir)
+                                seed=seed, quiet=as_json, catalog=catalog_dir, confirm=None if yes else _confirm)
     _finish(summary, as_json)
+
+
+def _confirm(question: str) -> bool:
+    """Ask the user a yes/no question on stderr (no is the default; end of input is no)."""
+    try:
+        return click.confirm(plain(question), default=False, err=True)
+    except click.exceptions.Abort:
+        return False
 
 
 def _unattended() -> None:
@@ -167,7 +176,7 @@ def resume(run: Path, as_json: bool, base_url: str | None) -> None:
 
     summary = resume_model(run, quiet=as_json, base_url=base_url)
     if summary is None:
-        click.echo(f"{run} has already finished; nothing to do (see {run / 'summary.json'}).", err=True)
+        click.echo(plain(f"{run} has already finished; nothing to do (see {run / 'summary.json'})."), err=True)
         return
     _finish(summary, as_json)
 
@@ -198,7 +207,8 @@ def chat(prompt: str | None, backend: str, model: str | None, base_url: str | No
     """Build a model in conversation: the agent asks what PROMPT leaves open, proposes a plan, builds when you
     agree, then answers "why ...?" from its trace and takes requests ("add a label X", "more examples of ...").
 
-    PROMPT may be a run folder: continue that build in conversation."""
+    PROMPT may be a run folder: continue that build in conversation. Only "yes" (or ok, go, ...) to the plan
+    builds; "no", "cancel", "quit" or the end of input end the chat with nothing built (exit code 3)."""
     _offline_defaults()
     from agent.budget import Budget
     from agent.build import build_model
@@ -222,8 +232,15 @@ def chat(prompt: str | None, backend: str, model: str | None, base_url: str | No
     for hub in hubs:
         if not hub.is_dir():
             raise P2MError(f"--hub {hub}: no such folder.")
-    build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs), test_path=test_path,
-                out=out, limits=limits, planner="auto", student=student, seed=seed, chat=True)
+    summary = build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs),
+                          test_path=test_path, out=out, limits=limits, planner="auto", student=student, seed=seed,
+                          chat=True, confirm=_confirm)
+    if summary.get("declined"):
+        from agent.build import EXIT_DECLINED
+
+        click.echo(plain(f"Nothing was built: {summary['declined']}. The conversation is in {summary['run']}/trace.jsonl."),
+                   err=True)
+        click.get_current_context().exit(EXIT_DECLINED)
 
 
 def _is_folder(text: str) -> bool:
@@ -296,23 +313,77 @@ def bench(suite: Path, hubs: tuple[Path, ...], backend: str, model: str | None, 
 @cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1)
-@click.option("--file", "jsonl", type=click.Path(path_type=Path), help="A JSONL file with an `input` field per line.")
+@click.option("--file", "jsonl", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="A JSONL file with an `input` field per line: one output line per input line, in order.")
 def predict(run: Path, texts: tuple[str, ...], jsonl: Path | None) -> None:
-    """Run the model of RUN (a run folder or its model folder) on TEXTS (or the inputs of --file): one JSON line each."""
+    """Run the model of RUN (a run folder or its model folder) on TEXTS (or the inputs of --file): one JSON line each.
+
+    Every line of --file gets one output line in its place: a line that is not a JSON object with a string
+    `input` gets {"line": N, "error": ...} instead, and the command then exits 1.
+    """
     _offline_defaults()
     from agent.serve import load_predict, resolve_model
-    from p2m_engine.runs import read_jsonl
 
     model_dir, task_type = resolve_model(run)
-    inputs = list(texts) + ([str(r.get("input", "")) for r in read_jsonl(jsonl)] if jsonl else [])
-    if not inputs:
+    items: list[tuple[int | None, str | None, str | None]] = [(None, t, None) for t in texts]
+    if jsonl:
+        items += predict_file_inputs(jsonl)
+    if not items:
         raise P2MError("Nothing to predict: give TEXTS or --file.")
-    result = load_predict(model_dir, task_type)(inputs)
-    for i, text in enumerate(inputs):
+    good = [text for _, text, error in items if error is None]
+    result = load_predict(model_dir, task_type)(good) if good else {"outputs": []}
+    i = 0
+    for line, text, error in items:
+        if error is not None:
+            click.echo(json_line({"line": line, "error": error}))
+            continue
         row: dict[str, Any] = {"input": text, "output": result["outputs"][i]}
         if "probabilities" in result:
             row["probability"] = result["probabilities"][i]
-        click.echo(json.dumps(row, ensure_ascii=False))
+        click.echo(json_line(row))
+        i += 1
+    bad = [(line, error) for line, _, error in items if error is not None]
+    if bad:
+        raise P2MError(f"{len(bad)} of {len(items) - len(texts)} lines of {jsonl} have no usable input (first: line "
+                       f"{bad[0][0]}: {bad[0][1]}); their output lines are error records.")
+
+
+def predict_file_inputs(path: Path) -> list[tuple[int, str | None, str | None]]:
+    """(line number, input, error) for every line of a JSONL input file: nothing is skipped or converted.
+
+    Raises:
+        P2MError: the file is not UTF-8 text.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise P2MError(f"--file {path} is not UTF-8 text (byte {e.start}).") from None
+    except OSError as e:
+        raise P2MError(f"--file {path}: {e.strerror}.") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the newline that ends the last line starts no new one
+    out: list[tuple[int, str | None, str | None]] = []
+    for n, raw in enumerate(lines, 1):
+        error = None
+        value: Any = None
+        if not raw.strip():
+            error = "empty line"
+        else:
+            try:
+                row = json.loads(raw)
+            except (json.JSONDecodeError, RecursionError) as e:
+                row, error = None, f"not JSON ({e.msg if isinstance(e, json.JSONDecodeError) else 'nested too deeply'})"
+            if error is None and not isinstance(row, dict):
+                error = "not a JSON object"
+            elif error is None and "input" not in row:
+                error = "no `input` field"
+            elif error is None and not isinstance(row["input"], str):
+                error = f"`input` is not a string (it is {type(row['input']).__name__})"
+            elif error is None:
+                value = row["input"]
+        out.append((n, value, error))
+    return out
 
 
 @cli.command()
@@ -337,8 +408,8 @@ def train(run: Path, epochs: float | None, base_model: str | None, out: Path | N
         click.echo(json.dumps(summary))
         return
     scores = ", ".join(f"{k} {summary['metric']} {v}" for k, v in summary["scores"].items()) or "no real split to score"
-    click.echo(f"{summary['model_dir']}: {scores} ({summary['n_train']} examples, {summary['epochs']:g} epochs, "
-               f"{summary['processes']} process(es), {summary['seconds']} s)")
+    click.echo(plain(f"{summary['model_dir']}: {scores} ({summary['n_train']} examples, {summary['epochs']:g} epochs, "
+               f"{summary['processes']} process(es), {summary['seconds']} s)"))
 
 
 @cli.command()
@@ -353,27 +424,35 @@ def export(run: Path, out: Path | None) -> None:
     model_dir, _ = resolve_model(run)
     path = export_onnx(model_dir, out)
     gap = check_export(model_dir, path.parent)
-    click.echo(f"{path} (largest logit difference from the torch model: {gap:.2e})")
+    click.echo(plain(f"{path} (largest logit difference from the torch model: {gap:.2e})"))
 
 
 @cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; anything but loopback is exposed.")
-@click.option("--port", default=8000, show_default=True, help="TCP port (0: any free port).")
-@click.option("--max-batch", default=64, show_default=True, help="Most inputs in one request.")
-@click.option("--max-bytes", default=1_000_000, show_default=True, help="Largest request body.")
-@click.option("--max-chars", default=10_000, show_default=True, help="Longest single input.")
-def serve(run: Path, host: str, port: int, max_batch: int, max_bytes: int, max_chars: int) -> None:
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="TCP port (0: any free port).")
+@click.option("--max-batch", default=64, show_default=True, type=click.IntRange(min=1), help="Most inputs in one request.")
+@click.option("--max-bytes", default=1_000_000, show_default=True, type=click.IntRange(min=1), help="Largest request body.")
+@click.option("--max-chars", default=10_000, show_default=True, type=click.IntRange(min=1), help="Longest single input.")
+@click.option("--read-timeout", default=30.0, show_default=True, type=click.FloatRange(min=0.1, max=3600),
+              help="Seconds a connection may stay silent (idle or half-sent) before it is closed.")
+@click.option("--batch-wait-ms", default=2.0, show_default=True, type=click.FloatRange(0, 1000),
+              help="How long a request waits for others to share its forward pass (dynamic batching).")
+@click.option("--no-batching", is_flag=True, help="One request per forward pass, in turn (no dynamic batching).")
+def serve(run: Path, host: str, port: int, max_batch: int, max_bytes: int, max_chars: int, read_timeout: float,
+          batch_wait_ms: float, no_batching: bool) -> None:
     """Serve the model of RUN over HTTP: GET /health, POST /predict {"inputs": [...]} -> {"outputs": [...]}."""
     _offline_defaults()
     from agent.serve import ServeLimits, make_server, resolve_model
 
+    limits = ServeLimits(max_bytes, max_batch, max_chars, read_timeout=read_timeout, batch_wait_ms=batch_wait_ms,
+                         batching=not no_batching)
     model_dir, task_type = resolve_model(run)
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: binding {host}: the model is reachable from other machines.", err=True)
-    server = make_server(model_dir, task_type, host, port, ServeLimits(max_bytes, max_batch, max_chars))
-    click.echo(f"serving {model_dir} ({task_type}) on http://{server.server_address[0]}:{server.server_address[1]} "
-               "(Ctrl-C to stop)", err=True)
+    server = make_server(model_dir, task_type, host, port, limits)
+    click.echo(plain(f"serving {model_dir} ({task_type}) on http://{server.server_address[0]}:{server.server_address[1]} "
+                     "(Ctrl-C to stop)"), err=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -403,7 +482,7 @@ def trace(run: Path, as_json: bool, as_html: bool, output: Path | None) -> None:
         raise P2MError(f"No trace in {run}.")
     if as_json:
         for e in events:
-            click.echo(json.dumps(e, ensure_ascii=False))
+            click.echo(json_line(e))
         return
     from agent.ui import print_trace
 

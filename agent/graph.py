@@ -7,7 +7,7 @@ from typing import Any, Sequence
 from langgraph.graph import END, START, StateGraph
 from langgraph.prebuilt import ToolNode
 
-from agent.chat import clarify_task
+from agent.chat import after_clarify, clarify_task
 from agent.context import Context
 from agent.nodes import finish, observe, plan
 from agent.state import InputState, State
@@ -36,7 +36,7 @@ def build_graph(tools: Sequence[Any] | None = None, checkpointer: Any = None) ->
     g.add_node("observe", observe)
     g.add_node("finish", finish)
     g.add_edge(START, "clarify_task")
-    g.add_edge("clarify_task", "plan")
+    g.add_conditional_edges("clarify_task", after_clarify, {"plan": "plan", "__end__": END})
     g.add_edge("run_tools", "observe")
     g.add_edge("observe", "plan")
     g.add_edge("finish", END)

@@ -41,6 +41,8 @@ class LLMSettings:
     deadline: float | None = None
     """Seconds one answer may take in all, retries included (P2M_LLM_DEADLINE; default 600 for an API, none for
     the embedded server, whose answers are bounded by its timeout)."""
+    cache_endpoint: str | None = None
+    """The endpoint cached answers are keyed on, when it is not `base_url` (a resumed build whose server moved)."""
 
     def __post_init__(self) -> None:
         for name, (var, kind) in _ENV.items():
@@ -54,6 +56,17 @@ class LLMSettings:
             if not value >= 0 or value == float("inf") or (name in ("timeout", "deadline") and value == 0):
                 raise LLMError(f"{var}={raw!r} must be a positive finite number.")
             setattr(self, name, value)
+
+    def check(self) -> None:
+        """What can be checked without contacting anything: the backend and, for an API, a key or a URL.
+
+        Raises:
+            LLMError: unknown backend, or --llm openai without OPENAI_API_KEY or --base-url.
+        """
+        if self.backend not in ("embedded", "openai"):
+            raise LLMError(f"Unknown --llm backend {self.backend!r}; use 'embedded' or 'openai'.")
+        if self.backend == "openai" and not self.api_key and not self.base_url:
+            raise LLMError("--llm openai needs OPENAI_API_KEY in the environment (or --base-url for a local server).")
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.backend, "model": self.model, "base_url": self.base_url, "timeout": self.timeout,
@@ -98,7 +111,9 @@ def open_llm(settings: LLMSettings, log_dir: Path, want_planner: bool) -> Iterat
             with LlamaServer(path, alias=alias, n_ctx=settings.n_ctx, log_path=log_dir / "llm-server.log") as server:
                 # One local server decodes one request at a time: a client-side timeout would only queue a
                 # retry behind the abandoned request, so wait long and retry once.
-                llm = LLM(server.base_url, alias, cache=cache, **settings.client_options(900, 1))
+                # The port changes every run: the cache knows this server by its model file.
+                llm = LLM(server.base_url, alias, cache=cache, endpoint=f"embedded:{path.name}",
+                          **settings.client_options(900, 1))
                 yield llm, (_planner_model(server.base_url, alias, "unused", llm.timeout, llm.max_retries)
                             if want_planner else None)
         elif settings.backend == "openai":
@@ -108,6 +123,7 @@ def open_llm(settings: LLMSettings, log_dir: Path, want_planner: bool) -> Iterat
             from p2m_engine.pricing import parse_prices
 
             llm = LLM(settings.base_url, model, api_key=settings.api_key or "unused", cache=cache,
+                      endpoint=settings.cache_endpoint,
                       prices=parse_prices(os.environ.get("P2M_PRICES", "")),
                       **settings.client_options(120, 4, API_DEADLINE))
             llm.check()

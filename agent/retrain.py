@@ -35,7 +35,12 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
 
 def train_config(run: Path, epochs: float | None, base_model: str | None) -> TrainConfig:
     """The training settings of the run's exported model, with the user's changes."""
-    saved = _read_json(run / "model" / "p2m_train.json", "the exported model's training settings")
+    exported = run / "model" / "p2m_train.json"
+    if not exported.is_file() and (run / "config.json").is_file():
+        # The exported model is gone (deleted, damaged): train again with the settings the build started from.
+        saved = _read_json(run / "config.json", "the build's settings").get("train") or {}
+    else:
+        saved = _read_json(exported, "the exported model's training settings")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in saved.items() if k in fields})
     changes: dict[str, Any] = {}

@@ -102,6 +102,8 @@ def run_build(spec: TaskSpec, ctx: Context, trace: TraceWriter, on_update: OnUpd
                 start = Command(resume=ask(pending))
                 continue
             state = dict(g.get_state(config).values)
+            if state.get("declined"):
+                return state  # the user refused the plan: nothing was built, nothing to talk about
             update = converse(state) if converse else None
             if not update:
                 return state

@@ -88,5 +88,7 @@ class State(InputState, total=False):
     """The last targeted generation added nothing: asking again the same way is futile."""
     clarified: bool
     """clarify_task has run (questions asked and the plan approved, or nothing to ask outside a chat)."""
+    declined: str | None
+    """Why the user did not consent to the build in a chat (the graph then ends with nothing built)."""
     extra_per_label: int
     """How many times the user asked for more examples in a chat: each raises the generation target."""

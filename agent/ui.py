@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from agent.display import plain, safe
 from p2m_engine.runs import Run
 
 console = Console(stderr=True)
@@ -36,7 +36,7 @@ class BuildDisplay:
 
     def __enter__(self) -> "BuildDisplay":
         if not self.quiet:
-            console.print(f"[bold]p2m {self.verb}[/] → {escape(str(self.run.dir))}")
+            console.print(f"[bold]p2m {self.verb}[/] → {safe(self.run.dir)}")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -63,21 +63,25 @@ class BuildDisplay:
     def update(self, node: str, delta: dict[str, Any]) -> None:
         for e in delta.get("trace", []):
             if e["kind"] == "decision":
-                self._progress.console.print(f"[cyan]▶ {escape(e['name'])}[/] [dim]({escape(str(e['decided_by']))}: "
-                                             f"{escape(str(e['reason']))})[/]")
+                self._progress.console.print(f"[cyan]▶ {safe(e['name'])}[/] [dim]({safe(e['decided_by'])}: "
+                                             f"{safe(e['reason'])})[/]")
             elif e["kind"] == "tool":
                 style = "green" if e.get("ok") else "red"
                 detail = str(e.get("error") or e.get("output_summary", ""))[:200]
-                self._progress.console.print(f"  [{style}]{escape(e['name'])}[/] {e.get('duration_ms', 0) / 1000:.1f}s "
-                                             f"[dim]{escape(detail)}[/]")
+                self._progress.console.print(f"  [{style}]{safe(e['name'])}[/] {e.get('duration_ms', 0) / 1000:.1f}s "
+                                             f"[dim]{safe(detail)}[/]")
+                if e.get("skipped_lines"):
+                    self.warn(skipped_line(e))
+            elif e["kind"] == "warning":
+                self.warn(str(e.get("message", "")))
             elif e["kind"] == "iteration":
-                self._progress.console.print(f"[bold]iteration {e['iteration']}[/]: {escape(iteration_line(e))}")
+                self._progress.console.print(f"[bold]iteration {safe(e['iteration'])}[/]: {safe(iteration_line(e))}")
 
     def ask(self, prompt: dict[str, Any]) -> str:
         """Show a question of the agent (an interrupt) and read the user's answer, with progress paused."""
         title = "plan" if prompt.get("kind") == "plan" else "question"
         self._settle()
-        console.print(Panel(Text(str(prompt.get("text", prompt))), title=f"p2m {title}", border_style="magenta"))
+        console.print(Panel(Text(plain(prompt.get("text", prompt))), title=f"p2m {title}", border_style="magenta"))
         return self.read()
 
     def read(self) -> str:
@@ -91,12 +95,16 @@ class BuildDisplay:
     def note(self, text: str) -> None:
         """A dim line above the progress bars (nothing when quiet)."""
         if not self.quiet:
-            self._progress.console.print(f"[dim]{text}[/]")
+            self._progress.console.print(f"[dim]{safe(text)}[/]")
+
+    def warn(self, text: str) -> None:
+        """A yellow warning line (also under --json: it goes to stderr, the JSON to stdout)."""
+        self._progress.console.print(f"[yellow]warning:[/] {safe(text)}")
 
     def show(self, text: str) -> None:
         """A chat message of the agent, below the bars of the work before it."""
         self._settle()
-        console.print(Panel(Text(text), title="p2m", border_style="magenta"))
+        console.print(Panel(Text(plain(text)), title="p2m", border_style="magenta"))
 
     def summary(self, s: dict[str, Any]) -> None:
         if self.quiet:
@@ -105,9 +113,9 @@ class BuildDisplay:
         reports = {k: v for k, v in (s.get("metrics") or {}).items() if isinstance(v, dict) and "metrics" in v}
         names = list(dict.fromkeys(m for rep in reports.values() for m in rep["metrics"]))
         for col in ("split", "n", *names):
-            table.add_column(col)
+            table.add_column(safe(col))
         for split, rep in reports.items():
-            table.add_row(split, str(rep["n"]), *[f"{rep['metrics'].get(m, float('nan')):.4f}" for m in names])
+            table.add_row(safe(split), safe(rep["n"]), *[f"{rep['metrics'].get(m, float('nan')):.4f}" for m in names])
         console.print(table)
         usage = s.get("llm_usage", {})
         target = s.get("target")
@@ -125,7 +133,7 @@ class BuildDisplay:
             f"{'cost unknown' if s.get('cost_usd') is None else '$' + format(s['cost_usd'], '.4f')}",
             f"wall time: {s.get('wall_s')} s · trace: p2m trace {s.get('run')}",
         ]
-        console.print(Panel(Text("\n".join(lines)), title="p2m build summary"))
+        console.print(Panel(Text(plain("\n".join(lines))), title="p2m build summary"))
 
 
 def iteration_line(e: dict[str, Any]) -> str:
@@ -136,29 +144,43 @@ def iteration_line(e: dict[str, Any]) -> str:
             f"{metric} {e.get('test_score')} (reported) · {best} · weak labels: {', '.join(e.get('weak_labels') or []) or 'none'}")
 
 
+def skipped_line(e: dict[str, Any]) -> str:
+    """What a tool record's `skipped_lines` says: how many malformed dataset lines were left out, and the first."""
+    first = (e.get("malformed_lines") or ["?"])[0]
+    return f"{e['skipped_lines']} malformed line(s) of the dataset were skipped (first: {first})"
+
+
 def print_trace(events: list[dict[str, Any]]) -> None:
     """Print the trace as a tree: one branch per decision with its tool result below it."""
     out = Console()
-    root = Tree(f"[bold]run {events[0].get('run_id')}[/]")
+    root = Tree(f"[bold]run {safe(events[0].get('run_id'))}[/]")
     branch = root
     for e in events:
-        if e["kind"] == "decision":
-            branch = root.add(f"[cyan]{e['step']}. {e['name']}[/] [dim]by {e['decided_by']}: {e['reason']} "
-                              f"(allowed: {', '.join(e.get('allowed', []))})[/]")
-        elif e["kind"] == "tool":
+        if e.get("kind") == "decision":
+            branch = root.add(f"[cyan]{safe(e.get('step'))}. {safe(e.get('name'))}[/] [dim]by {safe(e.get('decided_by'))}: "
+                              f"{safe(e.get('reason'))} (allowed: {safe(', '.join(map(str, e.get('allowed') or [])))})[/]")
+        elif e.get("kind") == "tool":
             style = "green" if e.get("ok") else "red"
             branch.add(f"[{style}]{'ok' if e.get('ok') else 'error'}[/] {e.get('duration_ms', 0) / 1000:.1f}s, "
-                       f"{e.get('llm_calls', 0)} LLM calls: {e.get('error') or e.get('output_summary', '')}")
-            for c in e.get("candidates", [])[:5]:
-                branch.add(f"[dim]candidate {c.get('name')} score {c.get('score')} {c.get('reason', '')}[/]")
-        elif e["kind"] == "human":
+                       f"{safe(e.get('llm_calls', 0))} LLM calls: {safe(e.get('error') or e.get('output_summary', ''))}")
+            if e.get("skipped_lines"):
+                branch.add(f"[yellow]warning[/] {safe(skipped_line(e))}")
+            for c in (e.get("candidates") or [])[:5]:
+                if isinstance(c, dict):
+                    branch.add(f"[dim]candidate {safe(c.get('name'))} score {safe(c.get('score'))} "
+                               f"{safe(c.get('reason', ''))}[/]")
+        elif e.get("kind") == "human":
             for t in e.get("turns") or [{"question": "request", "answer": e.get("request"), "change": e.get("change")}]:
-                root.add(f"[magenta]user[/] [dim]{t.get('question', '')[:80]}[/] → {t.get('answer')} ({t.get('change')})")
-        elif e["kind"] == "resume":
-            root.add(f"[yellow]resume[/] at step {e.get('step')}: {e.get('reason')}")
-        elif e["kind"] == "iteration":
-            root.add(f"[bold]iteration {e['iteration']}[/]: {iteration_line(e)}")
-        elif e["kind"] == "finish":
-            root.add(f"[bold]finish[/]: {e.get('reason')} · score {e.get('score')}"
-                     + (f" (model of iteration {e['best_iteration']})" if e.get("best_iteration") else ""))
+                root.add(f"[magenta]user[/] [dim]{safe(str(t.get('question', ''))[:80])}[/] → {safe(t.get('answer'))} "
+                         f"({safe(t.get('change'))})")
+        elif e.get("kind") in ("warning", "error"):
+            root.add(f"[{'red' if e.get('kind') == 'error' else 'yellow'}]{safe(e.get('kind'))}[/]: "
+                     f"{safe(e.get('message') or e.get('error'))}")
+        elif e.get("kind") == "resume":
+            root.add(f"[yellow]resume[/] at step {safe(e.get('step'))}: {safe(e.get('reason'))}")
+        elif e.get("kind") == "iteration":
+            root.add(f"[bold]iteration {safe(e.get('iteration'))}[/]: {safe(iteration_line(e))}")
+        elif e.get("kind") == "finish":
+            root.add(f"[bold]finish[/]: {safe(e.get('reason'))} · score {safe(e.get('score'))}"
+                     + (f" (model of iteration {safe(e['best_iteration'])})" if e.get("best_iteration") else ""))
     out.print(root)

@@ -4,8 +4,13 @@ Starts `p2m serve RUN` as a child process on a free loopback port, then drives i
 1, 8 and 32 concurrent clients, each sending a bounded number of single-input requests. Prints requests/s,
 p50/p99 latency and the error count per level, and writes them to --out.
 
+It does so once per mode: `no-batching` (`p2m serve --no-batching`: one request per forward pass, in turn, as
+before dynamic batching) and `batching` (the default: concurrent requests share a forward pass), so the two
+are measured on the same machine, model and load.
+
 Usage:
-    .venv/bin/python benchmarks/serve_load.py RUN [--requests 200] [--out benchmarks/results/serve]
+    .venv/bin/python benchmarks/serve_load.py RUN [--requests 200] [--modes no-batching,batching]
+                                                  [--out benchmarks/results/serve]
 """
 
 from __future__ import annotations
@@ -74,25 +79,39 @@ def level(port: int, clients: int, requests: int) -> dict[str, Any]:
             "errors": sum(not ok for ok, _ in results)}
 
 
+MODES = {"no-batching": ["--no-batching"], "batching": []}
+
+
+def measure(run: Path, mode: str, requests: int) -> list[dict[str, Any]]:
+    """Start `p2m serve` in `mode` and drive it at every concurrency level."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "serve", str(run), "--port", str(port), *MODES[mode]],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(port, proc)
+        return [{"mode": mode, **level(port, c, requests)} for c in LEVELS]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="a run folder (or model folder) with a trained model")
     ap.add_argument("--requests", type=int, default=200, help="requests per concurrency level")
+    ap.add_argument("--modes", default="no-batching,batching", help="comma-separated: no-batching, batching")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve")
     args = ap.parse_args()
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "serve", str(args.run), "--port", str(port)],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_ready(port, proc)
-        rows = [level(port, c, args.requests) for c in LEVELS]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    lines = ["| clients | requests | requests/s | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['clients']} | {r['requests']} | {r['requests_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} |"
-              for r in rows]
-    text = f"`python benchmarks/serve_load.py {args.run}` on {time.strftime('%Y-%m-%d %H:%M %Z')}\n\n" + "\n".join(lines) + "\n"
+    modes = [m for m in args.modes.split(",") if m]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise SystemExit(f"unknown mode(s) {', '.join(unknown)}; use {', '.join(MODES)}")
+    rows = [r for mode in modes for r in measure(args.run, mode, args.requests)]
+    lines = ["| mode | clients | requests | requests/s | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['mode']} | {r['clients']} | {r['requests']} | {r['requests_per_s']} | {r['p50_ms']} | {r['p99_ms']} "
+              f"| {r['errors']} |" for r in rows]
+    text = (f"`python benchmarks/serve_load.py {args.run} --modes {','.join(modes)}` on "
+            f"{time.strftime('%Y-%m-%d %H:%M %Z')}\n\n" + "\n".join(lines) + "\n")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serve_load.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     (args.out / "serve_load.md").write_text(text, encoding="utf-8")

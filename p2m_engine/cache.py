@@ -1,4 +1,4 @@
-"""A SQLite cache of LLM responses keyed by (model, parameters, messages): a rerun never pays twice."""
+"""A SQLite cache of LLM responses keyed by (endpoint, model, parameters, messages): a rerun never pays twice."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 
-def cache_key(model: str, params: dict[str, Any], messages: list[dict[str, Any]]) -> str:
-    """A stable hash of everything that determines a response."""
-    blob = json.dumps({"model": model, "params": params, "messages": messages}, sort_keys=True, ensure_ascii=False)
+def cache_key(model: str, params: dict[str, Any], messages: list[dict[str, Any]], endpoint: str) -> str:
+    """A stable hash of everything that determines a response: who answers (the endpoint), the model, the
+    parameters and the messages. Two servers may serve different models under one name."""
+    blob = json.dumps({"endpoint": endpoint, "model": model, "params": params, "messages": messages}, sort_keys=True,
+                      ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 

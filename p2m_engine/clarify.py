@@ -23,6 +23,12 @@ logger = logging.getLogger(__name__)
 YES = re.compile(r"^\s*(y|yes|yep|ok|okay|sure|go|go ahead|build|build it|looks good|lgtm|fine|correct|right)\b[.! ]*$",
                  re.IGNORECASE)
 NO_CHANGE = re.compile(r"^\s*(no|nope|none|nothing|that'?s (all|it)|no more|n/?a)\b[.! ]*$", re.IGNORECASE)
+# A refusal of the plan, or a request to end the chat ("no", "no, stop", "cancel", "quit"): nothing is built.
+_REFUSE = r"(?:no|nope|n|cancel|stop|abort|quit|exit|q|bye|don'?t|do not|never ?mind|not now)"
+_FILLER = rf"(?:{_REFUSE}|thanks|thank you|please|build|it|that)"
+DECLINE = re.compile(rf"^\s*{_REFUSE}(?:[\s.,!;:-]+{_FILLER})*[\s.,!;:-]*$", re.IGNORECASE)
+# Ending the chat at any question (where a plain "no" means "nothing to add", not a refusal).
+CANCEL = re.compile(r"^\s*(?:cancel|stop|abort|quit|exit|q|bye)\b[\s.!]*$", re.IGNORECASE)
 _ADD = re.compile(r"\badd(?: an?| the)?(?: new)? (?:label|class|category)s?\s*[:=]?\s*(.+)$", re.IGNORECASE)
 _REMOVE = re.compile(r"\b(?:remove|drop|delete)(?: the)? (?:label|class|category)s?\s*[:=]?\s*(.+?)(?=\s+and\s+add\b|$)",
                      re.IGNORECASE)

@@ -35,7 +35,7 @@ def _cell(text: Any, limit: int = 160) -> str:
 
 
 def data_card(run_dir: Path, spec: TaskSpec, *, dataset: str | None, dropped: dict[str, int],
-              examples_per_label: int = 2) -> str:
+              examples_per_label: int = 2, skipped: int = 0, malformed: list[str] | tuple[str, ...] = ()) -> str:
     """The data card text of the run in `run_dir`.
 
     Args:
@@ -43,6 +43,8 @@ def data_card(run_dir: Path, spec: TaskSpec, *, dataset: str | None, dropped: di
         spec: the task.
         dataset: the retrieved dataset's name, if any.
         dropped: generated candidates dropped, by filter, over the whole build.
+        skipped: malformed lines of the retrieved dataset's files that were left out.
+        malformed: the first of them, as `file:line: problem`.
         examples_per_label: training examples shown per label (or in all, for tasks without labels).
     """
     data = {name: _rows(run_dir / "data" / f"{name}.jsonl") for name in SPLITS}
@@ -53,6 +55,9 @@ def data_card(run_dir: Path, spec: TaskSpec, *, dataset: str | None, dropped: di
     lines = [f"# Data card: {_cell(spec.instruction.splitlines()[0], 100)}", "", "## Sources", ""]
     lines.append(f"- **Retrieved**: {len(data['retrieved'])} rows from `{_cell(dataset)}`" if dataset
                  else "- **Retrieved**: none (no hub dataset fitted the task)")
+    if skipped:
+        lines.append(f"- **Skipped**: {skipped} malformed line(s) of the retrieved dataset's files were left out"
+                     + "".join(f"\n  - `{_cell(m, 160)}`" for m in list(malformed)[:5]))
     labelled = data["labelled"]
     if labelled:
         hubs = Counter(str(r.get("hub", "")).split("/")[0] for r in labelled)
@@ -95,9 +100,11 @@ def data_card(run_dir: Path, spec: TaskSpec, *, dataset: str | None, dropped: di
     return "\n".join(lines) + "\n"
 
 
-def write_data_card(run_dir: Path, spec: TaskSpec, *, dataset: str | None, dropped: dict[str, int]) -> Path:
+def write_data_card(run_dir: Path, spec: TaskSpec, *, dataset: str | None, dropped: dict[str, int], skipped: int = 0,
+                    malformed: list[str] | tuple[str, ...] = ()) -> Path:
     """Write `run_dir/data/README.md` (rewritten as the build goes on) and return its path."""
     path = run_dir / "data" / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(data_card(run_dir, spec, dataset=dataset, dropped=dropped), encoding="utf-8")
+    path.write_text(data_card(run_dir, spec, dataset=dataset, dropped=dropped, skipped=skipped, malformed=malformed),
+                    encoding="utf-8")
     return path

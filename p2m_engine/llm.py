@@ -156,6 +156,10 @@ class LLM:
     """Seconds one answer may take in all, retries and waits included (None: only the per-attempt bounds)."""
     prices: dict[str, tuple[float, float]] | None = None
     """Extra entries of the price table (USD per 1M tokens in/out), e.g. from P2M_PRICES."""
+    endpoint: str | None = None
+    """Who answers, for the response cache (default: the base URL), so that one server's answers are never
+    served for another's. The embedded server gives its model file (its port changes every run); a resumed
+    build whose endpoint moved gives the URL it was built with (the same server, so its answers stay valid)."""
 
     def __post_init__(self) -> None:
         from openai import OpenAI
@@ -180,6 +184,10 @@ class LLM:
 
         return cost(self.model, self.base_url, self.usage.prompt_tokens if prompt_tokens is None else prompt_tokens,
                     self.usage.completion_tokens if completion_tokens is None else completion_tokens, self.prices)
+
+    def cache_endpoint(self) -> str:
+        """The endpoint part of the cache key: `endpoint`, else the base URL (OpenAI's when none is set)."""
+        return (self.endpoint or self.base_url or "https://api.openai.com/v1").rstrip("/")
 
     def describe(self) -> dict[str, Any]:
         """What to record in a config or trace: never the key."""
@@ -234,7 +242,7 @@ class LLM:
             LLMError: no parseable answer after `attempts` tries, or the service keeps failing.
         """
         params = {"temperature": temperature, "max_tokens": max_tokens, "tool": name, "schema": schema, "variant": variant}
-        key = cache_key(self.model, params, messages)
+        key = cache_key(self.model, params, messages, self.cache_endpoint())
         cached = self.cache.get(key) if self.cache is not None else None
         if cached is not None:
             with self._lock:

@@ -46,16 +46,28 @@ def is_local(base_url: str | None) -> bool:
     return bool(base_url) and (urlparse(str(base_url)).hostname or "") in _LOCAL_HOSTS
 
 
-def price(model: str, base_url: str | None, table: dict[str, tuple[float, float]] | None = None) -> tuple[float, float] | None:
-    """(input, output) USD per 1M tokens of `model` at `base_url`; (0, 0) when local; None when unknown."""
-    if is_local(base_url):
-        return (0.0, 0.0)
-    prices = {**PRICES, **(table or {})}
+def _lookup(model: str, prices: dict[str, tuple[float, float]]) -> tuple[float, float] | None:
     if model in prices:
         return prices[model]
     # Dated snapshots ("gpt-4o-mini-2024-07-18") cost what their family costs: the longest matching prefix.
     family = max((m for m in prices if model.startswith(m + "-")), key=len, default=None)
     return prices[family] if family else None
+
+
+def price(model: str, base_url: str | None, table: dict[str, tuple[float, float]] | None = None) -> tuple[float, float] | None:
+    """(input, output) USD per 1M tokens of `model` at `base_url`, or None when unknown.
+
+    The user's table (P2M_PRICES) is taken at its word for any endpoint; the built-in one for remote endpoints.
+    A local server costs nothing, unless the model bears a priced API name: that server may well be a proxy
+    to the paid API, so its cost is unknown (None), never a made-up $0.
+    """
+    own = _lookup(model, table or {})
+    if own is not None:
+        return own
+    listed = _lookup(model, PRICES)
+    if is_local(base_url):
+        return (0.0, 0.0) if listed is None else None
+    return listed
 
 
 def cost(model: str, base_url: str | None, prompt_tokens: int, completion_tokens: int,
@@ -76,7 +88,8 @@ class Estimate:
     usd: float | None
 
     def describe(self) -> str:
-        money = "unknown cost (model not in the price table)" if self.usd is None else f"about ${self.usd:.2f}"
+        money = ("unknown cost (no known price for this model at this endpoint)" if self.usd is None
+                 else f"about ${self.usd:.2f}")
         return f"at most about {self.calls} LLM calls, {self.tokens:,} tokens, {money}"
 
 

@@ -22,6 +22,24 @@ def p2m_home() -> Path:
     return Path(os.environ.get("P2M_HOME") or Path.home() / ".cache" / "p2m")
 
 
+def check_home() -> Path:
+    """The cache folder (P2M_HOME), created if needed and checked writable, before any run folder is made.
+
+    Raises:
+        P2MError: it is a file, read-only, or cannot be created.
+    """
+    home = p2m_home()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        probe = home / f".write-test-{os.getpid()}"
+        probe.write_text("ok", encoding="utf-8")
+        probe.unlink()
+    except OSError as e:
+        raise P2MError(f"The p2m cache folder {home} (P2M_HOME) is not a writable folder: "
+                       f"{e.strerror or type(e).__name__}. Set P2M_HOME to a folder you can write.") from None
+    return home
+
+
 def slug(text: str, limit: int = 32) -> str:
     """A file-name-safe slug of free text (also used for ids that came from an LLM or the Hub)."""
     s = _SAFE.sub("-", text.lower()).strip("-")

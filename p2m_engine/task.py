@@ -19,25 +19,44 @@ _FIELD = re.compile(r"^\s*(input|output)\s*[=:]\s*(.*)$", re.IGNORECASE)
 
 
 def read_prompt(source: str) -> str:
-    """Return the prompt text from a file path, or the text itself when it is not a file.
+    """Return the prompt text from a file path, or the text itself when it names nothing on disk.
 
     Raises:
-        TaskSpecError: the file is not UTF-8 text, or a path-like argument names no file.
+        TaskSpecError: the path is a directory, device or other non-file; the file is too large or not UTF-8
+            text; or a path-like argument names no file.
     """
-    if "\n" in source or len(source) >= 4096:
+    if "\n" in source or len(source) >= 4096 or not source.strip():
         return source
     path = Path(source)
-    if not path.is_file():
+    try:
+        exists = path.exists()
+    except (OSError, ValueError):  # a name the OS refuses (NUL byte, too long): it is text, not a path
+        exists = False
+    if exists and not path.is_file():
+        kind = "a directory" if path.is_dir() else "a device or other special file"
+        raise TaskSpecError(f"{source} is {kind}, not a prompt file. Pass a text file or the prompt text itself.")
+    if not exists:
         if source.endswith((".txt", ".md", ".prompt")):
             raise TaskSpecError(f"No prompt file at {source!r}. Pass a file path or the prompt text itself.")
         return source
+    # A UTF-8 character is at most 4 bytes: a larger file cannot be a prompt within the limit (and is not read).
+    if path.stat().st_size > 4 * MAX_PROMPT_CHARS:
+        raise TaskSpecError(f"{source} has {path.stat().st_size:,} bytes; the limit is {MAX_PROMPT_CHARS:,} characters.")
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise TaskSpecError(f"{source} is not UTF-8 text ({e.reason} at byte {e.start}).") from e
+    except OSError as e:
+        raise TaskSpecError(f"Cannot read the prompt file {source}: {e.strerror}.") from e
 
 
-def _value(raw: str) -> str:
+def _value(raw: str, lineno: int, key: str) -> str:
+    """The value of a field: a JSON string, a quoted string, or bare text.
+
+    Raises:
+        TaskSpecError: a quote is left open or stray (`"spam`, `spam"`): read as it stands, the quote would end up
+            in the text, or make one label look like a different output and change the task type.
+    """
     raw = raw.strip()
     if raw.startswith('"'):
         try:
@@ -48,29 +67,47 @@ def _value(raw: str) -> str:
             pass
         if raw.endswith('"') and len(raw) >= 2:
             return raw[1:-1]
+        raise TaskSpecError(f"Line {lineno}: the {key} value {raw[:40]!r} opens a quote it never closes. "
+                            f'Write {key}="..." with both quotes.')
+    if raw.endswith('"') and raw.count('"') % 2 == 1:
+        raise TaskSpecError(f"Line {lineno}: the {key} value {raw[:40]!r} ends with a quote it never opens. "
+                            f'Write {key}="..." with both quotes, or no quotes.')
     return raw
 
 
 def _split(text: str) -> tuple[str, list[Example]]:
-    """Split prompt text into the instruction (text before the first field) and input/output pairs."""
+    """Split prompt text into the instruction (text before the first field) and input/output pairs.
+
+    Raises:
+        TaskSpecError: a malformed value, an input without its output, or an output without its input
+            (the line number says where): a demo is never dropped or changed silently.
+    """
     lines = text.splitlines()
     instruction_lines: list[str] = []
     examples: list[Example] = []
-    pending: str | None = None
+    pending: tuple[int, str] | None = None
     seen_field = False
-    for line in lines:
+    for lineno, line in enumerate(lines, 1):
         m = _FIELD.match(line)
         if not m:
             if not seen_field:
                 instruction_lines.append(line)
             continue
         seen_field = True
-        key, value = m.group(1).lower(), _value(m.group(2))
+        key = m.group(1).lower()
+        value = _value(m.group(2), lineno, key)
         if key == "input":
-            pending = value
-        elif pending is not None:
-            examples.append(Example(pending, value))
+            if pending is not None:
+                raise TaskSpecError(f"Line {pending[0]}: this input has no output line (line {lineno} starts the next "
+                                    'input). Add output="..." after it, or remove it.')
+            pending = (lineno, value)
+        elif pending is None:
+            raise TaskSpecError(f'Line {lineno}: an output without an input before it. Add input="..." above it.')
+        else:
+            examples.append(Example(pending[1], value))
             pending = None
+    if pending is not None:
+        raise TaskSpecError(f'Line {pending[0]}: the last input has no output line. Add output="..." after it.')
     return "\n".join(instruction_lines).strip(), examples
 
 

@@ -105,3 +105,60 @@ def test_hub_dataset_with_broken_lines_and_missing_columns(tmp_path: Path) -> No
     with pytest.raises(DatasetError, match="no usable rows") as e:
         load_examples(no_columns)
     assert str(no_columns) in str(e.value)
+
+
+# --- issue 14 ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("home", ["a_file", "a_file/below"], ids=["file", "under-a-file"])
+def test_invalid_p2m_home_is_one_line_and_makes_no_run_folder(home: str, out: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a_file").write_text("not a folder")
+    monkeypatch.setenv("P2M_HOME", str(tmp_path / home))
+    bad(["build", PROMPT, "--yes"], out, "P2M_HOME")
+
+
+def test_missing_api_key_makes_no_run_folder(out: Path) -> None:
+    bad(["build", PROMPT, "--llm", "openai", "--yes"], out, "OPENAI_API_KEY")
+
+
+@pytest.mark.parametrize(("budget", "message"), [
+    ("epochs=0", "epochs must be more than 0"),
+    ("per_label=1e9", "per_label must be at least 0 and at most 10000"),
+    ("steps=1000", "steps must be"),
+    ("iterations=0", "iterations must be"),
+    ("retrieved=1e12", "retrieved must be"),
+    ("llm_calls=1e12", "llm_calls must be"),
+    ("usd=1e9", "usd must be"),
+    ("steps=2.5", "whole number"),
+])
+def test_budget_values_are_bounded(budget: str, message: str, out: Path) -> None:
+    bad(["build", PROMPT, "--budget", budget, "--yes"], out, message)
+
+
+def test_estimate_above_the_ceiling_is_refused_under_yes_and_asked_otherwise(out: Path) -> None:
+    # 2 labels x 9,000 examples: about 11,000 LLM calls.
+    bad(["build", PROMPT, "--budget", "per_label=9000", "--yes"], out, "Not started")
+    before = snapshot(out)
+    result = CliRunner().invoke(cli, ["build", PROMPT, "--budget", "per_label=9000", "--out", str(out)], input="n\n")
+    assert result.exit_code == 1 and "Build anyway?" in result.output and "Not started" in result.stderr
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("path", ["folder", "/dev/zero"])
+def test_prompt_that_is_a_folder_or_a_device_is_not_read_as_text(path: str, out: Path, tmp_path: Path) -> None:
+    target = str(tmp_path) if path == "folder" else path
+    bad(["build", target, "--yes"], out, "not a prompt file")
+
+
+def test_unreachable_endpoint_names_the_run_folder_and_the_resume_command(tmp_path: Path) -> None:
+    import json
+
+    result = CliRunner().invoke(cli, ["build", PROMPT, "--llm", "openai", "--base-url", "http://127.0.0.1:9/v1",
+                                      "--out", str(tmp_path), "--yes"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    [run] = list(tmp_path.iterdir())
+    [line] = result.stderr.strip().splitlines()
+    assert "Cannot reach the LLM endpoint" in line and str(run) in line and f"p2m resume {run}" in line
+    events = [json.loads(x) for x in (run / "trace.jsonl").read_text().splitlines()]
+    assert events[-1]["kind"] == "error" and "Cannot reach" in events[-1]["error"]

@@ -43,7 +43,11 @@ def test_later_value_wins() -> None:
         ("epochs=", "is not a number"),
         ("per_label=-1", "must be positive"),
         ("epochs=-0.5", "must be positive"),
-        ("steps=0", "must be positive"),
+        ("steps=0", "steps must be at least 1"),
+        ("epochs=0", "epochs must be more than 0"),
+        ("per_label=1e9", "per_label must be at least 0 and at most 10000"),
+        ("labelled=100001", "labelled must be at least 0 and at most 100000"),
+        ("labelled=2.5", "labelled is a whole number"),
         ("steps=8,bogus=2", "bogus"),
     ],
 )
@@ -80,3 +84,9 @@ def test_target_and_iterations() -> None:
 def test_bad_target_or_iterations(text: str) -> None:
     with pytest.raises(P2MError, match="Invalid --budget value"):
         Budget.parse(text)
+
+
+def test_labelled_is_bounded_and_zero_turns_it_off() -> None:
+    assert Budget().labelled == 200
+    assert Budget.parse("labelled=0").labelled == 0 and Budget.parse("labelled=100000").labelled == 100_000
+    assert isinstance(Budget.parse("labelled=50").labelled, int)

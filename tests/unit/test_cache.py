@@ -66,13 +66,16 @@ def test_persists_across_reopen(tmp_path: Path) -> None:
         second.close()
 
 
+URL = "http://127.0.0.1:8080/v1"
+
+
 def test_cache_key_is_stable_hex_digest() -> None:
-    k = cache_key(MODEL, PARAMS, MESSAGES)
+    k = cache_key(MODEL, PARAMS, MESSAGES, URL)
     assert re.fullmatch(r"[0-9a-f]{64}", k)
-    assert cache_key(MODEL, dict(PARAMS), [dict(m) for m in MESSAGES]) == k
+    assert cache_key(MODEL, dict(PARAMS), [dict(m) for m in MESSAGES], URL) == k
     # Dict order does not matter, list order does.
-    assert cache_key(MODEL, dict(reversed(list(PARAMS.items()))), MESSAGES) == k
-    assert cache_key(MODEL, PARAMS, list(reversed(MESSAGES))) != k
+    assert cache_key(MODEL, dict(reversed(list(PARAMS.items()))), MESSAGES, URL) == k
+    assert cache_key(MODEL, PARAMS, list(reversed(MESSAGES)), URL) != k
 
 
 @pytest.mark.parametrize(
@@ -89,4 +92,27 @@ def test_cache_key_is_stable_hex_digest() -> None:
     ids=["model", "temperature", "variant", "extra-param", "fewer-messages", "content", "role"],
 )
 def test_cache_key_changes_with_any_input(model: str, params: dict, messages: list) -> None:
-    assert cache_key(model, params, messages) != cache_key(MODEL, PARAMS, MESSAGES)
+    assert cache_key(model, params, messages, URL) != cache_key(MODEL, PARAMS, MESSAGES, URL)
+
+
+def test_cache_key_changes_with_the_endpoint() -> None:
+    assert cache_key(MODEL, PARAMS, MESSAGES, "http://10.0.0.2:8000/v1") != cache_key(MODEL, PARAMS, MESSAGES, URL)
+
+
+def test_answers_of_one_server_are_not_served_for_another(tmp_path: Path) -> None:
+    """Two servers, one model name, the same prompt: each build gets its own server's answer (issue 14, item 11)."""
+    from p2m_engine.llm import LLM
+    from tests.openai_stub import OpenAIStub
+
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    answers = []
+    for text in ("from server A", "from server B"):
+        with OpenAIStub([("tool", {"answer": text})], model="same-name") as stub:
+            llm = LLM(stub.base_url, "same-name", cache=cache)
+            answers.append(llm.call_tool(MESSAGES, "reply", schema)["answer"])
+    assert answers == ["from server A", "from server B"]
+    # The same server asked again answers from the cache (nothing is paid twice).
+    again = LLM("http://127.0.0.1:9/v1", "same-name", cache=cache, endpoint=llm.cache_endpoint())
+    assert again.call_tool(MESSAGES, "reply", schema)["answer"] == "from server B" and again.usage.cached == 1
+    cache.close()

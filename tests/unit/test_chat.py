@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 
@@ -393,3 +394,46 @@ def test_edits_with_label_descriptions() -> None:
     # Removing the label removes its description; a task without descriptions keeps its old JSON.
     removed = apply_edit(added, TaskEdit(remove_labels=("fraud",)))
     assert removed.label_descriptions == {} and "label_descriptions" not in removed.to_dict()
+
+
+CONSENT_PROMPT = ('Is this SMS spam or ham?\n\ninput="WIN cash now, text 8008"\noutput="spam"\n\n'
+                  'input="see you at 5"\noutput="ham"\n\ninput="Free prize, call now"\noutput="spam"\n\n'
+                  'input="lunch tomorrow?"\noutput="ham"\n')
+
+
+@pytest.mark.parametrize("answers", ["no\nno\nno\n", "no, stop\nno, stop\nno, stop\n", "cancel\ncancel\ncancel\n", ""],
+                         ids=["no", "no-stop", "cancel", "eof"])
+def test_chat_refusal_or_end_of_input_builds_nothing(tmp_path: Path, answers: str) -> None:
+    """`p2m chat`: a refusal of the plan, or stdin at end of file, ends the chat; nothing is built or paid for."""
+    import json
+
+    from click.testing import CliRunner
+
+    from agent.build import EXIT_DECLINED
+    from agent.cli import cli
+    from tests.openai_stub import OpenAIStub
+    from tests.unit.test_openai_build import Teacher
+
+    with OpenAIStub(responder=Teacher(), model="gpt-test") as stub:
+        result = CliRunner().invoke(
+            cli, ["chat", CONSENT_PROMPT, "--llm", "openai", "--base-url", stub.base_url, "--model", "gpt-test",
+                  "--out", str(tmp_path), "--budget", "per_label=2,epochs=1,iterations=1"],
+            input=answers, env={"OPENAI_API_KEY": "sk-chat-test"})
+        completions = [r for r in stub.requests if r["path"].rstrip("/").endswith("chat/completions")]
+    assert result.exit_code == EXIT_DECLINED, result.output
+    assert "Build it?" in result.output and "Nothing was built" in result.output
+    assert completions == []  # not one LLM call: no planning, no generation
+    [run] = list(tmp_path.iterdir())
+    assert not (run / "model").exists() and not (run / "data" / "generated.jsonl").exists()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["declined"] and summary["model_dir"] is None
+    events = [json.loads(x) for x in (run / "trace.jsonl").read_text().splitlines()]
+    assert [e["kind"] for e in events if e["kind"] in ("decision", "tool")] == []
+    assert any(e.get("declined") for e in events if e["kind"] == "human")
+
+
+def test_plan_never_approved_is_not_built(tmp_path: Path) -> None:
+    """Three rounds of changes without a yes: the graph ends at clarify_task, no tool runs."""
+    state, (asked, _) = _chat(tmp_path, ["no", "no", "add label a", "add label b", "add label c"], [])
+    assert [a["kind"] for a in asked] == ["question", "question", "plan", "plan", "plan"]
+    assert state["declined"] and CALLS == []

@@ -45,3 +45,40 @@ def test_data_card_without_retrieval_or_labels(tmp_path: Path) -> None:
     text = write_data_card(tmp_path, spec, dataset=None, dropped={}).read_text()
     assert "- **Retrieved**: none" in text and "- **Generated**: none" in text
     assert "| all | 1 |" in text and "No generated candidate was dropped." in text
+
+
+def test_malformed_hub_lines_and_an_empty_hub_are_shown_traced_and_carded(tmp_path: Path, tiny_encoder: Path) -> None:
+    """Issue 14, item 7: skipped lines of the chosen dataset reach the console, the trace and the data card; a hub
+    folder without datasets is warned about."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from agent.cli import cli
+    from tests.conftest import DEMO_HUB, ROOT
+    from tests.openai_stub import OpenAIStub
+    from tests.unit.test_openai_build import Teacher
+
+    hub, empty = tmp_path / "hub", tmp_path / "empty_hub"
+    shutil.copytree(DEMO_HUB, hub)
+    empty.mkdir()
+    for train in hub.glob("*/train.jsonl"):
+        with train.open("a") as f:
+            f.write('{broken json\n{"text": "no input"}\n')
+    with OpenAIStub(responder=Teacher(), model="gpt-test") as stub:
+        result = CliRunner().invoke(
+            cli, ["build", str(ROOT / "examples" / "sms_spam.txt"), "--llm", "openai", "--base-url", stub.base_url,
+                  "--model", "gpt-test", "--hub", str(hub), "--hub", str(empty), "--student", str(tiny_encoder),
+                  "--out", str(tmp_path / "runs"), "--budget", "per_label=2,epochs=1,retrieved=20,iterations=1",
+                  "--json"], env={"OPENAI_API_KEY": "sk-hub-test"})
+    assert result.exit_code in (0, 2), result.output
+    flat = " ".join(result.stderr.split())
+    assert f"--hub {empty} holds no dataset folder" in flat
+    assert "2 malformed line(s) of the dataset were skipped" in flat
+    run = Path(json.loads(result.stdout)["run"])
+    events = [json.loads(x) for x in (run / "trace.jsonl").read_text().splitlines()]
+    [search] = [e for e in events if e.get("kind") == "tool" and e["name"] == "search_datasets"]
+    assert search["skipped_lines"] == 2 and "train.jsonl" in search["malformed_lines"][0]
+    assert any(e["kind"] == "warning" and str(empty) in e["message"] for e in events)
+    card = (run / "data" / "README.md").read_text()
+    assert "**Skipped**: 2 malformed line(s)" in card

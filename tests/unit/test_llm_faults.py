@@ -107,8 +107,10 @@ def test_wrong_schema_answers_are_not_cached(tmp_path: Path) -> None:
         llm = make_llm(server, cache=cache)
         assert llm.call_tool(MESSAGES, NAME, SCHEMA) == {"input_1": "a", "input_2": "b"}
     assert len(cache) == 1
-    again = LLM(base_url="http://127.0.0.1:9/v1", model="stub-model", api_key="test", cache=cache)
-    assert again.call_tool(MESSAGES, NAME, SCHEMA) == {"input_1": "a", "input_2": "b"}  # from the cache, no server
+    # The same server (its cache identity), now unreachable: the answer comes from the cache, not the network.
+    again = LLM(base_url="http://127.0.0.1:9/v1", model="stub-model", api_key="test", cache=cache,
+                endpoint=llm.cache_endpoint())
+    assert again.call_tool(MESSAGES, NAME, SCHEMA) == {"input_1": "a", "input_2": "b"}
     cache.close()
 
 

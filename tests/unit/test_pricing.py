@@ -15,6 +15,10 @@ from p2m_engine.pricing import cost, estimate, is_local, parse_prices, price
 def test_prices_local_known_and_unknown() -> None:
     assert is_local("http://127.0.0.1:8080/v1") and is_local("http://localhost:11434/v1") and not is_local(None)
     assert price("anything", "http://127.0.0.1:9/v1") == (0.0, 0.0)
+    # A priced API name behind a local URL may be a proxy to the paid API: unknown, not $0 (issue 14, item 10).
+    assert price("gpt-4o", "http://127.0.0.1:9/v1") is None
+    assert price("gpt-4o", "http://127.0.0.1:9/v1", parse_prices("gpt-4o=1/2")) == (1.0, 2.0)
+    assert "unknown cost" in estimate(2, 10, 5, 1, None, "gpt-4o-mini", "http://localhost:8000/v1").describe()
     assert price("gpt-4o-mini", None) == (0.15, 0.60)
     assert price("gpt-4o-mini-2024-07-18", None) == (0.15, 0.60)  # a dated snapshot costs what its family costs
     assert price("gpt-4o-2024-08-06", None) == (2.50, 10.00)

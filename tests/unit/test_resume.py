@@ -247,7 +247,9 @@ def test_build_that_failed_before_its_first_step_resumes_from_the_start(tmp_path
     assert summary["generated"] == 2 * PER_LABEL == 5 * served
     assert summary["finish_reason"] == "budget: step budget of 2 reached"
     events = [json.loads(x) for x in (run / "trace.jsonl").read_text().splitlines()]
-    assert events[0]["kind"] == "resume" and [e["kind"] for e in events].count("resume") == 1
+    # The failure that stopped the first build is the trace's first event; the resume follows it.
+    assert events[0]["kind"] == "error" and "rejected the API key" in events[0]["error"]
+    assert events[1]["kind"] == "resume" and [e["kind"] for e in events].count("resume") == 1
 
 
 def trace_events(run: Path) -> list[dict[str, Any]]:

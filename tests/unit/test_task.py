@@ -232,3 +232,62 @@ def test_task_json_without_label_descriptions_still_loads() -> None:
     described = TaskSpec.from_dict({**old, "label_descriptions": {"spam": "unsolicited ads"}})
     assert described.label_descriptions == {"spam": "unsolicited ads"}
     assert TaskSpec.from_dict(described.to_dict()) == described
+
+
+# --- malformed demonstrations: refused with the line number, never misparsed (issue 14) ----------------------
+
+GOOD = 'Is this SMS spam or ham?\n\ninput="win cash"\noutput="spam"\n\ninput="see you"\noutput="ham"\n'
+
+
+@pytest.mark.parametrize(("prompt", "message"), [
+    (GOOD.replace('input="win cash"', 'input="win cash'), "Line 3: the input value"),
+    (GOOD.replace('output="spam"', 'output=spam"'), "Line 4: the output value"),
+    (GOOD + '\ninput="one more"\n', "Line 9: the last input has no output"),
+    (GOOD.replace('output="spam"\n', ""), r"Line 3: this input has no output line \(line 5"),
+    (GOOD.replace('input="see you"\n', ""), "Line 6: an output without an input"),
+], ids=["unclosed-quote", "stray-quote", "last-demo-without-output", "input-without-output", "output-without-input"])
+def test_malformed_demonstrations_are_refused_with_the_line(prompt: str, message: str) -> None:
+    with pytest.raises(TaskSpecError, match=message):
+        parse_task(prompt)
+
+
+def test_quotes_inside_values_stay_accepted() -> None:
+    spec = parse_task('Rewrite politely.\ninput=He said "hi" to me\noutput="He said \\"hello\\" to me"\n'
+                      'input="a"\noutput=b\n')
+    assert [(e.input, e.output) for e in spec.examples] == [('He said "hi" to me', 'He said "hello" to me'), ("a", "b")]
+    assert parse_task(GOOD).task_type == "classification"
+
+
+def test_read_prompt_refuses_a_folder_and_a_device(tmp_path: Path) -> None:
+    with pytest.raises(TaskSpecError, match="is a directory, not a prompt file"):
+        read_prompt(str(tmp_path))
+    with pytest.raises(TaskSpecError, match="device or other special file"):
+        read_prompt("/dev/zero")
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"x" * (4 * MAX_PROMPT_CHARS + 1))
+    with pytest.raises(TaskSpecError, match="bytes; the limit is"):
+        read_prompt(str(big))
+
+
+# --- property: any text either parses or raises TaskSpecError (nothing else) ---------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_FIELD_LINES = st.builds(lambda key, sep, value: f"{key}{sep}{value}", st.sampled_from(["input", "output", "Input",
+                         "OUTPUT", " input"]), st.sampled_from(["=", ":", " = ", "=\""]), st.text(max_size=40))
+_PROMPTS = st.one_of(st.text(max_size=500), st.lists(st.one_of(_FIELD_LINES, st.text(max_size=60)), max_size=20)
+                     .map("\n".join))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_PROMPTS)
+def test_any_prompt_parses_or_raises_task_spec_error(text: str) -> None:
+    try:
+        spec = parse_task(text)
+    except TaskSpecError as e:
+        assert str(e).strip()
+        return
+    assert spec.instruction and spec.examples
+    assert spec.task_type in ("classification", "generation", "extractive-qa")
+    assert spec.task_type != "classification" or len(spec.labels) >= 2
