@@ -284,7 +284,7 @@ class LLM:
             LLMError: the service fails, or its answer carries no log-probabilities.
         """
         params = {"logprobs": top, "max_tokens": 1, "temperature": 0.0}
-        key = cache_key(self.model, params, messages)
+        key = cache_key(self.model, params, messages, self.cache_endpoint())
         cached = self.cache.get(key) if self.cache is not None else None
         if cached is not None:
             with self._lock:
