@@ -74,12 +74,12 @@ def observe(state: State) -> dict[str, Any]:
         update |= {"dataset": art.get("dataset"), "retrieved": art.get("retrieved", 0),
                    "real_per_label": _added(state.get("real_per_label"), art.get("retrieved_per_label"))}
         record |= {"candidates": art.get("candidates", []), "dataset": art.get("dataset")}
+        if art.get("skipped_lines"):  # malformed lines of the chosen dataset: shown, and counted in the data card
+            record |= {"skipped_lines": art["skipped_lines"], "malformed_lines": art.get("malformed_lines", [])[:5]}
     elif msg.name == "label_texts":
         update |= {"labelled": art.get("labelled", 0),
                    "real_per_label": _added(state.get("real_per_label"), art.get("per_label"))}
         record |= {"weights": art.get("weights", {}), "judges": art.get("judges", {}), "sources": art.get("sources", {})}
-        if art.get("skipped_lines"):  # malformed lines of the chosen dataset: shown, and counted in the data card
-            record |= {"skipped_lines": art["skipped_lines"], "malformed_lines": art.get("malformed_lines", [])[:5]}
     elif msg.name == "search_models":
         update |= {"base_model": art["base_model"], "base_model_name": art.get("base_model_name")}
         record["candidates"] = art.get("candidates", [])

@@ -262,7 +262,7 @@ def test_task_edited_in_chat_is_the_runs_task_everywhere(tmp_path: Path, tiny_en
         result = CliRunner().invoke(
             cli, ["chat", BANK_PROMPT, "--llm", "openai", "--base-url", stub.base_url, "--model", "gpt-test", "--hub",
                   str(DEMO_HUB), "--student", str(tiny_encoder), "--out", str(tmp_path),
-                  "--budget", "per_label=2,epochs=1,retrieved=20,iterations=1"],
+                  "--budget", "per_label=2,epochs=1,retrieved=20,labelled=0,iterations=1"],
             input="\n".join(answers) + "\n", env=env)
         assert result.exit_code == 1 and "refused the request (HTTP 400)" in result.output, result.output
         [run] = [p for p in tmp_path.iterdir() if (p / "trace.jsonl").is_file()]
