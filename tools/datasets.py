@@ -10,6 +10,7 @@ from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
 from p2m_engine import datasets, retrieval
+from p2m_engine.probe import balanced
 from p2m_engine.runs import write_jsonl
 from p2m_engine.synth import normalize
 from p2m_engine.train import split_validation
@@ -19,22 +20,6 @@ from tools.synth import inputs_of_test
 # The dev split: this share of the retrieved rows, at most DEV_MAX of them (it is scored every iteration).
 DEV_FRACTION = 0.15
 DEV_MAX = 300
-
-
-def _balanced(rows: list[Any], cap: int) -> list[Any]:
-    """At most `cap` rows, taken round-robin over labels so that no label is crowded out."""
-    by_label: dict[str, list[Any]] = {}
-    for r in rows:
-        by_label.setdefault(r.output, []).append(r)
-    out: list[Any] = []
-    queues = list(by_label.values())
-    i = 0
-    while len(out) < cap and any(queues):
-        q = queues[i % len(queues)]
-        if q:
-            out.append(q.pop(0))
-        i += 1
-    return out
 
 
 @tool(response_format="content_and_artifact")
@@ -86,7 +71,7 @@ def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
                               ({**e.to_dict(), "source": source_of[id(e)]} for e in dev_rows))
         # Each dataset gets an equal share of the cap, label-balanced within it.
         share = max(1, ctx.max_retrieved // len(taken))
-        kept = [r for c in taken for r in _balanced([r for r in rows if source_of[id(r)] == c.name], share)]
+        kept = [r for c in taken for r in balanced([r for r in rows if source_of[id(r)] == c.name], share)]
         for r in kept:
             by_source[source_of[id(r)]] = by_source.get(source_of[id(r)], 0) + 1
         retrieved = write_jsonl(ctx.run.path("data", "retrieved.jsonl"),
