@@ -7,7 +7,6 @@ The judges (each gives a probability per label):
   teacher is near chance);
 - `teacher`: the teacher LLM scoring each label by log-probability, with contextual calibration
   (p2m_engine.scoring); reliable on sentiment-like judgements, where a small model is a good judge;
-- `retrieved`: a probe trained on the retrieved dataset's rows, when there are some.
 Each judge is scored on the demonstrations it did not see (the teacher's prompt leaves the scored one out),
 and the judges are pooled log-linearly with weights from those scores, so measurements, not a fixed rule,
 decide whom to trust on a task. The most confident rows of each label are kept, with provenance
@@ -25,11 +24,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from p2m_engine import pool, probe, scoring
+from p2m_engine import pool, scoring
 from p2m_engine.errors import LLMError
 from p2m_engine.llm import LLM
 from p2m_engine.runs import write_jsonl
-from p2m_engine.types import Example, TaskSpec
+from p2m_engine.types import TaskSpec
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +122,7 @@ def keep_confident(probs: np.ndarray, keep: float) -> list[int]:
 
 
 def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: LabelConfig, *,
-                llm: LLM | None = None, exclude: set[str] | None = None, retrieved: list[Example] | None = None,
+                llm: LLM | None = None, exclude: set[str] | None = None,
                 progress: Progress | None = None) -> LabelResult:
     """Label hub text like the demonstrations and write the confident rows to `out_path` (JSONL, provenance
     `teacher_labelled`, with each row's label probabilities and hub source).
@@ -135,7 +134,6 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
         config: how many texts, how many kept.
         llm: the teacher; without one (or when it returns no log-probabilities) the other judges decide.
         exclude: normalized texts never to take (test and dev inputs).
-        retrieved: rows of retrieved datasets, already mapped to the task's labels (a judge when present).
         progress: called with (done, total) while the teacher scores.
     """
     demos = [e.input for e in spec.examples]
@@ -160,13 +158,6 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
             logger.warning("the teacher cannot score labels (%s); the other judges decide", e)
             judges.pop("teacher", None)
         calls = llm.usage.calls - calls0
-    if retrieved:
-        rows = probe.balanced([r for r in retrieved if r.output in spec.labels], probe.PROBE_ROWS)
-        if len({r.output for r in rows}) >= 2:
-            clf = probe.fit(pool.embed_texts([r.input for r in rows]), np.array([spec.labels.index(r.output) for r in rows]),
-                            len(spec.labels))
-            judges["retrieved"] = probe.probabilities(clf, vecs, len(spec.labels))
-            loo["retrieved"] = probe.probabilities(clf, demo_vecs, len(spec.labels))
     scores = {k: _gain(loo[k], gold) for k in loo} if len(gold) else {k: (0.0, 0.0) for k in loo}
     weights = judge_weights({k: g for k, (_, g) in scores.items()})
     probs = pooled({k: judges[k] for k in weights if k in judges}, weights)
