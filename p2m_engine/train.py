@@ -33,6 +33,8 @@ class TrainConfig:
     max_steps: int = field(default=-1, metadata={"help": "stop after this many steps (-1: no limit; tests)"})
     min_steps: int = field(default=150, metadata={"help": "small datasets get more epochs, up to this many optimizer steps"})
     max_epochs: float = field(default=40.0, metadata={"help": "the most epochs min_steps may ask for"})
+    prior: bool = field(default=True, metadata={"help": "shift a classifier to the label prior of the real rows "
+                                                        "(p2m_engine.prior)"})
 
 
 def effective_epochs(n_train: int, config: TrainConfig) -> float:
