@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from p2m_engine import attributes
 from p2m_engine.runs import read_jsonl
 from p2m_engine.types import TaskSpec
 
@@ -87,6 +88,11 @@ def data_card(run_dir: Path, spec: TaskSpec, *, dataset: str | None, dropped: di
                   *[f"| {k} | {v} |" for k, v in sorted(dropped.items(), key=lambda x: -x[1])]]
     else:
         lines.append("No generated candidate was dropped.")
+    if generated:
+        topics = {r.get("topic") for r in generated if r.get("topic")}
+        lines += ["", f"Diversity of the generated inputs: distinct-2 {attributes.distinct_ngrams(str(r.get('input')) for r in generated):.3f} "
+                      f"(unique word pairs over all), {attributes.duplicate_rate(len(generated), dropped):.1%} of the candidates "
+                      f"dropped as copies" + (f"; batches written about {len(topics)} sampled topics" if topics else "") + "."]
     lines += ["", "## Examples (training data)", "", "| source | input | output |", "|---|---|---|"]
     source = {str(r.get("input")): name for name in ("retrieved", "labelled", "generated") for r in data[name]}
     shown: Counter[str] = Counter()

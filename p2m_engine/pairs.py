@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from p2m_engine.attributes import TOPICS
 from p2m_engine.errors import LLMError, UnsupportedTaskError
 from p2m_engine.input_fields import FieldTemplate, field_template, format_markers
 from p2m_engine.llm import LLM
@@ -29,11 +30,6 @@ PAIR_TASK_TYPES = ("generation", "extractive-qa")
 _SPACE = re.compile(r"\s+")
 _PUNCT_SPACE = re.compile(r"\s*([^\w\s])\s*", re.UNICODE)
 # A subject per input batch: the small teacher otherwise copies the demos. Generic on purpose (no task's names).
-TOPICS = ("sports", "weather", "politics", "business and finance", "science", "health and medicine", "travel",
-          "food and cooking", "music", "film and television", "history", "technology", "education", "law and crime",
-          "family life", "nature and animals", "cars and transport", "art and literature", "space", "the economy",
-          "a small town", "a company", "a university", "shopping", "games", "the environment", "a hospital",
-          "an airport", "farming", "fashion")
 _PREFIX_END = re.compile(r"[\]):]\s+|\n")
 # What the answer prompt adds to the instruction, per task type.
 _ANSWER_RULES = {

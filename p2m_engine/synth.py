@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from p2m_engine import attributes
 from p2m_engine.analysis import FailureReport
 from p2m_engine.errors import LLMError, UnsupportedTaskError
 from p2m_engine.llm import LLM
@@ -48,6 +49,8 @@ class SynthConfig:
     max_batches_factor: int = field(default=3, metadata={"help": "a label gets at most this many times the batches it needs"})
     max_failed_batches: int = field(default=4, metadata={"help": "consecutive batches with no new example before a label stops"})
     seed: int = field(default=0, metadata={"help": "seed of the context sampling"})
+    attributes: bool = field(default=True, metadata={"help": "condition each batch on a topic sampled for its label "
+                                                               "(p2m_engine.attributes)"})
 
 
 def shingles(text: str) -> frozenset[str]:
@@ -310,6 +313,10 @@ def generate_examples(
     max_batches = config.max_batches_factor * -(-need // config.batch_size) + config.max_failed_batches
     batch = 0
     template = "generate_examples" if focus is None else "generate_targeted_examples"
+    # Targeted batches are conditioned on the student's errors instead; topics have their own random stream,
+    # so the context sampling stays what it was.
+    topics = attributes.topics_by_label(spec.labels, spec.label_descriptions) if config.attributes and focus is None else {}
+    topic_rng = random.Random(config.seed)
 
     def done() -> int:
         return sum(min(len(v), target[k]) for k, v in pool.items())
@@ -337,7 +344,10 @@ def generate_examples(
             n = min(config.batch_size, target[label] - len(pool[label]))
             variables = {"instruction": spec.instruction, "labels": spec.labels, "examples": shown, "n": n, "label": label,
                          "descriptions": spec.label_descriptions}
-            if focus is not None:
+            topic = topic_rng.choice(topics[label]) if topics else None
+            if focus is None:
+                variables["topic"] = topic
+            else:
                 # Inputs of other labels are shown here (as what the label is not); the near-copy filter
                 # drops any that the teacher copies back under this label.
                 variables |= {"confused_labels": list(focus.confused_with.get(label, ())),
@@ -371,6 +381,7 @@ def generate_examples(
             if written is None:
                 append_jsonl(out_path, ({"input": text, "output": label, "source": "generated", "model": llm.model,
                                          "temperature": round(t, 2), "batch": batch, "template": template,
+                                         **({"topic": topic} if topic else {}),
                                          **({"targeted": True} if focus is not None else {}),
                                          **({"call": call_id} if call_id is not None else {})} for text in kept))
             failed[label] = 0 if kept else failed[label] + 1

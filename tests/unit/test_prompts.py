@@ -145,5 +145,6 @@ def test_label_descriptions_reach_every_prompt_that_uses_the_labels(name: str) -
 
 def test_generation_asks_for_the_described_meaning_of_the_label() -> None:
     out = prompts.render("generate_examples", instruction="Route bank messages.", labels=["card", "fraud"],
-                         label="fraud", examples=[], n=4, descriptions={"fraud": "messages about suspicious charges"})
+                         label="fraud", examples=[], n=4, descriptions={"fraud": "messages about suspicious charges"},
+                         topic=None)
     assert 'Write 4 new inputs whose correct label is "fraud" (messages about suspicious charges).' in out
