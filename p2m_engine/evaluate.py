@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from p2m_engine import pair_input
 from p2m_engine.metrics import classification_metrics, per_label_recall
 from p2m_engine.runs import write_jsonl
 from p2m_engine.types import EvalReport, Example
@@ -27,10 +28,12 @@ def predict(model_dir: Path, texts: list[str], batch_size: int = 32, max_length:
     import torch
 
     model, tok = loaded or load_classifier(model_dir)
+    pair = pair_input.load(model_dir)
     out: list[tuple[str, float]] = []
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
-            enc = tok(texts[i : i + batch_size], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+            enc = pair_input.tokenize(tok, texts[i : i + batch_size], pair, truncation=True, max_length=max_length,
+                                      padding=True, return_tensors="pt")
             enc = {k: v.to(model.device) for k, v in enc.items()}
             probs = model(**enc).logits.float().softmax(-1)
             p, idx = probs.max(-1)

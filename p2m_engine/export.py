@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from p2m_engine import pair_input
 from p2m_engine.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def export_onnx(model_dir: Path, out_dir: Path | None = None, opset: int = OPSET
                           output_names=["logits"], dynamic_shapes=shapes, opset_version=opset, dynamo=True,
                           external_data=False)
     tok.save_pretrained(str(out))
+    pair_input.save(pair_input.load(model_dir), out)  # a pair task's inputs are split the same way there
     (out / "labels.json").write_text(json.dumps(config.get("id2label", {}), ensure_ascii=False), encoding="utf-8")
     return path
 
@@ -77,7 +79,8 @@ def onnx_logits(onnx_dir: Path, texts: list[str], max_length: int = 128) -> Any:
     tok = AutoTokenizer.from_pretrained(str(onnx_dir))
     session = ort.InferenceSession(str(onnx_dir / ONNX_FILE), providers=["CPUExecutionProvider"])
     wanted = {i.name for i in session.get_inputs()}
-    enc = tok(texts, padding=True, truncation=True, max_length=max_length, return_tensors="np")
+    enc = pair_input.tokenize(tok, texts, pair_input.load(onnx_dir), padding=True, truncation=True, max_length=max_length,
+                              return_tensors="np")
     feeds = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in wanted}
     return session.run(["logits"], feeds)[0]
 
@@ -99,7 +102,8 @@ def check_export(model_dir: Path, onnx_dir: Path, texts: tuple[str, ...] = (
 
     model, tok = load_classifier(model_dir)
     with torch.inference_mode():
-        enc = tok(list(texts), padding=True, truncation=True, max_length=128, return_tensors="pt").to(model.device)
+        enc = pair_input.tokenize(tok, list(texts), pair_input.load(model_dir), padding=True, truncation=True,
+                                  max_length=128, return_tensors="pt").to(model.device)
         expected = model(**enc).logits.float().cpu().numpy()
     gap = float(abs(onnx_logits(onnx_dir, list(texts)) - expected).max())
     if gap > TOLERANCE:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# A field marker ("Question:", "[Posted:") opens the text, a line, a bracket or a sentence; "Pro Bowl:" mid-sentence is prose.
-MARKER = re.compile(r"(?:^|(?<=[\n\[(])|(?<=[.?!]\s))([^\W\d_]\w*:)", re.UNICODE)
+# A field marker ("Question:", "[Posted:", "Sentence 1:") opens the text, a line, a bracket or a sentence; "Pro Bowl:"
+# mid-sentence is prose.
+MARKER = re.compile(r"(?:^|(?<=[\n\[(])|(?<=[.?!]\s))([^\W\d_]\w*(?: \d{1,2})?:)", re.UNICODE)
 _NAME = re.compile(r"[^\w]+", re.UNICODE)
 
 

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from p2m_engine import pair_input
 from p2m_engine.errors import TrainingError
 from p2m_engine.types import Example, TrainResult
 
@@ -33,6 +34,8 @@ class TrainConfig:
     max_steps: int = field(default=-1, metadata={"help": "stop after this many steps (-1: no limit; tests)"})
     min_steps: int = field(default=150, metadata={"help": "small datasets get more epochs, up to this many optimizer steps"})
     max_epochs: float = field(default=40.0, metadata={"help": "the most epochs min_steps may ask for"})
+    pair: bool = field(default=True, metadata={"help": "encode inputs of two marked fields as a sentence pair "
+                                                       "(p2m_engine.pair_input)"})
     prior: bool = field(default=True, metadata={"help": "shift a classifier to the label prior of the real rows "
                                                         "(p2m_engine.prior)"})
 
@@ -127,10 +130,12 @@ def train_model(
         ignore_mismatched_sizes=True,
     )
 
+    pair = pair_input.pair_template([r.input for r in train]) if config.pair else None
+
     def encode(rows: list[Example]) -> Dataset:
         ds = Dataset.from_dict({"text": [r.input for r in rows], "label": [label2id[r.output] for r in rows]})
-        return ds.map(lambda b: tok(b["text"], truncation=True, max_length=config.max_length), batched=True,
-                      remove_columns=["text"])
+        return ds.map(lambda b: pair_input.tokenize(tok, b["text"], pair, truncation=True, max_length=config.max_length),
+                      batched=True, remove_columns=["text"])
 
     def compute_metrics(pred: Any) -> dict[str, float]:
         from p2m_engine.metrics import classification_metrics
@@ -167,10 +172,12 @@ def train_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     trainer.save_model(str(out_dir))
     tok.save_pretrained(str(out_dir))
+    pair_input.save(pair, out_dir)
     _remove_tree(ckpt_dir)
     return TrainResult(out_dir, float(out.training_loss), val_score, len(train), len(val), epochs,
                        time.monotonic() - started,
-                       {**asdict(config), "bf16_used": use_bf16, "log_history": trainer.state.log_history})
+                       {**asdict(config), "bf16_used": use_bf16, "pair_fields": list(pair.names) if pair else None,
+                        "log_history": trainer.state.log_history})
 
 
 def training_arguments(config: TrainConfig, ckpt_dir: Path, *, epochs: float, total_steps: int, has_val: bool,
