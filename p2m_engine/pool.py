@@ -15,6 +15,7 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -74,6 +75,21 @@ def length_bounds(demos: list[str]) -> tuple[int, int]:
     return max(3, int(min(lengths) * 0.3)), max(40, int(max(lengths) * 2.5))
 
 
+def is_question(text: str) -> bool:
+    """Whether a text is a question (ends with a question mark, closing quotes and brackets aside)."""
+    return text.rstrip().rstrip("\"')]»”’").endswith(("?", "？"))
+
+
+def same_form(demos: list[str]) -> Callable[[str], bool]:
+    """A test of whether a piece has the demonstrations' form, as far as it is unambiguous: when every demo is a
+    question, only questions are like them (a question-type task must learn from questions, not from the
+    statements a topic neighbour brings). Otherwise every piece passes: three demos that happen to be
+    statements do not make a question unlike them."""
+    if demos and all(is_question(d) for d in demos):
+        return is_question
+    return lambda text: True
+
+
 def _split_pieces(path: Path, rows_per_split: int, seed: int) -> list[str]:
     """The distinct pieces of a sample of a split's inputs (the same sample for every task)."""
     texts = [t for t in (r.get("input") for r in read_jsonl(path, skipped=[])) if isinstance(t, str) and t.strip()]
@@ -108,7 +124,7 @@ def _split_vectors(path: Path, texts: list[str]) -> np.ndarray:
 
 def collect(hub_dirs: list[Path], demos: list[str], *, rows_per_split: int = ROWS_PER_SPLIT, seed: int = 0,
             exclude: set[str] | None = None) -> tuple[list[PoolText], np.ndarray]:
-    """Pieces of every hub dataset's inputs whose length fits the demonstrations', without duplicates, and their
+    """Pieces of every hub dataset's inputs whose length and form fit the demonstrations', without duplicates, and their
     embeddings (each split's pieces are embedded once and cached, whatever the task).
 
     Args:
@@ -119,6 +135,7 @@ def collect(hub_dirs: list[Path], demos: list[str], *, rows_per_split: int = ROW
         exclude: normalized texts that must not be in the pool (test inputs, dev inputs, demonstrations).
     """
     lo, hi = length_bounds(demos)
+    like_demos = same_form(demos)
     banned = set(exclude or ()) | {normalize(d) for d in demos}
     out: list[PoolText] = []
     vectors: list[np.ndarray] = []
@@ -132,7 +149,7 @@ def collect(hub_dirs: list[Path], demos: list[str], *, rows_per_split: int = ROW
             vecs = _split_vectors(path, texts)
             for text, vec in zip(texts, vecs):
                 key = normalize(text)
-                if lo <= len(text) <= hi and key and key not in seen and key not in banned:
+                if lo <= len(text) <= hi and key and key not in seen and key not in banned and like_demos(text):
                     seen.add(key)
                     out.append(PoolText(text, f"{d.name}/{split}"))
                     vectors.append(vec)

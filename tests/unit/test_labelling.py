@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from p2m_engine.labelling import LabelConfig, judge_weights, keep_confident, label_texts, pooled
-from p2m_engine.pool import collect, length_bounds, pieces
+from p2m_engine.pool import collect, is_question, length_bounds, pieces, same_form
 from p2m_engine.probe import score_rows
 from p2m_engine.runs import read_jsonl
 from p2m_engine.types import Example, TaskSpec
@@ -70,6 +70,21 @@ def test_pool_excludes_held_out_texts_and_demos(tmp_path: Path) -> None:
     found = {t.text for t in texts}
     assert SPORT[1] in found and SPORT[0] not in found and len(vecs) == len(texts)
     assert all(t.source == "news_sentences/train" for t in texts)
+
+
+def test_a_question_task_takes_only_questions_and_other_tasks_take_any_form(tmp_path: Path) -> None:
+    assert is_question("Who won the cup?") and is_question('He asked "why?"') and not is_question("It rained.")
+    assert same_form(["Who wrote it?", "How far is it?"])("the team won") is False
+    assert same_form(["the team won", "Who wrote it?"])("Is it raining?") is True  # mixed demos: no rule
+    assert same_form(["the team won", "rain all day"])("Is it raining?") is True  # statements do not ban questions
+    hub = tmp_path / "hub" / "mixed"
+    hub.mkdir(parents=True)
+    (hub / "dataset_info.json").write_text(json.dumps({"name": "mixed", "task_type": "generation"}))
+    lines = ["Who scored the winning goal?", "The striker scored the winning goal.", "When does the rain stop?",
+             "The rain stops at noon."]
+    (hub / "train.jsonl").write_text("".join(json.dumps({"input": x, "output": "-"}) + "\n" for x in lines))
+    texts, _ = collect([tmp_path / "hub"], ["Who won the final?", "Will it snow tomorrow?"])
+    assert sorted(t.text for t in texts) == ["When does the rain stop?", "Who scored the winning goal?"]
 
 
 def test_label_texts_writes_confident_rows_with_provenance_and_weights_judges_on_the_demos(tmp_path: Path) -> None:
