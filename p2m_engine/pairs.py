@@ -19,6 +19,7 @@ from p2m_engine.errors import LLMError, UnsupportedTaskError
 from p2m_engine.input_fields import FieldTemplate, field_template, format_markers
 from p2m_engine.llm import LLM
 from p2m_engine.metrics import normalize_answer
+from p2m_engine.pair_checks import PairChecks
 from p2m_engine.runs import append_jsonl, read_jsonl
 from p2m_engine.synth import REFUSAL, Progress, TextChecks, normalize, shingles
 from p2m_engine.types import DataResult, TaskSpec
@@ -355,6 +356,8 @@ def generate_pairs(
     field_limits = _field_limits(demos, template, limit, config.length_factor) if template else {}
     # The length check allows for a prefix put back by repair_format.
     filters = InputFilters(config, limit + len(prefix), banned, demos + [x for x in exclude if x], markers)
+    # What the teacher gets wrong about a pair, measured against the demos (p2m_engine.pair_checks).
+    checks = PairChecks.from_demos(demos, [e.output for e in spec.examples])
     kept: list[str] = []
     if out_path.exists():
         for row in read_jsonl(out_path):
@@ -406,7 +409,12 @@ def generate_pairs(
                 raise
             dropped["unparseable_batch"] += 1
             texts = []
-        new = [x for x in texts if filters.accept(x)]
+        new = []
+        for x in texts:
+            if shape := checks.input_problem(x):
+                dropped[shape] += 1
+            elif filters.accept(x):
+                new.append(x)
         no_new_inputs = 0 if new else no_new_inputs + 1
         added = 0
         for text in new:
@@ -418,8 +426,9 @@ def generate_pairs(
                 dropped[vote.reason or "no_output"] += 1
                 logger.debug("input dropped (%s): %.80r votes %r", vote.reason, text, vote.samples)
                 continue
-            if spec.task_type == "generation" and normalize(vote.output) == normalize(text):
-                dropped["output_copies_input"] += 1
+            # An extractive answer is a copy of part of its input by definition.
+            if problem := checks.output_problem(text, vote.output, extractive=spec.task_type == "extractive-qa"):
+                dropped[problem] += 1
                 continue
             # Appended one by one: a crash loses at most the pair in flight.
             append_jsonl(out_path, [{
