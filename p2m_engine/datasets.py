@@ -43,11 +43,39 @@ class HubDataset:
     def split_path(self, split: str) -> Path | None:
         return split_path(self.path, split)
 
+    def training_split(self, avoid: Path | None = None) -> Path | None:
+        return training_split(self.path, avoid)
+
 
 def split_path(folder: Path, split: str) -> Path | None:
     """The JSONL file of a split in a dataset folder, if it exists."""
     p = folder / f"{split}.jsonl"
     return p if p.is_file() else None
+
+
+# The splits a dataset is trained on, in order of preference: a dataset published with a dev or validation split
+# only (an evaluation set) still holds real rows of its task. The task's own test rows are never trained on
+# (the leakage guard of search_datasets removes them, whatever the split).
+TRAINING_SPLITS = ("train", "dev", "validation")
+
+
+def training_split(folder: Path, avoid: Path | None = None) -> Path | None:
+    """The split of a dataset folder to train on: `train`, else `dev`, else `validation`, never the file `avoid`
+    (the task's test file, when it is one of the hub's splits). None: no such split."""
+    banned = avoid.resolve() if avoid is not None else None
+    return next((p for p in (split_path(folder, s) for s in TRAINING_SPLITS) if p and p.resolve() != banned), None)
+
+
+def train_file(candidate: DatasetCandidate) -> Path | None:
+    """The file a candidate trains on (chosen when it was judged)."""
+    return Path(candidate.train_file) if candidate.train_file else training_split(Path(candidate.path))
+
+
+def held_out_split(folder: Path, train: Path | None) -> Path | None:
+    """A split of the folder to test on that is not the one trained on (`train`): `dev`, `validation` or `test`."""
+    trained = train.resolve() if train is not None else None
+    return next((p for p in (split_path(folder, s) for s in ("dev", "validation", "test")) if p and p.resolve() != trained),
+                None)
 
 
 def scan_hub(hub_dirs: list[Path]) -> list[HubDataset]:
@@ -131,11 +159,12 @@ def label_map(task_labels: tuple[str, ...], dataset_labels: tuple[str, ...]) -> 
     return mapping
 
 
-def judge(spec: TaskSpec, d: HubDataset, score: float, *, source: str = "local") -> DatasetCandidate:
+def judge(spec: TaskSpec, d: HubDataset, score: float, *, source: str = "local", avoid: Path | None = None) -> DatasetCandidate:
     """Judge one dataset's fit to the task: similarity, task type, training rows, and labels by name.
 
     A dataset is plausible when it is about the task (similarity at least MIN_SCORE), has the task's type
-    (card names such as "text-generation" are read as p2m's "generation") and a train split. It fits as it
+    (card names such as "text-generation" are read as p2m's "generation") and a split to train on (train, else
+    dev or validation). It fits as it
     is when it is plausible and, for classification, every task label is among its labels by name; a
     plausible dataset whose labels are other strings may still fit through an LLM label mapping.
     """
@@ -147,8 +176,8 @@ def judge(spec: TaskSpec, d: HubDataset, score: float, *, source: str = "local")
         reason = f"similarity {score:.2f} below {MIN_SCORE}"
     elif kind and kind != spec.task_type:
         reason = f"task type {card_type} differs from {spec.task_type}"
-    elif d.split_path("train") is None:
-        reason = "no train split"
+    elif d.training_split(avoid) is None:
+        reason = "no train, dev or validation split" + (" besides the test data" if avoid and d.training_split() else "")
     elif spec.task_type != "classification":
         plausible, reason = True, f"task type {spec.task_type} fits"
     elif not d.labels:
@@ -158,11 +187,13 @@ def judge(spec: TaskSpec, d: HubDataset, score: float, *, source: str = "local")
         mapping = label_map(spec.labels, d.labels)
         reason = "labels fit by name" if mapping else f"labels {list(d.labels)} differ from {list(spec.labels)} by name"
     fits = plausible and (spec.task_type != "classification" or mapping is not None)
+    training = d.training_split(avoid)
     return DatasetCandidate(d.name, str(d.path), d.info.get("description", ""), score, d.labels, card_type, mapping,
-                            reason, plausible=plausible, fits=fits, source=source)
+                            reason, plausible=plausible, fits=fits, source=source, train_file=str(training or ""))
 
 
-def search_datasets(spec: TaskSpec, hub_dirs: list[Path], k: int = 5, index_dir: Path | None = None) -> list[DatasetCandidate]:
+def search_datasets(spec: TaskSpec, hub_dirs: list[Path], k: int = 5, index_dir: Path | None = None,
+                    avoid: Path | None = None) -> list[DatasetCandidate]:
     """Rank hub datasets by embedding similarity to the task, and judge each one's fit (see `judge`).
 
     Args:
@@ -170,6 +201,7 @@ def search_datasets(spec: TaskSpec, hub_dirs: list[Path], k: int = 5, index_dir:
         hub_dirs: folders of dataset folders.
         k: how many candidates to return.
         index_dir: where the chromadb index lives (default: P2M_HOME/index).
+        avoid: the task's test file: never a candidate's training split.
 
     Returns:
         Up to k candidates, best first.
@@ -179,7 +211,7 @@ def search_datasets(spec: TaskSpec, hub_dirs: list[Path], k: int = 5, index_dir:
         return []
     col = _collection(datasets, index_dir or p2m_home() / "index")
     by_id = {str(d.path.resolve()): d for d in datasets}
-    return [judge(spec, by_id[id_], score) for id_, score in nearest(col, spec, k, len(datasets))]
+    return [judge(spec, by_id[id_], score, avoid=avoid) for id_, score in nearest(col, spec, k, len(datasets))]
 
 
 def load_examples(path: Path, mapping: dict[str, str] | None = None, *, limit: int | None = None,

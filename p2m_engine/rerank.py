@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from p2m_engine.datasets import train_file
 from p2m_engine.errors import LLMError
 from p2m_engine.llm import LLM
 from p2m_engine.runs import read_jsonl
@@ -42,9 +43,9 @@ class Rerank:
 
 
 def sample_rows(candidate: DatasetCandidate, n: int = 2) -> list[dict[str, str]]:
-    """The first n rows of a local candidate's train split (none for a Hub candidate not yet loaded)."""
-    path = Path(candidate.path) / "train.jsonl"
-    if candidate.source != "local" or not path.is_file():
+    """The first n rows of a local candidate's training split (none for a Hub candidate not yet loaded)."""
+    path = train_file(candidate)
+    if candidate.source != "local" or path is None:
         return []
     rows: list[dict[str, str]] = []
     for row in read_jsonl(path, skipped=[]):

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from p2m_engine import catalog, probe
-from p2m_engine.datasets import HubDataset, judge, load_examples, search_datasets
+from p2m_engine.datasets import HubDataset, judge, load_examples, search_datasets, train_file
 from p2m_engine.errors import DatasetError
 from p2m_engine.labelmap import llm_label_map
 from p2m_engine.llm import LLM
@@ -94,7 +94,7 @@ def _try(spec: TaskSpec, c: DatasetCandidate, llm: LLM | None, catalog_dir: Path
         return c, True
     if llm is None:
         return _with(c, "rejected: no LLM to map its labels"), False
-    mapping, record = llm_label_map(spec, Path(c.path) / "train.jsonl", llm)
+    mapping, record = llm_label_map(spec, train_file(c) or Path(c.path) / "train.jsonl", llm)
     mappings.append({"dataset": c.name, **record})
     check = record["check"]
     if mapping is None:
@@ -103,7 +103,7 @@ def _try(spec: TaskSpec, c: DatasetCandidate, llm: LLM | None, catalog_dir: Path
 
 
 def find_dataset(spec: TaskSpec, hub_dirs: list[Path], *, llm: LLM | None = None, catalog_dir: Path | None = None,
-                 k: int = 5, votes: int = 3, index_dir: Path | None = None) -> Retrieval:
+                 k: int = 5, votes: int = 3, index_dir: Path | None = None, avoid: Path | None = None) -> Retrieval:
     """Search the hub (and the catalog), fit labels, and take the datasets the evidence supports.
 
     Args:
@@ -114,12 +114,13 @@ def find_dataset(spec: TaskSpec, hub_dirs: list[Path], *, llm: LLM | None = None
         k: candidates taken from each source.
         votes: rerank ballots (task types other than classification).
         index_dir: where the chromadb indexes live (default: P2M_HOME/index).
+        avoid: the task's test file, never trained on (a hub dataset whose only split it is does not fit).
 
     Returns:
         Every candidate (best similarity first) with the reason it was taken or rejected, the datasets taken
         (best first), the rerank ballots (other task types), the LLM label mappings and the probe scores.
     """
-    cands = search_datasets(spec, hub_dirs, k=k, index_dir=index_dir) if hub_dirs else []
+    cands = search_datasets(spec, hub_dirs, k=k, index_dir=index_dir, avoid=avoid) if hub_dirs else []
     if catalog_dir is not None:
         cands += catalog.search_catalog(spec, catalog_dir, k=k, index_dir=index_dir)
     cands = _unique(sorted(cands, key=lambda c: -c.score))
@@ -144,7 +145,7 @@ def _probe_and_take(spec: TaskSpec, cands: list[DatasetCandidate], plausible: li
     for c in plausible:
         updated, ok = _try(spec, c, llm, catalog_dir, mappings)
         if ok:
-            rows = load_examples(Path(updated.path) / "train.jsonl", updated.label_map, skipped=[])
+            rows = load_examples(train_file(updated) or Path(updated.path) / "train.jsonl", updated.label_map, skipped=[])
             score = probe.score_rows(rows, spec.labels, demo_vecs, demo_labels)
             if score is None:
                 updated, ok = _with(updated, "rejected: its rows cover fewer than two of the task's labels"), False

@@ -89,6 +89,8 @@ class DatasetCandidate:
     """Where it lives: "local" (a hub folder) or "hub" (the Hugging Face catalog, loaded on demand)."""
     votes: int = 0
     """Votes the LLM rerank gave it."""
+    train_file: str = ""
+    """The split it trains on: `train`, else `dev` or `validation`, never the task's test file ("" when none)."""
 
     def summary(self) -> dict[str, Any]:
         d = asdict(self)

@@ -36,7 +36,7 @@ def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     ctx: ToolContext = runtime.context
     meter = Meter(ctx.llm)
     spec = spec_of(runtime.state)
-    found = retrieval.find_dataset(spec, ctx.hub_dirs, llm=ctx.llm, catalog_dir=ctx.catalog_dir, k=5)
+    found = retrieval.find_dataset(spec, ctx.hub_dirs, llm=ctx.llm, catalog_dir=ctx.catalog_dir, k=5, avoid=ctx.test_path)
     cands, taken = found.candidates, found.taken
     ctx.run.write_json("datasets.json", {"candidates": [c.summary() for c in cands], "rerank": found.rerank,
                                          "label_mappings": list(found.label_mappings), "probes": found.probes,
@@ -46,7 +46,7 @@ def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     by_source: dict[str, int] = {}
     if taken:
         best = Path(taken[0].path)
-        held = next(filter(None, (datasets.split_path(best, s) for s in ("dev", "validation", "test"))), None)
+        held = datasets.held_out_split(best, datasets.train_file(taken[0]))
         if ctx.test_path is None and held is not None:
             test_rows = datasets.load_examples(held, taken[0].label_map, skipped=skipped)
             write_jsonl(ctx.run.path("data", "test.jsonl"), (e.to_dict() for e in test_rows))
@@ -56,7 +56,7 @@ def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
         # Repeated texts are kept once (the first), so that no text can land on both sides of the dev split.
         unique: dict[str, tuple[Any, str]] = {}
         for c in taken:
-            rows = datasets.load_examples(datasets.split_path(Path(c.path), "train"), c.label_map, skipped=skipped)  # type: ignore[arg-type]
+            rows = datasets.load_examples(datasets.train_file(c), c.label_map, skipped=skipped)  # type: ignore[arg-type]
             for r in rows:
                 if normalize(r.input) not in banned:
                     unique.setdefault(normalize(r.input), (r, c.name))

@@ -70,10 +70,17 @@ def test_sentiment_task_finds_a_sentiment_dataset_without_its_own(tmp_path: Path
 def test_generation_task_retrieves_a_related_generation_dataset(tmp_path: Path) -> None:
     spec = parse_task((SHARED_DATA / "mconala_ja" / "prompt.txt").read_text())
     assert spec.task_type == "generation"
-    cands = {c.name: c for c in search_datasets(spec, [SHARED_DATA], index_dir=tmp_path / "idx")}
+    test_file = SHARED_DATA / "mconala_ja" / "dev.jsonl"
+    cands = {c.name: c for c in search_datasets(spec, [SHARED_DATA], index_dir=tmp_path / "idx", avoid=test_file)}
     conala = cands["conala_en"]
     assert conala.task_type == "text-generation" and conala.fits and conala.label_map is None
-    assert cands["mconala_ja"].reason == "no train split" and not cands["mconala_ja"].fits
+    assert conala.train_file.endswith("conala_en/train.jsonl")
+    # Its only split is the test data: never trained on.
+    own = cands["mconala_ja"]
+    assert own.reason == "no train, dev or validation split besides the test data" and not own.fits and not own.train_file
+    # Tested on other data, a dataset with a dev split only is trained on its dev split.
+    other = {c.name: c for c in search_datasets(spec, [SHARED_DATA], index_dir=tmp_path / "idx")}["mconala_ja"]
+    assert other.fits and other.train_file.endswith("mconala_ja/dev.jsonl")
 
 
 def test_a_dataset_of_another_task_type_does_not_fit(tmp_path: Path) -> None:
