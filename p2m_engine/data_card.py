@@ -64,6 +64,12 @@ def data_card(run_dir: Path, spec: TaskSpec, *, dataset: str | None, dropped: di
         hubs = Counter(str(r.get("hub", "")).split("/")[0] for r in labelled)
         lines.append(f"- **Teacher-labelled** (real hub text, labelled by the judges): {len(labelled)} rows from "
                      + ", ".join(f"`{_cell(h, 40)}` ({n})" for h, n in hubs.most_common(6)))
+    soft = _rows(run_dir / "data" / "soft_labels.jsonl")
+    if soft:
+        by_judges = Counter(str(r.get("judges")) for r in soft)
+        lines.append(f"- **Soft-labelled** (`soft_labels.jsonl`): {len(soft)} hub texts with every label's probability "
+                     f"from the judges ({by_judges.get('all', 0)} by all judges, {by_judges.get('encoder', 0)} by the "
+                     "encoder judges alone); a frozen-encoder student trains on these probabilities")
     if generated:
         span = f", temperature {min(temps):.2f} to {max(temps):.2f}" if temps else ""
         lines.append(f"- **Generated**: {len(generated)} rows by {', '.join(f'`{m}`' for m in models) or 'the teacher'}"

@@ -5,15 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from p2m_engine import pair_input
+from p2m_engine import pair_input, probe_student
 from p2m_engine.metrics import classification_metrics, per_label_recall
 from p2m_engine.runs import write_jsonl
 from p2m_engine.types import EvalReport, Example
 
 
 def load_classifier(model_dir: Path) -> tuple[Any, Any]:
-    """Load a saved student (model, tokenizer) for inference on CPU or GPU."""
+    """Load a saved student (model, tokenizer) for inference on CPU or GPU; a frozen-encoder student
+    (p2m_engine.probe_student) loads as (ProbeClassifier, None)."""
     import torch
+
+    if probe_student.is_probe_student(model_dir):
+        return probe_student.ProbeClassifier(model_dir), None
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(model_dir))
@@ -27,6 +31,8 @@ def predict(model_dir: Path, texts: list[str], batch_size: int = 32, max_length:
     """Label each text; returns (label, probability) pairs."""
     import torch
 
+    if probe_student.is_probe_student(model_dir):
+        return probe_student.predict_probe(model_dir, texts, loaded[0] if loaded else None)
     model, tok = loaded or load_classifier(model_dir)
     pair = pair_input.load(model_dir)
     out: list[tuple[str, float]] = []

@@ -35,6 +35,12 @@ def export_onnx(model_dir: Path, out_dir: Path | None = None, opset: int = OPSET
     except ImportError as e:
         raise ModelError(f"ONNX export needs the packages onnx and onnxscript ({e.name} is missing): "
                          "pip install onnx onnxscript") from None
+    from p2m_engine.probe_student import is_probe_student
+
+    if is_probe_student(model_dir):
+        raise ModelError(f"{model_dir} is a frozen-encoder student (a sentence encoder with a linear head in "
+                         "p2m_head.safetensors); ONNX export covers fine-tuned classifiers only. It runs with "
+                         "`p2m predict` and `p2m serve`.")
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     if not any(a.endswith("ForSequenceClassification") for a in config.get("architectures", [])):
         raise ModelError(f"{model_dir} is not a classification student; ONNX export covers encoder classifiers only.")

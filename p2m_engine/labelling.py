@@ -40,6 +40,8 @@ class LabelConfig:
     """How real text is chosen and labelled."""
 
     texts: int = field(default=300, metadata={"help": "hub texts nearest to the demonstrations that are labelled"})
+    encoder_texts: int = field(default=1000, metadata={"help": "further hub texts labelled by the encoder judges "
+                                                                 "alone (soft labels for the probe student)"})
     keep: float = field(default=0.7, metadata={"help": "share of each label's rows kept, most confident first"})
     temperature: float = field(default=0.05, metadata={"help": "softmax temperature of the label-name cosines"})
     seed: int = field(default=0, metadata={"help": "seed of the hub sampling"})
@@ -59,10 +61,14 @@ class LabelResult:
     sources: dict[str, int]
     """Kept rows per hub dataset/split."""
     llm_calls: int = 0
+    soft: int = 0
+    """Rows written with their label probabilities to `soft_path` (every labelled text, kept or not)."""
+    soft_path: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "count": self.count, "per_label": self.per_label, "weights": self.weights,
-                "judges": self.judges, "sources": self.sources}
+                "judges": self.judges, "sources": self.sources, "soft": self.soft,
+                "soft_path": str(self.soft_path) if self.soft_path else None}
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -140,7 +146,11 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
     gold = np.array([spec.labels.index(e.output) for e in spec.examples if e.output in spec.labels])
     texts, vecs = pool.collect(hub_dirs, demos, seed=config.seed, exclude=exclude)
     demo_vecs = pool.embed_texts(demos)
-    chosen = pool.nearest(texts, vecs, demo_vecs, config.texts)
+    chosen = pool.nearest(texts, vecs, demo_vecs, config.texts + config.encoder_texts)
+    # The nearest `config.texts` are judged by every judge; the next ones by the encoder judges alone.
+    more = [texts[i] for i in chosen[config.texts:]]
+    more_judges = name_judges(spec, vecs[chosen[config.texts:]], config.temperature)
+    chosen = chosen[: config.texts]
     texts, vecs = [texts[i] for i in chosen], vecs[chosen]
     judges = name_judges(spec, vecs, config.temperature)
     loo = name_judges(spec, demo_vecs, config.temperature)  # the demos are not in these judges: held out as they are
@@ -172,7 +182,14 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
         name = r["hub"].split("/")[0]
         sources[name] = sources.get(name, 0) + 1
     judged = {k: {"accuracy": round(a, 4), "gain": round(g, 4)} for k, (a, g) in scores.items()}
-    return LabelResult(out_path, count, per_label, weights, judged, sources, calls)
+    # Soft labels of every labelled text: the probe student learns the judges' probabilities, not their argmax.
+    more_probs = pooled(more_judges, weights) if more else np.zeros((0, len(spec.labels)))
+    soft_path = out_path.with_name("soft_labels.jsonl")
+    soft = write_jsonl(soft_path, ({"input": x.text, "probs": {label: round(float(p), 5) for label, p in zip(spec.labels, row)},
+                                    "hub": x.source, "judges": judged_by}
+                                   for group, rows, judged_by in ((texts, probs, "all"), (more, more_probs, "encoder"))
+                                   for x, row in zip(group, rows)))
+    return LabelResult(out_path, count, per_label, weights, judged, sources, calls, soft, soft_path)
 
 
 def _without(spec: TaskSpec, i: int) -> TaskSpec:

@@ -66,6 +66,11 @@ def shift_model(model_dir: Path, shift: dict[str, float], out_dir: Path | None =
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from p2m_engine import probe_student
+
+    if probe_student.is_probe_student(model_dir) and out_dir is None:
+        probe_student.shift_head(model_dir, shift)
+        return model_dir
     model = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
     layer = output_layer(model, model.config.num_labels)
     with torch.no_grad():

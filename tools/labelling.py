@@ -30,4 +30,4 @@ def label_texts(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     result = label_engine(spec, ctx.hub_dirs, ctx.run.path("data", "labelled.jsonl"), ctx.labelling, llm=ctx.llm,
                           exclude={normalize(x) for x in held_out_inputs(ctx)}, progress=ctx.report("label_texts"))
     artifact = {"labelled": result.count, **result.to_dict(), **meter.figures()}
-    return observation({k: artifact[k] for k in ("labelled", "per_label", "weights", "judges", "sources")}), artifact
+    return observation({k: artifact[k] for k in ("labelled", "soft", "per_label", "weights", "judges", "sources")}), artifact

@@ -5,13 +5,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
 from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
-from p2m_engine import prior, students, train
+from p2m_engine import prior, probe_student, students, train
 from p2m_engine.datasets import load_examples
+from p2m_engine.embeddings import packaged_minilm_path
 from p2m_engine.errors import TrainingError
-from p2m_engine.runs import write_jsonl
+from p2m_engine.probe_student import ProbeConfig
+from p2m_engine.runs import read_jsonl, write_jsonl
 from p2m_engine.synth import normalize
 from p2m_engine.types import Example
 from tools.context import Meter, ToolContext, observation, spec_of
@@ -62,14 +65,15 @@ def _outputs(ctx: ToolContext, name: str) -> list[str]:
     return [e.output for e in load_examples(path)] if path.is_file() and path.stat().st_size else []
 
 
-def correct_prior(ctx: ToolContext, labels: tuple[str, ...], train_rows: list[Example], model_dir: Any) -> dict[str, Any]:
+def correct_prior(ctx: ToolContext, labels: tuple[str, ...], trained: dict[str, float], model_dir: Any) -> dict[str, Any]:
     """Shift the trained classifier to the label prior of the run's real rows (p2m_engine.prior).
 
     The prior comes from the real dev split (the natural distribution of the retrieved datasets) and the judges'
     labels of real hub text; generated rows, balanced by design, do not count. With a real dev split of at least
     MIN_DEV_CHECK rows the shift is kept only when it does not lower dev accuracy (the measurement decides);
     without one it is kept on the estimate alone (+12 and +6 points on the unseen emotion and trec tasks,
-    -1 on ag_news: see p2m_engine.prior). Returns what was done, for the trace and the model folder.
+    -1 on ag_news: see p2m_engine.prior). `trained` is the label distribution the student learned from.
+    Returns what was done, for the trace and the model folder.
     """
     real = _outputs(ctx, "dev") + _outputs(ctx, "labelled")
     real = [o for o in real if o in labels]
@@ -78,7 +82,6 @@ def correct_prior(ctx: ToolContext, labels: tuple[str, ...], train_rows: list[Ex
     if len(real) < MIN_PRIOR_ROWS:
         return {"applied": False, "why": f"{len(real)} real labelled rows, fewer than {MIN_PRIOR_ROWS} to estimate a prior"}
     target = prior.distribution(real, labels)
-    trained = prior.distribution([e.output for e in train_rows], labels)
     shift = prior.logit_shift(target, trained)
     info: dict[str, Any] = {"prior": {k: round(v, 4) for k, v in target.items()},
                             "trained": {k: round(v, 4) for k, v in trained.items()}, "shift": shift, "real_rows": len(real)}
@@ -97,6 +100,33 @@ def correct_prior(ctx: ToolContext, labels: tuple[str, ...], train_rows: list[Ex
         prior.shift_model(model_dir, {k: -v for k, v in shift.items()})
         return {**info, "applied": False, "why": "it lowered dev accuracy"}
     return {**info, "applied": True, "why": "dev accuracy did not drop"}
+
+
+def soft_rows(ctx: ToolContext, labels: tuple[str, ...], val: list[Example]) -> list[tuple[str, np.ndarray]]:
+    """The judges' soft-labelled hub texts of label_texts (none before it ran), without validation inputs."""
+    path = ctx.run.dir / "data" / "soft_labels.jsonl"
+    if not path.is_file():
+        return []
+    held = {normalize(e.input) for e in val} | {normalize(x) for x in held_out_inputs(ctx)}
+    out = []
+    for row in read_jsonl(path):
+        probs = row.get("probs")
+        if isinstance(row.get("input"), str) and isinstance(probs, dict) and normalize(row["input"]) not in held:
+            out.append((row["input"], np.array([float(probs.get(label, 0.0)) for label in labels])))
+    return out
+
+
+def probe_rows(soft: list[tuple[str, np.ndarray]], train_rows: list[Example],
+               labels: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
+    """The probe student's rows: every soft-labelled text, and the other training rows (generated) as one-hot."""
+    seen = {normalize(t) for t, _ in soft}
+    texts = [t for t, _ in soft]
+    targets = [p / p.sum() for _, p in soft]
+    for e in train_rows:
+        if normalize(e.input) not in seen:
+            texts.append(e.input)
+            targets.append(np.eye(len(labels))[labels.index(e.output)])
+    return texts, np.stack(targets)
 
 
 @tool(response_format="content_and_artifact")
@@ -126,8 +156,17 @@ def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str,
     # Every training gets its own folder: the build keeps the best one, not the last one.
     iteration = int(state.get("iteration") or 0) + 1
     folder = f"iterations/{iteration}/model"
-    result = students.train_student(spec, tr, val, ctx.run.path(folder), config, progress=ctx.report("train_model"))
-    prior_info = correct_prior(ctx, spec.labels, tr, result.model_dir) if spec.task_type == "classification" else {}
+    soft = soft_rows(ctx, spec.labels, val) if spec.task_type == "classification" and not sources.get("retrieved") else []
+    if soft:
+        # No real labelled rows: the frozen encoder with a head learns the judges' soft labels (p2m_engine.probe_student).
+        texts, targets = probe_rows(soft, tr, spec.labels)
+        result = probe_student.train_probe_student(texts, targets, spec.labels, ctx.run.path(folder), packaged_minilm_path(),
+                                                   ProbeConfig(seed=config.seed), val=[(e.input, e.output) for e in val])
+        trained = {label: float(v) for label, v in zip(spec.labels, (targets.sum(0) + 1) / (targets.sum() + len(spec.labels)))}
+    else:
+        result = students.train_student(spec, tr, val, ctx.run.path(folder), config, progress=ctx.report("train_model"))
+        trained = prior.distribution([e.output for e in tr], spec.labels)
+    prior_info = correct_prior(ctx, spec.labels, trained, result.model_dir) if spec.task_type == "classification" else {}
     # The model folder says what it is, so that predict/serve work on it when it is copied out of the run.
     ctx.run.write_json(f"{folder}/p2m_task.json", spec.to_dict())
     ctx.run.write_json(f"{folder}/p2m_train.json", {**result.config, "sources": sources, "n_train": result.n_train,
@@ -136,6 +175,6 @@ def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str,
     artifact = {"model_dir": str(result.model_dir), "iteration": iteration, "train_loss": round(result.train_loss, 4),
                 "val_accuracy": round(result.val_score, 4), "n_train": result.n_train, "n_val": result.n_val,
                 "sources": sources, "epochs": result.epochs, "bf16": result.config.get("bf16_used"), "prior": prior_info,
-                **meter.figures()}
-    shown = ("train_loss", "val_accuracy", "n_train", "n_val", "sources")
+                "student": "probe" if soft else "fine-tuned", "soft_labelled": len(soft), **meter.figures()}
+    shown = ("student", "train_loss", "val_accuracy", "n_train", "n_val", "sources", "soft_labelled")
     return observation({**{k: artifact[k] for k in shown}, "prior_shift": prior_info.get("applied", False)}), artifact

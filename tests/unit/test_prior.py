@@ -12,7 +12,6 @@ from p2m_engine import prior
 from p2m_engine.evaluate import predict
 from p2m_engine.runs import write_jsonl
 from p2m_engine.train import TrainConfig
-from p2m_engine.types import Example
 from tools.train import correct_prior
 
 LABELS = ("a", "b")
@@ -65,7 +64,7 @@ def _ctx(run_dir: Path, on: bool = True) -> SimpleNamespace:
     return SimpleNamespace(run=SimpleNamespace(dir=run_dir), train=TrainConfig(prior=on))
 
 
-BALANCED = [Example(f"t{i}", LABELS[i % 2]) for i in range(40)]
+BALANCED = {"a": 0.5, "b": 0.5}
 
 
 def test_without_dev_the_shift_follows_the_labelled_rows(tiny_encoder: Path, tmp_path: Path) -> None:
