@@ -126,3 +126,54 @@ def test_probe_beats_chance_on_rows_that_teach_the_task_and_not_on_inverted_ones
     g, b = score_rows(good, SPEC.labels, ev, y), score_rows(bad, SPEC.labels, ev, y)
     assert g is not None and b is not None and g.accuracy == 1.0 and g.gain > 0 > b.gain
     assert score_rows([Example("x", "sport")], SPEC.labels, ev, y) is None  # one label: no probe
+
+
+class KeywordGenerator(KeywordTeacher):
+    """The keyword teacher that also writes label-conditioned examples (call_tool), as a build needs."""
+
+    model = "keyword-teacher"
+
+    def __init__(self) -> None:
+        super().__init__()
+        from p2m_engine.llm import Usage
+
+        self.usage = Usage()
+
+    def first_token_logprobs(self, messages: list[dict[str, Any]], *, top: int = 20, name: str = "score") -> dict[str, float]:
+        self.usage.calls += 1
+        return super().first_token_logprobs(messages, top=top, name=name)
+
+    def call_tool(self, messages: list[dict[str, Any]], name: str, schema: dict[str, Any], *, temperature: float = 0.0,
+                  max_tokens: int = 512, variant: int = 0, attempts: int = 3) -> dict[str, Any]:
+        self.usage.calls += 1
+        sport = 'label is "sport"' in messages[-1]["content"]
+        words = ("the keeper saved a shot in match", "the runner won the race") if sport else ("rain and fog by", "snow and wind on")
+        return {f"input_{k + 1}": f"{words[k % 2]} day {self.usage.calls} number {k}" for k in range(2)}
+
+
+def test_a_build_without_labelled_data_trains_the_probe_student_on_soft_labels(tmp_path: Path) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from agent.context import Context
+    from agent.graph import build_graph
+    from p2m_engine import probe_student
+    from p2m_engine.evaluate import predict
+    from p2m_engine.runs import Run
+    from p2m_engine.synth import SynthConfig
+    from p2m_engine.train import TrainConfig
+
+    ctx = Context(run=Run.create(tmp_path / "runs", "t"), llm=KeywordGenerator(), hub_dirs=[hub_of_texts(tmp_path)],  # type: ignore[arg-type]
+                  synth=SynthConfig(per_label=8, batch_size=2), train=TrainConfig(epochs=1, bf16="off"),
+                  labelling=LabelConfig(texts=6, encoder_texts=20), target=0.999, max_iterations=1, max_steps=10)
+    state = dict(build_graph(checkpointer=InMemorySaver()).invoke(
+        {"task": SPEC.to_dict()}, {"configurable": {"thread_id": "t"}, "recursion_limit": 60}, context=ctx))
+    tools = {e["name"]: e for e in state["trace"] if e["kind"] == "tool"}
+    assert "label_texts" in tools and tools["train_model"]["ok"]
+    soft = list(read_jsonl(ctx.run.dir / "data" / "soft_labels.jsonl"))
+    assert len(soft) == 24 and {r["judges"] for r in soft} == {"all", "encoder"}  # each headline whole and its field
+    assert all(set(r["probs"]) == {"sport", "weather"} for r in soft)
+    model = Path(state["model_dir"])
+    assert probe_student.is_probe_student(model)
+    train_info = json.loads((ctx.run.dir / "iterations" / "1" / "model" / "p2m_train.json").read_text())
+    assert train_info["student"] == "probe" and train_info["n_train"] >= len(soft) - train_info["n_val"]
+    assert {label for label, _ in predict(model, ["the goalkeeper won the final", "fog and snow all day"])} <= {"sport", "weather"}
