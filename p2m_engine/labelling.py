@@ -183,11 +183,18 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
         sources[name] = sources.get(name, 0) + 1
     judged = {k: {"accuracy": round(a, 4), "gain": round(g, 4)} for k, (a, g) in scores.items()}
     # Soft labels of every labelled text: the probe student learns the judges' probabilities, not their argmax.
-    more_probs = pooled(more_judges, weights) if more else np.zeros((0, len(spec.labels)))
+    # The weights are normalised to sum to 1 here (a weighted geometric mean): as exponents summing to 3 they
+    # sharpen the probabilities towards hard labels (measured on ag_news: 72.2 sharpened, 73.2 normalised).
+    total = sum(weights.values()) or 1.0
+    unit = {k: v / total for k, v in weights.items()}
+    soft_probs = pooled({k: judges[k] for k in unit if k in judges}, unit)
+    more_total = sum(v for k, v in unit.items() if k in more_judges) or 1.0
+    more_unit = {k: v / more_total for k, v in unit.items() if k in more_judges}
+    more_probs = pooled(more_judges, more_unit) if more else np.zeros((0, len(spec.labels)))
     soft_path = out_path.with_name("soft_labels.jsonl")
     soft = write_jsonl(soft_path, ({"input": x.text, "probs": {label: round(float(p), 5) for label, p in zip(spec.labels, row)},
                                     "hub": x.source, "judges": judged_by}
-                                   for group, rows, judged_by in ((texts, probs, "all"), (more, more_probs, "encoder"))
+                                   for group, rows, judged_by in ((texts, soft_probs, "all"), (more, more_probs, "encoder"))
                                    for x, row in zip(group, rows)))
     return LabelResult(out_path, count, per_label, weights, judged, sources, calls, soft, soft_path)
 

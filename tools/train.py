@@ -65,26 +65,29 @@ def _outputs(ctx: ToolContext, name: str) -> list[str]:
     return [e.output for e in load_examples(path)] if path.is_file() and path.stat().st_size else []
 
 
-def correct_prior(ctx: ToolContext, labels: tuple[str, ...], trained: dict[str, float], model_dir: Any) -> dict[str, Any]:
+def correct_prior(ctx: ToolContext, labels: tuple[str, ...], trained: dict[str, float], model_dir: Any,
+                  estimate: tuple[dict[str, float], int] | None = None) -> dict[str, Any]:
     """Shift the trained classifier to the label prior of the run's real rows (p2m_engine.prior).
 
     The prior comes from the real dev split (the natural distribution of the retrieved datasets) and the judges'
     labels of real hub text; generated rows, balanced by design, do not count. With a real dev split of at least
     MIN_DEV_CHECK rows the shift is kept only when it does not lower dev accuracy (the measurement decides);
     without one it is kept on the estimate alone (+12 and +6 points on the unseen emotion and trec tasks,
-    -1 on ag_news: see p2m_engine.prior). `trained` is the label distribution the student learned from.
-    Returns what was done, for the trace and the model folder.
+    -1 on ag_news: see p2m_engine.prior). `trained` is the label distribution the student learned from;
+    `estimate` (prior, rows) replaces the estimate from the files (the probe student's soft-labelled texts, a
+    larger sample of the same real text). Returns what was done, for the trace and the model folder.
     """
-    real = _outputs(ctx, "dev") + _outputs(ctx, "labelled")
-    real = [o for o in real if o in labels]
     if not ctx.train.prior:
         return {"applied": False, "why": "turned off"}
-    if len(real) < MIN_PRIOR_ROWS:
-        return {"applied": False, "why": f"{len(real)} real labelled rows, fewer than {MIN_PRIOR_ROWS} to estimate a prior"}
-    target = prior.distribution(real, labels)
+    if estimate is None:
+        real = [o for o in _outputs(ctx, "dev") + _outputs(ctx, "labelled") if o in labels]
+        estimate = (prior.distribution(real, labels), len(real))
+    target, n_real = estimate
+    if n_real < MIN_PRIOR_ROWS:
+        return {"applied": False, "why": f"{n_real} real labelled rows, fewer than {MIN_PRIOR_ROWS} to estimate a prior"}
     shift = prior.logit_shift(target, trained)
     info: dict[str, Any] = {"prior": {k: round(v, 4) for k, v in target.items()},
-                            "trained": {k: round(v, 4) for k, v in trained.items()}, "shift": shift, "real_rows": len(real)}
+                            "trained": {k: round(v, 4) for k, v in trained.items()}, "shift": shift, "real_rows": n_real}
     if not prior.worth_shifting(shift):
         return {**info, "applied": False, "why": "the training rows already follow the prior"}
     dev_path = ctx.run.dir / "data" / "dev.jsonl"
@@ -114,6 +117,12 @@ def soft_rows(ctx: ToolContext, labels: tuple[str, ...], val: list[Example]) -> 
         if isinstance(row.get("input"), str) and isinstance(probs, dict) and normalize(row["input"]) not in held:
             out.append((row["input"], np.array([float(probs.get(label, 0.0)) for label in labels])))
     return out
+
+
+def _mean_distribution(targets: np.ndarray, labels: tuple[str, ...]) -> dict[str, float]:
+    """The smoothed mean of probability rows, per label (one pseudo-count each, as prior.distribution)."""
+    totals = targets.sum(axis=0) + prior.SMOOTHING
+    return {label: float(v) for label, v in zip(labels, totals / totals.sum())}
 
 
 def probe_rows(soft: list[tuple[str, np.ndarray]], train_rows: list[Example],
@@ -162,11 +171,15 @@ def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str,
         texts, targets = probe_rows(soft, tr, spec.labels)
         result = probe_student.train_probe_student(texts, targets, spec.labels, ctx.run.path(folder), packaged_minilm_path(),
                                                    ProbeConfig(seed=config.seed), val=[(e.input, e.output) for e in val])
-        trained = {label: float(v) for label, v in zip(spec.labels, (targets.sum(0) + 1) / (targets.sum() + len(spec.labels)))}
+        trained = _mean_distribution(targets, spec.labels)
+        # The prior of real text is the soft labels' own mean: only the generated rows moved the student off it.
+        estimate: tuple[dict[str, float], int] | None = (_mean_distribution(np.stack([p for _, p in soft]), spec.labels),
+                                                         len(soft))
     else:
         result = students.train_student(spec, tr, val, ctx.run.path(folder), config, progress=ctx.report("train_model"))
-        trained = prior.distribution([e.output for e in tr], spec.labels)
-    prior_info = correct_prior(ctx, spec.labels, trained, result.model_dir) if spec.task_type == "classification" else {}
+        trained, estimate = prior.distribution([e.output for e in tr], spec.labels), None
+    prior_info = correct_prior(ctx, spec.labels, trained, result.model_dir, estimate) \
+        if spec.task_type == "classification" else {}
     # The model folder says what it is, so that predict/serve work on it when it is copied out of the run.
     ctx.run.write_json(f"{folder}/p2m_task.json", spec.to_dict())
     ctx.run.write_json(f"{folder}/p2m_train.json", {**result.config, "sources": sources, "n_train": result.n_train,
