@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from p2m_engine.types import Example
+
+if TYPE_CHECKING:
+    from p2m_engine.input_fields import FieldTemplate
 
 # Rows of a candidate used to fit its probe (label-balanced).
 PROBE_ROWS = 400
@@ -71,8 +75,20 @@ def balanced(rows: list[Example], cap: int) -> list[Example]:
     return out
 
 
+def pair_features(texts: list[str], template: "FieldTemplate") -> np.ndarray:
+    """Features of two-field inputs for a linear probe: a*b, |a-b| and the cosine of the two fields' embeddings
+    (one embedding of the whole pair says what it is about, not whether its halves agree)."""
+    from p2m_engine.pair_input import split_pairs
+    from p2m_engine.pool import embed_texts
+
+    first, second = split_pairs(template, texts)
+    a, b = embed_texts(first), embed_texts(second)
+    return np.concatenate([a * b, np.abs(a - b), (a * b).sum(axis=1, keepdims=True)], axis=1)
+
+
 def score_rows(rows: list[Example], labels: tuple[str, ...], evidence_vecs: np.ndarray, evidence_labels: np.ndarray,
-               *, evidence_weights: np.ndarray | None = None, cap: int = PROBE_ROWS) -> ProbeScore | None:
+               *, evidence_weights: np.ndarray | None = None, cap: int = PROBE_ROWS,
+               evidence_texts: list[str] | None = None) -> ProbeScore | None:
     """Train a probe on `rows` and score it on the evidence; None when the rows cover fewer than two labels.
 
     Args:
@@ -82,13 +98,21 @@ def score_rows(rows: list[Example], labels: tuple[str, ...], evidence_vecs: np.n
         evidence_labels: their label indices.
         evidence_weights: a weight per evidence row (demonstrations count more than teacher-labelled rows).
         cap: rows used to fit the probe.
+        evidence_texts: the evidence's texts; with them, rows of two marked fields (paraphrase, entailment) that
+            the evidence shares are probed on pair features (`pair_features`) instead of one embedding.
     """
+    from p2m_engine.pair_input import pair_template
     from p2m_engine.pool import embed_texts
 
     rows = balanced([r for r in rows if r.output in labels], cap)
     if len({r.output for r in rows}) < 2 or len(evidence_labels) == 0:
         return None
-    vecs = embed_texts([r.input for r in rows])
+    template = pair_template([r.input for r in rows]) if evidence_texts else None
+    if template is not None and evidence_texts and all(template.split(x) for x in evidence_texts):
+        vecs = pair_features([r.input for r in rows], template)
+        evidence_vecs = pair_features(evidence_texts, template)
+    else:
+        vecs = embed_texts([r.input for r in rows])
     y = np.array([labels.index(r.output) for r in rows])
     clf = fit(vecs, y, len(labels))
     probs = probabilities(clf, evidence_vecs, len(labels))

@@ -146,7 +146,7 @@ def _probe_and_take(spec: TaskSpec, cands: list[DatasetCandidate], plausible: li
         updated, ok = _try(spec, c, llm, catalog_dir, mappings)
         if ok:
             rows = load_examples(train_file(updated) or Path(updated.path) / "train.jsonl", updated.label_map, skipped=[])
-            score = probe.score_rows(rows, spec.labels, demo_vecs, demo_labels)
+            score = probe.score_rows(rows, spec.labels, demo_vecs, demo_labels, evidence_texts=[e.input for e in demos])
             if score is None:
                 updated, ok = _with(updated, "rejected: its rows cover fewer than two of the task's labels"), False
             else:

@@ -177,3 +177,17 @@ def test_a_build_without_labelled_data_trains_the_probe_student_on_soft_labels(t
     train_info = json.loads((ctx.run.dir / "iterations" / "1" / "model" / "p2m_train.json").read_text())
     assert train_info["student"] == "probe" and train_info["n_train"] >= len(soft) - train_info["n_val"]
     assert {label for label, _ in predict(model, ["the goalkeeper won the final", "fog and snow all day"])} <= {"sport", "weather"}
+
+
+def test_pair_rows_are_probed_on_pair_features() -> None:
+    from p2m_engine.pool import embed_texts
+
+    topics = SPORT + WEATHER
+    same = [Example(f"Sentence 1: {a}\nSentence 2: {a.replace('the ', 'a ', 1)}", "yes") for a in topics]
+    other = [Example(f"Sentence 1: {a}\nSentence 2: {topics[(i + 5) % len(topics)]}", "no") for i, a in enumerate(topics)]
+    demos = [same[0], other[3], same[7], other[9]]
+    ev_texts = [e.input for e in demos]
+    y = np.array([0 if e.output == "yes" else 1 for e in demos])
+    rows = [e for e in same + other if e not in demos]
+    pair = score_rows(rows, ("yes", "no"), embed_texts(ev_texts), y, evidence_texts=ev_texts)
+    assert pair is not None and pair.accuracy == 1.0 and pair.gain > 0
