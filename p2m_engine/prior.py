@@ -18,7 +18,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Added to every label's count before normalising, so an unseen label keeps a small prior (no log 0).
 SMOOTHING = 1.0
@@ -31,6 +34,12 @@ def distribution(outputs: Iterable[str], labels: tuple[str, ...], smoothing: flo
     counts = Counter(o for o in outputs if o in labels)
     total = sum(counts.values()) + smoothing * len(labels)
     return {label: (counts.get(label, 0) + smoothing) / total for label in labels}
+
+
+def soft_distribution(targets: "np.ndarray", labels: tuple[str, ...], smoothing: float = SMOOTHING) -> dict[str, float]:
+    """The label distribution of probability rows (their smoothed mean), as `distribution` is of hard labels."""
+    totals = targets.sum(axis=0) + smoothing
+    return {label: float(v) for label, v in zip(labels, totals / totals.sum())}
 
 
 def logit_shift(prior: dict[str, float], trained: dict[str, float]) -> dict[str, float]:
@@ -63,14 +72,14 @@ def output_layer(model: object, num_labels: int) -> object:
 def shift_model(model_dir: Path, shift: dict[str, float], out_dir: Path | None = None) -> Path:
     """Add `shift` (per label name) to the output bias of the classifier saved in `model_dir`, and save it to
     `out_dir` (default: in place). Labels are matched through the model's own `id2label`."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     from p2m_engine import probe_student
 
     if probe_student.is_probe_student(model_dir) and out_dir is None:
         probe_student.shift_head(model_dir, shift)
         return model_dir
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
     model = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
     layer = output_layer(model, model.config.num_labels)
     with torch.no_grad():

@@ -19,7 +19,6 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -153,7 +152,3 @@ def shift_head(model_dir: Path, shift: dict[str, float]) -> None:
     weight, bias, labels = load_head(model_dir)
     save_head(model_dir, weight, bias + np.array([shift.get(label, 0.0) for label in labels], dtype=np.float32), labels)
 
-
-def describe(model_dir: Path) -> dict[str, Any]:
-    """What the model card says about a probe student."""
-    return {"student": "frozen sentence encoder with a linear head", "labels": list(load_head(model_dir)[2])}

@@ -119,12 +119,6 @@ def soft_rows(ctx: ToolContext, labels: tuple[str, ...], val: list[Example]) -> 
     return out
 
 
-def _mean_distribution(targets: np.ndarray, labels: tuple[str, ...]) -> dict[str, float]:
-    """The smoothed mean of probability rows, per label (one pseudo-count each, as prior.distribution)."""
-    totals = targets.sum(axis=0) + prior.SMOOTHING
-    return {label: float(v) for label, v in zip(labels, totals / totals.sum())}
-
-
 def probe_rows(soft: list[tuple[str, np.ndarray]], train_rows: list[Example],
                labels: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
     """The probe student's rows: every soft-labelled text, and the other training rows (generated) as one-hot."""
@@ -171,10 +165,10 @@ def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str,
         texts, targets = probe_rows(soft, tr, spec.labels)
         result = probe_student.train_probe_student(texts, targets, spec.labels, ctx.run.path(folder), packaged_minilm_path(),
                                                    ProbeConfig(seed=config.seed), val=[(e.input, e.output) for e in val])
-        trained = _mean_distribution(targets, spec.labels)
+        trained = prior.soft_distribution(targets, spec.labels)
         # The prior of real text is the soft labels' own mean: only the generated rows moved the student off it.
-        estimate: tuple[dict[str, float], int] | None = (_mean_distribution(np.stack([p for _, p in soft]), spec.labels),
-                                                         len(soft))
+        soft_prior = prior.soft_distribution(np.stack([p for _, p in soft]), spec.labels)
+        estimate: tuple[dict[str, float], int] | None = (soft_prior, len(soft))
     else:
         result = students.train_student(spec, tr, val, ctx.run.path(folder), config, progress=ctx.report("train_model"))
         trained, estimate = prior.distribution([e.output for e in tr], spec.labels), None

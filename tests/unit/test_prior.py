@@ -98,8 +98,6 @@ def test_no_shift_without_enough_real_rows_or_when_turned_off(tiny_encoder: Path
 
 
 def test_an_estimate_given_by_the_caller_replaces_the_files(tiny_encoder: Path, tmp_path: Path) -> None:
-    from tools.train import _mean_distribution
-
     import numpy as np
 
     model_dir = _bias_only_model(tiny_encoder, tmp_path / "m", {"a": 0.5, "b": 0.0})
@@ -107,7 +105,7 @@ def test_an_estimate_given_by_the_caller_replaces_the_files(tiny_encoder: Path, 
     # The labelled file says "b" is common, but the probe student's soft labels (a larger sample) say balanced.
     write_jsonl(tmp_path / "run" / "data" / "labelled.jsonl", ({"input": f"x{i}", "output": "b"} for i in range(60)))
     soft = np.array([[0.5, 0.5]] * 100)
-    estimate = (_mean_distribution(soft, LABELS), len(soft))
+    estimate = (prior.soft_distribution(soft, LABELS), len(soft))
     assert estimate[0] == pytest.approx({"a": 0.5, "b": 0.5})
     info = correct_prior(ctx, LABELS, BALANCED, model_dir, estimate)  # type: ignore[arg-type]
     assert not info["applied"] and info["real_rows"] == 100
