@@ -73,11 +73,12 @@ def hub_without(task: BenchTask, hubs: list[Path], out: Path,
 
 def run_bench(suite: Path, *, hubs: list[Path], settings: LLMSettings, limits: Budget, out: Path,
               tasks: list[str] | None, systems: list[str], student: str | None, teacher_limit: int | None,
-              gold_limit: int, command: str, exclude_own: bool = False, test_name: str = "test.jsonl") -> dict[str, Any]:
+              gold_limit: int, command: str, exclude_own: bool = False, test_name: str = "test.jsonl",
+              seed: int = 0) -> dict[str, Any]:
     """Benchmark every task of `suite`; results resume from out/results.json. Returns the results."""
     bench_tasks = read_suite(suite, tasks, test_name)
     results = BenchResults(out / "results.json", {"command": command, "llm": settings.describe(),
-                                                   "budget": dataclasses.asdict(limits)})
+                                                   "budget": dataclasses.asdict(limits), "seed": seed})
     keys: dict[Path, set[bytes]] = {}  # row hashes of hub datasets, read once for all tasks
     for task in bench_tasks:
         spec = parse_task(task.prompt_path.read_text(encoding="utf-8"))
@@ -95,7 +96,7 @@ def run_bench(suite: Path, *, hubs: list[Path], settings: LLMSettings, limits: B
                 continue
             try:
                 figures = _run_system(system, task, spec, test, hubs=task_hubs, settings=settings, limits=limits,
-                                      out=out, student=student, teacher_limit=teacher_limit, gold_limit=gold_limit)
+                                      out=out, student=student, teacher_limit=teacher_limit, gold_limit=gold_limit, seed=seed)
             except UnsupportedTaskError as e:
                 figures = {"score": None, "status": "unsupported", "reason": str(e)}
             results.record(task.name, system, figures)
@@ -108,7 +109,7 @@ def run_bench(suite: Path, *, hubs: list[Path], settings: LLMSettings, limits: B
 
 def _run_system(system: str, task: BenchTask, spec: Any, test: list[Any], *, hubs: list[Path],
                 settings: LLMSettings, limits: Budget, out: Path, student: str | None, teacher_limit: int | None,
-                gold_limit: int) -> dict[str, Any]:
+                gold_limit: int, seed: int = 0) -> dict[str, Any]:
     gold_outputs = [e.output for e in test]
     if system == "trivial":
         if spec.task_type != "classification":
@@ -127,7 +128,7 @@ def _run_system(system: str, task: BenchTask, spec: Any, test: list[Any], *, hub
     summary = build_model(spec, str(task.prompt_path), backend=settings.backend, model=settings.model,
                           base_url=settings.base_url, hubs=build_hubs, test_path=task.test_path,
                           out=out / "runs" / safe_name(task.name, "task name") / safe_name(system, "system"), limits=build_limits, planner="auto", student=student,
-                          seed=0, quiet=True)
+                          seed=seed, quiet=True)
     if not summary.get("model_dir"):
         return {"score": None, "status": "no model", "reason": summary.get("finish_reason")}
     test_metrics = summary["metrics"]["test"]["metrics"]

@@ -286,9 +286,11 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--exclude-own", is_flag=True,
               help="Hide each task's own dataset from the hub (the task as unseen): its folder, a dataset of its name, "
                    "and any dataset sharing rows with its test file; results.json lists what was hidden and why.")
+@click.option("--seed", default=0, show_default=True,
+              help="Seed of every p2m build (sampling, splits, training); a stability check reruns with others.")
 def bench(suite: Path, hubs: tuple[Path, ...], backend: str, model: str | None, base_url: str | None, budget: str,
           out: Path, tasks: str, systems: str, test_file: str, student: str | None, teacher_limit: int | None,
-          gold_limit: int, exclude_own: bool) -> None:
+          gold_limit: int, exclude_own: bool, seed: int) -> None:
     """Benchmark p2m on every task folder of SUITE (prompt.txt + test file) against baselines."""
     _offline_defaults()
     from agent.bench import check_systems, run_bench
@@ -306,7 +308,7 @@ def bench(suite: Path, hubs: tuple[Path, ...], backend: str, model: str | None, 
     data = run_bench(suite, hubs=list(hubs), settings=settings, limits=limits, out=out,
                      tasks=[t for t in tasks.split(",") if t] or None, systems=chosen, student=student,
                      teacher_limit=teacher_limit, gold_limit=gold_limit, command=command, exclude_own=exclude_own,
-                     test_name=test_file)
+                     test_name=test_file, seed=seed)
     click.echo(markdown_table(data))
 
 

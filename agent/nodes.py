@@ -78,7 +78,7 @@ def observe(state: State) -> dict[str, Any]:
             record |= {"skipped_lines": art["skipped_lines"], "malformed_lines": art.get("malformed_lines", [])[:5]}
     elif msg.name == "label_texts":
         update |= {"labelled": art.get("labelled", 0),
-                   "real_per_label": _added(state.get("real_per_label"), art.get("per_label"))}
+                   "real_per_label": _added(state.get("real_per_label"), art.get("real_per_label", art.get("per_label")))}
         record |= {"weights": art.get("weights", {}), "judges": art.get("judges", {}), "sources": art.get("sources", {})}
     elif msg.name == "search_models":
         update |= {"base_model": art["base_model"], "base_model_name": art.get("base_model_name")}

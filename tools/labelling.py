@@ -10,7 +10,7 @@ from langgraph.prebuilt import ToolRuntime
 from p2m_engine.labelling import label_texts as label_engine
 from p2m_engine.synth import normalize
 from tools.context import Meter, ToolContext, observation, spec_of
-from tools.synth import held_out_inputs
+from tools.synth import held_out_inputs, real_per_label
 
 
 @tool(response_format="content_and_artifact")
@@ -29,5 +29,6 @@ def label_texts(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     spec = spec_of(runtime.state)
     result = label_engine(spec, ctx.hub_dirs, ctx.run.path("data", "labelled.jsonl"), ctx.labelling, llm=ctx.llm,
                           exclude={normalize(x) for x in held_out_inputs(ctx)}, progress=ctx.report("label_texts"))
-    artifact = {"labelled": result.count, **result.to_dict(), **meter.figures()}
+    # What generation may skip: the kept rows, or with soft labels every text under its most probable label.
+    artifact = {"labelled": result.count, **result.to_dict(), "real_per_label": real_per_label(ctx), **meter.figures()}
     return observation({k: artifact[k] for k in ("labelled", "soft", "per_label", "weights", "judges", "sources")}), artifact

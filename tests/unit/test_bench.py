@@ -54,7 +54,7 @@ def test_bench_on_a_toy_suite(tmp_path: Path, tiny_encoder: Path) -> None:
     with OpenAIStub(responder=ClassifyingTeacher(), model="gpt-test") as stub:
         args = ["bench", str(suite), "--llm", "openai", "--model", "gpt-test", "--base-url", stub.base_url, "--hub",
                 str(DEMO_HUB), "--student", str(tiny_encoder), "--budget", "per_label=2,epochs=1,retrieved=20",
-                "--out", str(out)]
+                "--out", str(out), "--seed", "3"]
         result = CliRunner().invoke(cli, args, env={"OPENAI_API_KEY": "sk-x"})
         assert result.exit_code == 0, result.output
         calls_first = len(stub.chat_requests)
@@ -72,6 +72,7 @@ def test_bench_on_a_toy_suite(tmp_path: Path, tiny_encoder: Path) -> None:
     p2m = alpha["systems"]["p2m"]
     preds = [json.loads(x) for x in (Path(p2m["run"]) / "predictions" / "test.jsonl").read_text().splitlines()]
     assert len(preds) == 4 and p2m["score"] == round(sum(p["correct"] for p in preds) / 4, 4)
+    assert json.loads((Path(p2m["run"]) / "config.json").read_text())["seed"] == 3  # --seed reaches every build
     assert p2m["params"] > 0 and p2m["latency_ms_p50"] > 0 and p2m["llm_calls"] > 0
     assert 0.0 <= alpha["systems"]["gold"]["score"] <= 1.0 and alpha["systems"]["gold"]["n_train"] > 0
     # A generation task is scored by chrF++: the teacher's answer equals the reference (1.0); copying the

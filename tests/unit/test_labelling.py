@@ -163,7 +163,7 @@ def test_a_build_without_labelled_data_trains_the_probe_student_on_soft_labels(t
     from p2m_engine.train import TrainConfig
 
     ctx = Context(run=Run.create(tmp_path / "runs", "t"), llm=KeywordGenerator(), hub_dirs=[hub_of_texts(tmp_path)],  # type: ignore[arg-type]
-                  synth=SynthConfig(per_label=8, batch_size=2), train=TrainConfig(epochs=1, bf16="off"),
+                  synth=SynthConfig(per_label=14, batch_size=2), train=TrainConfig(epochs=1, bf16="off"),
                   labelling=LabelConfig(texts=6, encoder_texts=20), target=0.999, max_iterations=1, max_steps=10)
     state = dict(build_graph(checkpointer=InMemorySaver()).invoke(
         {"task": SPEC.to_dict()}, {"configurable": {"thread_id": "t"}, "recursion_limit": 60}, context=ctx))
@@ -172,6 +172,12 @@ def test_a_build_without_labelled_data_trains_the_probe_student_on_soft_labels(t
     soft = list(read_jsonl(ctx.run.dir / "data" / "soft_labels.jsonl"))
     assert len(soft) == 24 and {r["judges"] for r in soft} == {"all", "encoder"}  # each headline whole and its field
     assert all(set(r["probs"]) == {"sport", "weather"} for r in soft)
+    argmax = [max(r["probs"], key=r["probs"].get) for r in soft]
+    assert state["real_per_label"] == {label: argmax.count(label) for label in set(argmax)}
+    short = {label: 14 - argmax.count(label) for label in ("sport", "weather") if argmax.count(label) < 14}
+    generated = list(read_jsonl(ctx.run.dir / "data" / "generated.jsonl")) if short else []
+    assert {r["output"] for r in generated} <= set(short)  # the teacher writes only for labels the texts leave short
+    assert short and "generate_examples" in tools  # 24 texts cannot give both labels 14
     model = Path(state["model_dir"])
     assert probe_student.is_probe_student(model)
     train_info = json.loads((ctx.run.dir / "iterations" / "1" / "model" / "p2m_train.json").read_text())
@@ -191,3 +197,20 @@ def test_pair_rows_are_probed_on_pair_features() -> None:
     rows = [e for e in same + other if e not in demos]
     pair = score_rows(rows, ("yes", "no"), embed_texts(ev_texts), y, evidence_texts=ev_texts)
     assert pair is not None and pair.accuracy == 1.0 and pair.gain > 0
+
+
+def test_generation_fills_only_what_the_soft_labelled_texts_leave_short(tmp_path: Path) -> None:
+    from p2m_engine.runs import Run, write_jsonl
+    from tools.context import ToolContext
+    from tools.synth import real_per_label
+
+    run = Run.create(tmp_path / "runs", "t")
+    ctx = ToolContext(run=run, llm=None, hub_dirs=[])  # type: ignore[arg-type]
+    write_jsonl(run.path("data", "labelled.jsonl"), [{"input": "a", "output": "sport"}])
+    assert real_per_label(ctx) == {"sport": 1}
+    soft = [{"input": f"t{i}", "probs": {"sport": 0.6, "weather": 0.4} if i < 3 else {"sport": 0.1, "weather": 0.9}}
+            for i in range(5)]
+    write_jsonl(run.path("data", "soft_labels.jsonl"), soft)
+    assert real_per_label(ctx) == {"sport": 3, "weather": 2}  # the probe student learns every soft-labelled text
+    write_jsonl(run.path("data", "retrieved.jsonl"), [{"input": "r", "output": "weather"}])
+    assert real_per_label(ctx) == {"weather": 1, "sport": 1}  # with real rows the fine-tuned student learns those
