@@ -16,7 +16,7 @@ _FLOATS = ("epochs", "target", "usd")
 BOUNDS: dict[str, tuple[float, float, bool]] = {
     "steps": (1, 200, True), "per_label": (0, 10_000, True), "epochs": (0, 100, False),
     "retrieved": (0, 1_000_000, True), "labelled": (0, 100_000, True), "target": (0, 1, False), "iterations": (1, 50, True),
-    "llm_calls": (0, 1_000_000, True), "usd": (0, 10_000, True),
+    "llm_calls": (0, 1_000_000, True), "usd": (0, 10_000, True), "teacher_check": (0, 10_000, True),
 }
 # Above these an estimate needs the user's yes (refused under --yes) unless `llm_calls=` / `usd=` set the bound.
 ASK_ABOVE_CALLS = 5_000
@@ -41,6 +41,9 @@ class Budget:
     """At most this many teacher LLM calls for generation (None: no limit besides the steps)."""
     usd: float | None = None
     """At most this many US dollars of API calls (checked before each LLM action; local models cost 0)."""
+    teacher_check: int = 50
+    """Real held-out rows the teacher answers at the end of a generation or QA build, to check that the student
+    matches it (0: no check; classification students are far above a few-shot teacher and skip it)."""
 
     def target_for(self, metric: str = "accuracy") -> float:
         """The target score for `metric`: the user's, else the metric's default."""

@@ -21,11 +21,12 @@ from agent.trace import TraceWriter
 from agent.ui import BuildDisplay
 from p2m_engine.card import write_model_card
 from p2m_engine.data_card import write_data_card
-from p2m_engine.errors import P2MError
-from p2m_engine.datasets import scan_hub
+from p2m_engine.errors import LLMError, P2MError
+from p2m_engine.datasets import load_examples, scan_hub
 from p2m_engine.labelling import LabelConfig
 from p2m_engine.runs import Run, check_home
 from p2m_engine.synth import SynthConfig
+from p2m_engine.teacher_check import check_teacher
 from p2m_engine.train import TrainConfig
 from p2m_engine.types import MAIN_METRIC, TaskSpec
 
@@ -315,6 +316,7 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
         converse = make_converse(run.dir, llm, display.read, display.show, ctx) if chat else None
         state = run_build(spec, ctx, trace, on_update=display.update, resume=resume,
                           ask=display.ask if chat else None, converse=converse)
+        checked = None if state.get("declined") else teacher_check(run, state, settings, llm, ctx, trace)
         usage = llm.usage.to_dict()
         teacher = llm.model
         spent = llm.cost_usd()
@@ -330,7 +332,8 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
     summary = {
         "run": str(run.dir), "finish_reason": state.get("finish_reason"), "score": score,
         "score_split": split, "score_n": n, "measured_on": measured_on(split, n),
-        "target": target, "met_target": met_target(state.get("model_dir"), score, target, split, n),
+        "target": target, "met_target": met_target(state.get("model_dir"), score, target, split, n)
+        and (checked or {}).get("student_matches", True), "teacher_check": checked,
         "metrics": state.get("metrics"), "dataset": state.get("dataset"), "retrieved": state.get("retrieved", 0),
         "generated": state.get("generated", 0), "per_label": state.get("per_label", {}),
         "base_model": state.get("base_model_name"), "model_dir": state.get("model_dir"),
@@ -356,6 +359,39 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
     run.write_json("summary.json", summary)
     display.summary(summary)
     return summary
+
+
+def teacher_check(run: Run, state: dict[str, Any], settings: Settings, llm: Any, ctx: Context,
+                  trace: TraceWriter) -> dict[str, Any] | None:
+    """Score the student and the teacher on the same real held-out rows (dev, else the test file) for a
+    generation or QA build (p2m_engine.teacher_check), record it in the trace, and return it for the summary
+    (a student below its teacher does not meet the target). None when the build has no such check."""
+    spec = TaskSpec.from_dict(state["task"])
+    limit = settings.limits.teacher_check
+    if spec.task_type == "classification" or not limit or not state.get("model_dir"):
+        return None
+    if ctx.max_llm_calls is not None:
+        limit = min(limit, max(0, ctx.max_llm_calls - llm.usage.calls))
+    dev = run.dir / "data" / "dev.jsonl"
+    rows, split = (load_examples(dev), "dev") if dev.is_file() else ([], "dev")
+    if len(rows) < MIN_REAL_HELD_OUT and settings.test_path:
+        rows, split = load_examples(settings.test_path), "test"
+    record: dict[str, Any] = {"kind": "check", "node": "build", "step": state.get("steps", 0), "name": "teacher_check"}
+    if min(limit, len(rows)) < MIN_REAL_HELD_OUT:
+        why = (f"the llm_calls budget leaves {limit} teacher answers" if limit < MIN_REAL_HELD_OUT
+               else f"only {len(rows)} real held-out rows")
+        result: dict[str, Any] = {"skipped": f"{why} (fewer than {MIN_REAL_HELD_OUT}): student and teacher not compared"}
+    elif ctx.max_usd is not None and (llm.cost_usd() or 0) >= ctx.max_usd:
+        result = {"skipped": f"the ${ctx.max_usd} budget is spent: student and teacher not compared"}
+    else:
+        try:
+            check = check_teacher(spec, llm, Path(state["model_dir"]), rows, split, limit,
+                                  progress=ctx.report("teacher_check"))
+            result = {**check.to_dict(), "summary": check.describe()}
+        except LLMError as e:
+            result = {"skipped": f"the teacher could not answer ({e}): student and teacher not compared"}
+    trace.write([{**record, **result}])
+    return result
 
 
 def met_target(model_dir: str | None, score: float | None, target: float | None, split: str | None = "test",

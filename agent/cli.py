@@ -93,7 +93,8 @@ def cli() -> None:
 @click.option("--test", "test_path", type=click.Path(path_type=Path), help="Labelled JSONL (input, output) to evaluate on.")
 @click.option("--out", default=Path("runs"), type=click.Path(path_type=Path), show_default=True, help="Where run folders go.")
 @click.option("--budget", default="", help="Limits, e.g. 'steps=12,per_label=40,epochs=3,retrieved=1000,target=0.9,"
-              "iterations=3' (target: validation accuracy at which iterating stops).")
+              "iterations=3,teacher_check=50' (target: validation accuracy at which iterating stops; teacher_check: "
+              "real rows on which a generation or QA student is compared with its teacher).")
 @click.option("--planner", type=click.Choice(["auto", "rules", "llm"]), default="auto", show_default=True,
               help="Who picks the next step: rules, the LLM, or auto (LLM for API models, rules for the small embedded one).")
 @click.option("--student", help="A local encoder folder to fine-tune instead of searching for one.")

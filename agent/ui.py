@@ -129,6 +129,7 @@ class BuildDisplay:
             f"data: {s.get('retrieved', 0)} retrieved ({s.get('dataset') or 'none'}), {s.get('generated', 0)} generated {s.get('per_label') or ''}",
             f"student: {s.get('base_model')} → {s.get('model_dir')}",
             f"validation accuracy: {s.get('val_accuracy')}",
+            *([f"teacher check: {check.get('summary') or check.get('skipped')}"] if (check := s.get("teacher_check")) else []),
             f"LLM{' (this session)' if s.get('resumed') else ''}: {usage.get('calls', 0)} calls ({usage.get('cached', 0)} cached), {usage.get('prompt_tokens', 0) + usage.get('completion_tokens', 0)} tokens, "
             f"{'cost unknown' if s.get('cost_usd') is None else '$' + format(s['cost_usd'], '.4f')}",
             f"wall time: {s.get('wall_s')} s · trace: p2m trace {s.get('run')}",

@@ -40,6 +40,18 @@ def _yaml(header: dict[str, Any]) -> str:
     return "\n".join(f"{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in header.items())
 
 
+def _teacher_line(check: dict[str, Any] | None) -> str:
+    """The student against its teacher (generation and QA builds), or nothing."""
+    if not check:
+        return ""
+    if check.get("skipped"):
+        return f"\nTeacher check: {check['skipped']}.\n"
+    verdict = "" if check.get("student_matches") else (" **The student falls below the teacher that taught it**: for "
+                                                       "this task the teacher itself may serve better.")
+    return (f"\nTeacher check on {check['n']} real {check['split']} rows ({check['metric']}): student "
+            f"{check['student']:.4f}, teacher (few-shot) {check['teacher']:.4f}.{verdict}\n")
+
+
 def write_model_card(model_dir: Path, spec: TaskSpec, facts: dict[str, Any]) -> Path:
     """Write model_dir/README.md from the task and the build's figures (no secrets are passed in).
 
@@ -90,7 +102,7 @@ Demonstrations given by the user:
 ## Evaluation (data the model never trained on)
 
 Main metric: **{main}**. The reported score is measured on {facts.get('measured_on') or 'the splits below'}.
-
+{_teacher_line(facts.get("teacher_check"))}
 | split | n | {' | '.join(names)} |
 | --- | --- |{' --- |' * len(names)}
 {chr(10).join(rows)}

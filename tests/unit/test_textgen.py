@@ -220,3 +220,62 @@ def test_small_sets_get_extra_epochs_up_to_the_generation_cap(tiny_causal_lm: Pa
     res = train_generator(_data(48), _data(4), tmp_path / "model", _config(tiny_causal_lm, epochs=1, min_steps=150),
                           progress=lambda s, t: steps.append((s, t)), generation=GenerationConfig(min_steps=12))
     assert steps[-1] == (12, 12) and res.epochs == pytest.approx(2.0)
+
+
+class _Teacher:
+    """A fake teacher answering each input from a fixed table (the answer tool of teacher_answer)."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+
+    def call_tool(self, messages: list[dict[str, str]], name: str, schema: object, **_: object) -> dict[str, str]:
+        text = next(x for x in self.answers if x in messages[-1]["content"].rsplit("input", 1)[-1])
+        self.asked.append(text)
+        return {"output": self.answers[text]}
+
+
+def test_the_teacher_check_puts_the_student_beside_its_teacher_and_fails_a_build_below_it(
+        tiny_causal_lm: Path, tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from agent.build import met_target, teacher_check
+    from agent.trace import TraceWriter
+    from p2m_engine.card import write_model_card
+    from p2m_engine.runs import Run, read_jsonl, write_jsonl
+    from p2m_engine.teacher_check import check_teacher
+
+    spec = TaskSpec("Reverse and upper-case the word.", task_type="generation")
+    train = [Example("word cat", "TAC"), Example("word dog", "GOD")]
+    model = train_student(spec, train * 4, train, tmp_path / "model", _config(tiny_causal_lm, max_steps=60,
+                                                                               warmup_ratio=0.1)).model_dir
+    half_right = _Teacher({"word cat": "TAC", "word dog": "DOG"})
+    check = check_teacher(spec, half_right, model, train, "dev", limit=1)  # type: ignore[arg-type]
+    assert half_right.asked == ["word cat"] and check.n == 1 and check.student == check.teacher == 1.0
+    assert check.student_matches  # a tie counts as matching
+    check = check_teacher(spec, half_right, model, train, "dev", limit=5)  # type: ignore[arg-type]
+    assert check.metric == "chrf++" and check.student == 1.0 > check.teacher and check.student_matches
+
+    # The references now disagree with what the student learned; a teacher that gives them wins.
+    dev = [Example(f"word {w}", w[::-1].upper() + "S") for w in ("cat", "dog")] * 16  # 32 rows: enough to compare
+    run = Run.create(tmp_path / "runs", "t")
+    write_jsonl(run.path("data", "dev.jsonl"), (e.to_dict() for e in dev))
+    teacher = _Teacher({e.input: e.output for e in dev})
+    state = {"task": spec.to_dict(), "model_dir": str(model), "steps": 4}
+    settings = SimpleNamespace(limits=SimpleNamespace(teacher_check=50), test_path=None)
+    ctx = SimpleNamespace(max_llm_calls=None, max_usd=None, report=lambda stage: None)
+    teacher.usage = SimpleNamespace(calls=0)  # type: ignore[attr-defined]
+    teacher.cost_usd = lambda: None  # type: ignore[attr-defined]
+    result = teacher_check(run, state, settings, teacher, ctx, TraceWriter(run.dir, run.id))  # type: ignore[arg-type]
+    assert result is not None and result["n"] == 32 and result["teacher"] == 1.0 > result["student"]
+    assert not result["student_matches"] and "falls below its teacher" in result["summary"]
+    assert [e["name"] for e in read_jsonl(run.dir / "trace.jsonl")] == ["teacher_check"]
+    assert met_target(str(model), 0.9, 0.6, "dev", 32)  # what the score alone would say; _drive adds the check
+    card = write_model_card(model, spec, {"teacher_check": result}).read_text()
+    assert "falls below the teacher that taught it" in card and "teacher (few-shot) 1.0000" in card
+
+    # Too few real rows, or a spent call budget: no comparison, and the reason is recorded.
+    ctx.max_llm_calls = 10
+    assert "budget leaves 10" in teacher_check(run, state, settings, teacher, ctx, TraceWriter(run.dir, run.id))["skipped"]  # type: ignore[arg-type, index]
+    state["task"] = TaskSpec("Label it.", labels=("a", "b"), task_type="classification").to_dict()
+    assert teacher_check(run, state, settings, teacher, ctx, TraceWriter(run.dir, run.id)) is None  # type: ignore[arg-type]
