@@ -85,14 +85,15 @@ def observe(state: State) -> dict[str, Any]:
         record["candidates"] = art.get("candidates", [])
     elif msg.name == "generate_examples":
         update |= {"generated": art.get("generated", 0), "per_label": art.get("per_label", {}),
-                   "generation_stalled": bool(art.get("stopped_labels"))}
-        record["dropped"] = art.get("dropped", {})
-        record["stopped_labels"] = art.get("stopped_labels", [])
+                   "generation_stalled": bool(art.get("stop_reason"))}
+        record |= {"dropped": art.get("dropped", {}), "stopped_labels": art.get("stopped_labels", []),
+                   "stop_reason": art.get("stop_reason")}
     elif msg.name == "generate_targeted_examples":
         update |= {"generated": art.get("generated", 0), "per_label": art.get("per_label", {}),
                    "targeted_at": state.get("iteration"), "targeted_stalled": not art.get("added")}
         record |= {"weak_labels": art.get("weak_labels", []), "added": art.get("added", {}),
-                   "dropped": art.get("dropped", {}), "stopped_labels": art.get("stopped_labels", [])}
+                   "dropped": art.get("dropped", {}), "stopped_labels": art.get("stopped_labels", []),
+                   "stop_reason": art.get("stop_reason")}
     elif msg.name == "train_model":
         iteration = art.get("iteration") or state.get("iteration", 0) + 1
         update |= {"model_dir": art["model_dir"], "val_accuracy": art.get("val_accuracy"), "evaluated": False,

@@ -223,7 +223,7 @@ def final_score(events: list[dict[str, Any]], metrics: Any) -> dict[str, Any] | 
 _EVENT_DEFAULTS: dict[str, Any] = {
     "kind": "", "name": "", "step": "", "at": "", "node": "", "reason": "", "decided_by": "", "allowed": [],
     "state": {}, "duration_ms": 0, "tokens_in": 0, "tokens_out": 0, "ok": False, "output_summary": "",
-    "error": "", "llm_calls": 0, "tokens": 0, "candidates": [], "dropped": {}, "stopped_labels": [],
+    "error": "", "llm_calls": 0, "tokens": 0, "candidates": [], "dropped": {}, "stopped_labels": [], "stop_reason": "",
     "score": None, "score_split": "", "model_dir": None,
 }
 

@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from typing import Callable
 
-from p2m_engine.errors import LLMError
+from p2m_engine.errors import UnparseableAnswerError
 from p2m_engine.llm import LLM
 from p2m_engine.types import Example, TaskSpec
 from prompts import render
@@ -38,9 +38,7 @@ def teacher_classify(spec: TaskSpec, llm: LLM, inputs: list[str], progress: Prog
         try:
             answer = llm.call_tool(messages, "answer", schema, temperature=0.0, max_tokens=32)
             label = str(answer.get("label", ""))
-        except LLMError as e:
-            if "no valid answer" not in str(e):
-                raise
+        except UnparseableAnswerError:
             label = ""
         latencies.append((time.perf_counter() - started) * 1000)
         labels.append(label if label in spec.labels else "")
@@ -73,9 +71,7 @@ def teacher_answer(spec: TaskSpec, llm: LLM, inputs: list[str], progress: Progre
         try:
             answer = str(llm.call_tool(messages, "answer", schema, temperature=0.0,
                                        max_tokens=32 + max_chars // 2).get("output", ""))
-        except LLMError as e:
-            if "no valid answer" not in str(e):
-                raise
+        except UnparseableAnswerError:
             answer = ""
         latencies.append((time.perf_counter() - started) * 1000)
         answers.append(answer.strip())

@@ -13,6 +13,15 @@ class LLMError(P2MError):
     """The LLM backend is unreachable, misconfigured or keeps returning unusable answers."""
 
 
+class UnparseableAnswerError(LLMError):
+    """The LLM answered, but no answer parsed into the requested structure after the retries: a bad sample or
+    batch, which a caller may skip, not a broken service."""
+
+
+class LLMDeadlineError(LLMError):
+    """The LLM service did not answer within its deadline (P2M_LLM_DEADLINE): the service, not the answer, failed."""
+
+
 class DatasetError(P2MError):
     """A dataset or hub folder is missing, malformed or unusable for the task."""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from p2m_engine.cache import ResponseCache, cache_key
-from p2m_engine.errors import LLMError
+from p2m_engine.errors import LLMDeadlineError, LLMError, UnparseableAnswerError
 
 logger = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ class LLM:
                 return parsed
             last_error = self._redact(problem)
             logger.info("LLM attempt %d for %s gave no valid answer: %s", attempt + 1, name, last_error)
-        raise LLMError(f"The LLM gave no valid answer for {name} after {attempts} tries ({last_error}).")
+        raise UnparseableAnswerError(f"The LLM gave no valid answer for {name} after {attempts} tries ({last_error}).")
 
     def _complete(self, messages: list[dict[str, Any]], name: str, schema: dict[str, Any],
                   temperature: float, max_tokens: int, started: float) -> dict[str, Any]:
@@ -315,8 +315,8 @@ class LLM:
             wait = retry_delay(retry, headers, self.backoff, self.max_backoff) if retry else 0.0
             if left is not None and wait >= left:
                 self._count_failure()
-                raise LLMError(f"The LLM service at {self.base_url or 'api.openai.com'} did not answer {name} "
-                               f"within the {self.deadline:g}s deadline ({last or 'no valid answer'}). Try again "
+                raise LLMDeadlineError(f"The LLM service at {self.base_url or 'api.openai.com'} did not answer {name} "
+                                       f"within the {self.deadline:g}s deadline ({last or 'no answer yet'}). Try again "
                                "later (answers so far are cached), or raise the deadline.")
             if retry:
                 logger.info("LLM %s: %s; retry %d of %d in %.2fs", name, last, retry, self.max_retries, wait)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from p2m_engine.attributes import TOPICS
-from p2m_engine.errors import LLMError, UnsupportedTaskError
+from p2m_engine.errors import UnparseableAnswerError, UnsupportedTaskError
 from p2m_engine.input_fields import FieldTemplate, field_template, format_markers
 from p2m_engine.llm import LLM
 from p2m_engine.metrics import normalize_answer
@@ -281,9 +281,7 @@ class _Answerer:
                                             max_tokens=min(1024, 32 + cfg.max_output_chars // 2), variant=i)
                 out = answer.get("output")
                 sample = out.strip() if isinstance(out, str) else None
-            except LLMError as e:
-                if "no valid answer" not in str(e):
-                    raise
+            except UnparseableAnswerError:
                 sample = None
             raw.append(sample or "")
             if sample is not None and task_type == "extractive-qa":
@@ -337,7 +335,7 @@ def generate_pairs(
 
     Returns:
         Where the data is, how many pairs it has, what each filter dropped, and why generation stopped
-        short of the target (`stopped`, empty when the target was reached).
+        short of the target (`stop_reason`, None when the target was reached).
 
     Raises:
         UnsupportedTaskError: the task is classification (use synth.generate_examples) or has no demos.
@@ -373,13 +371,13 @@ def generate_pairs(
     max_batches = config.max_batches_factor * -(-config.n // n_batch) + config.max_failed_batches
     fresh: list[str] = []  # inputs accepted this run (whatever their vote): context for diversity
     batch = failed = no_new_inputs = 0
-    stopped: tuple[str, ...] = ()
+    stopped: str | None = None
     while len(kept) < config.n:
         if failed >= config.max_failed_batches:
-            stopped = (f"no new pair in {failed} consecutive batches",)
+            stopped = f"no new pair in {failed} consecutive batches"
             break
         if batch >= max_batches:
-            stopped = (f"call budget spent ({max_batches} input batches)",)
+            stopped = f"call budget spent ({max_batches} input batches)"
             break
         batch += 1
         t = config.temperature_start + (config.temperature_end - config.temperature_start) * len(kept) / config.n
@@ -404,9 +402,7 @@ def generate_pairs(
                                   max_tokens=min(3072, 32 + n * (limit // 3)), variant=batch)
             texts = (_assembled(reply, n, template) if template else
                      [repair_format(x.strip(), prefix, markers) for x in _fields(reply, "input")[:n]])
-        except LLMError as e:
-            if "no valid answer" not in str(e):
-                raise
+        except UnparseableAnswerError:
             dropped["unparseable_batch"] += 1
             texts = []
         new = []
@@ -443,6 +439,6 @@ def generate_pairs(
             progress(min(len(kept), config.n), config.n)
     dropped.update(filters.dropped)
     if stopped:
-        logger.warning("pair generation stopped at %d of %d pairs: %s", len(kept), config.n, stopped[0])
+        logger.warning("pair generation stopped at %d of %d pairs: %s", len(kept), config.n, stopped)
     return DataResult(out_path, len(kept), {}, dict(dropped), llm.usage.calls - calls_before,
-                      llm.usage.tokens - tokens_before, stopped)
+                      llm.usage.tokens - tokens_before, stop_reason=stopped)

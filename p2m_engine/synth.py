@@ -13,7 +13,7 @@ from typing import Callable
 
 from p2m_engine import attributes
 from p2m_engine.analysis import FailureReport
-from p2m_engine.errors import LLMError, UnsupportedTaskError
+from p2m_engine.errors import UnparseableAnswerError, UnsupportedTaskError
 from p2m_engine.llm import LLM
 from p2m_engine.runs import append_jsonl, read_jsonl
 from p2m_engine.types import DataResult, Example, TaskSpec
@@ -370,9 +370,7 @@ def generate_examples(
                     answer = llm.call_tool(messages, "write_inputs", _schema(n, config.max_chars),
                                            temperature=round(t, 2), max_tokens=min(2048, 32 + n * (config.max_chars // 3)),
                                            variant=len(pool[label]))
-                except LLMError as e:
-                    if "no valid answer" not in str(e):
-                        raise
+                except UnparseableAnswerError:
                     failed[label] += 1
                     continue
                 texts = [text.strip() for text in _inputs(answer)[:n]]
@@ -395,4 +393,5 @@ def generate_examples(
         logger.warning("label %r stopped at %d of %d examples after %d batches (the model kept repeating itself)",
                        label, len(pool[label]), target[label], batches[label])
     return DataResult(out_path, sum(len(v) for v in pool.values()), {k: len(v) for k, v in pool.items()},
-                      dict(filters.dropped), llm.usage.calls - calls_before, llm.usage.tokens - tokens_before, stopped)
+                      dict(filters.dropped), llm.usage.calls - calls_before, llm.usage.tokens - tokens_before, stopped,
+                      f"labels {', '.join(stopped)} gave nothing new batch after batch" if stopped else None)

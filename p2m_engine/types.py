@@ -124,8 +124,10 @@ class DataResult:
     dropped: dict[str, int] = field(default_factory=dict)
     llm_calls: int = 0
     tokens: int = 0
-    stopped: tuple[str, ...] = ()
+    stopped_labels: tuple[str, ...] = ()
     """Labels whose generation stopped because batch after batch gave nothing new."""
+    stop_reason: str | None = None
+    """Why generation stopped short of its target (None: it reached it)."""
 
 
 @dataclass(frozen=True)

@@ -77,8 +77,8 @@ def generate_examples(runtime: ToolRuntime, per_label: int = 0) -> tuple[str, di
         result = pairs.generate_pairs(spec, ctx.llm, out_path, pairs_config, exclude=held_out_inputs(ctx),
                                       progress=ctx.report("generate_examples"))
     artifact = {"generated": result.count, "per_label": result.per_label, "dropped": result.dropped,
-                "stopped_labels": list(result.stopped), "path": str(result.path), **meter.figures()}
-    return observation({k: artifact[k] for k in ("generated", "per_label", "dropped", "stopped_labels")}), artifact
+                "stopped_labels": list(result.stopped_labels), "stop_reason": result.stop_reason, "path": str(result.path), **meter.figures()}
+    return observation({k: artifact[k] for k in ("generated", "per_label", "dropped", "stop_reason")}), artifact
 
 
 @tool(response_format="content_and_artifact")
@@ -111,5 +111,5 @@ def generate_targeted_examples(runtime: ToolRuntime, per_label: int = 0) -> tupl
     added = {k: v - before.get(k, 0) for k, v in result.per_label.items() if v - before.get(k, 0)}
     artifact = {"generated": result.count, "per_label": result.per_label, "added": added,
                 "weak_labels": list(report.weak_labels), "focus_split": report.split, "dropped": result.dropped,
-                "stopped_labels": list(result.stopped), "path": str(result.path), **meter.figures()}
-    return observation({k: artifact[k] for k in ("weak_labels", "added", "per_label", "dropped", "stopped_labels")}), artifact
+                "stopped_labels": list(result.stopped_labels), "stop_reason": result.stop_reason, "path": str(result.path), **meter.figures()}
+    return observation({k: artifact[k] for k in ("weak_labels", "added", "per_label", "dropped", "stop_reason")}), artifact

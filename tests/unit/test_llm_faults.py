@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from p2m_engine.cache import ResponseCache
-from p2m_engine.errors import LLMError
+from p2m_engine.errors import LLMDeadlineError, LLMError, UnparseableAnswerError
 from p2m_engine.llm import LLM, retry_after, retry_delay, schema_problem
 from p2m_engine.synth import SynthConfig, generate_examples
 from p2m_engine.types import Example, TaskSpec
@@ -89,7 +89,7 @@ def test_persistent_transport_fault_stops_after_bounded_retries(fault: str) -> N
 def test_persistent_unusable_answers_stop_after_attempts(fault: str) -> None:
     with FaultyServer(schedule=FaultSchedule([fault], every=1), responder=Teacher()) as server:
         llm = make_llm(server)
-        with pytest.raises(LLMError, match=f"no valid answer for {NAME} after 3 tries"):
+        with pytest.raises(UnparseableAnswerError, match=f"no valid answer for {NAME} after 3 tries"):
             llm.call_tool(MESSAGES, NAME, SCHEMA, attempts=3)
         assert len(server.chat_requests) == 3
     assert llm.usage.calls == 3 and llm.usage.failed == 0
@@ -220,7 +220,7 @@ def test_generation_call_count_is_bounded_when_every_answer_is_unusable(tmp_path
     with FaultyServer(schedule=FaultSchedule(["wrong_schema"], every=1)) as server:
         res = _generate(server, tmp_path / "gen.jsonl", per_label=4)
         requests = len(server.chat_requests)
-    assert res.count == 0 and set(res.stopped) == {"spam", "ham"}  # type: ignore[attr-defined]
+    assert res.count == 0 and set(res.stopped_labels) == {"spam", "ham"}  # type: ignore[attr-defined]
     # max_failed_batches (4) batches per label, each tried `attempts` (3) times.
     assert requests == 2 * 4 * 3
 
@@ -290,7 +290,7 @@ def test_deadline_stops_retries_that_would_outlast_it() -> None:
                       retry_after="0.4") as server:
         llm = make_llm(server, max_retries=5, max_backoff=5.0, deadline=0.6)
         started = time.monotonic()
-        with pytest.raises(LLMError, match="0.6s deadline"):
+        with pytest.raises(LLMDeadlineError, match="0.6s deadline"):
             llm.call_tool(MESSAGES, NAME, SCHEMA)
         assert time.monotonic() - started < 0.6
         assert len(server.chat_requests) == 2 and llm.usage.failed == 1
@@ -312,3 +312,12 @@ def test_a_call_within_its_deadline_is_unchanged() -> None:
         assert llm.call_tool(MESSAGES, NAME, SCHEMA) == {"input_1": "a", "input_2": "b"}
     with pytest.raises(LLMError, match="deadline=0"):
         LLM(base_url="http://127.0.0.1:9", model="m", deadline=0)
+
+
+def test_a_deadline_during_generation_stops_it_instead_of_passing_for_a_bad_batch(tmp_path: Path) -> None:
+    # An unparseable batch is skipped and generation goes on; a service out of time is not a bad batch: the
+    # error reaches the caller (the build records it and can resume), whatever its message says.
+    with FaultyServer([("fault", "429")] * 20, retry_after="0.4") as server:
+        with pytest.raises(LLMDeadlineError):
+            _generate(server, tmp_path / "out.jsonl", max_retries=5, max_backoff=5.0, deadline=0.6)
+        assert len(server.chat_requests) == 2  # the first batch's two tries; nothing after it was asked

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import pytest
 
-from p2m_engine.errors import LLMError, UnsupportedTaskError
+from p2m_engine.errors import LLMError, UnparseableAnswerError, UnsupportedTaskError
 from p2m_engine.pairs import PairsConfig, as_span, generate_pairs, majority, vote_key
 from p2m_engine.types import Example, TaskSpec
 from tests.fakes import FakeLLM
@@ -88,7 +88,7 @@ def test_generates_pairs_by_majority_with_provenance(tmp_path: Path) -> None:
     llm = scripted(_numbered, output)
     res = generate_pairs(GEN, llm, out, PairsConfig(n=4, batch_size=3, votes=3))  # type: ignore[arg-type]
     rows = _rows(out)
-    assert res.count == 4 == len(rows) and not res.stopped
+    assert res.count == 4 == len(rows) and res.stop_reason is None and not res.stopped_labels
     assert all(r["output"] == f"past: {r['input']}" for r in rows)
     assert all(" 1 1 " not in r["input"] for r in rows)  # the split vote was dropped
     assert res.dropped["no_majority"] == 1
@@ -202,12 +202,12 @@ def test_resume_counts_rows_on_disk_and_appends(tmp_path: Path) -> None:
 def test_calls_are_bounded_when_the_llm_returns_garbage(tmp_path: Path) -> None:
     def answer(messages: list[dict[str, Any]], name: str, i: int) -> dict[str, Any]:
         if name == "write_inputs" and i % 2:
-            raise LLMError("The LLM gave no valid answer for write_inputs after 3 tries (garbage).")
+            raise UnparseableAnswerError("The LLM gave no valid answer for write_inputs after 3 tries (garbage).")
         return {"nonsense": "???"} if name == "write_inputs" else {"output": ""}
 
     llm = FakeLLM(answer)
     res = generate_pairs(GEN, llm, tmp_path / "g.jsonl", PairsConfig(n=50, max_failed_batches=3))  # type: ignore[arg-type]
-    assert res.count == 0 and res.stopped and "no new pair" in res.stopped[0]
+    assert res.count == 0 and "no new pair" in (res.stop_reason or "") and res.stopped_labels == ()
     assert llm.usage.calls == 3
 
 

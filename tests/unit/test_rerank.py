@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 
-from p2m_engine.errors import LLMError
+from p2m_engine.errors import UnparseableAnswerError
 from p2m_engine.labelmap import check_label_map, llm_label_map, rows_by_label
 from p2m_engine.rerank import rerank_datasets, tally
 from p2m_engine.retrieval import find_dataset
@@ -98,7 +98,7 @@ def test_rerank_ties_follow_the_dense_ranking_and_unknown_names_count_as_none() 
 
 def test_rerank_falls_back_to_dense_order_when_the_llm_never_answers() -> None:
     def broken(*_: Any) -> dict[str, Any]:
-        raise LLMError("The LLM gave no valid answer for choose_dataset after 3 tries (x).")
+        raise UnparseableAnswerError("The LLM gave no valid answer for choose_dataset after 3 tries (x).")
 
     result = rerank_datasets(SENTIMENT, [cand("a", 0.6), cand("b", 0.5)], FakeLLM(broken))
     assert result.choice == "a" and all(b["vote"] == "" and "no answer" in b["reason"] for b in result.ballots)

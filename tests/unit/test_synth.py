@@ -72,7 +72,7 @@ def test_stops_a_label_that_yields_nothing(tmp_path: Path) -> None:
 
     llm = FakeLLM(answer)
     res = generate_examples(SPEC, llm, tmp_path / "g.jsonl", SynthConfig(per_label=2, batch_size=1, max_failed_batches=3))  # type: ignore[arg-type]
-    assert res.per_label == {"spam": 0, "ham": 2} and res.stopped == ("spam",)
+    assert res.per_label == {"spam": 0, "ham": 2} and res.stopped_labels == ("spam",) and "spam" in (res.stop_reason or "")
     assert res.dropped["leak"] == 3
     spam_temps = [r["temperature"] for r in llm.requests if 'label is "spam"' in r["messages"][-1]["content"]]
     assert spam_temps == sorted(spam_temps) and spam_temps[-1] >= spam_temps[0] + 0.5  # hotter after each failure
@@ -132,7 +132,7 @@ def test_every_label_gets_a_bounded_number_of_calls(tmp_path: Path) -> None:
     cfg = SynthConfig(per_label=10, batch_size=5, max_batches_factor=1, max_failed_batches=1)
     res = generate_examples(SPEC, llm, tmp_path / "g.jsonl", cfg)  # type: ignore[arg-type]
     assert llm.usage.calls == 2 * (1 * 2 + 1)  # per label: factor * ceil(10 / 5) + max_failed_batches
-    assert res.stopped == ("spam", "ham") and res.per_label == {"spam": 3, "ham": 3}
+    assert res.stopped_labels == ("spam", "ham") and res.per_label == {"spam": 3, "ham": 3}
 
 
 def test_duplicate_filter_keeps_first_drops_second() -> None:
