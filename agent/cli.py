@@ -13,6 +13,7 @@ import click
 
 from agent.display import json_line, plain
 from p2m_engine.errors import P2MError
+from p2m_engine.redact import redact as redact_secrets
 
 
 def _offline_defaults() -> None:
@@ -34,11 +35,7 @@ SECRET_VARS = ("OPENAI_API_KEY",)
 
 def redact(text: str) -> str:
     """`text` with the values of secret environment variables masked."""
-    for var in SECRET_VARS:
-        value = os.environ.get(var) or ""
-        if len(value) >= 6:
-            text = text.replace(value, "[REDACTED]")
-    return text
+    return redact_secrets(text, (os.environ.get(var) for var in SECRET_VARS))
 
 
 def _leaks(e: BaseException) -> bool:

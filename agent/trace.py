@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from p2m_engine.redact import redact
 from p2m_engine.runs import append_jsonl, read_jsonl
 
 TRACE_FILE = "trace.jsonl"
@@ -18,18 +19,13 @@ class TraceWriter:
     def __init__(self, run_dir: Path, run_id: str, secrets: Iterable[str] = ()) -> None:
         self.path = run_dir / TRACE_FILE
         self.run_id = run_id
-        self._secrets = [s for s in secrets if s and len(s) >= 6]
-
-    def _redact(self, text: str) -> str:
-        for s in self._secrets:
-            text = text.replace(s, "[REDACTED]")
-        return text
+        self._secrets = list(secrets)
 
     def write(self, events: Iterable[dict[str, Any]]) -> None:
         rows = []
         for e in events:
             row = {"run_id": self.run_id, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **e}
-            rows.append(json.loads(self._redact(json.dumps(row, ensure_ascii=False, default=str))))
+            rows.append(json.loads(redact(json.dumps(row, ensure_ascii=False, default=str), self._secrets)))
         append_jsonl(self.path, rows)
 
 

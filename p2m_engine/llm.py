@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from p2m_engine.cache import ResponseCache, cache_key
 from p2m_engine.errors import LLMDeadlineError, LLMError, UnparseableAnswerError
+from p2m_engine.redact import redact
 
 logger = logging.getLogger(__name__)
 
@@ -175,8 +176,7 @@ class LLM:
 
     def _redact(self, text: str) -> str:
         """Text from the server or the HTTP stack with the API key masked (a server may echo headers)."""
-        key = self.api_key or ""
-        return text.replace(key, "[REDACTED]") if len(key) >= 6 else text
+        return redact(text, [self.api_key])
 
     def cost_usd(self, prompt_tokens: int | None = None, completion_tokens: int | None = None) -> float | None:
         """USD of the tokens used so far (or of the given counts): 0 for a local server, None when unknown."""

@@ -307,3 +307,10 @@ def test_the_load_check_catches_a_remote_code_load() -> None:
     calls = _loader_calls(bad)
     assert len(calls) == 2
     assert calls[0].keywords[0].arg == "trust_remote_code" and calls[1].keywords[0].arg is None
+
+
+def test_one_masking_rule_for_every_writer() -> None:
+    from p2m_engine.redact import MASK, redact
+
+    assert redact("key sk-abcdef and sk-abcdef again; x stays", ["sk-abcdef", None, "x"]) == f"key {MASK} and {MASK} again; x stays"
+    assert redact("nothing to hide", []) == "nothing to hide"
