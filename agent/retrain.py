@@ -18,6 +18,7 @@ from typing import Any
 
 from p2m_engine.datasets import load_examples
 from p2m_engine.errors import P2MError
+from p2m_engine.students import TRAIN_FILE
 from p2m_engine.train import TrainConfig
 from p2m_engine.types import MAIN_METRIC, TaskSpec
 
@@ -35,7 +36,7 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
 
 def train_config(run: Path, epochs: float | None, base_model: str | None) -> TrainConfig:
     """The training settings of the run's exported model, with the user's changes."""
-    exported = run / "model" / "p2m_train.json"
+    exported = run / "model" / TRAIN_FILE
     if not exported.is_file() and (run / "config.json").is_file():
         # The exported model is gone (deleted, damaged): train again with the settings the build started from.
         saved = _read_json(run / "config.json", "the build's settings").get("train") or {}
@@ -79,11 +80,7 @@ def retrain(run: Path, *, epochs: float | None = None, base_model: str | None = 
     result = students.train_student(spec, train, val, model_dir, config)
     if rank != 0:
         return {}
-    (model_dir / "p2m_task.json").write_text(json.dumps(spec.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
-    (model_dir / "p2m_train.json").write_text(json.dumps({**result.config, "n_train": result.n_train,
-                                                          "n_val": result.n_val, "train_loss": result.train_loss,
-                                                          "val_accuracy": result.val_score, "processes": size},
-                                                         indent=2, default=str), encoding="utf-8")
+    students.write_model_record(model_dir, spec, result, processes=size)
     metric = MAIN_METRIC[spec.task_type]
     scores: dict[str, float] = {}
     config_test = _read_json(run / "config.json", "the build settings").get("test")

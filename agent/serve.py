@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from p2m_engine.errors import ModelError, P2MError
+from p2m_engine.students import TASK_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def resolve_model(path: Path) -> tuple[Path, str]:
         model_dir = path / "model" if (path / "model" / "config.json").is_file() else path
         if not (model_dir / "config.json").is_file():
             raise ModelError(f"No trained model in {path}.")
-    for task_file in (model_dir / "p2m_task.json", model_dir.parent / "task.json"):
+    for task_file in (model_dir / TASK_FILE, model_dir.parent / "task.json"):
         if task_file.is_file():
             try:
                 task = json.loads(task_file.read_text(encoding="utf-8"))

@@ -7,8 +7,9 @@ students are encoders with a span head (p2m_engine.qa); generation students are 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from p2m_engine.errors import UnsupportedTaskError
 from p2m_engine.metrics import per_label_recall, task_metrics
@@ -40,6 +41,20 @@ def train_student(spec: TaskSpec, train: list[Example], val: list[Example], out_
 
         return train_generator(train, val, out_dir, config, progress=progress, instruction=spec.instruction)
     raise UnsupportedTaskError(f"No {spec.task_type} student yet.")
+
+
+TASK_FILE = "p2m_task.json"
+TRAIN_FILE = "p2m_train.json"
+
+
+def write_model_record(model_dir: Path, spec: TaskSpec, result: TrainResult, **extra: Any) -> None:
+    """Save the task and the training settings and figures beside a trained student, so that predict, serve and
+    `p2m retrain` work on the folder once it is copied out of its run (nanoGPT: the config travels with the
+    checkpoint). `extra`: what the caller adds (data sources, prior shift, processes...)."""
+    (model_dir / TASK_FILE).write_text(json.dumps(spec.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+    record = {**result.config, "n_train": result.n_train, "n_val": result.n_val, "train_loss": result.train_loss,
+              "val_accuracy": result.val_score, **extra}
+    (model_dir / TRAIN_FILE).write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
 
 
 def predict_student(task_type: str, model_dir: Path, inputs: list[str]) -> list[str]:

@@ -175,10 +175,8 @@ def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str,
     prior_info = correct_prior(ctx, spec.labels, trained, result.model_dir, estimate) \
         if spec.task_type == "classification" else {}
     # The model folder says what it is, so that predict/serve work on it when it is copied out of the run.
-    ctx.run.write_json(f"{folder}/p2m_task.json", spec.to_dict())
-    ctx.run.write_json(f"{folder}/p2m_train.json", {**result.config, "sources": sources, "n_train": result.n_train,
-                                                    "n_val": result.n_val, "train_loss": result.train_loss,
-                                                    "val_accuracy": result.val_score, "prior": prior_info})
+    students.write_model_record(result.model_dir, spec, result, sources=sources, prior=prior_info,
+                                student="probe" if soft else "fine-tuned")
     artifact = {"model_dir": str(result.model_dir), "iteration": iteration, "train_loss": round(result.train_loss, 4),
                 "val_accuracy": round(result.val_score, 4), "n_train": result.n_train, "n_val": result.n_val,
                 "sources": sources, "epochs": result.epochs, "bf16": result.config.get("bf16_used"), "prior": prior_info,
