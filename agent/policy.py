@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.context import Context
-from p2m_engine.types import PAIRS_PER_LABEL_BUDGET
+from p2m_engine.types import generation_total
 
 ACTIONS: dict[str, str] = {
     "search_datasets": "search the dataset hub for real labelled data that fits the task",
@@ -43,7 +43,7 @@ def generation_target(state: dict[str, Any], ctx: Context) -> int:
     per-label target; a task without labels (generation, extractive QA) gets a total target."""
     labels = state["task"].get("labels") or ()
     if not labels:
-        return per_label_target(state, ctx) * PAIRS_PER_LABEL_BUDGET
+        return generation_total((), per_label_target(state, ctx))
     real = state.get("real_per_label") or {}
     return sum(max(0, per_label_target(state, ctx) - int(real.get(label, 0))) for label in labels)
 

@@ -71,7 +71,7 @@ class State(InputState, total=False):
     failures: str | None
     """Summary of the current model's failures on the decision split (weak labels, confusions)."""
     failures_path: str | None
-    """The decision split's predictions of the current model, which the failure analysis reads."""
+    """The failure analysis of the current model on the decision split (failures.json), which targeted generation reads."""
     weak_labels: list[str]
     """Labels of the current model whose recall on the decision split is below the mean or the target."""
     history: Annotated[list[dict[str, Any]], operator.add]

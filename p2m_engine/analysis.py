@@ -3,6 +3,7 @@ and the weak labels that targeted generation should work on."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -93,6 +94,30 @@ class FailureReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FailureReport":
+        return cls(d["split"], int(d["n"]), float(d["accuracy"]), tuple(LabelStats(**s) for s in d["labels"]),
+                   tuple(Confusion(**c) for c in d["confusions"]), tuple(d["weak_labels"]),
+                   tuple(ErrorExample(**e) for e in d.get("errors", ())), d.get("threshold"), d.get("source", ""))
+
+
+def write_failures(report: FailureReport, path: Path) -> Path:
+    """Save a failure analysis (the evaluation makes it once; targeted generation reads it)."""
+    path.write_text(json.dumps(report.to_dict(), indent=1, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def read_failures(path: Path) -> FailureReport:
+    """A failure analysis saved by `write_failures`.
+
+    Raises:
+        DatasetError: the file is missing or not a failure analysis.
+    """
+    try:
+        return FailureReport.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DatasetError(f"{path} is not a failure analysis ({e}); evaluate the model again.") from None
 
 
 def _ratio(a: int, b: int) -> float | None:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import statistics
 import time
 from collections import Counter
-from typing import Callable
 
 from p2m_engine.errors import UnparseableAnswerError
 from p2m_engine.llm import LLM
-from p2m_engine.types import Example, TaskSpec
+from p2m_engine.types import Example, Progress, TaskSpec
 from prompts import render
 
-Progress = Callable[[int, int], None]
 
 
 def majority_label(examples: list[Example]) -> str:

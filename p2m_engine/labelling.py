@@ -20,7 +20,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -28,11 +28,10 @@ from p2m_engine import pool, scoring
 from p2m_engine.errors import LLMError
 from p2m_engine.llm import LLM
 from p2m_engine.runs import write_jsonl
-from p2m_engine.types import TaskSpec
+from p2m_engine.types import Progress, TaskSpec
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from p2m_engine.errors import P2MError
+from p2m_engine.types import generation_total
 
 # USD per 1M tokens: (input, output).
 PRICES: dict[str, tuple[float, float]] = {
@@ -105,13 +106,13 @@ def estimate(n_labels: int, per_label: int, batch_size: int, iterations: int, ma
     and the teacher's label scores of `labelled` hub texts (plus its test on each demonstration, with the 3
     content-free calibration inputs each time).
 
-    A task without labels generates pairs: about 5 x per_label examples, each input answered by up to 3 votes.
+    A task without labels generates pairs: `generation_total` of them (5 x per_label), each input answered by up to 3 votes.
     """
     if n_labels:
         generation = n_labels * (3 * -(-per_label // batch_size) + 4)  # max_batches_factor=3, max_failed_batches=4
         targeted = (iterations - 1) * n_labels * 3
     else:
-        pairs = 5 * per_label
+        pairs = generation_total((), per_label)
         generation = pairs * 3 + 2 * -(-pairs // batch_size)
         targeted = 0
     scoring = labelled + 3 + 4 * n_demos if n_labels and labelled else 0

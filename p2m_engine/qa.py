@@ -8,21 +8,21 @@ import json
 import logging
 import math
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from p2m_engine.errors import ModelError, TrainingError
 from p2m_engine.metrics import normalize_answer, squad_metrics
 from p2m_engine.qa_text import QAItem, Window, best_answer, field_names, split_question_context, to_items
 from p2m_engine.runs import write_jsonl
 from p2m_engine.train import TrainConfig, bf16_supported, effective_epochs, progress_callback, training_arguments
-from p2m_engine.types import EvalReport, Example, TrainResult
+from p2m_engine.types import EvalReport, Example, Progress, TrainResult
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
 MIN_VAL = 5  # fewer validation rows than this cannot pick a checkpoint
 QA_META = "p2m_qa.json"  # beside the model: how inputs were split and windowed, so prediction does the same
 
@@ -192,7 +192,7 @@ def train_qa(train: list[Example], val: list[Example], out_dir: Path, config: Tr
     trainer.save_model(str(out_dir))
     tok.save_pretrained(str(out_dir))
     (out_dir / QA_META).write_text(json.dumps({"field_names": list(names), **asdict(qa)}, indent=1), encoding="utf-8")
-    _remove_tree(ckpt_dir)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)  # the checkpoints of the best epoch are copied out
     return TrainResult(out_dir, float(out.training_loss), val_em, len(train_items), len(val_items), epochs,
                        time.monotonic() - started,
                        {**asdict(config), "qa": asdict(qa), "field_names": list(names), "bf16_used": use_bf16,
@@ -258,9 +258,3 @@ def evaluate_qa(model_dir: Path, examples: list[Example], split: str,
                                         "f1": round(squad_metrics([e.output], [p])["f1"], 4)}
                                        for e, p in zip(examples, preds)))
     return EvalReport(split, len(examples), squad_metrics(list(gold), preds), {}, predictions_path)
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 from p2m_engine.llm import LLM
-from p2m_engine.types import Example, TaskSpec
+from p2m_engine.types import Example, Progress, TaskSpec
 from prompts import render
 
-Progress = Callable[[int, int], None]
 
 # Inputs that carry no content: what the prompt alone makes the teacher answer.
 CONTENT_FREE = ("N/A", "", "[MASK]")

@@ -15,9 +15,8 @@ from p2m_engine.errors import UnsupportedTaskError
 from p2m_engine.metrics import per_label_recall, task_metrics
 from p2m_engine.runs import write_jsonl
 from p2m_engine.train import TrainConfig
-from p2m_engine.types import EvalReport, Example, TaskSpec, TrainResult
+from p2m_engine.types import EvalReport, Example, Progress, TaskSpec, TrainResult
 
-Progress = Callable[[int, int], None]
 
 
 def train_student(spec: TaskSpec, train: list[Example], val: list[Example], out_dir: Path, config: TrainConfig,

@@ -9,19 +9,17 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from p2m_engine import attributes
 from p2m_engine.analysis import FailureReport
 from p2m_engine.errors import UnparseableAnswerError, UnsupportedTaskError
 from p2m_engine.llm import LLM
 from p2m_engine.runs import append_jsonl, read_jsonl
-from p2m_engine.types import DataResult, Example, TaskSpec
+from p2m_engine.types import DataResult, Example, Progress, TaskSpec
 from prompts import render
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
 
 REFUSAL = re.compile(r"^(i'?m sorry|i am sorry|i can(no|')t|as an ai|sorry,|i apologi[sz]e)", re.IGNORECASE)
 _NORM = re.compile(r"[\W_]+", re.UNICODE)

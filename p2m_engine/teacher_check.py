@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from p2m_engine.baselines import teacher_answer, teacher_classify
 from p2m_engine.llm import LLM
 from p2m_engine.metrics import task_metrics
 from p2m_engine.students import evaluate_student
-from p2m_engine.types import MAIN_METRIC, Example, TaskSpec
-
-Progress = Callable[[int, int], None]
+from p2m_engine.types import MAIN_METRIC, Example, Progress, TaskSpec
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,14 @@ import random
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from p2m_engine.errors import ModelError, TrainingError
 from p2m_engine.train import TrainConfig, bf16_supported, effective_epochs
-from p2m_engine.types import Example, TrainResult
+from p2m_engine.types import Example, Progress, TrainResult
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
 
 # Prompt format for tokenizers without a chat template: the input, this separator, the output, EOS.
 SEPARATOR = "\n### Output:\n"

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from p2m_engine import pair_input
 from p2m_engine.errors import TrainingError
-from p2m_engine.types import Example, TrainResult
+from p2m_engine.types import Example, Progress, TrainResult
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ def train_model(
     trainer.save_model(str(out_dir))
     tok.save_pretrained(str(out_dir))
     pair_input.save(pair, out_dir)
-    _remove_tree(ckpt_dir)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)  # the checkpoints of the best epoch are copied out
     return TrainResult(out_dir, float(out.training_loss), val_score, len(train), len(val), epochs,
                        time.monotonic() - started,
                        {**asdict(config), "bf16_used": use_bf16, "pair_fields": list(pair.names) if pair else None,
@@ -226,9 +226,3 @@ def progress_callback(progress: Progress | None) -> Any:
                 progress(state.global_step, state.max_steps)
 
     return _Progress()
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)

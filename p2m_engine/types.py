@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 TaskType = Literal["classification", "extractive-qa", "generation"]
 # What the main score of each task type is (the one the benchmark and the agent's target use).
+Progress = Callable[[int, int], None]
+"""Called with (done, total) as long work advances (the CLI draws a bar from it)."""
+
 MAIN_METRIC: dict[str, str] = {"classification": "accuracy", "extractive-qa": "exact_match", "generation": "chrf++"}
 # A task without labels gets this many times the per-label budget as its total target (what a 5-label task gets).
 PAIRS_PER_LABEL_BUDGET = 5
+
+
+def generation_total(labels: tuple[str, ...] | list[str], per_label: int) -> int:
+    """Examples a build generates at most for `per_label`: per label for a labelled task, a total of
+    PAIRS_PER_LABEL_BUDGET times it for a task without labels (the policy and the tool use this one rule)."""
+    return per_label * (len(labels) if labels else PAIRS_PER_LABEL_BUDGET)
 # Task type names used by hub dataset cards, mapped to p2m's.
 TASK_TYPE_ALIASES: dict[str, str] = {"text-generation": "generation", "text2text-generation": "generation",
                                      "question-answering": "extractive-qa", "extractive_qa": "extractive-qa",

@@ -9,7 +9,7 @@ from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
 from p2m_engine import students
-from p2m_engine.analysis import analyze_failures
+from p2m_engine.analysis import analyze_failures, write_failures
 from p2m_engine.datasets import load_examples
 from p2m_engine.errors import TrainingError
 from p2m_engine.types import MAIN_METRIC
@@ -81,7 +81,8 @@ def evaluate_model(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     summary["decided_on"] = decide_on
     if spec.labels:
         failures = analyze_failures(folder / f"{decide_on}.jsonl", spec.labels, split=decide_on, threshold=ctx.target)
-        artifact |= {"failures_path": str(folder / f"{decide_on}.jsonl"), "failures": failures.summary(),
+        saved = write_failures(failures, ctx.run.path("iterations", str(iteration), "failures.json"))
+        artifact |= {"failures_path": str(saved), "failures": failures.summary(),
                      "weak_labels": list(failures.weak_labels)}
         summary["failures"] = failures.summary()
     return observation(summary), artifact

@@ -10,10 +10,10 @@ from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
 from p2m_engine import pairs, synth
-from p2m_engine.analysis import analyze_failures
+from p2m_engine.analysis import read_failures
 from p2m_engine.errors import LLMError, TrainingError
 from p2m_engine.runs import read_jsonl
-from p2m_engine.types import PAIRS_PER_LABEL_BUDGET
+from p2m_engine.types import generation_total
 from tools.context import Meter, ToolContext, observation, spec_of
 
 
@@ -73,7 +73,7 @@ def generate_examples(runtime: ToolRuntime, per_label: int = 0) -> tuple[str, di
                                          progress=ctx.report("generate_examples"), call_id=runtime.tool_call_id,
                                          have=real_per_label(ctx))
     else:
-        pairs_config = pairs.PairsConfig(n=config.per_label * PAIRS_PER_LABEL_BUDGET, seed=config.seed)
+        pairs_config = pairs.PairsConfig(n=generation_total((), config.per_label), seed=config.seed)
         result = pairs.generate_pairs(spec, ctx.llm, out_path, pairs_config, exclude=held_out_inputs(ctx),
                                       progress=ctx.report("generate_examples"))
     artifact = {"generated": result.count, "per_label": result.per_label, "dropped": result.dropped,
@@ -101,8 +101,7 @@ def generate_targeted_examples(runtime: ToolRuntime, per_label: int = 0) -> tupl
         raise TrainingError("No failure analysis yet: call evaluate_model before generate_targeted_examples.")
     meter = Meter(ctx.llm)
     spec = spec_of(state)
-    report = analyze_failures(Path(state["failures_path"]), spec.labels, split=state.get("decision_split"),
-                              threshold=ctx.target)
+    report = read_failures(Path(state["failures_path"]))  # made once, by the evaluation
     before = dict(state.get("per_label") or {})
     result = synth.generate_targeted_examples(spec, ctx.llm, ctx.run.path("data", "generated.jsonl"), report,
                                               ctx.synth, extra=per_label, exclude=held_out_inputs(ctx),

@@ -95,3 +95,14 @@ def test_empty_or_missing_file_is_a_clear_error(tmp_path: Path) -> None:
         analyze_failures(_write(tmp_path / "e.jsonl", []), ("x",))
     with pytest.raises(DatasetError, match="No such file"):
         analyze_failures(tmp_path / "missing.jsonl", ("x",))
+
+
+def test_a_saved_failure_analysis_reads_back_equal(predictions: Path, tmp_path: Path) -> None:
+    from p2m_engine.analysis import read_failures, write_failures
+
+    report = analyze_failures(predictions, ["a", "b", "c"], split="dev", threshold=0.9)
+    again = read_failures(write_failures(report, tmp_path / "failures.json"))
+    assert again == report and again.missed(report.weak_labels[0]) == report.missed(report.weak_labels[0])
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(DatasetError, match="not a failure analysis"):
+        read_failures(tmp_path / "bad.json")
