@@ -7,7 +7,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 
@@ -78,29 +78,59 @@ def cli() -> None:
     """p2m: turn a task description with a few examples into a small, deployable model."""
 
 
+def _options(*options: Any) -> Callable[[Any], Any]:
+    """A decorator applying click options in the order they are listed (as they read in --help)."""
+    def apply(f: Any) -> Any:
+        for opt in reversed(options):
+            f = opt(f)
+        return f
+    return apply
+
+
+_llm_options = _options(
+    click.option("--llm", "backend", default="embedded", envvar="P2M_LLM", show_default=True,
+                 help="LLM backend: 'embedded' (llama.cpp, offline) or 'openai' (any OpenAI-compatible endpoint)."),
+    click.option("-m", "--model", envvar="P2M_MODEL", help="Model name for --llm openai, or a .gguf file for --llm embedded."),
+    click.option("--base-url", envvar="OPENAI_BASE_URL", help="Base URL of an OpenAI-compatible server (vLLM, Ollama, llama.cpp)."),
+)
+BUDGET_HELP = ("Limits, e.g. 'steps=12,per_label=40,epochs=3,retrieved=1000,target=0.9,iterations=3,teacher_check=50' "
+               "(target: validation accuracy at which iterating stops; teacher_check: real rows on which a generation "
+               "or QA student is compared with its teacher).")
+# The options `p2m build` and `p2m chat` share, written once.
+_build_options = _options(
+    _llm_options,
+    click.option("--hub", "hubs", multiple=True, type=click.Path(path_type=Path), help="A folder of datasets to search (repeatable)."),
+    click.option("--catalog", "catalog_dir", type=click.Path(path_type=Path, file_okay=False, exists=True),
+                 help="A folder with the offline Hugging Face dataset catalog (hf_dataset_index.json) to search too."),
+    click.option("--test", "test_path", type=click.Path(path_type=Path), help="Labelled JSONL (input, output) to evaluate on."),
+    click.option("--out", default=Path("runs"), type=click.Path(path_type=Path), show_default=True, help="Where run folders go."),
+    click.option("--budget", default="", help=BUDGET_HELP),
+    click.option("--student", help="A local model folder to fine-tune instead of searching for one."),
+    click.option("--seed", default=0, show_default=True, help="Seed for sampling, splits and training."),
+)
+
+
+def _check_build_inputs(backend: str, hubs: tuple[Path, ...], test_path: Path | None) -> None:
+    """Refuse bad build settings before anything is made (a run folder, an LLM server)."""
+    for hub in hubs:
+        if not hub.is_dir():
+            raise P2MError(f"--hub {hub}: no such folder.")
+    if test_path is not None and not test_path.is_file():
+        raise P2MError(f"--test {test_path}: no such file.")
+    if backend not in ("embedded", "openai"):
+        raise P2MError(f"Unknown --llm backend {backend!r}; use 'embedded' or 'openai'.")
+
+
 @cli.command()
 @click.argument("prompt")
-@click.option("--llm", "backend", default="embedded", envvar="P2M_LLM", show_default=True,
-              help="LLM backend: 'embedded' (llama.cpp, offline) or 'openai' (any OpenAI-compatible endpoint).")
-@click.option("-m", "--model", envvar="P2M_MODEL", help="Model name for --llm openai, or a .gguf file for --llm embedded.")
-@click.option("--base-url", envvar="OPENAI_BASE_URL", help="Base URL of an OpenAI-compatible server (vLLM, Ollama, llama.cpp).")
-@click.option("--hub", "hubs", multiple=True, type=click.Path(path_type=Path), help="A folder of datasets to search (repeatable).")
-@click.option("--catalog", "catalog_dir", type=click.Path(path_type=Path, file_okay=False, exists=True),
-              help="A folder with the offline Hugging Face dataset catalog (hf_dataset_index.json) to search too.")
-@click.option("--test", "test_path", type=click.Path(path_type=Path), help="Labelled JSONL (input, output) to evaluate on.")
-@click.option("--out", default=Path("runs"), type=click.Path(path_type=Path), show_default=True, help="Where run folders go.")
-@click.option("--budget", default="", help="Limits, e.g. 'steps=12,per_label=40,epochs=3,retrieved=1000,target=0.9,"
-              "iterations=3,teacher_check=50' (target: validation accuracy at which iterating stops; teacher_check: "
-              "real rows on which a generation or QA student is compared with its teacher).")
+@_build_options
 @click.option("--planner", type=click.Choice(["auto", "rules", "llm"]), default="auto", show_default=True,
               help="Who picks the next step: rules, the LLM, or auto (LLM for API models, rules for the small embedded one).")
-@click.option("--student", help="A local encoder folder to fine-tune instead of searching for one.")
-@click.option("--seed", default=0, show_default=True, help="Seed for sampling, splits and training.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 @click.option("-y", "--yes", is_flag=True, help="Unattended: never wait for input (stdin is not read).")
 def build(prompt: str, backend: str, model: str | None, base_url: str | None, hubs: tuple[Path, ...],
-          catalog_dir: Path | None, test_path: Path | None, out: Path, budget: str, planner: str,
-          student: str | None, seed: int, as_json: bool, yes: bool) -> None:
+          catalog_dir: Path | None, test_path: Path | None, out: Path, budget: str, student: str | None, seed: int,
+          planner: str, as_json: bool, yes: bool) -> None:
     """Build a model for PROMPT (a prompt file, or the prompt text): instruction plus input=/output= demos.
 
     \b
@@ -118,13 +148,7 @@ def build(prompt: str, backend: str, model: str | None, base_url: str | None, hu
 
     limits = Budget.parse(budget)
     spec = parse_task(read_prompt(prompt))
-    for hub in hubs:
-        if not hub.is_dir():
-            raise P2MError(f"--hub {hub}: no such folder.")
-    if test_path is not None and not test_path.is_file():
-        raise P2MError(f"--test {test_path}: no such file.")
-    if backend not in ("embedded", "openai"):
-        raise P2MError(f"Unknown --llm backend {backend!r}; use 'embedded' or 'openai'.")
+    _check_build_inputs(backend, hubs, test_path)
     from agent.build import build_model
 
     summary = build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs),
@@ -179,29 +203,11 @@ def resume(run: Path, as_json: bool, base_url: str | None) -> None:
     _finish(summary, as_json)
 
 
-def _chat_options(f: Any) -> Any:
-    """The options `p2m chat` shares with `p2m build`."""
-    for opt in reversed([
-        click.option("--llm", "backend", default="embedded", envvar="P2M_LLM", show_default=True,
-                     help="LLM backend: 'embedded' (llama.cpp, offline) or 'openai' (any OpenAI-compatible endpoint)."),
-        click.option("-m", "--model", envvar="P2M_MODEL", help="Model name for --llm openai, or a .gguf file."),
-        click.option("--base-url", envvar="OPENAI_BASE_URL", help="Base URL of an OpenAI-compatible server."),
-        click.option("--hub", "hubs", multiple=True, type=click.Path(path_type=Path), help="Dataset hub folder (repeatable)."),
-        click.option("--test", "test_path", type=click.Path(path_type=Path), help="Labelled JSONL to evaluate on."),
-        click.option("--out", default=Path("runs"), type=click.Path(path_type=Path), show_default=True),
-        click.option("--budget", default="", help="Limits, as for build."),
-        click.option("--student", help="A local model folder to fine-tune instead of searching for one."),
-        click.option("--seed", default=0, show_default=True),
-    ]):
-        f = opt(f)
-    return f
-
-
 @cli.command()
 @click.argument("prompt", required=False)
-@_chat_options
+@_build_options
 def chat(prompt: str | None, backend: str, model: str | None, base_url: str | None, hubs: tuple[Path, ...],
-         test_path: Path | None, out: Path, budget: str, student: str | None, seed: int) -> None:
+         catalog_dir: Path | None, test_path: Path | None, out: Path, budget: str, student: str | None, seed: int) -> None:
     """Build a model in conversation: the agent asks what PROMPT leaves open, proposes a plan, builds when you
     agree, then answers "why ...?" from its trace and takes requests ("add a label X", "more examples of ...").
 
@@ -219,6 +225,7 @@ def chat(prompt: str | None, backend: str, model: str | None, base_url: str | No
         resume_model(Path(prompt), base_url=base_url, chat=True)
         return
     limits = Budget.parse(budget)
+    _check_build_inputs(backend, hubs, test_path)  # before the user types a whole prompt
     if not prompt:
         console.print("Describe the task, then give a few examples as lines input=\"...\" and output=\"...\"; "
                       "finish with an empty line.")
@@ -227,12 +234,9 @@ def chat(prompt: str | None, backend: str, model: str | None, base_url: str | No
             lines.append(line.rstrip("\n"))
         prompt = "\n".join(lines)
     spec = parse_task(read_prompt(prompt))
-    for hub in hubs:
-        if not hub.is_dir():
-            raise P2MError(f"--hub {hub}: no such folder.")
     summary = build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs),
                           test_path=test_path, out=out, limits=limits, planner="auto", student=student, seed=seed,
-                          chat=True, confirm=_confirm)
+                          catalog=catalog_dir, chat=True, confirm=_confirm)
     if summary.get("declined"):
         from agent.build import EXIT_DECLINED
 
@@ -268,9 +272,7 @@ def _command_line(ctx: click.Context) -> str:
 @cli.command()
 @click.argument("suite", type=click.Path(path_type=Path))
 @click.option("--hub", "hubs", multiple=True, type=click.Path(path_type=Path), help="Dataset hub folders for the p2m builds.")
-@click.option("--llm", "backend", default="embedded", envvar="P2M_LLM", show_default=True, help="LLM backend, as for build.")
-@click.option("-m", "--model", envvar="P2M_MODEL", help="Model name (openai) or .gguf file (embedded).")
-@click.option("--base-url", envvar="OPENAI_BASE_URL", help="Base URL of an OpenAI-compatible server.")
+@_llm_options
 @click.option("--budget", default="", help="Limits of each build, as for build.")
 @click.option("--out", default=Path("benchmarks/results/latest"), type=click.Path(path_type=Path), show_default=True,
               help="Folder of results.json / results.md (a rerun skips what is already there).")
@@ -299,6 +301,7 @@ def bench(suite: Path, hubs: tuple[Path, ...], backend: str, model: str | None, 
     limits = Budget.parse(budget)
     if not suite.is_dir():
         raise P2MError(f"No suite folder at {suite}.")
+    _check_build_inputs(backend, hubs, None)
     chosen = check_systems([s.strip() for s in systems.split(",") if s.strip()])
     settings = LLMSettings(backend=backend, model=model, base_url=base_url,
                            api_key=os.environ.get("OPENAI_API_KEY") if backend == "openai" else None)

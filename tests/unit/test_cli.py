@@ -80,3 +80,18 @@ def test_iteration_line_names_the_metric_it_decided_on() -> None:
     old = iteration_line({"decision_split": "demos", "decision_score": 1.0, "test_score": 0.5, "improved": False,
                           "best_iteration": 1, "weak_labels": ["spam"]})
     assert "demos accuracy 1.0" in old and "best stays iteration 1" in old and "weak labels: spam" in old
+
+
+@pytest.mark.parametrize("command", ["build", "chat"])
+def test_build_and_chat_refuse_the_same_bad_settings_before_making_a_run_folder(command: str, tmp_path: Path) -> None:
+    for bad, message in ((["--llm", "bard"], "Unknown --llm backend"), (["--hub", str(tmp_path / "nope")], "no such folder"),
+                         (["--test", str(tmp_path / "nope.jsonl")], "no such file")):
+        code, out = _invoke([command, PROMPT, "--out", str(tmp_path / "runs"), *bad])
+        assert code == 1 and message in out, (bad, out)
+        assert not (tmp_path / "runs").exists()
+
+
+def test_chat_takes_every_build_option() -> None:
+    build, chat = _invoke(["build", "--help"])[1], _invoke(["chat", "--help"])[1]
+    for option in ("--llm", "--model", "--base-url", "--hub", "--catalog", "--test", "--out", "--budget", "--student", "--seed"):
+        assert option in build and option in chat
