@@ -59,7 +59,7 @@ def _llm_calls_left(ctx: Context) -> bool:
     if ctx.max_llm_calls is not None and ctx.llm.usage.calls >= ctx.max_llm_calls:
         return False
     if ctx.max_usd is not None:
-        spent = ctx.llm.cost_usd() if hasattr(ctx.llm, "cost_usd") else None
+        spent = ctx.llm.cost_usd()
         # An unknown price cannot be checked against a money budget: refuse rather than overspend.
         return spent is not None and spent < ctx.max_usd
     return True

@@ -62,3 +62,6 @@ class FakeLLM:
         self.usage.prompt_tokens += 10
         self.usage.completion_tokens += 5
         return self.answer(messages, name, len(self.requests))
+
+    def cost_usd(self, prompt_tokens: int | None = None, completion_tokens: int | None = None) -> float | None:
+        return 0.0  # a local model: as p2m_engine.llm.LLM reports a local server

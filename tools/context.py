@@ -72,8 +72,7 @@ class Meter:
             "duration_s": round(time.monotonic() - self.t0, 2),
             "llm_calls": self.llm.usage.calls - self.calls0,
             "tokens": prompt + completion,
-            # Test doubles of the LLM may not price their calls: unknown, not zero.
-            "cost_usd": self.llm.cost_usd(prompt, completion) if hasattr(self.llm, "cost_usd") else None,
+            "cost_usd": self.llm.cost_usd(prompt, completion),  # None when the price is unknown, never a made-up 0
         }
 
 

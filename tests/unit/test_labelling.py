@@ -53,6 +53,9 @@ class KeywordTeacher:
         p = 0.9 if sport else 0.1 if weather else 0.5  # a content-free input gets no preference
         return {"sport": math.log(p), "weather": math.log(1 - p)}
 
+    def cost_usd(self, prompt_tokens: int | None = None, completion_tokens: int | None = None) -> float | None:
+        return 0.0  # a local model
+
 
 def test_pieces_split_marked_fields_lines_and_long_prose() -> None:
     parts = pieces("Question: Who won? Context: The final was close. The home side won it late. " + "x " * 100)
