@@ -117,11 +117,21 @@ def labels_in_instruction(instruction: str) -> list[str]:
     Returns the longest enumeration found (possibly empty). Purely lexical: no task is special-cased.
     """
     token = r"[\w/&+\-']+"
-    pattern = re.compile(rf"({token}(?:\s*,\s*{token})*\s*,?\s+(?:or|and)\s+{token})", re.UNICODE)
+    # The last item of a list of three or more may be two words ending the clause ("..., returns, or technical
+    # support."); a two-item list keeps one word, since "positive or negative sentiment" names no label.
+    pattern = re.compile(rf"({token}(?:\s*,\s*{token})*\s*,?\s+(?:or|and)\s+{token})(\s+{token}(?=\s*(?:[.?!;:)]|$)))?",
+                         re.UNICODE)
     best: list[str] = []
     for m in pattern.finditer(instruction):
         parts = re.split(r"\s*,\s*(?:(?:or|and)\s+)?|\s+(?:or|and)\s+", m.group(1))
         parts = [p.strip(" ,") for p in parts if p.strip(" ,")]
+        if m.group(2) and len(parts) >= 3:
+            parts[-1] += m.group(2)
+        if len(parts) > len(best):
+            best = parts
+    # Options separated by a spaced slash or bar: "(low / medium / high)", "yes | no".
+    for m in re.finditer(rf"{token}(?:\s+[/|]\s+{token})+", instruction, re.UNICODE):
+        parts = re.split(r"\s+[/|]\s+", m.group(0))
         if len(parts) > len(best):
             best = parts
     return best

@@ -148,6 +148,45 @@ def test_labels_in_instruction() -> None:
     assert labels_in_instruction("Summarise the article.") == []
 
 
+# --- prompts written for these tests, unlike any benchmark prompt: the heuristics must not fit only those ----
+
+_OWN_PROMPTS = {
+    # A four-team list with a two-word last option, half of it demonstrated.
+    "route": ('Route each customer email to a team: billing, shipping, returns, or technical support.\n\n'
+              'input="I was charged twice for order 1182."\noutput="billing"\n\n'
+              'input="The parcel has been stuck in Leeds for a week."\noutput="shipping"\n',
+              "classification", {"billing", "shipping", "returns", "technical support"}),
+    # Options in parentheses separated by slashes.
+    "triage": ('Triage the support ticket by urgency (low / medium / high).\n\n'
+               'input="Site down for all users since 9am"\noutput="high"\n\ninput="Typo on the pricing page"\noutput="low"\n',
+               "classification", {"low", "medium", "high"}),
+    "language": ('Which language is the sentence written in? English, German or Spanish.\n\n'
+                 'input="Wo ist der Bahnhof?"\noutput="German"\n\ninput="Where is the station?"\noutput="English"\n',
+                 "classification", {"English", "German", "Spanish"}),
+    # Two options followed by a noun: the noun is not part of the last label.
+    "two": ('Is the comment positive or negative sentiment?\n\ninput="Loved every minute"\noutput="positive"\n',
+            "classification", {"positive", "negative"}),
+    "passive": ('Rewrite the sentence in the passive voice.\n\ninput="The chef cooked the meal."\n'
+                'output="The meal was cooked by the chef."\n\ninput="Lightning struck the old oak."\n'
+                'output="The old oak was struck by lightning."\n', "generation", set()),
+    "span": ('Copy from the passage the words that answer the question.\n\n'
+             'input="Question: Who built the bridge? Passage: The bridge was built by Roebling in 1883 and opened in May."\n'
+             'output="Roebling"\n\ninput="Question: When did it open? Passage: The bridge was built by Roebling in 1883 '
+             'and opened in May."\noutput="May"\n', "extractive-qa", set()),
+    "title": ('Write a one-line title for the recipe.\n\n'
+              'input="Boil pasta. Fry garlic in oil, add chili, toss with pasta and parsley."\noutput="Spicy garlic spaghetti"\n\n'
+              'input="Whisk eggs with sugar, fold in flour, bake 25 minutes at 180C."\noutput="Simple sponge cake"\n',
+              "generation", set()),
+}
+
+
+@pytest.mark.parametrize("name", list(_OWN_PROMPTS))
+def test_prompts_unlike_the_benchmarks_parse_to_their_task_type_and_labels(name: str) -> None:
+    text, task_type, labels = _OWN_PROMPTS[name]
+    spec = parse_task(text)
+    assert spec.task_type == task_type and set(spec.labels) == labels
+
+
 # --- bad prompts --------------------------------------------------------------------------------------------
 
 
