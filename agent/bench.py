@@ -146,7 +146,7 @@ def _teacher(spec: Any, test: list[Any], settings: LLMSettings, out: Path, limit
 
     rows = test[:limit] if limit else test
     ask = teacher_classify if spec.task_type == "classification" else teacher_answer
-    with open_llm(settings, out / "logs", want_planner=False) as (llm, _):
+    with open_llm(settings, out / "logs") as llm:
         outputs, latencies = ask(spec, llm, [e.input for e in rows])
         usage = llm.usage.to_dict()
     params = EMBEDDED_PARAMS if settings.backend == "embedded" and not settings.model else None

@@ -294,11 +294,11 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
     target = limits.target_for(MAIN_METRIC[spec.task_type])
     display = BuildDisplay(run, quiet=quiet, verb="resume" if resume else "build")
     trace = TraceWriter(run.dir, run.id, secrets=[settings.llm.api_key or ""])
-    with open_llm(settings.llm, run.dir / "logs", want_planner=settings.planner == "llm") as (llm, planner_model), display:
+    with open_llm(settings.llm, run.dir / "logs") as llm, display:
         ctx = Context(run=run, llm=llm, hub_dirs=settings.hubs, catalog_dir=settings.catalog,
                       test_path=settings.test_path, student=settings.student, synth=settings.synth, train=settings.train, max_retrieved=limits.retrieved,
                       labelling=LabelConfig(texts=limits.labelled, seed=settings.seed),
-                      progress=display.progress, planner=settings.planner, planner_model=planner_model,
+                      progress=display.progress, planner=settings.planner,
                       max_steps=limits.steps, interactive=chat, target=target,
                       max_iterations=limits.iterations, max_llm_calls=limits.llm_calls, max_usd=limits.usd,
                       record_task=lambda edited: record_task(run, edited, limits))

@@ -14,9 +14,8 @@ class Context(ToolContext):
     """Passed once per run through `context=`; never stored in checkpoints (it holds live clients)."""
 
     planner: Literal["rules", "llm"] = "rules"
-    """Who leads: deterministic rules (default for small local LLMs) or the planner LLM (API models)."""
-    planner_model: Any = None
-    """A LangChain chat model for the planner (used when planner == 'llm')."""
+    """Who leads: deterministic rules (default for small local LLMs) or the build's LLM (API models), asked through
+    the same client as the teacher, so its calls share the deadline, the cache, the budgets and the cost."""
     max_steps: int = 12
     """Tool calls allowed in one build."""
     interactive: bool = False

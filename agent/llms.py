@@ -1,4 +1,4 @@
-"""Open the LLM backends a build uses: the engine's generation client and, optionally, the planner model."""
+"""Open the one LLM client a build uses, for the teacher and the planner alike."""
 
 from __future__ import annotations
 
@@ -84,16 +84,10 @@ class LLMSettings:
         return opts
 
 
-def _planner_model(base_url: str | None, model: str, api_key: str, timeout: float, max_retries: int) -> Any:
-    from langchain_openai import ChatOpenAI
-
-    return ChatOpenAI(base_url=base_url, model=model, api_key=api_key, temperature=0, max_tokens=256, timeout=timeout,
-                      max_retries=max_retries)
-
-
 @contextlib.contextmanager
-def open_llm(settings: LLMSettings, log_dir: Path, want_planner: bool) -> Iterator[tuple[LLM, Any]]:
-    """Yield (generation client, planner chat model or None); stops the embedded server on exit.
+def open_llm(settings: LLMSettings, log_dir: Path) -> Iterator[LLM]:
+    """Yield the build's LLM client (the teacher's, and the planner's when the LLM plans); stops the embedded
+    server on exit.
 
     Raises:
         LLMError: unknown backend, missing key, unreachable endpoint, missing embedded weights.
@@ -114,8 +108,7 @@ def open_llm(settings: LLMSettings, log_dir: Path, want_planner: bool) -> Iterat
                 # The port changes every run: the cache knows this server by its model file.
                 llm = LLM(server.base_url, alias, cache=cache, endpoint=f"embedded:{path.name}",
                           **settings.client_options(900, 1))
-                yield llm, (_planner_model(server.base_url, alias, "unused", llm.timeout, llm.max_retries)
-                            if want_planner else None)
+                yield llm
         elif settings.backend == "openai":
             if not settings.api_key and not settings.base_url:
                 raise LLMError("--llm openai needs OPENAI_API_KEY in the environment (or --base-url for a local server).")
@@ -127,8 +120,7 @@ def open_llm(settings: LLMSettings, log_dir: Path, want_planner: bool) -> Iterat
                       prices=parse_prices(os.environ.get("P2M_PRICES", "")),
                       **settings.client_options(120, 4, API_DEADLINE))
             llm.check()
-            yield llm, (_planner_model(settings.base_url, model, settings.api_key or "unused", llm.timeout,
-                                       llm.max_retries) if want_planner else None)
+            yield llm
         else:
             raise LLMError(f"Unknown --llm backend {settings.backend!r}; use 'embedded' or 'openai'.")
     finally:

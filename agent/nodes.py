@@ -13,7 +13,7 @@ from langgraph.types import Command
 
 from agent.context import Context
 from agent.planner import ask_planner
-from agent.policy import action_args, allowed_actions, facts, measured_on, rules_choice
+from agent.policy import action_args, allowed_actions, facts, llm_calls_left, measured_on, rules_choice
 from agent.state import State
 from p2m_engine.runs import export_model
 
@@ -37,8 +37,10 @@ def plan(state: State, runtime: Runtime[Context]) -> Command[Literal["run_tools"
     started = time.monotonic()
     action, reason = rules_choice(allowed, state, ctx)
     decided_by, tokens = "rules", {"tokens_in": 0, "tokens_out": 0}
-    if ctx.planner == "llm" and ctx.planner_model is not None and len(allowed) > 1:
-        choice, why, tokens = ask_planner(ctx.planner_model, state["task"]["instruction"], facts(state, ctx), allowed)
+    if ctx.planner == "llm" and ctx.llm is not None and len(allowed) > 1 and not llm_calls_left(ctx):
+        reason = f"fallback to rules: the LLM budget is spent, the planner is not asked ({reason})"
+    elif ctx.planner == "llm" and ctx.llm is not None and len(allowed) > 1:
+        choice, why, tokens = ask_planner(ctx.llm, state["task"]["instruction"], facts(state, ctx), allowed)
         if choice is None:
             reason, decided_by = f"fallback to rules: {why}", "rules"
         else:

@@ -52,7 +52,7 @@ def _data(state: dict[str, Any]) -> int:
     return state.get("retrieved", 0) + state.get("labelled", 0) + state.get("generated", 0)
 
 
-def _llm_calls_left(ctx: Context) -> bool:
+def llm_calls_left(ctx: Context) -> bool:
     """Whether the call and money budgets leave room for another LLM action (checked before it runs)."""
     if ctx.llm is None:
         return True
@@ -155,7 +155,7 @@ def can_label(state: dict[str, Any], ctx: Context, tried: list[Any]) -> bool:
 def can_target(state: dict[str, Any], ctx: Context) -> bool:
     """Targeted generation makes sense: weak labels, a teacher, budget for generate + train + evaluate."""
     return bool(improving(state, ctx) and state.get("weak_labels") and ctx.llm is not None and ctx.synth.per_label > 0
-                and _llm_calls_left(ctx) and ctx.max_steps - state.get("steps", 0) >= 3
+                and llm_calls_left(ctx) and ctx.max_steps - state.get("steps", 0) >= 3
                 and state.get("targeted_at") != state.get("iteration") and not state.get("targeted_stalled"))
 
 
@@ -186,7 +186,7 @@ def allowed_actions(state: dict[str, Any], ctx: Context) -> list[str]:
             and tried.count("generate_examples") < MAX_GENERATE_CALLS * (1 + int(state.get("extra_per_label", 0)))
             and not state.get("generation_stalled")
             # After the first evaluation, only targeted generation, unless a chat asked for more examples.
-            and (not state.get("history") or state.get("extra_per_label")) and _llm_calls_left(ctx)):
+            and (not state.get("history") or state.get("extra_per_label")) and llm_calls_left(ctx)):
         allowed.append("generate_examples")
     if can_target(state, ctx):
         allowed.append("generate_targeted_examples")
@@ -220,7 +220,7 @@ def rules_choice(allowed: list[str], state: dict[str, Any], ctx: Context) -> tup
     if "train_model" in allowed and under_trained(state, ctx):
         return "train_model", (f"{lag}; under-trained (held-back training accuracy {state.get('val_accuracy')}): "
                                f"retrain with {retrain_epochs(state, ctx):g} epochs")
-    if state.get("weak_labels") and not _llm_calls_left(ctx):
+    if state.get("weak_labels") and not llm_calls_left(ctx):
         spent = f"${ctx.max_usd}" if ctx.max_usd is not None else f"{ctx.max_llm_calls} LLM calls"
         return "finish", f"budget: {spent} ({lag})"
     return "finish", f"no improving action left ({lag}; weak labels: {', '.join(state.get('weak_labels') or []) or 'none'})"

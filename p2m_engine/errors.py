@@ -13,6 +13,10 @@ class LLMError(P2MError):
     """The LLM backend is unreachable, misconfigured or keeps returning unusable answers."""
 
 
+class LLMAuthError(LLMError):
+    """The LLM endpoint rejected the API key: no retry or fallback can help."""
+
+
 class UnparseableAnswerError(LLMError):
     """The LLM answered, but no answer parsed into the requested structure after the retries: a bad sample or
     batch, which a caller may skip, not a broken service."""

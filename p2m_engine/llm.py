@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from p2m_engine.cache import ResponseCache, cache_key
-from p2m_engine.errors import LLMDeadlineError, LLMError, UnparseableAnswerError
+from p2m_engine.errors import LLMAuthError, LLMDeadlineError, LLMError, UnparseableAnswerError
 from p2m_engine.redact import redact
 
 logger = logging.getLogger(__name__)
@@ -204,7 +204,7 @@ class LLM:
         try:
             self._client.with_options(timeout=min(10.0, self.timeout), max_retries=1).models.list()
         except openai.AuthenticationError as e:
-            raise LLMError(f"The LLM endpoint {self.base_url or 'api.openai.com'} rejected the API key.") from e
+            raise LLMAuthError(f"The LLM endpoint {self.base_url or 'api.openai.com'} rejected the API key.") from e
         except openai.NotFoundError:
             return  # some servers have no /models route; chat may still work
         except (openai.APIConnectionError, openai.APITimeoutError) as e:
@@ -329,7 +329,7 @@ class LLM:
                 resp = client.chat.completions.create(model=self.model, **request)
             except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
                 self._count_failure()
-                raise LLMError(f"The LLM endpoint rejected the API key (HTTP {e.status_code}).") from None
+                raise LLMAuthError(f"The LLM endpoint rejected the API key (HTTP {e.status_code}).") from None
             except openai.APIStatusError as e:
                 if e.status_code in RETRY_STATUSES or e.status_code >= 500:
                     headers, last = e.response.headers, f"{type(e).__name__} (HTTP {e.status_code})"

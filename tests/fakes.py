@@ -1,45 +1,10 @@
-"""Test doubles: a scripted planner chat model and a scripted generation LLM."""
+"""Test doubles: the build's LLM client, scripted (generation answers and planner choices)."""
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatResult
-
 from p2m_engine.llm import Usage
-
-
-class ScriptedChatModel(GenericFakeChatModel):
-    """Replays scripted AIMessages (text or tool calls) and records every input it saw.
-
-    Raises StopIteration-derived errors when called more often than scripted.
-    """
-
-    seen: list[list[BaseMessage]] = []
-    bound: list[dict[str, Any]] = []
-
-    def bind_tools(self, tools: Any, **kwargs: Any) -> "ScriptedChatModel":  # type: ignore[override]
-        self.bound.append({"tools": tools, **kwargs})
-        return self
-
-    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
-        self.seen.append(messages)
-        return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
-
-
-def choose(action: str, reason: str = "scripted", tokens: int = 0) -> AIMessage:
-    """A planner answer: a choose_action call."""
-    msg = AIMessage(content="", tool_calls=[{"name": "choose_action", "args": {"action": action, "reason": reason},
-                                             "id": f"c-{action}"}])
-    if tokens:
-        msg.usage_metadata = {"input_tokens": tokens, "output_tokens": 1, "total_tokens": tokens + 1}
-    return msg
-
-
-def scripted(*messages: AIMessage) -> ScriptedChatModel:
-    return ScriptedChatModel(messages=iter(messages), seen=[], bound=[])
 
 
 class FakeLLM:
@@ -65,3 +30,27 @@ class FakeLLM:
 
     def cost_usd(self, prompt_tokens: int | None = None, completion_tokens: int | None = None) -> float | None:
         return 0.0  # a local model: as p2m_engine.llm.LLM reports a local server
+
+
+def choose(action: str, reason: str = "scripted") -> tuple[str, str]:
+    """A planner answer: the action and reason of a choose_action call."""
+    return action, reason
+
+
+def planner(*choices: tuple[str, str]) -> FakeLLM:
+    """The build's one LLM client, whose choose_action calls get `choices` in order (the planner asks through the
+    teacher's client); every other call gets {}. `requests` holds what each call was offered."""
+    script = iter(choices)
+
+    def answer(messages: list[dict[str, Any]], name: str, i: int) -> dict[str, Any]:
+        if name != "choose_action":
+            return {}
+        action, reason = next(script)
+        return {"action": action, "reason": reason}
+
+    return FakeLLM(answer)
+
+
+def offered(llm: FakeLLM) -> list[list[str]]:
+    """The actions offered to the planner at each of its calls."""
+    return [r["schema"]["properties"]["action"]["enum"] for r in llm.requests if r["name"] == "choose_action"]

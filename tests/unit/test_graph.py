@@ -15,7 +15,7 @@ from agent.policy import allowed_actions
 from p2m_engine.errors import DatasetError
 from p2m_engine.runs import Run
 from p2m_engine.synth import SynthConfig
-from tests.fakes import FakeLLM, choose, scripted
+from tests.fakes import FakeLLM, choose, offered, planner
 
 TASK = {"instruction": "Is this SMS spam or ham?", "examples": [{"input": "win cash now", "output": "spam"},
                                                                    {"input": "see you at 5", "output": "ham"}],
@@ -62,8 +62,8 @@ FAKE_TOOLS = [search_datasets, search_models, generate_examples, train_model, ev
 
 
 def _ctx(tmp_path: Path, **kw: Any) -> Context:
-    llm = FakeLLM(lambda m, n, i: {})
-    return Context(run=Run.create(tmp_path, "t"), llm=llm, hub_dirs=[tmp_path], synth=SynthConfig(per_label=2), **kw)
+    kw.setdefault("llm", FakeLLM(lambda m, n, i: {}))
+    return Context(run=Run.create(tmp_path, "t"), hub_dirs=[tmp_path], synth=SynthConfig(per_label=2), **kw)
 
 
 def _run(ctx: Context, tools: list[Any] = FAKE_TOOLS) -> dict[str, Any]:
@@ -86,23 +86,32 @@ def test_rules_build_runs_the_pipeline_in_order(tmp_path: Path) -> None:
 
 def test_llm_planner_leads_and_is_recorded(tmp_path: Path) -> None:
     # The LLM skips generation: it trains on retrieved data first, which is allowed.
-    model = scripted(choose("search_datasets", tokens=7), choose("search_models"),
-                     choose("train_model", "enough real data"), choose("evaluate_model"), choose("finish", "good enough"))
-    state = _run(_ctx(tmp_path, planner="llm", planner_model=model, max_steps=10))
+    llm = planner(choose("search_datasets"), choose("search_models"), choose("train_model", "enough real data"),
+                  choose("evaluate_model"), choose("finish", "good enough"))
+    state = _run(_ctx(tmp_path, planner="llm", llm=llm, max_steps=10))
     assert CALLS == ["search_datasets", "search_models", "train_model", "evaluate_model"]
     decisions = [e for e in state["trace"] if e["kind"] == "decision"]
     assert [d["decided_by"] for d in decisions] == ["llm"] * 5
-    assert decisions[0]["tokens_in"] == 7 and decisions[2]["reason"] == "enough real data"
+    assert decisions[0]["tokens_in"] == 10 and decisions[2]["reason"] == "enough real data"  # the fake's 10 a call
     assert state["finish_reason"] == "good enough"
-    # The planner was only offered allowed actions.
-    offered = model.bound[0]["tools"][0]["function"]["parameters"]["properties"]["action"]["enum"]
-    assert offered == ["search_datasets", "search_models", "generate_examples"]
-    assert all(b["tool_choice"] == "choose_action" for b in model.bound)
+    # The planner was only offered allowed actions, through the build's one LLM client (its usage, its cost).
+    assert offered(llm)[0] == ["search_datasets", "search_models", "generate_examples"]
+    assert llm.usage.calls == 5 and [r["temperature"] for r in llm.requests] == [0.0] * 5
+
+
+def test_planner_calls_count_against_the_llm_budget(tmp_path: Path) -> None:
+    # Three calls allowed: the planner takes them, then the rules decide without asking, and say why.
+    llm = planner(*[choose(a) for a in ("search_datasets", "search_models", "generate_examples")])
+    state = _run(_ctx(tmp_path, planner="llm", llm=llm, max_llm_calls=3, max_steps=10))
+    decisions = [e for e in state["trace"] if e["kind"] == "decision"]
+    assert [d["decided_by"] for d in decisions[:3]] == ["llm"] * 3 and llm.usage.calls == 3
+    assert all(d["decided_by"] == "rules" and "budget is spent" in d["reason"]
+               for d in decisions[3:] if len(d["allowed"]) > 1)
 
 
 def test_unusable_llm_answer_falls_back_to_rules(tmp_path: Path) -> None:
-    model = scripted(*[choose("evaluate_model", "nonsense")] * 10)  # never allowed before training
-    state = _run(_ctx(tmp_path, planner="llm", planner_model=model))
+    llm = planner(*[choose("evaluate_model", "nonsense")] * 10)  # never allowed before training
+    state = _run(_ctx(tmp_path, planner="llm", llm=llm))
     fallbacks = [e for e in state["trace"] if e["kind"] == "decision" and "fallback" in e["reason"]]
     assert fallbacks and all(e["decided_by"] == "rules" for e in fallbacks)
     assert CALLS[:2] == ["search_datasets", "search_models"]

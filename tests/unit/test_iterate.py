@@ -15,7 +15,7 @@ from agent.context import Context
 from agent.graph import build_graph
 from p2m_engine.runs import Run
 from p2m_engine.synth import SynthConfig
-from tests.fakes import FakeLLM, choose, scripted
+from tests.fakes import FakeLLM, choose, offered, planner
 
 TASK = {"instruction": "Is this SMS spam or ham?", "examples": [{"input": "win cash now", "output": "spam"},
                                                                    {"input": "see you at 5", "output": "ham"}],
@@ -96,8 +96,8 @@ class Script:
 
 def _ctx(tmp_path: Path, **kw: Any) -> Context:
     kw.setdefault("max_steps", 30)
-    return Context(run=Run.create(tmp_path, "t"), llm=FakeLLM(lambda m, n, i: {}), hub_dirs=[tmp_path],
-                   synth=SynthConfig(per_label=2), **kw)
+    kw.setdefault("llm", FakeLLM(lambda m, n, i: {}))
+    return Context(run=Run.create(tmp_path, "t"), hub_dirs=[tmp_path], synth=SynthConfig(per_label=2), **kw)
 
 
 def _run(ctx: Context, script: Script) -> dict[str, Any]:
@@ -220,18 +220,17 @@ def test_llm_call_budget_stops_targeted_generation(tmp_path: Path) -> None:
 
 def test_llm_planner_chooses_in_the_loop_and_sees_the_failures(tmp_path: Path) -> None:
     # train_model and evaluate_model are the only valid actions in their turn: the planner is not asked then.
-    model = scripted(choose("search_datasets"), choose("search_models"), choose("generate_examples"),
-                     choose("generate_targeted_examples", "spam is weak"),
-                     choose("train_model", "learn the new examples"))
+    llm = planner(choose("search_datasets"), choose("search_models"), choose("generate_examples"),
+                  choose("generate_targeted_examples", "spam is weak"), choose("train_model", "learn the new examples"))
     script = Script(dev=[0.6, 0.95])
-    state = _run(_ctx(tmp_path, planner="llm", planner_model=model), script)
+    state = _run(_ctx(tmp_path, planner="llm", llm=llm), script)
     assert script.calls == PIPELINE + LOOP
     assert state["finish_reason"].startswith("target met")  # a hard stop: the planner is not asked
-    offered = [b["tools"][0]["function"]["parameters"]["properties"]["action"]["enum"] for b in model.bound]
-    assert len(offered) == 5
-    assert offered[3] == ["generate_targeted_examples", "train_model", "finish"]
-    assert offered[4] == ["train_model", "finish"]
-    prompt = model.seen[3][-1].content
+    offers = offered(llm)
+    assert len(offers) == 5
+    assert offers[3] == ["generate_targeted_examples", "train_model", "finish"]
+    assert offers[4] == ["train_model", "finish"]
+    prompt = [r for r in llm.requests if r["name"] == "choose_action"][3]["messages"][-1]["content"]
     assert "failures: dev: accuracy 0.6 on 10; weak labels: spam" in prompt and "decision_split: dev" in prompt
     chosen = [d for d in _rows(state, "decision") if d["decided_by"] == "llm"]
     assert [d["name"] for d in chosen][-2:] == ["generate_targeted_examples", "train_model"]

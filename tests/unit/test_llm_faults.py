@@ -258,26 +258,33 @@ def test_bad_client_settings_in_the_environment_are_refused(var: str, value: str
 
 @pytest.mark.parametrize("fault", ["503", "timeout", "malformed", "empty_choices", "error_body"])
 def test_planner_falls_back_to_the_rules_when_its_llm_fails(fault: str) -> None:
-    from langchain_openai import ChatOpenAI
-
     from agent.planner import ask_planner
 
     with FaultyServer(schedule=FaultSchedule([fault], every=1), hang=HANG) as server:
-        model = ChatOpenAI(base_url=server.base_url, model="m", api_key="test", timeout=TIMEOUT, max_retries=1)
-        action, reason, tokens = ask_planner(model, "Classify", {"labels": "a, b"}, ["search_models", "finish"])
+        llm = make_llm(server, max_retries=1)  # the planner asks through the build's one client, with its retries
+        action, reason, tokens = ask_planner(llm, "Classify", {"labels": "a, b"}, ["search_models", "finish"])
         assert len(server.chat_requests) <= 2
-    assert action is None and reason.startswith("the planner LLM failed") and tokens["tokens_in"] == 0
+    assert action is None and reason.startswith("the planner LLM failed")
+    assert tokens["tokens_in"] == llm.usage.prompt_tokens  # whatever the service billed is counted, as for the teacher
 
 
 def test_planner_with_a_rejected_key_stops_the_build() -> None:
-    from langchain_openai import ChatOpenAI
-
     from agent.planner import ask_planner
 
     with FaultyServer([("status", 401)]) as server:
-        model = ChatOpenAI(base_url=server.base_url, model="m", api_key="test", timeout=TIMEOUT, max_retries=0)
         with pytest.raises(LLMError, match="rejected the API key"):
-            ask_planner(model, "Classify", {"labels": "a, b"}, ["search_models", "finish"])
+            ask_planner(make_llm(server, max_retries=0), "Classify", {"labels": "a, b"}, ["search_models", "finish"])
+
+
+def test_planner_calls_obey_the_deadline_of_the_one_client() -> None:
+    from agent.planner import ask_planner
+
+    with FaultyServer([("fault", "429")] * 20, retry_after="0.4") as server:
+        llm = make_llm(server, max_retries=5, max_backoff=5.0, deadline=0.6)
+        started = time.monotonic()
+        action, reason, _ = ask_planner(llm, "Classify", {"labels": "a, b"}, ["search_models", "finish"])
+        assert time.monotonic() - started < 0.6
+    assert action is None and reason == "the planner LLM failed: LLMDeadlineError"
 
 
 # ---------------------------------------------------------------------------------------- the deadline of one answer

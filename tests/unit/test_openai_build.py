@@ -46,6 +46,13 @@ def test_build_through_openai_api_path(tmp_path: Path, tiny_encoder: Path) -> No
     assert [d["name"] for d in decisions] == ["search_datasets", "search_models", "generate_examples", "train_model",
                                               "evaluate_model", "finish"]
     assert {d["decided_by"] for d in decisions if len(d["allowed"]) > 1} == {"llm"}
+    # Its calls are the build's calls: in the summary's usage beside the teacher's.
+    asked = [r for r in requests if r["method"] == "POST" and isinstance(r["body"], dict)
+             and (r["body"].get("tool_choice") or {}).get("function", {}).get("name") == "choose_action"]
+    planned = sum(1 for d in decisions if d["decided_by"] == "llm")
+    tools_calls = sum(e.get("llm_calls", 0) for e in map(json.loads, (run / "trace.jsonl").read_text().splitlines())
+                      if e["kind"] == "tool")
+    assert asked and summary["llm_usage"]["calls"] == planned + tools_calls
     # The key went to the server and nowhere else.
     assert all(r["headers"].get("authorization") == f"Bearer {KEY}" for r in requests if r["method"] == "POST")
     for f in run.rglob("*"):

@@ -55,15 +55,15 @@ def test_estimate_bounds_a_build() -> None:
 
 def test_money_budget_is_checked_before_an_llm_action(tmp_path: Path) -> None:
     from agent.context import Context
-    from agent.policy import _llm_calls_left
+    from agent.policy import llm_calls_left
     from p2m_engine.runs import Run
 
     assert Budget.parse("usd=0.5").usd == 0.5
     llm = LLM("https://api.example.com/v1", "gpt-4o-mini", api_key="sk-test")
     ctx = Context(run=Run.create(tmp_path, "t"), llm=llm, max_usd=0.01)
-    assert _llm_calls_left(ctx)
+    assert llm_calls_left(ctx)
     llm.usage.prompt_tokens = 100_000  # $0.015 spent
-    assert not _llm_calls_left(ctx)
+    assert not llm_calls_left(ctx)
     unknown = Context(run=Run.create(tmp_path, "u"), llm=LLM("https://x.example/v1", "mystery", api_key="k"),
                       max_usd=1.0)
-    assert not _llm_calls_left(unknown)  # an unpriced model cannot be held to a money budget
+    assert not llm_calls_left(unknown)  # an unpriced model cannot be held to a money budget
