@@ -7,7 +7,7 @@ from typing import Any, Sequence
 from langgraph.graph import END, START, StateGraph
 from langgraph.prebuilt import ToolNode
 
-from agent.chat import after_clarify, clarify_task
+from agent.clarify import after_clarify, clarify_task
 from agent.context import Context
 from agent.nodes import finish, observe, plan
 from agent.state import InputState, State

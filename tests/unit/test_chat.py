@@ -321,7 +321,7 @@ def test_task_edited_in_chat_is_the_runs_task_everywhere(tmp_path: Path, tiny_en
 
 
 def test_plan_says_what_the_score_is_measured_on(tmp_path: Path) -> None:
-    from agent.chat import describe_plan
+    from agent.clarify import describe_plan
 
     spec = TaskSpec.from_dict({**TASK, "label_descriptions": {"spam": "unsolicited ads"}})
     no_real = _ctx(tmp_path)

@@ -50,6 +50,14 @@ def test_tools_never_import_agent() -> None:
     assert _violations("tools", {"agent"}) == []
 
 
+def test_the_graph_knows_no_front_end() -> None:
+    # The graph and its nodes run unattended; the screens (chat, rich display, CLI) sit on top of them.
+    front_ends = {"agent.chat", "agent.ui", "agent.display", "agent.cli", "agent.report"}
+    for module in ("graph", "nodes", "clarify", "planner", "policy"):
+        names = {name for _, name in _absolute_imports(ROOT / "agent" / f"{module}.py")}
+        assert not names & front_ends, (module, names & front_ends)
+
+
 def test_cli_import_does_not_load_torch_or_transformers() -> None:
     code = (
         "import sys, agent.cli\n"
