@@ -325,7 +325,7 @@ def predict(run: Path, texts: tuple[str, ...], jsonl: Path | None) -> None:
     `input` gets {"line": N, "error": ...} instead, and the command then exits 1.
     """
     _offline_defaults()
-    from agent.serve import load_predict, resolve_model
+    from p2m_engine.serve import load_predict, resolve_model
 
     model_dir, task_type = resolve_model(run)
     items: list[tuple[int | None, str | None, str | None]] = [(None, t, None) for t in texts]
@@ -402,7 +402,7 @@ def train(run: Path, epochs: float | None, base_model: str | None, out: Path | N
     train RUN`) trains classification and QA students with DistributedDataParallel; only the main process writes.
     """
     _offline_defaults()
-    from agent.retrain import retrain
+    from p2m_engine.retrain import retrain
 
     summary = retrain(run, epochs=epochs, base_model=base_model, out=out)
     if not summary:
@@ -421,7 +421,7 @@ def train(run: Path, epochs: float | None, base_model: str | None, out: Path | N
 def export(run: Path, out: Path | None) -> None:
     """Export the classifier of RUN to ONNX (runs with onnxruntime, no torch), checked against the original."""
     _offline_defaults()
-    from agent.serve import resolve_model
+    from p2m_engine.serve import resolve_model
     from p2m_engine.export import check_export, export_onnx
 
     model_dir, _ = resolve_model(run)
@@ -446,7 +446,7 @@ def serve(run: Path, host: str, port: int, max_batch: int, max_bytes: int, max_c
           batch_wait_ms: float, no_batching: bool) -> None:
     """Serve the model of RUN over HTTP: GET /health, POST /predict {"inputs": [...]} -> {"outputs": [...]}."""
     _offline_defaults()
-    from agent.serve import ServeLimits, make_server, resolve_model
+    from p2m_engine.serve import ServeLimits, make_server, resolve_model
 
     limits = ServeLimits(max_bytes, max_batch, max_chars, read_timeout=read_timeout, batch_wait_ms=batch_wait_ms,
                          batching=not no_batching)

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
-from agent.retrain import retrain
+from p2m_engine.retrain import retrain
 from p2m_engine.errors import P2MError
 from p2m_engine.task import parse_task
 from p2m_engine.train import TrainConfig

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
-from agent.serve import ServeLimits, make_server, resolve_model
+from p2m_engine.serve import ServeLimits, make_server, resolve_model
 from p2m_engine.evaluate import predict
 from p2m_engine.train import TrainConfig, train_model
 from p2m_engine.types import Example, TaskSpec
@@ -262,7 +262,7 @@ def test_idle_connections_time_out_and_disconnects_are_not_errors(run_dir: Path,
 
 
 def test_concurrent_requests_share_forward_passes_and_get_their_own_answers(run_dir: Path) -> None:
-    from agent.serve import Batcher
+    from p2m_engine.serve import Batcher
 
     seen: list[int] = []
 
@@ -314,7 +314,7 @@ def test_concurrent_requests_share_forward_passes_and_get_their_own_answers(run_
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from agent.serve import _BadRequest, parse_inputs  # noqa: E402
+from p2m_engine.serve import _BadRequest, parse_inputs  # noqa: E402
 
 _JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
                      lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
