@@ -118,27 +118,20 @@ def load_predict(model_dir: Path, task_type: str) -> Callable[[list[str]], dict[
     Raises:
         ModelError: the model's files are missing or damaged.
     """
-    if task_type == "classification":
-        from p2m_engine.evaluate import load_classifier, predict
-
-        with loading(model_dir):
-            loaded = load_classifier(model_dir)
-
-        def classify(inputs: list[str]) -> dict[str, Any]:
-            pairs = predict(model_dir, inputs, loaded=loaded)
-            return {"outputs": [label for label, _ in pairs], "probabilities": [round(p, 4) for _, p in pairs]}
-
-        return classify
-    from p2m_engine.students import predictor
+    from p2m_engine.students import load_student
 
     with loading(model_dir):
-        run = predictor(task_type, model_dir)
+        run = load_student(task_type, model_dir)
 
-    def generate(inputs: list[str]) -> dict[str, Any]:
-        with loading(model_dir):  # this student loads its files on each call
-            return {"outputs": run(inputs)}
+    def answer(inputs: list[str]) -> dict[str, Any]:
+        with loading(model_dir):  # some students (QA, generation) read their files on each call
+            pairs = run(inputs)
+        body: dict[str, Any] = {"outputs": [out for out, _ in pairs]}
+        if pairs and all(p is not None for _, p in pairs):  # a classifier's confidence
+            body["probabilities"] = [round(float(p), 4) for _, p in pairs]  # type: ignore[arg-type]
+        return body
 
-    return generate
+    return answer
 
 
 class _BadRequest(Exception):

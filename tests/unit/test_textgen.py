@@ -279,3 +279,13 @@ def test_the_teacher_check_puts_the_student_beside_its_teacher_and_fails_a_build
     assert "budget leaves 10" in teacher_check(run, state, settings, teacher, ctx, TraceWriter(run.dir, run.id))["skipped"]  # type: ignore[arg-type, index]
     state["task"] = TaskSpec("Label it.", labels=("a", "b"), task_type="classification").to_dict()
     assert teacher_check(run, state, settings, teacher, ctx, TraceWriter(run.dir, run.id)) is None  # type: ignore[arg-type]
+
+
+def test_every_task_type_has_one_student_in_the_registry() -> None:
+    from p2m_engine.errors import UnsupportedTaskError
+    from p2m_engine.students import STUDENTS, student_for
+    from p2m_engine.types import MAIN_METRIC
+
+    assert set(STUDENTS) == set(MAIN_METRIC)
+    with pytest.raises(UnsupportedTaskError, match="No ranking student"):
+        student_for("ranking")
