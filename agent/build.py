@@ -337,7 +337,7 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
         "metrics": state.get("metrics"), "dataset": state.get("dataset"), "retrieved": state.get("retrieved", 0),
         "generated": state.get("generated", 0), "per_label": state.get("per_label", {}),
         "base_model": state.get("base_model_name"), "model_dir": state.get("model_dir"),
-        "val_accuracy": state.get("val_accuracy"), "steps": state.get("steps", 0),
+        "val_score": state.get("val_score"), "steps": state.get("steps", 0),
         "tried": [{"name": t.get("name"), "ok": t.get("ok")} for t in state.get("trace", []) if t.get("kind") == "tool"],
         "llm_usage": usage, "cost_usd": spent, "task": state.get("task"), "teacher": teacher, "wall_s": round(time.monotonic() - started, 1),
         "resumed": resume,

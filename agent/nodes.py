@@ -98,10 +98,10 @@ def observe(state: State) -> dict[str, Any]:
                    "stop_reason": art.get("stop_reason")}
     elif msg.name == "train_model":
         iteration = art.get("iteration") or state.get("iteration", 0) + 1
-        update |= {"model_dir": art["model_dir"], "val_accuracy": art.get("val_accuracy"), "evaluated": False,
+        update |= {"model_dir": art["model_dir"], "val_score": art.get("val_score"), "evaluated": False,
                    "trained_on": state.get("retrieved", 0) + state.get("labelled", 0) + state.get("generated", 0), "iteration": iteration,
                    "epochs": art.get("epochs")}
-        record |= {"iteration": iteration, "epochs": art.get("epochs"), "val_accuracy": art.get("val_accuracy")}
+        record |= {"iteration": iteration, "epochs": art.get("epochs"), "val_score": art.get("val_score")}
     elif msg.name == "evaluate_model":
         update |= {"evaluated": True, "score": art.get("score"), "metrics": art.get("metrics")}
         record["score"] = art.get("score")
@@ -131,7 +131,7 @@ def _iteration(state: State, art: dict[str, Any]) -> tuple[dict[str, Any], dict[
     entry = {"iteration": iteration, "decision_split": art.get("decision_split"), "decision_score": score,
              "metric": art.get("metric", "accuracy"),
              "decision_n": art.get("decision_n"), "score": art.get("score"), "score_split": art.get("score_split"),
-             "model_dir": state.get("model_dir"), "val_accuracy": state.get("val_accuracy"),
+             "model_dir": state.get("model_dir"), "val_score": state.get("val_score"),
              "epochs": state.get("epochs"), "weak_labels": art.get("weak_labels", []),
              "predictions_dir": art.get("predictions_dir"), "metrics": art.get("metrics")}
     update: dict[str, Any] = {"history": [entry], "decision_split": art.get("decision_split"), "decision_score": score,
@@ -142,7 +142,7 @@ def _iteration(state: State, art: dict[str, Any]) -> tuple[dict[str, Any], dict[
     record = {
         "kind": "iteration", "node": "observe", "step": state.get("steps", 0), "name": "iteration",
         "iteration": iteration, "decision_split": art.get("decision_split"), "decision_n": art.get("decision_n"),
-        "decision_score": score, "metric": art.get("metric", "accuracy"), "test_score": art.get("score"),
+        "decision_score": score, "metric": art.get("metric", "accuracy"), "score": art.get("score"),
         "score_split": art.get("score_split"),
         "improved": improved, "best_iteration": iteration if improved else state.get("best_iteration"),
         "best_score": score if improved else best, "weak_labels": art.get("weak_labels", []),
@@ -163,7 +163,7 @@ def finish(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     source = state.get("best_model_dir") or state.get("model_dir")
     update: dict[str, Any] = {"finish_reason": reason}
     if best is not None:
-        update |= {"score": best["score"], "metrics": best["metrics"], "val_accuracy": best["val_accuracy"],
+        update |= {"score": best["score"], "metrics": best["metrics"], "val_score": best["val_score"],
                    "decision_score": best["decision_score"], "model_dir": source}
     if source and Path(source).is_dir():
         predictions = Path(best["predictions_dir"]) if best and best.get("predictions_dir") else None

@@ -161,7 +161,7 @@ def can_target(state: dict[str, Any], ctx: Context) -> bool:
 
 def under_trained(state: dict[str, Any], ctx: Context) -> bool:
     """The student does not even fit its held-back training data: more epochs should help."""
-    val = state.get("val_accuracy")
+    val = state.get("val_score")
     return val is not None and val == val and val < ctx.target  # val == val: NaN (no validation) is not low
 
 
@@ -218,7 +218,7 @@ def rules_choice(allowed: list[str], state: dict[str, Any], ctx: Context) -> tup
     if "generate_targeted_examples" in allowed:
         return "generate_targeted_examples", f"{lag}; weak labels on {split}: {', '.join(state['weak_labels'])}"
     if "train_model" in allowed and under_trained(state, ctx):
-        return "train_model", (f"{lag}; under-trained (held-back training accuracy {state.get('val_accuracy')}): "
+        return "train_model", (f"{lag}; under-trained (held-back training accuracy {state.get('val_score')}): "
                                f"retrain with {retrain_epochs(state, ctx):g} epochs")
     if state.get("weak_labels") and not llm_calls_left(ctx):
         spent = f"${ctx.max_usd}" if ctx.max_usd is not None else f"{ctx.max_llm_calls} LLM calls"
@@ -249,10 +249,10 @@ def facts(state: dict[str, Any], ctx: Context) -> dict[str, Any]:
         "generation_target": generation_target(state, ctx),
         "base_model": state.get("base_model_name"),
         "trained": bool(state.get("model_dir")),
-        "training_val_accuracy": state.get("val_accuracy"),
+        "val_score": state.get("val_score"),
         "decision_split": state.get("decision_split"),
-        "validation_score": state.get("decision_score"),
-        "best_validation_score": state.get("best_score"),
+        "decision_score": state.get("decision_score"),
+        "best_score": state.get("best_score"),
         "target": ctx.target,
         "iterations_done": len(state.get("history", [])),
         "iterations_left": ctx.max_iterations - len(state.get("history", [])),

@@ -160,7 +160,7 @@ def _json_field(text: Any, key: str) -> Any:
 
 
 def score_curve(events: list[dict[str, Any]], majority: float | None) -> dict[str, Any]:
-    """Scores over the build's steps: each evaluation's score and each training's validation accuracy.
+    """Scores over the build's steps: each evaluation's score and each training's validation score (held-back training rows).
 
     Returns:
         series (name, css class, points with x/y pixel positions and values), axis ticks, and the
@@ -176,9 +176,9 @@ def score_curve(events: list[dict[str, Any]], majority: float | None) -> dict[st
             split = str(e.get("score_split") or "test")
             raw.setdefault((f"accuracy on {split}", "s-eval"), []).append((int(e.get("step", 0)), float(e["score"])))
         elif e.get("name") == "train_model":
-            val = _json_field(e.get("output_summary"), "val_accuracy")
+            val = _json_field(e.get("output_summary"), "val_score")
             if isinstance(val, (int, float)):
-                raw.setdefault(("validation accuracy", "s-val"), []).append((int(e.get("step", 0)), float(val)))
+                raw.setdefault(("validation score", "s-val"), []).append((int(e.get("step", 0)), float(val)))
     steps = sorted({s for pts in raw.values() for s, _ in pts})
     lo, hi = (steps[0], steps[-1]) if steps else (0, 0)
 

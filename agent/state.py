@@ -50,7 +50,7 @@ class State(InputState, total=False):
     """Folder of the trained student."""
     trained_on: int
     """retrieved + generated count the current model was trained on."""
-    val_accuracy: float | None
+    val_score: float | None
     """Accuracy of the current model on its (training-like) validation split."""
     evaluated: bool
     """Whether the current model has been evaluated."""

@@ -128,7 +128,7 @@ class BuildDisplay:
             f"tried: {tried or 'nothing'}",
             f"data: {s.get('retrieved', 0)} retrieved ({s.get('dataset') or 'none'}), {s.get('generated', 0)} generated {s.get('per_label') or ''}",
             f"student: {s.get('base_model')} → {s.get('model_dir')}",
-            f"validation accuracy: {s.get('val_accuracy')}",
+            f"validation score (held-back training rows): {s.get('val_score')}",
             *([f"teacher check: {check.get('summary') or check.get('skipped')}"] if (check := s.get("teacher_check")) else []),
             f"LLM{' (this session)' if s.get('resumed') else ''}: {usage.get('calls', 0)} calls ({usage.get('cached', 0)} cached), {usage.get('prompt_tokens', 0) + usage.get('completion_tokens', 0)} tokens, "
             f"{'cost unknown' if s.get('cost_usd') is None else '$' + format(s['cost_usd'], '.4f')}",
@@ -142,7 +142,7 @@ def iteration_line(e: dict[str, Any]) -> str:
     best = "new best" if e.get("improved") else f"best stays iteration {e.get('best_iteration')}"
     metric = e.get("metric") or "accuracy"
     return (f"{e.get('decision_split')} {metric} {e.get('decision_score')} (decides) · {e.get('score_split')} "
-            f"{metric} {e.get('test_score')} (reported) · {best} · weak labels: {', '.join(e.get('weak_labels') or []) or 'none'}")
+            f"{metric} {e.get('score')} (reported) · {best} · weak labels: {', '.join(e.get('weak_labels') or []) or 'none'}")
 
 
 def skipped_line(e: dict[str, Any]) -> str:

@@ -128,7 +128,7 @@ def write_model_record(model_dir: Path, spec: TaskSpec, result: TrainResult, **e
     checkpoint). `extra`: what the caller adds (data sources, prior shift, processes...)."""
     (model_dir / TASK_FILE).write_text(json.dumps(spec.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
     record = {**result.config, "n_train": result.n_train, "n_val": result.n_val, "train_loss": result.train_loss,
-              "val_accuracy": result.val_score, **extra}
+              "val_score": result.val_score, **extra}
     (model_dir / TRAIN_FILE).write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
 
 

@@ -40,7 +40,7 @@ class ToolContext:
     max_retrieved: int = 1000
     progress: ProgressSink | None = None
     target: float = 0.9
-    """The validation accuracy the build aims for; a label whose recall is below it counts as weak."""
+    """The decision score the build aims for; a label whose recall is below it counts as weak."""
 
     def report(self, stage: str) -> Callable[[int, int], None] | None:
         if self.progress is None:

@@ -66,7 +66,7 @@ def evaluate_model(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     reports = {name: students.evaluate_student(spec.task_type, model_dir, rows, name, folder / f"{name}.jsonl")
                for name, rows in splits.items()}
     metrics: dict[str, Any] = {name: r.to_dict() for name, r in reports.items()}
-    metrics["val_accuracy"] = state.get("val_accuracy")
+    metrics["val_score"] = state.get("val_score")
     ctx.run.write_json(f"iterations/{iteration}/metrics.json", metrics)
     main = "test" if "test" in reports else "demos"
     metric = MAIN_METRIC[spec.task_type]
@@ -78,7 +78,7 @@ def evaluate_model(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     summary: dict[str, Any] = {name: {"n": r.n, **{k: round(v, 4) for k, v in r.metrics.items()},
                                       "recall": {k: round(v, 3) for k, v in r.per_label_recall.items()}}
                                for name, r in reports.items()}
-    summary["decided_on"] = decide_on
+    summary["decision_split"] = decide_on
     if spec.labels:
         failures = analyze_failures(folder / f"{decide_on}.jsonl", spec.labels, split=decide_on, threshold=ctx.target)
         saved = write_failures(failures, ctx.run.path("iterations", str(iteration), "failures.json"))

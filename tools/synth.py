@@ -109,6 +109,6 @@ def generate_targeted_examples(runtime: ToolRuntime, per_label: int = 0) -> tupl
                                               call_id=runtime.tool_call_id)
     added = {k: v - before.get(k, 0) for k, v in result.per_label.items() if v - before.get(k, 0)}
     artifact = {"generated": result.count, "per_label": result.per_label, "added": added,
-                "weak_labels": list(report.weak_labels), "focus_split": report.split, "dropped": result.dropped,
+                "weak_labels": list(report.weak_labels), "decision_split": report.split, "dropped": result.dropped,
                 "stopped_labels": list(result.stopped_labels), "stop_reason": result.stop_reason, "path": str(result.path), **meter.figures()}
     return observation({k: artifact[k] for k in ("weak_labels", "added", "per_label", "dropped", "stop_reason")}), artifact

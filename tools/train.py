@@ -141,7 +141,7 @@ def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str,
     Args:
         epochs: passes over the data (0: the run's default).
 
-    Returns the training loss, the validation accuracy (on held-back training-like data) and the counts.
+    Returns the training loss, the validation score (on held-back training rows) and the counts.
     """
     ctx: ToolContext = runtime.context
     state = runtime.state
@@ -178,8 +178,8 @@ def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str,
     students.write_model_record(result.model_dir, spec, result, sources=sources, prior=prior_info,
                                 student="probe" if soft else "fine-tuned")
     artifact = {"model_dir": str(result.model_dir), "iteration": iteration, "train_loss": round(result.train_loss, 4),
-                "val_accuracy": round(result.val_score, 4), "n_train": result.n_train, "n_val": result.n_val,
+                "val_score": round(result.val_score, 4), "n_train": result.n_train, "n_val": result.n_val,
                 "sources": sources, "epochs": result.epochs, "bf16": result.config.get("bf16_used"), "prior": prior_info,
                 "student": "probe" if soft else "fine-tuned", "soft_labelled": len(soft), **meter.figures()}
-    shown = ("student", "train_loss", "val_accuracy", "n_train", "n_val", "sources", "soft_labelled")
+    shown = ("student", "train_loss", "val_score", "n_train", "n_val", "sources", "soft_labelled")
     return observation({**{k: artifact[k] for k in shown}, "prior_shift": prior_info.get("applied", False)}), artifact

@@ -26,7 +26,7 @@ def test_card_per_task_type(tmp_path: Path, task_type: str, labels: tuple[str, .
     spec = TaskSpec("Do the task.\nSecond line.", (Example("in one", "out"),), task_type, labels)  # type: ignore[arg-type]
     facts = {"base_model": "base/x", "dataset": "d", "retrieved": 10, "generated": 20, "teacher": "t",
              "metrics": {"test": {"n": 475, "metrics": metrics}, "demos": {"n": 1, "metrics": metrics},
-                         "val_accuracy": 0.9}}
+                         "val_score": 0.9}}
     text = write_model_card(tmp_path, spec, facts).read_text()
     header = _front_matter(text)
     assert header["pipeline_tag"] == tag and header["base_model"] == "base/x"

@@ -74,10 +74,10 @@ def test_iteration_line_names_the_metric_it_decided_on() -> None:
     from agent.ui import iteration_line
 
     line = iteration_line({"decision_split": "dev", "decision_score": 0.2969, "metric": "chrf++", "score_split": "test",
-                           "test_score": 0.1341, "improved": True, "weak_labels": []})
+                           "score": 0.1341, "improved": True, "weak_labels": []})
     assert line.startswith("dev chrf++ 0.2969 (decides) · test chrf++ 0.1341 (reported) · new best")
     assert "accuracy" not in line
-    old = iteration_line({"decision_split": "demos", "decision_score": 1.0, "test_score": 0.5, "improved": False,
+    old = iteration_line({"decision_split": "demos", "decision_score": 1.0, "score": 0.5, "improved": False,
                           "best_iteration": 1, "weak_labels": ["spam"]})
     assert "demos accuracy 1.0" in old and "best stays iteration 1" in old and "weak labels: spam" in old
 

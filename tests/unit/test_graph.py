@@ -48,7 +48,7 @@ def generate_examples(per_label: int = 0) -> tuple[str, dict[str, Any]]:
 def train_model(epochs: float = 0) -> tuple[str, dict[str, Any]]:
     """fake"""
     CALLS.append("train_model")
-    return "{}", {"model_dir": "/out/model", "val_accuracy": 0.9}
+    return "{}", {"model_dir": "/out/model", "val_score": 0.9}
 
 
 @tool(response_format="content_and_artifact")

@@ -26,11 +26,11 @@ class Script:
     """Fake tools whose evaluations return scripted (dev, test) scores; they write real model folders."""
 
     def __init__(self, dev: list[float], test: list[float] | None = None, weak: list[str] | None = None,
-                 val_accuracy: float = 0.95) -> None:
+                 val_score: float = 0.95) -> None:
         self.dev = list(dev)
         self.test = list(test or [round(d - 0.05, 4) for d in dev])
         self.weak = ["spam"] if weak is None else weak
-        self.val_accuracy = val_accuracy
+        self.val_score = val_score
         self.calls: list[str] = []
         self.train_args: list[float] = []
 
@@ -71,7 +71,7 @@ class Script:
             k = runtime.state.get("iteration", 0) + 1
             model = runtime.context.run.path("iterations", str(k), "model", "weights.txt")
             model.write_text(f"model of iteration {k}")
-            return "{}", {"model_dir": str(model.parent), "iteration": k, "val_accuracy": s.val_accuracy,
+            return "{}", {"model_dir": str(model.parent), "iteration": k, "val_score": s.val_score,
                           "epochs": epochs or 3.0}
 
         @tool(response_format="content_and_artifact")
@@ -192,11 +192,11 @@ def test_decisions_read_dev_never_test(tmp_path: Path) -> None:
     assert len(state["history"]) == 2 and state["finish_reason"].startswith("target met (dev accuracy 0.9500")
     assert state["score"] == 0.7  # reported as measured
     for d in _rows(state, "decision"):
-        assert "test_score" not in d["state"] and 0.99 not in d["state"].values()
+        assert "score" not in d["state"] and 0.99 not in d["state"].values()
 
 
 def test_under_trained_student_is_retrained_with_more_epochs(tmp_path: Path) -> None:
-    script = Script(dev=[0.6, 0.7, 0.95], weak=[], val_accuracy=0.7)
+    script = Script(dev=[0.6, 0.7, 0.95], weak=[], val_score=0.7)
     state = _run(_ctx(tmp_path), script)
     assert script.calls == PIPELINE + ["train_model", "evaluate_model"] * 2
     assert script.train_args == [0, 6.0, 12.0]  # the run's default, then twice the last training's epochs
@@ -205,7 +205,7 @@ def test_under_trained_student_is_retrained_with_more_epochs(tmp_path: Path) -> 
 
 
 def test_nothing_to_improve_finishes_with_the_reason(tmp_path: Path) -> None:
-    state = _run(_ctx(tmp_path), Script(dev=[0.6], weak=[], val_accuracy=0.99))
+    state = _run(_ctx(tmp_path), Script(dev=[0.6], weak=[], val_score=0.99))
     assert len(state["history"]) == 1 and state["finish_reason"].startswith("no improving action left")
 
 

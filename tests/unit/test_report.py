@@ -87,7 +87,7 @@ def make_run(root: Path) -> Path:
         metrics[split] = {"split": split, "n": len(rows), "metrics": classification_metrics(gold, pred),
                           "per_label_recall": per_label_recall(gold, pred),
                           "predictions_path": str(run.dir / "predictions" / f"{split}.jsonl")}
-    metrics["val_accuracy"] = 0.8
+    metrics["val_score"] = 0.8
     run.write_json("metrics.json", metrics)
     score = round(metrics["test"]["metrics"]["accuracy"], 4)
     search = {"dataset": "amazon_reviews", "retrieved": 12, "candidates": [
@@ -106,7 +106,7 @@ def make_run(root: Path) -> Path:
         _tool(2, "generate_examples", {"generated": 6, "per_label": {"neutral": 6}}, 48200, calls=6, tokens=5120,
               dropped={"duplicate": 3, "too_long": 1}, stopped_labels=[]),
         _decision(3, "train_model", ["generate_examples", "train_model"], by="llm", reason="enough to try"),
-        _tool(3, "train_model", {"train_loss": 0.91, "val_accuracy": 0.55, "n_train": 14, "n_val": 4}, 20500),
+        _tool(3, "train_model", {"train_loss": 0.91, "val_score": 0.55, "n_train": 14, "n_val": 4}, 20500),
         _decision(4, "evaluate_model", ["generate_examples", "evaluate_model"], by="rules", reason="the only valid action"),
         _tool(4, "evaluate_model", {"test": {"n": 10, "accuracy": 0.5}}, 3100, score=0.5, score_split="test"),
         _decision(5, "generate_examples", ["generate_examples", "finish"], by="llm", reason="positive and negative are thin"),
@@ -116,7 +116,7 @@ def make_run(root: Path) -> Path:
         _tool(6, "generate_examples", {"generated": 11, "per_label": {"positive": 2, "negative": 3, "neutral": 6}},
               30100, calls=4, tokens=3900),
         _decision(7, "train_model", ["train_model", "finish"], by="llm", reason="retrain on more data"),
-        _tool(7, "train_model", {"train_loss": 0.62, "val_accuracy": 0.8, "n_train": 18, "n_val": 5}, 24800),
+        _tool(7, "train_model", {"train_loss": 0.62, "val_score": 0.8, "n_train": 18, "n_val": 5}, 24800),
         _decision(8, "evaluate_model", ["evaluate_model"], reason="the only valid action"),
         _tool(8, "evaluate_model", {"test": {"n": 10, "accuracy": score}}, 2900, score=score, score_split="test"),
         _decision(9, "finish", ["generate_examples", "finish"], by="llm", reason="the score is good enough"),

@@ -56,7 +56,7 @@ def test_train_again_longer_and_score_on_dev(run: Path) -> None:
     # The new folder serves like a build's model: its task travels with it.
     assert json.loads((model_dir / "p2m_task.json").read_text())["task_type"] == "classification"
     record = json.loads((model_dir / "p2m_train.json").read_text())  # the build's record, written by the same function
-    assert {"n_train", "n_val", "train_loss", "val_accuracy", "base_model"} <= set(record) and record["processes"] == 1
+    assert {"n_train", "n_val", "train_loss", "val_score", "base_model"} <= set(record) and record["processes"] == 1
     assert (model_dir.parent / "predictions" / "dev.jsonl").is_file()
 
 
