@@ -131,7 +131,7 @@ def judge_entry(spec: TaskSpec, e: CatalogEntry, score: float) -> DatasetCandida
         plausible, reason = True, "Hub dataset; columns and labels are checked once loaded"
     desc = e.description if not e.languages else f"{e.description} (languages: {', '.join(e.languages[:5])})"
     return DatasetCandidate(f"hf:{e.name}", f"hf:{e.name}", desc, score, (), ",".join(e.task_categories), None,
-                            reason, plausible=plausible, fits=False, source="hub")
+                            reason, plausible=plausible, fits=False, source="catalog")
 
 
 def search_catalog(spec: TaskSpec, folder: Path, k: int = 5, index_dir: Path | None = None) -> list[DatasetCandidate]:

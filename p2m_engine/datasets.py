@@ -159,7 +159,7 @@ def label_map(task_labels: tuple[str, ...], dataset_labels: tuple[str, ...]) -> 
     return mapping
 
 
-def judge(spec: TaskSpec, d: HubDataset, score: float, *, source: str = "local", avoid: Path | None = None) -> DatasetCandidate:
+def judge(spec: TaskSpec, d: HubDataset, score: float, *, source: str = "hub", avoid: Path | None = None) -> DatasetCandidate:
     """Judge one dataset's fit to the task: similarity, task type, training rows, and labels by name.
 
     A dataset is plausible when it is about the task (similarity at least MIN_SCORE), has the task's type

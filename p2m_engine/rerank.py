@@ -45,7 +45,7 @@ class Rerank:
 def sample_rows(candidate: DatasetCandidate, n: int = 2) -> list[dict[str, str]]:
     """The first n rows of a local candidate's training split (none for a Hub candidate not yet loaded)."""
     path = train_file(candidate)
-    if candidate.source != "local" or path is None:
+    if candidate.source != "hub" or path is None:
         return []
     rows: list[dict[str, str]] = []
     for row in read_jsonl(path, skipped=[]):

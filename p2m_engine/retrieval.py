@@ -66,7 +66,7 @@ def _with(c: DatasetCandidate, note: str, **changes: Any) -> DatasetCandidate:
 
 
 def _unique(cands: list[DatasetCandidate]) -> list[DatasetCandidate]:
-    """Candidates with distinct names (a later duplicate of a local name gets its source appended)."""
+    """Candidates with distinct names (a later duplicate of a hub folder's name gets its source appended)."""
     seen: set[str] = set()
     out = []
     for c in cands:
@@ -80,13 +80,13 @@ def _unique(cands: list[DatasetCandidate]) -> list[DatasetCandidate]:
 def _try(spec: TaskSpec, c: DatasetCandidate, llm: LLM | None, catalog_dir: Path | None,
          mappings: list[dict[str, Any]]) -> tuple[DatasetCandidate, bool]:
     """Make a plausible candidate usable (fetch, then fit labels); returns (updated candidate, taken)."""
-    if c.source == "hub":
+    if c.source == "catalog":
         assert catalog_dir is not None
         try:
             folder = catalog.fetch(catalog.entry_of(catalog_dir, c.name))
         except DatasetError as e:
             return _with(c, f"rejected: {e}", plausible=False), False
-        fetched = judge(spec, HubDataset(c.name, folder, catalog.json_info(folder)), c.score, source="hub")
+        fetched = judge(spec, HubDataset(c.name, folder, catalog.json_info(folder)), c.score, source="catalog")
         c = dataclasses.replace(fetched, name=c.name, votes=c.votes, reason=f"fetched from the Hub; {fetched.reason}")
         if not c.plausible:
             return _with(c, "rejected after loading"), False

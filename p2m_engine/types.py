@@ -94,8 +94,9 @@ class DatasetCandidate:
     """About the task (similar enough, same task type, has training rows), whatever its label names."""
     fits: bool = False
     """Usable as it is: plausible, and for classification its labels map onto the task's."""
-    source: str = "local"
-    """Where it lives: "local" (a hub folder) or "hub" (the Hugging Face catalog, loaded on demand)."""
+    source: str = "hub"
+    """Where it lives: "hub" (a dataset folder of --hub) or "catalog" (the Hugging Face catalog of --catalog,
+    downloaded on demand)."""
     votes: int = 0
     """Votes the LLM rerank gave it."""
     train_file: str = ""

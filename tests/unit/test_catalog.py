@@ -69,7 +69,7 @@ def test_catalog_search_ranks_by_meaning_refuses_gated_and_is_embedded_once(tmp_
     assert [c.name for c in first] == [c.name for c in again]
     by = {c.name: c for c in first}
     assert {first[0].name, first[1].name} == {"hf:tiny/movie_sentiment", "hf:tiny/gated_reviews"}
-    assert by["hf:tiny/movie_sentiment"].plausible and by["hf:tiny/movie_sentiment"].source == "hub"
+    assert by["hf:tiny/movie_sentiment"].plausible and by["hf:tiny/movie_sentiment"].source == "catalog"
     assert not by["hf:tiny/gated_reviews"].plausible and "gated" in by["hf:tiny/gated_reviews"].reason
     assert not by["hf:tiny/weather"].plausible
 
@@ -84,7 +84,7 @@ def test_offline_fetch_fails_with_a_reason_and_the_search_falls_back_to_the_loca
     # Every plausible candidate is tried (no vote orders them): the Hub one fails to load and is rejected.
     assert "rejected: could not load tiny/movie_sentiment from the Hub" in hub_cand.reason
     assert "Offline" in hub_cand.reason or "offline" in hub_cand.reason
-    assert found.chosen is not None and found.chosen.source == "local"
+    assert found.chosen is not None and found.chosen.source == "hub"
     assert found.chosen.name in {"film_reviews", "movie_opinions"} and "taken" in found.chosen.reason
     assert "gated" in by["hf:tiny/gated_reviews"].reason
     assert not [r for r in llm.requests if r["name"] == "choose_dataset"]  # classification: probes decide
@@ -118,7 +118,7 @@ def test_loaded_hub_dataset_is_written_as_a_hub_folder_with_its_class_names(tmp_
     info = json.loads((folder / "dataset_info.json").read_text())
     assert info["labels"] == ["neg", "pos"] and info["task_type"] == "classification"
     assert (folder / "dev.jsonl").is_file()
-    cand = judge(SENTIMENT, HubDataset("hf:tiny/movie_sentiment", folder, info), 0.6, source="hub")
+    cand = judge(SENTIMENT, HubDataset("hf:tiny/movie_sentiment", folder, info), 0.6, source="catalog")
     assert cand.plausible and not cand.fits  # "neg"/"pos" are not the task's label names: an LLM must map them
 
 
