@@ -129,7 +129,7 @@ def analyze_failures(predictions_path: Path, labels: Sequence[str], *, split: st
     """Analyse the saved predictions of one split (rows with input, gold, prediction, probability).
 
     Args:
-        predictions_path: a predictions JSONL file as written by `evaluate.evaluate_model`.
+        predictions_path: a predictions JSONL file as written by `evaluate.evaluate_classifier`.
         labels: the task's label set (labels without examples in the split are listed with no recall).
         split: the split's name (default: the file's stem).
         threshold: a label whose recall is below it is weak even when it is above the mean.

@@ -134,7 +134,7 @@ def judge_entry(spec: TaskSpec, e: CatalogEntry, score: float) -> DatasetCandida
                             reason, plausible=plausible, fits=False, source="catalog")
 
 
-def search_catalog(spec: TaskSpec, folder: Path, k: int = 5, index_dir: Path | None = None) -> list[DatasetCandidate]:
+def search_dataset_catalog(spec: TaskSpec, folder: Path, k: int = 5, index_dir: Path | None = None) -> list[DatasetCandidate]:
     """Rank the catalog's Hub datasets by embedding similarity to the task (best first, up to k)."""
     entries = load_catalog(folder)
     if not entries:

@@ -55,7 +55,7 @@ def split_path(folder: Path, split: str) -> Path | None:
 
 # The splits a dataset is trained on, in order of preference: a dataset published with a dev or validation split
 # only (an evaluation set) still holds real rows of its task. The task's own test rows are never trained on
-# (the leakage guard of search_datasets removes them, whatever the split).
+# (the leakage guard of the search_datasets tool removes them, whatever the split).
 TRAINING_SPLITS = ("train", "dev", "validation")
 
 
@@ -192,7 +192,7 @@ def judge(spec: TaskSpec, d: HubDataset, score: float, *, source: str = "hub", a
                             reason, plausible=plausible, fits=fits, source=source, train_file=str(training or ""))
 
 
-def search_datasets(spec: TaskSpec, hub_dirs: list[Path], k: int = 5, index_dir: Path | None = None,
+def search_hub(spec: TaskSpec, hub_dirs: list[Path], k: int = 5, index_dir: Path | None = None,
                     avoid: Path | None = None) -> list[DatasetCandidate]:
     """Rank hub datasets by embedding similarity to the task, and judge each one's fit (see `judge`).
 

@@ -47,7 +47,7 @@ def predict(model_dir: Path, texts: list[str], batch_size: int = 32, max_length:
     return out
 
 
-def evaluate_model(model_dir: Path, examples: list[Example], split: str, predictions_path: Path | None = None) -> EvalReport:
+def evaluate_classifier(model_dir: Path, examples: list[Example], split: str, predictions_path: Path | None = None) -> EvalReport:
     """Accuracy, macro-F1 and per-label recall of the student on `examples`.
 
     Args:

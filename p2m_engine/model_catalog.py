@@ -182,7 +182,7 @@ def hypothetical_card(spec: TaskSpec, llm: Any) -> str:
     return card.strip() or fallback
 
 
-def search_catalog(spec: TaskSpec, catalog: Path, *, query: str, loadable: set[str], max_params: int,
+def search_model_catalog(spec: TaskSpec, catalog: Path, *, query: str, loadable: set[str], max_params: int,
                    k: int = 10, index_dir: Path | None = None) -> list[CatalogHit]:
     """Rank catalog models for `spec` and judge each: usable only when p2m can train and load it here.
 

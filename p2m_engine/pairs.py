@@ -338,7 +338,7 @@ def generate_pairs(
         short of the target (`stop_reason`, None when the target was reached).
 
     Raises:
-        UnsupportedTaskError: the task is classification (use synth.generate_examples) or has no demos.
+        UnsupportedTaskError: the task is classification (use synth.generate_labelled_examples) or has no demos.
         LLMError: the LLM service keeps failing.
     """
     if spec.task_type not in PAIR_TASK_TYPES:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from p2m_engine import catalog, probe
-from p2m_engine.datasets import HubDataset, judge, load_examples, search_datasets, train_file
+from p2m_engine.datasets import HubDataset, judge, load_examples, search_hub, train_file
 from p2m_engine.errors import DatasetError
 from p2m_engine.labelmap import llm_label_map
 from p2m_engine.llm import LLM
@@ -120,9 +120,9 @@ def find_dataset(spec: TaskSpec, hub_dirs: list[Path], *, llm: LLM | None = None
         Every candidate (best similarity first) with the reason it was taken or rejected, the datasets taken
         (best first), the rerank ballots (other task types), the LLM label mappings and the probe scores.
     """
-    cands = search_datasets(spec, hub_dirs, k=k, index_dir=index_dir, avoid=avoid) if hub_dirs else []
+    cands = search_hub(spec, hub_dirs, k=k, index_dir=index_dir, avoid=avoid) if hub_dirs else []
     if catalog_dir is not None:
-        cands += catalog.search_catalog(spec, catalog_dir, k=k, index_dir=index_dir)
+        cands += catalog.search_dataset_catalog(spec, catalog_dir, k=k, index_dir=index_dir)
     cands = _unique(sorted(cands, key=lambda c: -c.score))
     plausible = [c for c in cands if c.plausible][:k]
     demos = [e for e in spec.examples if e.output in spec.labels]

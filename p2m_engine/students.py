@@ -38,9 +38,9 @@ class Student:
 
 def _train_classifier(spec: TaskSpec, train: list[Example], val: list[Example], out: Path, config: TrainConfig,
                       progress: Progress | None) -> TrainResult:
-    from p2m_engine.train import train_model
+    from p2m_engine.train import train_classifier
 
-    return train_model(train, val, spec.labels, out, config, progress=progress)
+    return train_classifier(train, val, spec.labels, out, config, progress=progress)
 
 
 def _load_classifier(model_dir: Path) -> Callable[[list[str]], Outputs]:
@@ -51,9 +51,9 @@ def _load_classifier(model_dir: Path) -> Callable[[list[str]], Outputs]:
 
 
 def _evaluate_classifier(model_dir: Path, examples: list[Example], split: str, path: Path | None) -> EvalReport:
-    from p2m_engine.evaluate import evaluate_model
+    from p2m_engine.evaluate import evaluate_classifier
 
-    return evaluate_model(model_dir, examples, split, path)
+    return evaluate_classifier(model_dir, examples, split, path)
 
 
 def _train_qa(spec: TaskSpec, train: list[Example], val: list[Example], out: Path, config: TrainConfig,

@@ -229,17 +229,17 @@ def generate_targeted_examples(
         extra: new examples per weak label (0: half of `config.per_label`, at least one batch).
         exclude: held-out inputs that must never become training data.
         progress: called with (done, total) after each batch.
-        call_id: identifies this call across a crash (see `generate_examples`).
+        call_id: identifies this call across a crash (see `generate_labelled_examples`).
 
     Returns:
-        As `generate_examples`; nothing is generated when the report has no weak label.
+        As `generate_labelled_examples`; nothing is generated when the report has no weak label.
     """
     extra = extra or max(config.batch_size, config.per_label // 2)
-    return generate_examples(spec, llm, out_path, config, exclude=exclude, progress=progress,
+    return generate_labelled_examples(spec, llm, out_path, config, exclude=exclude, progress=progress,
                              focus=Focus.from_report(report, extra), call_id=call_id)
 
 
-def generate_examples(
+def generate_labelled_examples(
     spec: TaskSpec,
     llm: LLM,
     out_path: Path,

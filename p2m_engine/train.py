@@ -81,7 +81,7 @@ def split_validation(examples: list[Example], fraction: float = 0.15, seed: int 
     return train, val
 
 
-def train_model(
+def train_classifier(
     train: list[Example],
     val: list[Example],
     labels: tuple[str, ...],

@@ -29,7 +29,7 @@ def search_models(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     catalog = ctx.catalog_dir / model_catalog.CATALOG_FILE if ctx.catalog_dir else None
     if catalog is not None and catalog.is_file() and not ctx.student:
         query = model_catalog.hypothetical_card(spec, ctx.llm)
-        hits = model_catalog.search_catalog(spec, catalog, query=query, loadable={c.name for c in cands},
+        hits = model_catalog.search_model_catalog(spec, catalog, query=query, loadable={c.name for c in cands},
                                             max_params=models.MAX_PARAMS)
         usable = next((h for h in hits if h.usable), None)
         if usable is not None:

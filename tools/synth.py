@@ -69,7 +69,7 @@ def generate_examples(runtime: ToolRuntime, per_label: int = 0) -> tuple[str, di
     spec = spec_of(runtime.state)
     out_path = ctx.run.path("data", "generated.jsonl")
     if spec.task_type == "classification":
-        result = synth.generate_examples(spec, ctx.llm, out_path, config, exclude=held_out_inputs(ctx),
+        result = synth.generate_labelled_examples(spec, ctx.llm, out_path, config, exclude=held_out_inputs(ctx),
                                          progress=ctx.report("generate_examples"), call_id=runtime.tool_call_id,
                                          have=real_per_label(ctx))
     else:

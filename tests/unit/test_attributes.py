@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from p2m_engine import attributes
-from p2m_engine.synth import SynthConfig, generate_examples
+from p2m_engine.synth import SynthConfig, generate_labelled_examples
 from p2m_engine.types import Example, TaskSpec
 from tests.fakes import FakeLLM
 
@@ -51,7 +51,7 @@ def _llm() -> FakeLLM:
 def test_each_batch_is_written_about_a_sampled_topic_of_its_label(tmp_path: Path, on: bool) -> None:
     llm = _llm()
     out = tmp_path / "g.jsonl"
-    generate_examples(SPEC, llm, out, SynthConfig(per_label=8, batch_size=2, attributes=on))  # type: ignore[arg-type]
+    generate_labelled_examples(SPEC, llm, out, SynthConfig(per_label=8, batch_size=2, attributes=on))  # type: ignore[arg-type]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     prompts = [r["messages"][-1]["content"] for r in llm.requests]
     if not on:

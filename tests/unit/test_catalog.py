@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from p2m_engine import catalog, datasets
-from p2m_engine.catalog import CatalogEntry, load_catalog, search_catalog, write_hub_folder
+from p2m_engine.catalog import CatalogEntry, load_catalog, search_dataset_catalog, write_hub_folder
 from p2m_engine.datasets import HubDataset, judge
 from p2m_engine.errors import DatasetError
 from p2m_engine.retrieval import find_dataset
@@ -62,9 +62,9 @@ def test_catalog_search_ranks_by_meaning_refuses_gated_and_is_embedded_once(tmp_
     real = catalog.embed
     monkeypatch.setattr(catalog, "embed", lambda texts: embedded.append(len(texts)) or real(texts))
     monkeypatch.setattr(datasets, "embed", lambda texts: embedded.append(len(texts)) or real(texts))
-    first = search_catalog(SENTIMENT, folder, k=4, index_dir=tmp_path / "idx")
+    first = search_dataset_catalog(SENTIMENT, folder, k=4, index_dir=tmp_path / "idx")
     assert embedded == [4, 2]  # the four descriptions once, then the two queries (with and without demos)
-    again = search_catalog(SENTIMENT, folder, k=4, index_dir=tmp_path / "idx")
+    again = search_dataset_catalog(SENTIMENT, folder, k=4, index_dir=tmp_path / "idx")
     assert embedded == [4, 2, 2]  # reused: only the queries are embedded
     assert [c.name for c in first] == [c.name for c in again]
     by = {c.name: c for c in first}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from p2m_engine.datasets import label_map, load_examples, scan_hub, search_datasets
+from p2m_engine.datasets import label_map, load_examples, scan_hub, search_hub
 from p2m_engine.errors import DatasetError
 from p2m_engine.task import parse_task
 from tests.conftest import DEMO_HUB, SHARED_DATA
@@ -16,7 +16,7 @@ from tests.conftest import DEMO_HUB, SHARED_DATA
 
 def test_demo_hub_finds_the_matching_dataset_and_rejects_the_other(tmp_path: Path) -> None:
     spec = parse_task((DEMO_HUB.parents[0] / "sms_spam.txt").read_text())
-    cands = search_datasets(spec, [DEMO_HUB], index_dir=tmp_path / "idx")
+    cands = search_hub(spec, [DEMO_HUB], index_dir=tmp_path / "idx")
     assert cands[0].name == "sms_spam" and cands[0].label_map == {"ham": "ham", "spam": "spam"}
     other = next(c for c in cands if c.name == "imdb_sentences")
     assert other.label_map is None and other.score < cands[0].score
@@ -24,9 +24,9 @@ def test_demo_hub_finds_the_matching_dataset_and_rejects_the_other(tmp_path: Pat
 
 def test_index_is_built_once_and_reused(tmp_path: Path) -> None:
     spec = parse_task((DEMO_HUB.parents[0] / "sms_spam.txt").read_text())
-    first = search_datasets(spec, [DEMO_HUB], index_dir=tmp_path / "idx")
+    first = search_hub(spec, [DEMO_HUB], index_dir=tmp_path / "idx")
     files = sorted(p.name for p in (tmp_path / "idx").rglob("*"))
-    second = search_datasets(spec, [DEMO_HUB], index_dir=tmp_path / "idx")
+    second = search_hub(spec, [DEMO_HUB], index_dir=tmp_path / "idx")
     assert [c.name for c in first] == [c.name for c in second]
     assert sorted(p.name for p in (tmp_path / "idx").rglob("*")) == files
 
@@ -48,7 +48,7 @@ def _hub_without(tmp_path: Path, *names: str) -> Path:
 @needs_shared
 def test_sentiment_task_ranks_a_sentiment_dataset_first(tmp_path: Path) -> None:
     spec = parse_task((SHARED_DATA / "sst2" / "prompt.txt").read_text())
-    cands = search_datasets(spec, [SHARED_DATA], index_dir=tmp_path / "idx")
+    cands = search_hub(spec, [SHARED_DATA], index_dir=tmp_path / "idx")
     assert cands[0].name in SENTIMENT_SETS and cands[0].fits, [c.summary() for c in cands]
     assert cands[0].label_map == {"negative": "negative", "positive": "positive"}
 
@@ -57,7 +57,7 @@ def test_sentiment_task_ranks_a_sentiment_dataset_first(tmp_path: Path) -> None:
 def test_sentiment_task_finds_a_sentiment_dataset_without_its_own(tmp_path: Path) -> None:
     hub = _hub_without(tmp_path, "sst2")
     spec = parse_task((SHARED_DATA / "sst2" / "prompt.txt").read_text())
-    cands = search_datasets(spec, [hub], index_dir=tmp_path / "idx")
+    cands = search_hub(spec, [hub], index_dir=tmp_path / "idx")
     fitting = [c for c in cands if c.fits]
     assert fitting, [c.summary() for c in cands]
     assert fitting[0].name in SENTIMENT_SETS - {"sst2"}
@@ -71,7 +71,7 @@ def test_generation_task_retrieves_a_related_generation_dataset(tmp_path: Path) 
     spec = parse_task((SHARED_DATA / "mconala_ja" / "prompt.txt").read_text())
     assert spec.task_type == "generation"
     test_file = SHARED_DATA / "mconala_ja" / "dev.jsonl"
-    cands = {c.name: c for c in search_datasets(spec, [SHARED_DATA], index_dir=tmp_path / "idx", avoid=test_file)}
+    cands = {c.name: c for c in search_hub(spec, [SHARED_DATA], index_dir=tmp_path / "idx", avoid=test_file)}
     conala = cands["conala_en"]
     assert conala.task_type == "text-generation" and conala.fits and conala.label_map is None
     assert conala.train_file.endswith("conala_en/train.jsonl")
@@ -79,7 +79,7 @@ def test_generation_task_retrieves_a_related_generation_dataset(tmp_path: Path) 
     own = cands["mconala_ja"]
     assert own.reason == "no train, dev or validation split besides the test data" and not own.fits and not own.train_file
     # Tested on other data, a dataset with a dev split only is trained on its dev split.
-    other = {c.name: c for c in search_datasets(spec, [SHARED_DATA], index_dir=tmp_path / "idx")}["mconala_ja"]
+    other = {c.name: c for c in search_hub(spec, [SHARED_DATA], index_dir=tmp_path / "idx")}["mconala_ja"]
     assert other.fits and other.train_file.endswith("mconala_ja/dev.jsonl")
 
 
@@ -88,7 +88,7 @@ def test_a_dataset_of_another_task_type_does_not_fit(tmp_path: Path) -> None:
     spec = parse_task('Is this SMS spam? Write a short reply to the SMS.\n\ninput="win cash now"\n'
                       'output="no thanks, not interested"\n\ninput="are you coming tonight"\noutput="yes, see you at eight"\n')
     assert spec.task_type == "generation"
-    cand = search_datasets(spec, [tmp_path / "hub"], index_dir=tmp_path / "idx")[0]
+    cand = search_hub(spec, [tmp_path / "hub"], index_dir=tmp_path / "idx")[0]
     assert cand.score > 0.35  # about the same messages, but a classifier's data
     assert not cand.fits and not cand.plausible
     assert cand.reason == "task type classification differs from generation"
@@ -117,7 +117,7 @@ def test_dataset_without_usable_columns_is_an_error(tmp_path: Path) -> None:
 
 def test_empty_or_missing_hub(tmp_path: Path) -> None:
     spec = parse_task((DEMO_HUB.parents[0] / "sms_spam.txt").read_text())
-    assert search_datasets(spec, [tmp_path]) == []
+    assert search_hub(spec, [tmp_path]) == []
     with pytest.raises(DatasetError, match="does not exist"):
         scan_hub([tmp_path / "nope"])
 
@@ -147,5 +147,5 @@ def test_long_demonstrations_do_not_drown_the_instruction(tmp_path: Path) -> Non
     d = scan_hub([tmp_path / "hub"])[0]
     doc, with_demos = embed([d.document(), task_query(spec)])
     assert sum(a * b for a, b in zip(doc, with_demos)) < MIN_SCORE  # the old query alone misses it
-    cand = search_datasets(spec, [tmp_path / "hub"], index_dir=tmp_path / "idx")[0]
+    cand = search_hub(spec, [tmp_path / "hub"], index_dir=tmp_path / "idx")[0]
     assert cand.name == "news_topics" and cand.score >= MIN_SCORE and cand.fits, cand.summary()

@@ -12,7 +12,7 @@ import pytest
 from p2m_engine.cache import ResponseCache
 from p2m_engine.errors import LLMDeadlineError, LLMError, UnparseableAnswerError
 from p2m_engine.llm import LLM, retry_after, retry_delay, schema_problem
-from p2m_engine.synth import SynthConfig, generate_examples
+from p2m_engine.synth import SynthConfig, generate_labelled_examples
 from p2m_engine.types import Example, TaskSpec
 from tests.faulty_server import FAULTS, FaultSchedule, FaultyServer, Teacher
 
@@ -184,7 +184,7 @@ def _rows(path: Path) -> list[dict]:
 
 def _generate(server: FaultyServer, out: Path, per_label: int = 4, **kw) -> object:
     llm = make_llm(server, **kw)
-    return generate_examples(SPEC, llm, out, SynthConfig(per_label=per_label, batch_size=2))
+    return generate_labelled_examples(SPEC, llm, out, SynthConfig(per_label=per_label, batch_size=2))
 
 
 @pytest.mark.parametrize("fault", FAULTS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from p2m_engine.model_catalog import family_of, hypothetical_card, read_catalog, search_catalog, task_language
+from p2m_engine.model_catalog import family_of, hypothetical_card, read_catalog, search_model_catalog, task_language
 from p2m_engine.types import Example, TaskSpec
 from tests.fakes import FakeLLM
 
@@ -55,7 +55,7 @@ def test_task_language_from_script() -> None:
 
 
 def test_search_judges_family_size_and_loadability(tmp_path: Path) -> None:
-    hits = search_catalog(SENTIMENT, _catalog(tmp_path), query="BERT encoder for review sentiment classification",
+    hits = search_model_catalog(SENTIMENT, _catalog(tmp_path), query="BERT encoder for review sentiment classification",
                           loadable={"org/cached-bert"}, max_params=150_000_000, k=5, index_dir=tmp_path / "idx")
     by_name = {h.model.name: h for h in hits}
     assert hits[0].model.name == "org/cached-bert" and hits[0].usable  # usable ones first
@@ -68,7 +68,7 @@ def test_search_judges_family_size_and_loadability(tmp_path: Path) -> None:
 
 def test_search_respects_the_task_language(tmp_path: Path) -> None:
     ja = TaskSpec("Write the Python code", (Example("ファイルを閉じる", "f.close()"),), "generation")
-    hits = search_catalog(ja, _catalog(tmp_path), query="causal LM for Japanese to Python code",
+    hits = search_model_catalog(ja, _catalog(tmp_path), query="causal LM for Japanese to Python code",
                           loadable={"org/gpt2-ja-code"}, max_params=10**9, k=5, index_dir=tmp_path / "idx")
     assert hits[0].model.name == "org/gpt2-ja-code" and hits[0].usable
     en_causal = [h for h in hits if h.model.name == "org/t5-small-sentiment"][0]

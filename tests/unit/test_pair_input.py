@@ -6,7 +6,7 @@ from pathlib import Path
 
 from p2m_engine import pair_input
 from p2m_engine.evaluate import predict
-from p2m_engine.train import TrainConfig, train_model
+from p2m_engine.train import TrainConfig, train_classifier
 from p2m_engine.types import Example
 
 PAIRS = [f"Sentence 1: the cat number {i} sat on the mat.\nSentence 2: a cat {i} was sitting on a mat." for i in range(12)]
@@ -45,9 +45,9 @@ def _rows() -> list[Example]:
 
 def test_a_pair_student_saves_its_template_and_predicts_with_it(tiny_encoder: Path, tmp_path: Path) -> None:
     config = TrainConfig(base_model=str(tiny_encoder), epochs=1, batch_size=4, max_steps=2, min_steps=0)
-    res = train_model(_rows(), [], ("no", "yes"), tmp_path / "m", config)
+    res = train_classifier(_rows(), [], ("no", "yes"), tmp_path / "m", config)
     assert res.config["pair_fields"] == ["sentence_1", "sentence_2"]
     assert pair_input.load(res.model_dir) == pair_input.pair_template([e.input for e in _rows()])
     assert {label for label, _ in predict(res.model_dir, PAIRS[:4])} <= {"no", "yes"}
-    off = train_model(_rows(), [], ("no", "yes"), tmp_path / "off", TrainConfig(**{**config.__dict__, "pair": False}))
+    off = train_classifier(_rows(), [], ("no", "yes"), tmp_path / "off", TrainConfig(**{**config.__dict__, "pair": False}))
     assert off.config["pair_fields"] is None and pair_input.load(off.model_dir) is None

@@ -10,7 +10,7 @@ import pytest
 from p2m_engine import prior, probe_student
 from p2m_engine.embeddings import packaged_minilm_path
 from p2m_engine.errors import ModelError
-from p2m_engine.evaluate import evaluate_model, load_classifier, predict
+from p2m_engine.evaluate import evaluate_classifier, load_classifier, predict
 from p2m_engine.types import Example
 from tools.train import probe_rows
 
@@ -38,7 +38,7 @@ def test_the_head_learns_the_task_and_predict_and_evaluate_use_it(student: Path)
     model, tok = load_classifier(student)
     assert tok is None and isinstance(model, probe_student.ProbeClassifier)
     assert [label for label, _ in predict(student, new, loaded=(model, tok))] == ["sport", "weather"]
-    report = evaluate_model(student, [Example(new[0], "sport"), Example(new[1], "weather")], "test")
+    report = evaluate_classifier(student, [Example(new[0], "sport"), Example(new[1], "weather")], "test")
     assert report.metrics["accuracy"] == 1.0
 
 

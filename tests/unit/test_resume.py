@@ -206,7 +206,7 @@ def _pure_answer(messages: list[dict[str, Any]], name: str, i: int) -> dict[str,
 
 
 def test_interrupted_generation_call_replays_from_disk(tmp_path: Path) -> None:
-    from p2m_engine.synth import SynthConfig, generate_examples
+    from p2m_engine.synth import SynthConfig, generate_labelled_examples
     from p2m_engine.task import parse_task
     from tests.fakes import FakeLLM
 
@@ -216,14 +216,14 @@ def test_interrupted_generation_call_replays_from_disk(tmp_path: Path) -> None:
     whole = tmp_path / "whole.jsonl"
     whole.write_text(earlier + "\n")
     first = FakeLLM(_pure_answer)
-    generate_examples(spec, first, whole, config, call_id="c1")  # type: ignore[arg-type]
+    generate_labelled_examples(spec, first, whole, config, call_id="c1")  # type: ignore[arg-type]
     lines = whole.read_text().splitlines()[1:]
     assert len(lines) == 19 and first.usage.calls == 4 and all(json.loads(x)["call"] == "c1" for x in lines)
     # A crash after three batches with the last line cut short: the call runs again from its start.
     cut = tmp_path / "cut.jsonl"
     cut.write_text(earlier + "\n" + "\n".join(lines[:14]) + "\n" + lines[14][:20])
     llm = FakeLLM(_pure_answer)
-    res = generate_examples(spec, llm, cut, config, call_id="c1")  # type: ignore[arg-type]
+    res = generate_labelled_examples(spec, llm, cut, config, call_id="c1")  # type: ignore[arg-type]
     assert llm.usage.calls == 1  # only the batch that never reached the disk
     assert llm.requests[0] == first.requests[-1]  # ... asked exactly as the first time (a cache hit)
     assert res.count == 20 and res.per_label == {"ham": 10, "spam": 10}

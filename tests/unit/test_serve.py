@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from agent.cli import cli
 from p2m_engine.serve import ServeLimits, make_server, resolve_model
 from p2m_engine.evaluate import predict
-from p2m_engine.train import TrainConfig, train_model
+from p2m_engine.train import TrainConfig, train_classifier
 from p2m_engine.types import Example, TaskSpec
 
 LABELS = ("neg", "pos")
@@ -26,7 +26,7 @@ def run_dir(tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     run = tmp_path_factory.mktemp("run")
     data = [Example(f"this was {w}", "pos" if w in ("great", "lovely") else "neg")
             for w in ("great", "lovely", "awful", "dreadful") * 8]
-    train_model(data, [], LABELS, run / "model", TrainConfig(base_model=str(tiny_encoder), max_steps=4, batch_size=8,
+    train_classifier(data, [], LABELS, run / "model", TrainConfig(base_model=str(tiny_encoder), max_steps=4, batch_size=8,
                                                              bf16="off"))
     spec = TaskSpec("Is it positive or negative?", (Example("great", "pos"), Example("awful", "neg")), labels=LABELS)
     (run / "task.json").write_text(json.dumps(spec.to_dict()))

@@ -10,7 +10,7 @@ import pytest
 
 from p2m_engine.analysis import FailureReport
 from p2m_engine.errors import LLMError, UnsupportedTaskError
-from p2m_engine.synth import Filters, SynthConfig, generate_examples, normalize
+from p2m_engine.synth import Filters, SynthConfig, generate_labelled_examples, normalize
 from p2m_engine.types import Example, TaskSpec
 from tests.fakes import FakeLLM
 
@@ -34,7 +34,7 @@ def counting_llm() -> FakeLLM:
 def test_generates_each_label_to_target_and_appends_provenance(tmp_path: Path) -> None:
     out = tmp_path / "gen.jsonl"
     llm = counting_llm()
-    res = generate_examples(SPEC, llm, out, SynthConfig(per_label=6, batch_size=3))  # type: ignore[arg-type]
+    res = generate_labelled_examples(SPEC, llm, out, SynthConfig(per_label=6, batch_size=3))  # type: ignore[arg-type]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert res.per_label == {"spam": 6, "ham": 6} and res.count == 12 == len(rows)
     assert all(r["input"].startswith(r["output"]) for r in rows)  # label-conditioned prompts
@@ -57,9 +57,9 @@ def test_answer_fields_are_read_in_order_and_cut_to_the_batch() -> None:
 
 def test_resume_continues_from_rows_on_disk(tmp_path: Path) -> None:
     out = tmp_path / "gen.jsonl"
-    generate_examples(SPEC, counting_llm(), out, SynthConfig(per_label=3, batch_size=3))  # type: ignore[arg-type]
+    generate_labelled_examples(SPEC, counting_llm(), out, SynthConfig(per_label=3, batch_size=3))  # type: ignore[arg-type]
     llm = counting_llm()
-    res = generate_examples(SPEC, llm, out, SynthConfig(per_label=3, batch_size=3))  # type: ignore[arg-type]
+    res = generate_labelled_examples(SPEC, llm, out, SynthConfig(per_label=3, batch_size=3))  # type: ignore[arg-type]
     assert llm.usage.calls == 0 and res.count == 6
     assert len(out.read_text().splitlines()) == 6
 
@@ -71,7 +71,7 @@ def test_stops_a_label_that_yields_nothing(tmp_path: Path) -> None:
         return {"inputs": [f"ham {i}"]}
 
     llm = FakeLLM(answer)
-    res = generate_examples(SPEC, llm, tmp_path / "g.jsonl", SynthConfig(per_label=2, batch_size=1, max_failed_batches=3))  # type: ignore[arg-type]
+    res = generate_labelled_examples(SPEC, llm, tmp_path / "g.jsonl", SynthConfig(per_label=2, batch_size=1, max_failed_batches=3))  # type: ignore[arg-type]
     assert res.per_label == {"spam": 0, "ham": 2} and res.stopped_labels == ("spam",) and "spam" in (res.stop_reason or "")
     assert res.dropped["leak"] == 3
     spam_temps = [r["temperature"] for r in llm.requests if 'label is "spam"' in r["messages"][-1]["content"]]
@@ -82,14 +82,14 @@ def test_stops_a_label_that_yields_nothing(tmp_path: Path) -> None:
 def test_excluded_test_inputs_never_become_training_data(tmp_path: Path) -> None:
     llm = FakeLLM(lambda m, n, i: {"inputs": ["Held out text!", f"fresh {i}"]})
     spec = TaskSpec(SPEC.instruction, SPEC.examples, "classification", ("spam", "ham"))
-    generate_examples(spec, llm, tmp_path / "g.jsonl", SynthConfig(per_label=1, batch_size=2), exclude=["held out TEXT"])  # type: ignore[arg-type]
+    generate_labelled_examples(spec, llm, tmp_path / "g.jsonl", SynthConfig(per_label=1, batch_size=2), exclude=["held out TEXT"])  # type: ignore[arg-type]
     assert "Held out" not in (tmp_path / "g.jsonl").read_text()
 
 
 def test_generation_task_is_refused(tmp_path: Path) -> None:
     spec = TaskSpec("Translate", (Example("a", "b"),), "generation")
     with pytest.raises(UnsupportedTaskError):
-        generate_examples(spec, counting_llm(), tmp_path / "g.jsonl")  # type: ignore[arg-type]
+        generate_labelled_examples(spec, counting_llm(), tmp_path / "g.jsonl")  # type: ignore[arg-type]
 
 
 def test_service_failure_is_raised_not_swallowed(tmp_path: Path) -> None:
@@ -97,7 +97,7 @@ def test_service_failure_is_raised_not_swallowed(tmp_path: Path) -> None:
         raise LLMError("The LLM service failed after 4 retries: APIConnectionError.")
 
     with pytest.raises(LLMError, match="service failed"):
-        generate_examples(SPEC, FakeLLM(answer), tmp_path / "g.jsonl", SynthConfig(per_label=1))  # type: ignore[arg-type]
+        generate_labelled_examples(SPEC, FakeLLM(answer), tmp_path / "g.jsonl", SynthConfig(per_label=1))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -130,7 +130,7 @@ def test_every_label_gets_a_bounded_number_of_calls(tmp_path: Path) -> None:
     # Each batch yields exactly one new example, so the failure counter never trips; the cap still ends it.
     llm = FakeLLM(lambda m, n, i: {"input_1": f"entirely new text number {i} with words {i * 3} and {i * 7}"})
     cfg = SynthConfig(per_label=10, batch_size=5, max_batches_factor=1, max_failed_batches=1)
-    res = generate_examples(SPEC, llm, tmp_path / "g.jsonl", cfg)  # type: ignore[arg-type]
+    res = generate_labelled_examples(SPEC, llm, tmp_path / "g.jsonl", cfg)  # type: ignore[arg-type]
     assert llm.usage.calls == 2 * (1 * 2 + 1)  # per label: factor * ceil(10 / 5) + max_failed_batches
     assert res.stopped_labels == ("spam", "ham") and res.per_label == {"spam": 3, "ham": 3}
 
@@ -158,7 +158,7 @@ def test_targeted_generation_shows_the_confusions_and_appends_rows(tmp_path: Pat
     from p2m_engine.synth import generate_targeted_examples
 
     out = tmp_path / "gen.jsonl"
-    generate_examples(SPEC, counting_llm(), out, SynthConfig(per_label=3, batch_size=3))  # type: ignore[arg-type]
+    generate_labelled_examples(SPEC, counting_llm(), out, SynthConfig(per_label=3, batch_size=3))  # type: ignore[arg-type]
     before = out.read_text().splitlines()
     report = _report(tmp_path)
     assert report.weak_labels == ("spam",)  # recall 1/3 against ham's 2/3

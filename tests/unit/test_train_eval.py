@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from p2m_engine.errors import TrainingError
-from p2m_engine.evaluate import evaluate_model, load_classifier
+from p2m_engine.evaluate import evaluate_classifier, load_classifier
 from p2m_engine.metrics import classification_metrics
-from p2m_engine.train import TrainConfig, split_validation, train_model
+from p2m_engine.train import TrainConfig, split_validation, train_classifier
 from p2m_engine.types import Example
 
 LABELS = ("neg", "pos")
@@ -31,7 +31,7 @@ def test_tiny_model_trains_saves_and_evaluates(tiny_encoder: Path, tmp_path: Pat
     before = AutoModelForSequenceClassification.from_pretrained(str(tiny_encoder), num_labels=2)
     w0 = before.bert.encoder.layer[0].attention.self.query.weight.detach().clone()
     cfg = TrainConfig(base_model=str(tiny_encoder), epochs=2, learning_rate=5e-3, batch_size=8, bf16="off")
-    res = train_model(train, val, LABELS, tmp_path / "model", cfg)
+    res = train_classifier(train, val, LABELS, tmp_path / "model", cfg)
     assert res.train_loss > 0 and res.n_train == len(train) and res.n_val == len(val)
     assert 0.0 <= res.val_score <= 1.0
     model, _ = load_classifier(res.model_dir)
@@ -40,7 +40,7 @@ def test_tiny_model_trains_saves_and_evaluates(tiny_encoder: Path, tmp_path: Pat
     assert not (tmp_path / "model-checkpoints").exists()
 
     test = _data(10)
-    report = evaluate_model(res.model_dir, test, "test", tmp_path / "pred.jsonl")
+    report = evaluate_classifier(res.model_dir, test, "test", tmp_path / "pred.jsonl")
     rows = [json.loads(line) for line in (tmp_path / "pred.jsonl").read_text().splitlines()]
     assert len(rows) == 10 and report.n == 10
     # The report's figures are the metrics of the saved predictions.
@@ -51,22 +51,22 @@ def test_tiny_model_trains_saves_and_evaluates(tiny_encoder: Path, tmp_path: Pat
 
 def test_loss_falls_with_training(tiny_encoder: Path, tmp_path: Path) -> None:
     data = _data(48)
-    short = train_model(data, [], LABELS, tmp_path / "a", TrainConfig(base_model=str(tiny_encoder), max_steps=1,
+    short = train_classifier(data, [], LABELS, tmp_path / "a", TrainConfig(base_model=str(tiny_encoder), max_steps=1,
                                                                     learning_rate=5e-3, batch_size=8, bf16="off"))
-    longer = train_model(data, [], LABELS, tmp_path / "b", TrainConfig(base_model=str(tiny_encoder), epochs=8,
+    longer = train_classifier(data, [], LABELS, tmp_path / "b", TrainConfig(base_model=str(tiny_encoder), epochs=8,
                                                                      learning_rate=5e-3, batch_size=8, bf16="off"))
     assert longer.train_loss < short.train_loss
 
 
 def test_one_label_is_refused(tiny_encoder: Path, tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="at least two labels"):
-        train_model([Example("a", "pos")] * 4, [], LABELS, tmp_path / "m", TrainConfig(base_model=str(tiny_encoder)))
+        train_classifier([Example("a", "pos")] * 4, [], LABELS, tmp_path / "m", TrainConfig(base_model=str(tiny_encoder)))
 
 
 def test_unknown_label_is_refused(tiny_encoder: Path, tmp_path: Path) -> None:
     rows = [Example("a", "pos"), Example("b", "maybe")]
     with pytest.raises(TrainingError, match="outside"):
-        train_model(rows, [], LABELS, tmp_path / "m", TrainConfig(base_model=str(tiny_encoder)))
+        train_classifier(rows, [], LABELS, tmp_path / "m", TrainConfig(base_model=str(tiny_encoder)))
 
 
 def test_split_validation_is_stratified_and_keeps_train_labels() -> None:
