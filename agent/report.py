@@ -19,7 +19,7 @@ import jinja2
 from agent.trace import read_trace
 from p2m_engine.errors import P2MError
 from p2m_engine.metrics import confusion_matrix
-from p2m_engine.runs import read_jsonl
+from p2m_engine.runs import data_file, read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +83,8 @@ def label_distribution(run_dir: Path, task_labels: list[str]) -> dict[str, Any]:
         rows (label, retrieved, generated, trained, total), totals, the dataset and model names the rows
         name as their source, a few generated examples per label, and chart geometry.
     """
-    data = run_dir / "data"
-    retrieved, generated = _rows(data / "retrieved.jsonl"), _rows(data / "generated.jsonl")
-    trained = _rows(data / "train.jsonl") + _rows(data / "val.jsonl")
+    retrieved, generated = _rows(data_file(run_dir, "retrieved")), _rows(data_file(run_dir, "generated"))
+    trained = _rows(data_file(run_dir, "train")) + _rows(data_file(run_dir, "val"))
     counts = {name: Counter(str(r.get("output", "")) for r in rows)
               for name, rows in (("retrieved", retrieved), ("generated", generated), ("trained", trained))}
     labels = _label_order(task_labels, counts["retrieved"], counts["generated"])

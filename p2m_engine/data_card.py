@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from p2m_engine import attributes
-from p2m_engine.runs import read_jsonl
+from p2m_engine.runs import data_file, read_jsonl
 from p2m_engine.types import TaskSpec
 
 SPLITS = ("retrieved", "labelled", "generated", "train", "val", "dev", "test")
@@ -48,7 +48,7 @@ def data_card(run_dir: Path, spec: TaskSpec, *, dataset: str | None, dropped: di
         malformed: the first of them, as `file:line: problem`.
         examples_per_label: training examples shown per label (or in all, for tasks without labels).
     """
-    data = {name: _rows(run_dir / "data" / f"{name}.jsonl") for name in SPLITS}
+    data = {name: _rows(data_file(run_dir, name)) for name in SPLITS}
     generated = data["generated"]
     targeted = sum(1 for r in generated if r.get("targeted"))
     models = sorted({str(r.get("model")) for r in generated if r.get("model")})
@@ -64,7 +64,7 @@ def data_card(run_dir: Path, spec: TaskSpec, *, dataset: str | None, dropped: di
         hubs = Counter(str(r.get("hub", "")).split("/")[0] for r in labelled)
         lines.append(f"- **Teacher-labelled** (real hub text, labelled by the judges): {len(labelled)} rows from "
                      + ", ".join(f"`{_cell(h, 40)}` ({n})" for h, n in hubs.most_common(6)))
-    soft = _rows(run_dir / "data" / "soft_labels.jsonl")
+    soft = _rows(data_file(run_dir, "soft_labels"))
     if soft:
         by_judges = Counter(str(r.get("judges")) for r in soft)
         lines.append(f"- **Soft-labelled** (`soft_labels.jsonl`): {len(soft)} hub texts with every label's probability "

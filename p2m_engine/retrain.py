@@ -18,6 +18,7 @@ from typing import Any
 
 from p2m_engine.datasets import load_examples
 from p2m_engine.errors import P2MError
+from p2m_engine.runs import data_file
 from p2m_engine.students import TRAIN_FILE
 from p2m_engine.train import TrainConfig
 from p2m_engine.types import MAIN_METRIC, TaskSpec
@@ -72,8 +73,8 @@ def retrain(run: Path, *, epochs: float | None = None, base_model: str | None = 
     if size > 1 and spec.task_type == "generation":
         raise P2MError("The generation student trains on one device: run `p2m train` without torchrun/accelerate.")
     config = train_config(run, epochs, base_model)
-    train = load_examples(run / "data" / "train.jsonl")
-    val_path = run / "data" / "val.jsonl"
+    train = load_examples(data_file(run, "train"))
+    val_path = data_file(run, "val")
     val = load_examples(val_path) if val_path.is_file() and val_path.stat().st_size else []
     out = out or run / "retrained" / time.strftime("%Y%m%d-%H%M%S")
     model_dir = out / "model"
@@ -85,7 +86,7 @@ def retrain(run: Path, *, epochs: float | None = None, base_model: str | None = 
     scores: dict[str, float] = {}
     config_test = _read_json(run / "config.json", "the build settings").get("test")
     for split in ("dev", "test"):
-        path = run / "data" / f"{split}.jsonl"
+        path = data_file(run, split)
         if split == "test" and config_test:
             path = Path(config_test)  # the user's --test file
         if path.is_file() and path.stat().st_size:

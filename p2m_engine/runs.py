@@ -55,6 +55,23 @@ def inside(*parts: str) -> list[str]:
     return [safe_name(c, "run file name") for part in parts for c in str(part).split("/")]
 
 
+DATA_FILES = ("retrieved", "labelled", "soft_labels", "generated", "train", "val", "dev", "test")
+"""The run folder's data files (`data/<name>.jsonl`): real rows retrieved, hub text labelled by the judges (and
+its soft labels), generated rows, the training split and its held-back rows, the real dev split the build
+decides on, and the real test rows of a retrieved dataset."""
+
+
+def data_file(run_dir: Path, name: str) -> Path:
+    """`run_dir/data/<name>.jsonl`, one of DATA_FILES (the run folder's layout is written here only).
+
+    Raises:
+        ValueError: not a data file of the layout (a typo would silently read nothing).
+    """
+    if name not in DATA_FILES:
+        raise ValueError(f"{name!r} is not a run data file; one of {', '.join(DATA_FILES)}")
+    return run_dir / "data" / f"{name}.jsonl"
+
+
 @dataclass(frozen=True)
 class Run:
     """Paths inside one run folder. The folder is created on `create`; files are added as stages run."""
@@ -92,6 +109,12 @@ class Run:
         p = self.dir.joinpath(*inside(*parts))
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
+
+    def data(self, name: str) -> Path:
+        """The data file `name` (DATA_FILES) of this run; its folder exists."""
+        path = data_file(self.dir, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
 
     def write_json(self, name: str, obj: Any) -> Path:
         """Write a JSON file atomically (tmp file + rename): a crash never leaves half a file."""

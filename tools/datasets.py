@@ -49,7 +49,7 @@ def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
         held = datasets.held_out_split(best, datasets.train_file(taken[0]))
         if ctx.test_path is None and held is not None:
             test_rows = datasets.load_examples(held, taken[0].label_map, skipped=skipped)
-            write_jsonl(ctx.run.path("data", "test.jsonl"), (e.to_dict() for e in test_rows))
+            write_jsonl(ctx.run.data("test"), (e.to_dict() for e in test_rows))
             test_from = str(held)
         # Leakage guard: no training row may equal a test row or a demonstration.
         banned = {normalize(x) for x in [*inputs_of_test(ctx), *(e.input for e in spec.examples)]}
@@ -67,14 +67,14 @@ def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
         rows, dev_rows = split_validation(rows, fraction=min(DEV_FRACTION, DEV_MAX / max(len(rows), 1)), seed=ctx.train.seed,
                                           stratify=spec.task_type == "classification")
         if dev_rows:
-            dev = write_jsonl(ctx.run.path("data", "dev.jsonl"),
+            dev = write_jsonl(ctx.run.data("dev"),
                               ({**e.to_dict(), "source": source_of[id(e)]} for e in dev_rows))
         # Each dataset gets an equal share of the cap, label-balanced within it.
         share = max(1, ctx.max_retrieved // len(taken))
         kept = [r for c in taken for r in balanced([r for r in rows if source_of[id(r)] == c.name], share)]
         for r in kept:
             by_source[source_of[id(r)]] = by_source.get(source_of[id(r)], 0) + 1
-        retrieved = write_jsonl(ctx.run.path("data", "retrieved.jsonl"),
+        retrieved = write_jsonl(ctx.run.data("retrieved"),
                                 ({**e.to_dict(), "source": source_of[id(e)]} for e in kept))
     names = [c.name for c in taken]
     artifact = {

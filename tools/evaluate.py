@@ -53,13 +53,13 @@ def evaluate_model(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     spec = spec_of(state)
     iteration = int(state.get("iteration") or 1)
     splits = {"demos": list(spec.examples)}
-    dev_path = ctx.run.dir / "data" / "dev.jsonl"
+    dev_path = ctx.run.data("dev")
     if dev_path.is_file():
         splits["dev"] = load_examples(dev_path)
-    val_path = ctx.run.dir / "data" / "val.jsonl"
+    val_path = ctx.run.data("val")
     if val_path.is_file() and val_path.stat().st_size:
         splits["val"] = load_examples(val_path)  # held back from training: reported apart from the real splits
-    test_path = ctx.test_path or ctx.run.dir / "data" / "test.jsonl"
+    test_path = ctx.test_path or ctx.run.data("test")
     if test_path.is_file():
         splits["test"] = load_examples(test_path)
     folder = ctx.run.path("iterations", str(iteration), "predictions")

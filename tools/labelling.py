@@ -27,7 +27,7 @@ def label_texts(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     ctx: ToolContext = runtime.context
     meter = Meter(ctx.llm)
     spec = spec_of(runtime.state)
-    result = label_engine(spec, ctx.hub_dirs, ctx.run.path("data", "labelled.jsonl"), ctx.labelling, llm=ctx.llm,
+    result = label_engine(spec, ctx.hub_dirs, ctx.run.data("labelled"), ctx.labelling, llm=ctx.llm,
                           exclude={normalize(x) for x in held_out_inputs(ctx)}, progress=ctx.report("label_texts"))
     # What generation may skip: the kept rows, or with soft labels every text under its most probable label.
     artifact = {"labelled": result.count, **result.to_dict(), "real_per_label": real_per_label(ctx), **meter.figures()}

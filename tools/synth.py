@@ -26,11 +26,13 @@ def real_per_label(ctx: ToolContext) -> dict[str, int]:
     retrieved rows, every soft-labelled text counts under its most probable label, since the probe student
     learns them all (tools/train.py). The teacher then writes only for labels the hub text leaves short: it
     took 9-11 of emotion's and trec's 13-16 build minutes, and the ag_news replay without it lost 0.6 points."""
-    data = ctx.run.dir / "data"
+    def rows(name: str) -> list[dict[str, Any]]:
+        return list(read_jsonl(ctx.run.data(name))) if ctx.run.data(name).is_file() else []
+
     counts: dict[str, int] = {}
-    retrieved = read_jsonl(data / "retrieved.jsonl") if (data / "retrieved.jsonl").is_file() else []
-    soft = read_jsonl(data / "soft_labels.jsonl") if not retrieved and (data / "soft_labels.jsonl").is_file() else []
-    labelled = read_jsonl(data / "labelled.jsonl") if not soft and (data / "labelled.jsonl").is_file() else []
+    retrieved = rows("retrieved")
+    soft = rows("soft_labels") if not retrieved else []
+    labelled = rows("labelled") if not soft else []
     outputs = [str(r.get("output")) for r in (*retrieved, *labelled)]
     outputs += [max(r["probs"], key=r["probs"].get) for r in soft if isinstance(r.get("probs"), dict) and r["probs"]]
     for label in outputs:
@@ -40,12 +42,12 @@ def real_per_label(ctx: ToolContext) -> dict[str, int]:
 
 def inputs_of_test(ctx: ToolContext) -> list[str]:
     """Inputs of the real test data (the --test file, or the retrieved dataset's held-out split)."""
-    return _inputs(ctx.test_path or ctx.run.dir / "data" / "test.jsonl")
+    return _inputs(ctx.test_path or ctx.run.data("test"))
 
 
 def held_out_inputs(ctx: ToolContext) -> list[str]:
     """Inputs of the real test data and of the dev split the build decides on: never training data."""
-    return inputs_of_test(ctx) + _inputs(ctx.run.dir / "data" / "dev.jsonl")
+    return inputs_of_test(ctx) + _inputs(ctx.run.data("dev"))
 
 
 @tool(response_format="content_and_artifact")
@@ -67,7 +69,7 @@ def generate_examples(runtime: ToolRuntime, per_label: int = 0) -> tuple[str, di
     meter = Meter(ctx.llm)
     config = ctx.synth if per_label <= 0 else dataclasses.replace(ctx.synth, per_label=per_label)
     spec = spec_of(runtime.state)
-    out_path = ctx.run.path("data", "generated.jsonl")
+    out_path = ctx.run.data("generated")
     if spec.task_type == "classification":
         result = synth.generate_labelled_examples(spec, ctx.llm, out_path, config, exclude=held_out_inputs(ctx),
                                          progress=ctx.report("generate_examples"), call_id=runtime.tool_call_id,
@@ -103,7 +105,7 @@ def generate_targeted_examples(runtime: ToolRuntime, per_label: int = 0) -> tupl
     spec = spec_of(state)
     report = read_failures(Path(state["failures_path"]))  # made once, by the evaluation
     before = dict(state.get("per_label") or {})
-    result = synth.generate_targeted_examples(spec, ctx.llm, ctx.run.path("data", "generated.jsonl"), report,
+    result = synth.generate_targeted_examples(spec, ctx.llm, ctx.run.data("generated"), report,
                                               ctx.synth, extra=per_label, exclude=held_out_inputs(ctx),
                                               progress=ctx.report("generate_targeted_examples"),
                                               call_id=runtime.tool_call_id)

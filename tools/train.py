@@ -31,7 +31,7 @@ def training_examples(ctx: ToolContext, labels: tuple[str, ...], demos: list[str
     rows: list[Example] = []
     sources: dict[str, int] = {}
     for name in ("retrieved", "labelled", "generated"):
-        path = ctx.run.dir / "data" / f"{name}.jsonl"
+        path = ctx.run.data(name)
         if not path.is_file() or path.stat().st_size == 0:
             continue
         for e in load_examples(path):
@@ -46,7 +46,7 @@ def training_examples(ctx: ToolContext, labels: tuple[str, ...], demos: list[str
 def training_split(ctx: ToolContext, rows: list[Example], stratify: bool) -> tuple[list[Example], list[Example]]:
     """Train and validation rows. The validation rows of the run's first training stay the validation rows
     (new data goes to training), so the validation scores of all iterations are measured on the same examples."""
-    val_path = ctx.run.dir / "data" / "val.jsonl"
+    val_path = ctx.run.data("val")
     if val_path.is_file() and val_path.stat().st_size:
         keys = {normalize(e.input) for e in load_examples(val_path)}
         val = [e for e in rows if normalize(e.input) in keys]
@@ -61,7 +61,7 @@ MIN_DEV_CHECK = 30
 
 
 def _outputs(ctx: ToolContext, name: str) -> list[str]:
-    path = ctx.run.dir / "data" / f"{name}.jsonl"
+    path = ctx.run.data(name)
     return [e.output for e in load_examples(path)] if path.is_file() and path.stat().st_size else []
 
 
@@ -90,7 +90,7 @@ def correct_prior(ctx: ToolContext, labels: tuple[str, ...], trained: dict[str, 
                             "trained": {k: round(v, 4) for k, v in trained.items()}, "shift": shift, "real_rows": n_real}
     if not prior.worth_shifting(shift):
         return {**info, "applied": False, "why": "the training rows already follow the prior"}
-    dev_path = ctx.run.dir / "data" / "dev.jsonl"
+    dev_path = ctx.run.data("dev")
     dev = load_examples(dev_path) if dev_path.is_file() and dev_path.stat().st_size else []
     before = students.evaluate_student("classification", model_dir, dev, "dev").metrics["accuracy"] \
         if len(dev) >= MIN_DEV_CHECK else None
@@ -107,7 +107,7 @@ def correct_prior(ctx: ToolContext, labels: tuple[str, ...], trained: dict[str, 
 
 def soft_rows(ctx: ToolContext, labels: tuple[str, ...], val: list[Example]) -> list[tuple[str, np.ndarray]]:
     """The judges' soft-labelled hub texts of label_texts (none before it ran), without validation inputs."""
-    path = ctx.run.dir / "data" / "soft_labels.jsonl"
+    path = ctx.run.data("soft_labels")
     if not path.is_file():
         return []
     held = {normalize(e.input) for e in val} | {normalize(x) for x in held_out_inputs(ctx)}
@@ -153,8 +153,8 @@ def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str,
     if not rows:
         raise TrainingError("No training data yet. Call search_datasets or generate_examples first.")
     tr, val = training_split(ctx, rows, stratify=spec.task_type == "classification")
-    write_jsonl(ctx.run.path("data", "train.jsonl"), (e.to_dict() for e in tr))
-    write_jsonl(ctx.run.path("data", "val.jsonl"), (e.to_dict() for e in val))
+    write_jsonl(ctx.run.data("train"), (e.to_dict() for e in tr))
+    write_jsonl(ctx.run.data("val"), (e.to_dict() for e in val))
     config = dataclasses.replace(ctx.train, base_model=state["base_model"], **({"epochs": epochs} if epochs > 0 else {}))
     # Every training gets its own folder: the build keeps the best one, not the last one.
     iteration = int(state.get("iteration") or 0) + 1

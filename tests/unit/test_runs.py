@@ -136,3 +136,15 @@ def test_slug_values() -> None:
     assert slug("!!!") == "task"
     assert len(slug("x" * 100, limit=10)) == 10
     assert not slug("ab cd ef", limit=3).endswith("-")
+
+
+def test_the_run_folder_owns_its_data_layout(tmp_path: Path) -> None:
+    import pytest
+
+    from p2m_engine.runs import DATA_FILES, Run, data_file
+
+    run = Run.create(tmp_path, "t")
+    assert run.data("dev") == run.dir / "data" / "dev.jsonl" == data_file(run.dir, "dev")
+    assert "soft_labels" in DATA_FILES
+    with pytest.raises(ValueError, match="not a run data file"):
+        run.data("devv")  # a typo must not read an empty file in silence
