@@ -61,7 +61,9 @@ def test_shift_model_moves_the_predictions_and_the_inverse_shift_restores_them(t
 
 def _ctx(run_dir: Path, on: bool = True) -> SimpleNamespace:
     (run_dir / "data").mkdir(parents=True, exist_ok=True)
-    return SimpleNamespace(run=SimpleNamespace(dir=run_dir), train=TrainConfig(prior=on))
+    from p2m_engine.runs import Run
+
+    return SimpleNamespace(run=Run(run_dir), train=TrainConfig(prior=on))
 
 
 BALANCED = {"a": 0.5, "b": 0.5}
