@@ -372,8 +372,7 @@ def teacher_check(run: Run, state: dict[str, Any], settings: Settings, llm: Any,
         return None
     if ctx.max_llm_calls is not None:
         limit = min(limit, max(0, ctx.max_llm_calls - llm.usage.calls))
-    dev = run.data("dev")
-    rows, split = (load_examples(dev), "dev") if dev.is_file() else ([], "dev")
+    rows, split = (load_examples(run.data("dev")) if run.data("dev").is_file() else []), "dev"
     if len(rows) < MIN_REAL_HELD_OUT and settings.test_path:
         rows, split = load_examples(settings.test_path), "test"
     record: dict[str, Any] = {"kind": "check", "node": "build", "step": state.get("steps", 0), "name": "teacher_check"}

@@ -37,9 +37,10 @@ def plan(state: State, runtime: Runtime[Context]) -> Command[Literal["run_tools"
     started = time.monotonic()
     action, reason = rules_choice(allowed, state, ctx)
     decided_by, tokens = "rules", {"tokens_in": 0, "tokens_out": 0}
-    if ctx.planner == "llm" and ctx.llm is not None and len(allowed) > 1 and not llm_calls_left(ctx):
+    asks_llm = ctx.planner == "llm" and ctx.llm is not None and len(allowed) > 1
+    if asks_llm and not llm_calls_left(ctx):
         reason = f"fallback to rules: the LLM budget is spent, the planner is not asked ({reason})"
-    elif ctx.planner == "llm" and ctx.llm is not None and len(allowed) > 1:
+    elif asks_llm:
         choice, why, tokens = ask_planner(ctx.llm, state["task"]["instruction"], facts(state, ctx), allowed)
         if choice is None:
             reason, decided_by = f"fallback to rules: {why}", "rules"

@@ -43,7 +43,7 @@ def generation_target(state: dict[str, Any], ctx: Context) -> int:
     per-label target; a task without labels (generation, extractive QA) gets a total target."""
     labels = state["task"].get("labels") or ()
     if not labels:
-        return generation_total((), per_label_target(state, ctx))
+        return generation_total(per_label_target(state, ctx))
     real = state.get("real_per_label") or {}
     return sum(max(0, per_label_target(state, ctx) - int(real.get(label, 0))) for label in labels)
 

@@ -106,13 +106,13 @@ def estimate(n_labels: int, per_label: int, batch_size: int, iterations: int, ma
     and the teacher's label scores of `labelled` hub texts (plus its test on each demonstration, with the 3
     content-free calibration inputs each time).
 
-    A task without labels generates pairs: `generation_total` of them (5 x per_label), each input answered by up to 3 votes.
+    A task without labels generates pairs: `generation_total(per_label)` of them (5 x per_label), each input answered by up to 3 votes.
     """
     if n_labels:
         generation = n_labels * (3 * -(-per_label // batch_size) + 4)  # max_batches_factor=3, max_failed_batches=4
         targeted = (iterations - 1) * n_labels * 3
     else:
-        pairs = generation_total((), per_label)
+        pairs = generation_total(per_label)
         generation = pairs * 3 + 2 * -(-pairs // batch_size)
         targeted = 0
     scoring = labelled + 3 + 4 * n_demos if n_labels and labelled else 0

@@ -16,10 +16,10 @@ MAIN_METRIC: dict[str, str] = {"classification": "accuracy", "extractive-qa": "e
 PAIRS_PER_LABEL_BUDGET = 5
 
 
-def generation_total(labels: tuple[str, ...] | list[str], per_label: int) -> int:
-    """Examples a build generates at most for `per_label`: per label for a labelled task, a total of
-    PAIRS_PER_LABEL_BUDGET times it for a task without labels (the policy and the tool use this one rule)."""
-    return per_label * (len(labels) if labels else PAIRS_PER_LABEL_BUDGET)
+def generation_total(per_label: int) -> int:
+    """Pairs a build generates for a task without labels: PAIRS_PER_LABEL_BUDGET times the per-label budget
+    (the policy, the tool and the cost estimate use this one rule)."""
+    return per_label * PAIRS_PER_LABEL_BUDGET
 # Task type names used by hub dataset cards, mapped to p2m's.
 TASK_TYPE_ALIASES: dict[str, str] = {"text-generation": "generation", "text2text-generation": "generation",
                                      "question-answering": "extractive-qa", "extractive_qa": "extractive-qa",
