@@ -52,6 +52,23 @@ def _teacher_line(check: dict[str, Any] | None) -> str:
             f"{check['student']:.4f}, teacher (few-shot) {check['teacher']:.4f}.{verdict}\n")
 
 
+def _student_line(model_dir: Path, probe: bool) -> str:
+    """What the student is, and why it was chosen (the training record's choice between the two students)."""
+    from p2m_engine.students import TRAIN_FILE
+
+    record = model_dir / TRAIN_FILE
+    choice = (json.loads(record.read_text(encoding="utf-8")).get("choice") or {}) if record.is_file() else {}
+    scores = ", ".join(f"{name} {score}" for name, score in (choice.get("val_scores") or {}).items())
+    if probe and choice:
+        return ("the base encoder, frozen, with a linear head (`p2m_head.safetensors`) trained on the real labelled "
+                f"rows: it scored higher on validation than the encoder fine-tuned end to end ({scores})")
+    if probe:
+        return ("the packaged sentence encoder, frozen, with a linear head (`p2m_head.safetensors`) trained on the "
+                "judges' soft labels of real hub text: no real labelled rows were found, and a fully fine-tuned "
+                "encoder learns such text's domain rather than the task")
+    return "fine-tuned end to end" + (f" (validation: {scores})" if len(choice.get("val_scores") or {}) > 1 else "")
+
+
 def write_model_card(model_dir: Path, spec: TaskSpec, facts: dict[str, Any]) -> Path:
     """Write model_dir/README.md from the task and the build's figures (no secrets are passed in).
 
@@ -66,9 +83,7 @@ def write_model_card(model_dir: Path, spec: TaskSpec, facts: dict[str, Any]) -> 
     tag = PIPELINE_TAG.get(spec.task_type, "text-classification")
     probe = is_probe_student(model_dir)
     usage = PROBE_USAGE if probe else USAGE.get(spec.task_type, USAGE["classification"])
-    student = ("the packaged sentence encoder, frozen, with a linear head (`p2m_head.safetensors`) trained on the "
-               "judges' soft labels of real hub text: no real labelled rows were found, and a fully fine-tuned "
-               "encoder learns such text's domain rather than the task" if probe else "fine-tuned end to end")
+    student = _student_line(model_dir, probe)
     header = {"library_name": "sentence-transformers" if probe else "transformers", "pipeline_tag": tag, "base_model": facts.get("base_model"),
               "tags": ["p2m", tag], "model-index": _model_index(spec, model_dir.resolve().name, metrics)}
     names = list(dict.fromkeys(k for rep in metrics.values() if isinstance(rep, dict)

@@ -78,12 +78,10 @@ def balanced(rows: list[Example], cap: int) -> list[Example]:
 def pair_features(texts: list[str], template: "FieldTemplate") -> np.ndarray:
     """Features of two-field inputs for a linear probe: a*b, |a-b| and the cosine of the two fields' embeddings
     (one embedding of the whole pair says what it is about, not whether its halves agree)."""
-    from p2m_engine.pair_input import split_pairs
     from p2m_engine.pool import embed_texts
+    from p2m_engine.probe_student import features
 
-    first, second = split_pairs(template, texts)
-    a, b = embed_texts(first), embed_texts(second)
-    return np.concatenate([a * b, np.abs(a - b), (a * b).sum(axis=1, keepdims=True)], axis=1)
+    return features(embed_texts, texts, template)
 
 
 def score_rows(rows: list[Example], labels: tuple[str, ...], evidence_vecs: np.ndarray, evidence_labels: np.ndarray,

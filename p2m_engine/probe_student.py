@@ -8,8 +8,14 @@ instead of the task: on unseen tasks (own data hidden, dev as test) the fine-tun
 22 (emotion) and 63 (ag_news) where its judges scored 42-51, 45 and 66. A linear head on the frozen encoder,
 trained on the judges' probabilities (not their hard labels) over ~1,000 hub texts, reached 47, 44 and 72.
 
+Inputs made of two marked texts (paraphrase, entailment) are read as a pair: the head sees a*b, |a-b| and the
+cosine of the two fields' embeddings (SBERT's classification features), not one embedding of the whole string.
+Measured on the paraphrase task with its own 1,000 training rows (dev as test): 73.3, where the fine-tuned
+encoder on the same rows reached 68.0.
+
 The model folder is the encoder's own sentence-transformers folder plus `p2m_head.safetensors` (weight, bias)
-and `p2m_head.json` (labels); p2m's predict, serve and prior correction read it.
+and `p2m_head.json` (labels), and `p2m_pair.json` for a pair task; p2m's predict, serve and prior correction
+read it.
 """
 
 from __future__ import annotations
@@ -19,10 +25,13 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from p2m_engine import pair_input
 from p2m_engine.errors import TrainingError
+from p2m_engine.input_fields import FieldTemplate
 from p2m_engine.types import TrainResult
 
 HEAD_WEIGHTS = "p2m_head.safetensors"
@@ -42,6 +51,21 @@ class ProbeConfig:
 def is_probe_student(model_dir: Path) -> bool:
     """Whether a model folder holds a frozen-encoder student."""
     return (Path(model_dir) / HEAD_CONFIG).is_file()
+
+
+def features(encode: Callable[[list[str]], np.ndarray], texts: list[str], pair: FieldTemplate | None) -> np.ndarray:
+    """What the head reads: the text's embedding, or for a pair a*b, |a-b| and the cosine of its fields' embeddings.
+
+    Args:
+        encode: texts to unit-normalised embeddings (the frozen encoder).
+        texts: the inputs.
+        pair: the two-field template of a pair task (p2m_engine.pair_input), or None.
+    """
+    if pair is None:
+        return np.asarray(encode(texts), dtype=np.float32)
+    first, second = pair_input.split_pairs(pair, texts)
+    a, b = np.asarray(encode(first), dtype=np.float32), np.asarray(encode(second), dtype=np.float32)
+    return np.concatenate([a * b, np.abs(a - b), (a * b).sum(axis=1, keepdims=True)], axis=1)
 
 
 def _fit_head(x: np.ndarray, targets: np.ndarray, weights: np.ndarray, config: ProbeConfig) -> tuple[np.ndarray, np.ndarray, float]:
@@ -67,7 +91,7 @@ def _fit_head(x: np.ndarray, targets: np.ndarray, weights: np.ndarray, config: P
 
 def train_probe_student(texts: list[str], targets: np.ndarray, labels: tuple[str, ...], out_dir: Path,
                         encoder: Path, config: ProbeConfig = ProbeConfig(), *, weights: np.ndarray | None = None,
-                        val: list[tuple[str, str]] = ()) -> TrainResult:  # type: ignore[assignment]
+                        val: list[tuple[str, str]] = (), pair: FieldTemplate | None = None) -> TrainResult:  # type: ignore[assignment]
     """Train the head on `texts` with probability rows `targets` and save the student to `out_dir`.
 
     Args:
@@ -79,6 +103,7 @@ def train_probe_student(texts: list[str], targets: np.ndarray, labels: tuple[str
         config: the head's training settings.
         weights: a weight per row (default 1).
         val: (input, label) rows scored after training (accuracy; nan when empty).
+        pair: the two-field template of a pair task: the head reads pair features (`features`).
 
     Raises:
         TrainingError: no rows, or targets that do not match the labels.
@@ -89,17 +114,18 @@ def train_probe_student(texts: list[str], targets: np.ndarray, labels: tuple[str
         raise TrainingError(f"The probe student needs rows with one probability per label; got {len(texts)} texts "
                             f"and targets of shape {targets.shape}.")
     started = time.monotonic()
-    x = np.asarray(embed(texts, model_path=encoder), dtype=np.float32)
+    x = features(lambda t: np.asarray(embed(t, model_path=encoder), dtype=np.float32), texts, pair)
     w, b, loss = _fit_head(x, targets, np.ones(len(texts)) if weights is None else weights, config)
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copytree(encoder, out_dir, dirs_exist_ok=True)
     save_head(out_dir, w, b, labels)
+    pair_input.save(pair, out_dir)
     score = float("nan")
     if val:
         pred = predict_probe(out_dir, [t for t, _ in val])
         score = float(np.mean([p == gold for (p, _), (_, gold) in zip(pred, val)]))
     return TrainResult(out_dir, loss, score, len(texts), len(val), float(config.steps), time.monotonic() - started,
-                       {**asdict(config), "student": "probe", "encoder": str(encoder)})
+                       {**asdict(config), "student": "probe", "encoder": str(encoder), "pair": pair is not None})
 
 
 def save_head(model_dir: Path, weight: np.ndarray, bias: np.ndarray, labels: tuple[str, ...]) -> None:
@@ -128,11 +154,15 @@ class ProbeClassifier:
 
         self.encoder = SentenceTransformer(str(model_dir), device="cpu")
         self.weight, self.bias, self.labels = load_head(model_dir)
+        self.pair = pair_input.load(Path(model_dir))
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.encoder.encode(list(texts), normalize_embeddings=True, batch_size=32,
+                                              show_progress_bar=False), dtype=np.float32)
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
         """(texts, labels) probabilities."""
-        x = self.encoder.encode(list(texts), normalize_embeddings=True, batch_size=32, show_progress_bar=False)
-        logits = np.asarray(x, dtype=np.float32) @ self.weight.T + self.bias
+        logits = features(self.encode, list(texts), self.pair) @ self.weight.T + self.bias
         logits -= logits.max(axis=1, keepdims=True)
         e = np.exp(logits)
         return e / e.sum(axis=1, keepdims=True)

@@ -38,6 +38,12 @@ class TrainConfig:
                                                        "(p2m_engine.pair_input)"})
     prior: bool = field(default=True, metadata={"help": "shift a classifier to the label prior of the real rows "
                                                         "(p2m_engine.prior)"})
+    soft: bool = field(default=True, metadata={"help": "without real labelled rows, train the frozen encoder with a head "
+                                                       "on the judges' soft labels (p2m_engine.probe_student), not the "
+                                                       "fine-tuned encoder on their hard labels"})
+    rival: bool = field(default=True, metadata={"help": "with real labelled rows, also train the frozen encoder with a "
+                                                        "head and keep whichever scores higher on validation "
+                                                        "(p2m_engine.student_choice)"})
 
 
 def effective_epochs(n_train: int, config: TrainConfig) -> float:

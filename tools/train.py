@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
-from p2m_engine import prior, probe_student, students, train
+from p2m_engine import prior, probe_student, student_choice, students, train
 from p2m_engine.datasets import load_examples
 from p2m_engine.embeddings import packaged_minilm_path
 from p2m_engine.errors import TrainingError
@@ -159,7 +160,8 @@ def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str,
     # Every training gets its own folder: the build keeps the best one, not the last one.
     iteration = int(state.get("iteration") or 0) + 1
     folder = f"iterations/{iteration}/model"
-    soft = soft_rows(ctx, spec.labels, val) if spec.task_type == "classification" and not sources.get("retrieved") else []
+    soft = soft_rows(ctx, spec.labels, val) \
+        if spec.task_type == "classification" and not sources.get("retrieved") and ctx.train.soft else []
     if soft:
         # No real labelled rows: the frozen encoder with a head learns the judges' soft labels (p2m_engine.probe_student).
         texts, targets = probe_rows(soft, tr, spec.labels)
@@ -172,14 +174,21 @@ def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str,
     else:
         result = students.train_student(spec, tr, val, ctx.run.path(folder), config, progress=ctx.report("train_model"))
         trained, estimate = prior.distribution([e.output for e in tr], spec.labels), None
+    student = student_choice.PROBE if soft else student_choice.FINE_TUNED
+    choice: dict[str, Any] = {}
+    if spec.task_type == "classification" and not soft and ctx.train.rival and Path(config.base_model).is_dir():
+        # Real labelled rows: the same encoder frozen, with a head on the same rows, is tried too; validation decides.
+        kept = student_choice.keep_better(result, tr, val, spec.labels, Path(config.base_model),
+                                          ProbeConfig(seed=config.seed))
+        result, student, choice = kept.result, kept.student, kept.to_dict()
     prior_info = correct_prior(ctx, spec.labels, trained, result.model_dir, estimate) \
         if spec.task_type == "classification" else {}
     # The model folder says what it is, so that predict/serve work on it when it is copied out of the run.
-    students.write_model_record(result.model_dir, spec, result, sources=sources, prior=prior_info,
-                                student="probe" if soft else "fine-tuned")
+    students.write_model_record(result.model_dir, spec, result, sources=sources, prior=prior_info, student=student,
+                                choice=choice)
     artifact = {"model_dir": str(result.model_dir), "iteration": iteration, "train_loss": round(result.train_loss, 4),
                 "val_score": round(result.val_score, 4), "n_train": result.n_train, "n_val": result.n_val,
                 "sources": sources, "epochs": result.epochs, "bf16": result.config.get("bf16_used"), "prior": prior_info,
-                "student": "probe" if soft else "fine-tuned", "soft_labelled": len(soft), **meter.figures()}
-    shown = ("student", "train_loss", "val_score", "n_train", "n_val", "sources", "soft_labelled")
+                "student": student, "choice": choice, "soft_labelled": len(soft), **meter.figures()}
+    shown = ("student", "choice", "train_loss", "val_score", "n_train", "n_val", "sources", "soft_labelled")
     return observation({**{k: artifact[k] for k in shown}, "prior_shift": prior_info.get("applied", False)}), artifact
