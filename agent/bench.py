@@ -10,7 +10,7 @@ from typing import Any
 from rich.markup import escape
 
 from agent.budget import Budget
-from agent.build import build_model
+from agent.build import SWITCHES, build_model
 from agent.llms import LLMSettings, open_llm
 from agent.ui import console
 from p2m_engine.bench import BenchResults, BenchTask, markdown_table, own_datasets, read_suite
@@ -22,7 +22,7 @@ from p2m_engine.task import parse_task
 from p2m_engine.types import MAIN_METRIC
 
 SYSTEMS = ("p2m", "teacher", "trivial", "gold")
-ABLATIONS = ("generated_only", "retrieved_only")
+ABLATIONS = ("generated_only", "retrieved_only", *(f"no_{part}" for part in SWITCHES))
 LATENCY_SAMPLES = 50
 
 
@@ -128,7 +128,7 @@ def _run_system(system: str, task: BenchTask, spec: Any, test: list[Any], *, hub
     summary = build_model(spec, str(task.prompt_path), backend=settings.backend, model=settings.model,
                           base_url=settings.base_url, hubs=build_hubs, test_path=task.test_path,
                           out=out / "runs" / safe_name(task.name, "task name") / safe_name(system, "system"), limits=build_limits, planner="auto", student=student,
-                          seed=seed, quiet=True)
+                          seed=seed, quiet=True, off=[system.removeprefix("no_")] if system.startswith("no_") else [])
     if not summary.get("model_dir"):
         return {"score": None, "status": "no model", "reason": summary.get("finish_reason")}
     test_metrics = summary["metrics"]["test"]["metrics"]

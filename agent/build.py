@@ -9,7 +9,7 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from agent.budget import Budget
 from agent.chat import make_converse
@@ -104,10 +104,38 @@ def settings_from_config(cfg: dict[str, Any]) -> Settings:
         raise P2MError(f"The run's config.json is incomplete ({type(e).__name__}: {e}); it cannot be resumed.") from e
 
 
+# Parts of the data and training recipe a build can switch off (`--off`), to measure what each one buys.
+SWITCHES = {
+    "labelling": "label real hub text with the judges (label_texts)",
+    "soft_labels": "the frozen-encoder student on the judges' soft labels (else the fine-tuned one on hard labels)",
+    "prior": "the label prior correction of the classifier",
+    "attributes": "topic conditioning of generation batches",
+    "rival": "the frozen-encoder rival of a fine-tuned classifier, chosen on validation",
+    "pair": "two-field inputs encoded as a sentence pair",
+}
+
+
+def switched_off(off: Iterable[str], limits: Budget, seed: int) -> tuple[Budget, SynthConfig, TrainConfig]:
+    """The budget and the generation and training settings of a build with the `off` parts switched off.
+
+    Raises:
+        P2MError: an unknown part.
+    """
+    off = set(off)
+    if unknown := off - set(SWITCHES):
+        raise P2MError(f"--off: unknown part(s) {sorted(unknown)}; choose from {', '.join(SWITCHES)}.")
+    limits = dataclasses.replace(limits, labelled=0) if "labelling" in off else limits
+    synth = SynthConfig(per_label=limits.per_label, seed=seed, attributes="attributes" not in off)
+    flags = {"soft": "soft_labels" not in off, **{k: k not in off for k in ("prior", "rival", "pair")}}
+    train = TrainConfig(epochs=limits.epochs, seed=seed, **flags)
+    return limits, synth, train
+
+
 def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None, base_url: str | None,
                 hubs: list[Path], test_path: Path | None, out: Path, limits: Budget, planner: str,
                 student: str | None, seed: int, quiet: bool = False, chat: bool = False,
-                catalog: Path | None = None, confirm: Callable[[str], bool] | None = None) -> dict[str, Any]:
+                catalog: Path | None = None, confirm: Callable[[str], bool] | None = None,
+                off: Iterable[str] = ()) -> dict[str, Any]:
     """Run one build end to end and return its summary (also written to run/summary.json).
 
     With `chat`, the agent asks its clarifying questions and the plan in the terminal, and after the build
@@ -124,11 +152,11 @@ def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None,
     """
     _check_local_files(backend, model, student)
     check_home()
+    limits, synth, train = switched_off(off, limits, seed)
     settings = Settings(
         llm=LLMSettings(backend=backend, model=model, base_url=base_url, api_key=_api_key(backend)), limits=limits,
         planner=planner if planner != "auto" else ("llm" if backend == "openai" else "rules"), hubs=hubs,
-        test_path=test_path, student=student, synth=SynthConfig(per_label=limits.per_label, seed=seed),
-        train=TrainConfig(epochs=limits.epochs, seed=seed), seed=seed, catalog=catalog)
+        test_path=test_path, student=student, synth=synth, train=train, seed=seed, catalog=catalog)
     settings.llm.check()
     _check_estimate(spec, settings, confirm)
     run = Run.create(out, spec.instruction)

@@ -107,6 +107,8 @@ _build_options = _options(
     click.option("--budget", default="", help=BUDGET_HELP),
     click.option("--student", help="A local model folder to fine-tune instead of searching for one."),
     click.option("--seed", default=0, show_default=True, help="Seed for sampling, splits and training."),
+    click.option("--off", multiple=True, help="Switch a part of the recipe off, to measure what it buys (repeatable): "
+                                              "labelling, soft_labels, prior, attributes, rival, pair."),
 )
 
 
@@ -130,7 +132,7 @@ def _check_build_inputs(backend: str, hubs: tuple[Path, ...], test_path: Path | 
 @click.option("-y", "--yes", is_flag=True, help="Unattended: never wait for input (stdin is not read).")
 def build(prompt: str, backend: str, model: str | None, base_url: str | None, hubs: tuple[Path, ...],
           catalog_dir: Path | None, test_path: Path | None, out: Path, budget: str, student: str | None, seed: int,
-          planner: str, as_json: bool, yes: bool) -> None:
+          off: tuple[str, ...], planner: str, as_json: bool, yes: bool) -> None:
     """Build a model for PROMPT (a prompt file, or the prompt text): instruction plus input=/output= demos.
 
     \b
@@ -153,7 +155,7 @@ def build(prompt: str, backend: str, model: str | None, base_url: str | None, hu
 
     summary = build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs),
                                 test_path=test_path, out=out, limits=limits, planner=planner, student=student,
-                                seed=seed, quiet=as_json, catalog=catalog_dir, confirm=None if yes else _confirm)
+                                seed=seed, quiet=as_json, catalog=catalog_dir, confirm=None if yes else _confirm, off=off)
     _finish(summary, as_json)
 
 
@@ -207,7 +209,8 @@ def resume(run: Path, as_json: bool, base_url: str | None) -> None:
 @click.argument("prompt", required=False)
 @_build_options
 def chat(prompt: str | None, backend: str, model: str | None, base_url: str | None, hubs: tuple[Path, ...],
-         catalog_dir: Path | None, test_path: Path | None, out: Path, budget: str, student: str | None, seed: int) -> None:
+         catalog_dir: Path | None, test_path: Path | None, out: Path, budget: str, student: str | None, seed: int,
+         off: tuple[str, ...]) -> None:
     """Build a model in conversation: the agent asks what PROMPT leaves open, proposes a plan, builds when you
     agree, then answers "why ...?" from its trace and takes requests ("add a label X", "more examples of ...").
 
@@ -236,7 +239,7 @@ def chat(prompt: str | None, backend: str, model: str | None, base_url: str | No
     spec = parse_task(read_prompt(prompt))
     summary = build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs),
                           test_path=test_path, out=out, limits=limits, planner="auto", student=student, seed=seed,
-                          catalog=catalog_dir, chat=True, confirm=_confirm)
+                          catalog=catalog_dir, chat=True, confirm=_confirm, off=off)
     if summary.get("declined"):
         from agent.build import EXIT_DECLINED
 
@@ -278,7 +281,8 @@ def _command_line(ctx: click.Context) -> str:
               help="Folder of results.json / results.md (a rerun skips what is already there).")
 @click.option("--tasks", default="", help="Comma-separated task names (default: all).")
 @click.option("--systems", default="p2m,teacher,trivial,gold", show_default=True,
-              help="Systems to run; ablations: generated_only, retrieved_only.")
+              help="Systems to run; ablations: generated_only, retrieved_only, and no_<part> for each part --off takes "
+                   "(e.g. no_prior).")
 @click.option("--test-file", default="test.jsonl", show_default=True, help="Name of the test file in each task folder.")
 @click.option("--student", help="A local encoder folder to use as the student base.")
 @click.option("--teacher-limit", type=int, help="Score the teacher on the first N test examples only.")

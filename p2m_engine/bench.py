@@ -197,7 +197,10 @@ def _cell(fig: dict[str, Any] | None) -> str:
 
 def markdown_table(data: dict[str, Any]) -> str:
     """One row per task: the score (in %) of every system, then the student's size and speed vs the teacher."""
-    systems = [s for s in SYSTEM_ORDER if any(s in t["systems"] for t in data["tasks"].values())]
+    present = list(dict.fromkeys(s for t in data["tasks"].values() for s in t["systems"]))
+    # p2m first, then its ablations (the known ones, then any other, e.g. no_prior), then the baselines.
+    systems = [s for s in SYSTEM_ORDER[:3] if s in present] + [s for s in present if s not in SYSTEM_ORDER] + \
+        [s for s in SYSTEM_ORDER[3:] if s in present]
     head = ["task", "type", "metric", "n", *systems, "student params", "teacher params", "student p50 ms",
             "teacher p50 ms", "build s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -189,3 +189,26 @@ def test_results_resume_and_name_the_run_of_every_row(tmp_path: Path) -> None:
     assert data["command"] == "p2m bench A"
     assert data["tasks"]["alpha"]["systems"]["p2m"]["by_run"] == 0
     assert data["tasks"]["alpha"]["systems"]["teacher"]["by_run"] == 1
+
+
+def test_an_ablation_switches_off_one_part_and_its_column_follows_p2m() -> None:
+    import pytest
+
+    from agent.bench import ABLATIONS
+    from agent.budget import Budget
+    from agent.build import switched_off
+    from p2m_engine.errors import P2MError
+
+    limits, synth, train = switched_off([], Budget(), 0)
+    assert limits.labelled == Budget().labelled and synth.attributes and train.prior and train.rival and train.soft
+    limits, synth, train = switched_off(["prior", "labelling"], Budget(), 0)
+    assert not train.prior and limits.labelled == 0 and train.rival and train.soft and synth.attributes
+    _, synth, train = switched_off(["soft_labels", "attributes"], Budget(), 0)
+    assert not train.soft and not synth.attributes and train.prior
+    with pytest.raises(P2MError, match="unknown part"):
+        switched_off(["retrieval"], Budget(), 0)
+    assert {"no_prior", "no_labelling", "no_rival", "no_soft_labels"} <= set(ABLATIONS)
+    data = {"tasks": {"t": {"task_type": "classification", "metric": "accuracy", "n_test": 10,
+                            "systems": {"trivial": {"score": 0.25}, "no_prior": {"score": 0.5}, "p2m": {"score": 0.75}}}}}
+    header = markdown_table(data).splitlines()[0]
+    assert header.index("p2m") < header.index("no_prior") < header.index("trivial")
