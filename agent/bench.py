@@ -13,10 +13,10 @@ from agent.budget import Budget
 from agent.build import SWITCHES, build_model
 from agent.llms import LLMSettings, open_llm
 from agent.ui import console
-from p2m_engine.bench import BenchResults, BenchTask, markdown_table, own_datasets, read_suite
-from p2m_engine.datasets import load_examples
+from p2m_engine.eval.bench import BenchResults, BenchTask, markdown_table, own_datasets, read_suite
+from p2m_engine.data.datasets import load_examples
 from p2m_engine.errors import P2MError, UnsupportedTaskError
-from p2m_engine.metrics import task_metrics
+from p2m_engine.eval.metrics import task_metrics
 from p2m_engine.names import safe_name
 from p2m_engine.task import parse_task
 from p2m_engine.types import MAIN_METRIC
@@ -28,7 +28,7 @@ LATENCY_SAMPLES = 50
 
 def student_figures(task_type: str, model_dir: Path, texts: list[str]) -> dict[str, Any]:
     """Parameters and batch-1 latency (p50 over up to 50 inputs) of a saved student."""
-    from p2m_engine.baselines import p50
+    from p2m_engine.eval.baselines import p50
     from p2m_engine.students import model_params, predictor
 
     run = predictor(task_type, model_dir)
@@ -52,9 +52,9 @@ def hub_without(task: BenchTask, hubs: list[Path], out: Path,
     """A hub of links to every dataset of `hubs` except the task's own data: the task as if unseen.
 
     The task's own data is its folder, a dataset of its name, or one sharing rows with its test file
-    (`p2m_engine.bench.own_datasets`). Returns the hub folder and the hidden datasets with why.
+    (`p2m_engine.eval.bench.own_datasets`). Returns the hub folder and the hidden datasets with why.
     """
-    from p2m_engine.datasets import scan_hub
+    from p2m_engine.data.datasets import scan_hub
 
     folder = out / "hubs" / safe_name(task.name, "task name")
     folder.mkdir(parents=True, exist_ok=True)
@@ -114,7 +114,7 @@ def _run_system(system: str, task: BenchTask, spec: Any, test: list[Any], *, hub
     if system == "trivial":
         if spec.task_type != "classification":
             return {**_score(spec.task_type, gold_outputs, [e.input for e in test]), "rule": "copy the input"}
-        from p2m_engine.baselines import majority_label
+        from p2m_engine.eval.baselines import majority_label
 
         source = load_examples(task.train_path) if task.train_path else list(spec.examples)
         label = majority_label(source)
@@ -141,8 +141,8 @@ def _run_system(system: str, task: BenchTask, spec: Any, test: list[Any], *, hub
 
 
 def _teacher(spec: Any, test: list[Any], settings: LLMSettings, out: Path, limit: int | None) -> dict[str, Any]:
-    from p2m_engine.baselines import p50, teacher_answer, teacher_classify
-    from p2m_engine.embedded import EMBEDDED_PARAMS
+    from p2m_engine.eval.baselines import p50, teacher_answer, teacher_classify
+    from p2m_engine.llm.embedded import EMBEDDED_PARAMS
 
     rows = test[:limit] if limit else test
     ask = teacher_classify if spec.task_type == "classification" else teacher_answer
@@ -157,10 +157,10 @@ def _teacher(spec: Any, test: list[Any], settings: LLMSettings, out: Path, limit
 
 def _gold(task: BenchTask, spec: Any, test: list[Any], out: Path, student: str | None, limit: int,
           limits: Budget) -> dict[str, Any]:
-    from p2m_engine.models import search_models
+    from p2m_engine.students.models import search_models
     from p2m_engine.students import evaluate_student, train_student
-    from p2m_engine.synth import normalize
-    from p2m_engine.train import TrainConfig, split_validation
+    from p2m_engine.data.synth import normalize
+    from p2m_engine.students.train import TrainConfig, split_validation
 
     if task.train_path is None:
         return {"score": None, "status": "no train split"}

@@ -19,15 +19,15 @@ from agent.policy import MIN_REAL_HELD_OUT, REAL_SPLITS, measured_on, score_meas
 from agent.runner import read_checkpoint, run_build
 from agent.trace import TraceWriter
 from agent.ui import BuildDisplay
-from p2m_engine.card import write_model_card
-from p2m_engine.data_card import write_data_card
+from p2m_engine.students.card import write_model_card
+from p2m_engine.data.data_card import write_data_card
 from p2m_engine.errors import LLMError, P2MError
-from p2m_engine.datasets import load_examples, scan_hub
-from p2m_engine.labelling import LabelConfig
+from p2m_engine.data.datasets import load_examples, scan_hub
+from p2m_engine.data.labelling import LabelConfig
 from p2m_engine.runs import Run, check_home
-from p2m_engine.synth import SynthConfig
-from p2m_engine.teacher_check import check_teacher
-from p2m_engine.train import TrainConfig
+from p2m_engine.data.synth import SynthConfig
+from p2m_engine.eval.teacher_check import check_teacher
+from p2m_engine.students.train import TrainConfig
 from p2m_engine.types import MAIN_METRIC, TaskSpec
 
 # Exit codes of `p2m build` and `p2m resume`.
@@ -190,7 +190,7 @@ def _check_estimate(spec: TaskSpec, settings: Settings, confirm: Callable[[str],
     from agent.budget import ASK_ABOVE_CALLS, ASK_ABOVE_USD
     from agent.llms import DEFAULT_OPENAI_MODEL
     from p2m_engine.errors import BudgetExceededError
-    from p2m_engine.pricing import parse_prices
+    from p2m_engine.llm.pricing import parse_prices
 
     llm = settings.llm
     if llm.backend == "embedded":
@@ -392,7 +392,7 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
 def teacher_check(run: Run, state: dict[str, Any], settings: Settings, llm: Any, ctx: Context,
                   trace: TraceWriter) -> dict[str, Any] | None:
     """Score the student and the teacher on the same real held-out rows (dev, else the test file) for a
-    generation or QA build (p2m_engine.teacher_check), record it in the trace, and return it for the summary
+    generation or QA build (p2m_engine.eval.teacher_check), record it in the trace, and return it for the summary
     (a student below its teacher does not meet the target). None when the build has no such check."""
     spec = TaskSpec.from_dict(state["task"])
     limit = settings.limits.teacher_check
@@ -437,7 +437,7 @@ def met_target(model_dir: str | None, score: float | None, target: float | None,
 def estimate_cost(spec: TaskSpec, settings: Settings, model: str, base_url: str | None,
                   prices: dict[str, tuple[float, float]] | None) -> Any:
     """The most this build may spend on LLM calls, from its budget and the price of `model` at `base_url`."""
-    from p2m_engine.pricing import estimate
+    from p2m_engine.llm.pricing import estimate
 
     limits = settings.limits
     return estimate(len(spec.labels), settings.synth.per_label, settings.synth.batch_size, limits.iterations,

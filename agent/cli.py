@@ -300,7 +300,7 @@ def bench(suite: Path, hubs: tuple[Path, ...], backend: str, model: str | None, 
     from agent.bench import check_systems, run_bench
     from agent.budget import Budget
     from agent.llms import LLMSettings
-    from p2m_engine.bench import markdown_table
+    from p2m_engine.eval.bench import markdown_table
 
     limits = Budget.parse(budget)
     if not suite.is_dir():
@@ -426,7 +426,7 @@ def export(run: Path, out: Path | None) -> None:
     """Export the classifier of RUN to ONNX (runs with onnxruntime, no torch), checked against the original."""
     _offline_defaults()
     from p2m_engine.serve import resolve_model
-    from p2m_engine.export import check_export, export_onnx
+    from p2m_engine.students.export import check_export, export_onnx
 
     model_dir, _ = resolve_model(run)
     path = export_onnx(model_dir, out)

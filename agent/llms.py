@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
-from p2m_engine.cache import ResponseCache
+from p2m_engine.llm.cache import ResponseCache
 from p2m_engine.errors import LLMError
 from p2m_engine.llm import LLM
 from p2m_engine.runs import p2m_home
@@ -95,7 +95,7 @@ def open_llm(settings: LLMSettings, log_dir: Path) -> Iterator[LLM]:
     cache = ResponseCache(p2m_home() / "llm_cache.sqlite")
     try:
         if settings.backend == "embedded":
-            from p2m_engine.embedded import EMBEDDED_MODEL, LlamaServer, embedded_model_path
+            from p2m_engine.llm.embedded import EMBEDDED_MODEL, LlamaServer, embedded_model_path
 
             path = Path(settings.model) if settings.model and settings.model.endswith(".gguf") else embedded_model_path()
             if not path.is_file():
@@ -113,7 +113,7 @@ def open_llm(settings: LLMSettings, log_dir: Path) -> Iterator[LLM]:
             if not settings.api_key and not settings.base_url:
                 raise LLMError("--llm openai needs OPENAI_API_KEY in the environment (or --base-url for a local server).")
             model = settings.model or DEFAULT_OPENAI_MODEL
-            from p2m_engine.pricing import parse_prices
+            from p2m_engine.llm.pricing import parse_prices
 
             llm = LLM(settings.base_url, model, api_key=settings.api_key or "unused", cache=cache,
                       endpoint=settings.cache_endpoint,

@@ -18,7 +18,7 @@ import jinja2
 
 from agent.trace import read_trace
 from p2m_engine.errors import P2MError
-from p2m_engine.metrics import confusion_matrix
+from p2m_engine.eval.metrics import confusion_matrix
 from p2m_engine.runs import data_file, read_jsonl
 
 logger = logging.getLogger(__name__)

@@ -13,11 +13,11 @@ import logging
 import time
 from pathlib import Path
 
-from p2m_engine.datasets import load_examples
-from p2m_engine.embeddings import packaged_minilm_path
-from p2m_engine.qa import evaluate_qa, train_qa
-from p2m_engine.qa_text import field_names, split_question_context
-from p2m_engine.train import TrainConfig
+from p2m_engine.data.datasets import load_examples
+from p2m_engine.students.embeddings import packaged_minilm_path
+from p2m_engine.students.qa import evaluate_qa, train_qa
+from p2m_engine.students.qa_text import field_names, split_question_context
+from p2m_engine.students.train import TrainConfig
 
 
 def main() -> None:

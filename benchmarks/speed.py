@@ -79,7 +79,7 @@ def generation_requests(n: int) -> list[list[dict[str, str]]]:
 
 def throughput(llm: LLM, concurrency: int, n_requests: int) -> dict[str, Any]:
     """Requests/s of `llm.call_tool` over n distinct generation requests run by `concurrency` threads."""
-    from p2m_engine.synth import _schema
+    from p2m_engine.data.synth import _schema
 
     requests = generation_requests(n_requests)
     tokens0 = llm.usage.tokens
@@ -124,7 +124,7 @@ def standin_figures() -> list[dict[str, Any]]:
 
 
 def embedded_figures() -> list[dict[str, Any]]:
-    from p2m_engine.embedded import EMBEDDED_MODEL, LlamaServer, embedded_model_path
+    from p2m_engine.llm.embedded import EMBEDDED_MODEL, LlamaServer, embedded_model_path
 
     rows = []
     with tempfile.TemporaryDirectory() as logs, LlamaServer(embedded_model_path(), alias=EMBEDDED_MODEL,
@@ -137,11 +137,11 @@ def embedded_figures() -> list[dict[str, Any]]:
 
 def training_figures(steps: int = 20, batch: int = 16) -> tuple[list[dict[str, Any]], dict[str, Path]]:
     """Examples/s of each student type for `steps` optimizer steps; returns the trained models for latency."""
-    from p2m_engine.datasets import load_examples
+    from p2m_engine.data.datasets import load_examples
     from p2m_engine.errors import P2MError
-    from p2m_engine.models import search_models
+    from p2m_engine.students.models import search_models
     from p2m_engine.students import train_student
-    from p2m_engine.train import TrainConfig
+    from p2m_engine.students.train import TrainConfig
     from p2m_engine.types import TaskSpec
 
     tasks: dict[str, tuple[TaskSpec, Path]] = {
@@ -170,7 +170,7 @@ def training_figures(steps: int = 20, batch: int = 16) -> tuple[list[dict[str, A
 
 def latency_figures(models: dict[str, Path], with_teacher: bool) -> list[dict[str, Any]]:
     """p50/p95 per call at batch 1 and 32, student vs teacher (the teacher answers one request at a time)."""
-    from p2m_engine.datasets import load_examples
+    from p2m_engine.data.datasets import load_examples
     from p2m_engine.students import predictor
 
     texts = [e.input for e in load_examples(DEMO_DATA)][:64]
@@ -191,8 +191,8 @@ def latency_figures(models: dict[str, Path], with_teacher: bool) -> list[dict[st
         measure("student (MiniLM classifier)", run, 1, 50)
         measure("student (MiniLM classifier)", run, 32, 10)
     if with_teacher:
-        from p2m_engine.baselines import teacher_classify
-        from p2m_engine.embedded import EMBEDDED_MODEL, LlamaServer, embedded_model_path
+        from p2m_engine.eval.baselines import teacher_classify
+        from p2m_engine.llm.embedded import EMBEDDED_MODEL, LlamaServer, embedded_model_path
 
         spec = parse_task(DEMO_PROMPT.read_text(encoding="utf-8"))
         with tempfile.TemporaryDirectory() as logs, LlamaServer(embedded_model_path(), alias=EMBEDDED_MODEL,

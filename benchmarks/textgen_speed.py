@@ -16,11 +16,11 @@ import resource
 import time
 from pathlib import Path
 
-from p2m_engine.metrics import generation_metrics
-from p2m_engine.models import search_models
+from p2m_engine.eval.metrics import generation_metrics
+from p2m_engine.students.models import search_models
 from p2m_engine.runs import read_jsonl
-from p2m_engine.textgen import GenerationConfig, generate, train_generator
-from p2m_engine.train import TrainConfig
+from p2m_engine.students.textgen import GenerationConfig, generate, train_generator
+from p2m_engine.students.train import TrainConfig
 from p2m_engine.types import Example
 
 

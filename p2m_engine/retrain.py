@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from p2m_engine.datasets import load_examples
+from p2m_engine.data.datasets import load_examples
 from p2m_engine.errors import P2MError
 from p2m_engine.runs import data_file
 from p2m_engine.students import TRAIN_FILE
-from p2m_engine.train import TrainConfig
+from p2m_engine.students.train import TrainConfig
 from p2m_engine.types import MAIN_METRIC, TaskSpec
 
 

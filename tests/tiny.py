@@ -9,7 +9,7 @@ def tiny_bert(folder: Path, hidden: int = 8, max_positions: int = 128) -> Path:
     """A 2-layer BERT of width `hidden`, built from a config, saved with the packaged MiniLM tokenizer."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from p2m_engine.embeddings import packaged_minilm_path
+    from p2m_engine.students.embeddings import packaged_minilm_path
 
     tok = AutoTokenizer.from_pretrained(str(packaged_minilm_path()))
     config = BertConfig(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,

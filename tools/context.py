@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from p2m_engine.labelling import LabelConfig
+from p2m_engine.data.labelling import LabelConfig
 from p2m_engine.llm import LLM
 from p2m_engine.runs import Run
-from p2m_engine.synth import SynthConfig
-from p2m_engine.train import TrainConfig
+from p2m_engine.data.synth import SynthConfig
+from p2m_engine.students.train import TrainConfig
 from p2m_engine.types import TaskSpec
 
 # A tool's observation for the planner is cut to this many characters.

@@ -9,11 +9,11 @@ from typing import Any
 from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
-from p2m_engine import datasets, retrieval
-from p2m_engine.probe import balanced
+from p2m_engine.data import datasets, retrieval
+from p2m_engine.data.probe import balanced
 from p2m_engine.runs import write_jsonl
-from p2m_engine.synth import normalize
-from p2m_engine.train import split_validation
+from p2m_engine.data.synth import normalize
+from p2m_engine.students.train import split_validation
 from tools.context import Meter, ToolContext, observation, spec_of
 from tools.synth import inputs_of_test
 

@@ -9,8 +9,8 @@ from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
 from p2m_engine import students
-from p2m_engine.analysis import analyze_failures, write_failures
-from p2m_engine.datasets import load_examples
+from p2m_engine.eval.analysis import analyze_failures, write_failures
+from p2m_engine.data.datasets import load_examples
 from p2m_engine.errors import TrainingError
 from p2m_engine.types import MAIN_METRIC
 from tools.context import Meter, ToolContext, observation, spec_of

@@ -7,8 +7,8 @@ from typing import Any
 from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
-from p2m_engine.labelling import label_texts as label_engine
-from p2m_engine.synth import normalize
+from p2m_engine.data.labelling import label_texts as label_engine
+from p2m_engine.data.synth import normalize
 from tools.context import Meter, ToolContext, observation, spec_of
 from tools.synth import held_out_inputs, real_per_label
 

@@ -7,7 +7,7 @@ from typing import Any
 from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
-from p2m_engine import model_catalog, models
+from p2m_engine.students import model_catalog, models
 from tools.context import Meter, ToolContext, observation, spec_of
 
 

@@ -9,8 +9,8 @@ from typing import Any
 from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
-from p2m_engine import pairs, synth
-from p2m_engine.analysis import read_failures
+from p2m_engine.data import pairs, synth
+from p2m_engine.eval.analysis import read_failures
 from p2m_engine.errors import LLMError, TrainingError
 from p2m_engine.runs import read_jsonl
 from p2m_engine.types import generation_total

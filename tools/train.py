@@ -10,13 +10,14 @@ import numpy as np
 from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
-from p2m_engine import prior, probe_student, student_choice, students, train
-from p2m_engine.datasets import load_examples
-from p2m_engine.embeddings import packaged_minilm_path
+from p2m_engine import students
+from p2m_engine.students import prior, probe_student, student_choice, train
+from p2m_engine.data.datasets import load_examples
+from p2m_engine.students.embeddings import packaged_minilm_path
 from p2m_engine.errors import TrainingError
-from p2m_engine.probe_student import ProbeConfig
+from p2m_engine.students.probe_student import ProbeConfig
 from p2m_engine.runs import read_jsonl, write_jsonl
-from p2m_engine.synth import normalize
+from p2m_engine.data.synth import normalize
 from p2m_engine.types import Example
 from tools.context import Meter, ToolContext, observation, spec_of
 from tools.synth import held_out_inputs
@@ -68,13 +69,13 @@ def _outputs(ctx: ToolContext, name: str) -> list[str]:
 
 def correct_prior(ctx: ToolContext, labels: tuple[str, ...], trained: dict[str, float], model_dir: Any,
                   estimate: tuple[dict[str, float], int] | None = None) -> dict[str, Any]:
-    """Shift the trained classifier to the label prior of the run's real rows (p2m_engine.prior).
+    """Shift the trained classifier to the label prior of the run's real rows (p2m_engine.students.prior).
 
     The prior comes from the real dev split (the natural distribution of the retrieved datasets) and the judges'
     labels of real hub text; generated rows, balanced by design, do not count. With a real dev split of at least
     MIN_DEV_CHECK rows the shift is kept only when it does not lower dev accuracy (the measurement decides);
     without one it is kept on the estimate alone (+12 and +6 points on the unseen emotion and trec tasks,
-    -1 on ag_news: see p2m_engine.prior). `trained` is the label distribution the student learned from;
+    -1 on ag_news: see p2m_engine.students.prior). `trained` is the label distribution the student learned from;
     `estimate` (prior, rows) replaces the estimate from the files (the probe student's soft-labelled texts, a
     larger sample of the same real text). Returns what was done, for the trace and the model folder.
     """
@@ -163,7 +164,7 @@ def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str,
     soft = soft_rows(ctx, spec.labels, val) \
         if spec.task_type == "classification" and not sources.get("retrieved") and ctx.train.soft else []
     if soft:
-        # No real labelled rows: the frozen encoder with a head learns the judges' soft labels (p2m_engine.probe_student).
+        # No real labelled rows: the frozen encoder with a head learns the judges' soft labels (p2m_engine.students.probe_student).
         texts, targets = probe_rows(soft, tr, spec.labels)
         result = probe_student.train_probe_student(texts, targets, spec.labels, ctx.run.path(folder), packaged_minilm_path(),
                                                    ProbeConfig(seed=config.seed), val=[(e.input, e.output) for e in val])

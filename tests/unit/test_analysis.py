@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from p2m_engine.analysis import analyze_failures
+from p2m_engine.eval.analysis import analyze_failures
 from p2m_engine.errors import DatasetError
 
 LABELS = ("billing", "tech", "sales")
@@ -98,7 +98,7 @@ def test_empty_or_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_a_saved_failure_analysis_reads_back_equal(predictions: Path, tmp_path: Path) -> None:
-    from p2m_engine.analysis import read_failures, write_failures
+    from p2m_engine.eval.analysis import read_failures, write_failures
 
     report = analyze_failures(predictions, ["a", "b", "c"], split="dev", threshold=0.9)
     again = read_failures(write_failures(report, tmp_path / "failures.json"))

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from p2m_engine import attributes
-from p2m_engine.synth import SynthConfig, generate_labelled_examples
+from p2m_engine.data import attributes
+from p2m_engine.data.synth import SynthConfig, generate_labelled_examples
 from p2m_engine.types import Example, TaskSpec
 from tests.fakes import FakeLLM
 

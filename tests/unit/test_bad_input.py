@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
-from p2m_engine.datasets import load_examples
+from p2m_engine.data.datasets import load_examples
 from p2m_engine.errors import DatasetError
 
 PROMPT = 'Is this SMS spam or ham?\n\ninput="win cash"\noutput="spam"\n\ninput="see you"\noutput="ham"\n'

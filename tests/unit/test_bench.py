@@ -9,7 +9,7 @@ from typing import Any
 from click.testing import CliRunner
 
 from agent.cli import cli
-from p2m_engine.bench import markdown_table, read_suite
+from p2m_engine.eval.bench import markdown_table, read_suite
 from tests.conftest import DEMO_HUB
 from tests.openai_stub import OpenAIStub
 from tests.unit.test_openai_build import Teacher
@@ -154,7 +154,7 @@ def test_exclude_own_hides_same_named_and_copied_datasets_of_a_separate_hub(tmp_
 
 
 def test_shares_rows_needs_a_few_rows_or_a_share_of_the_test(tmp_path: Path) -> None:
-    from p2m_engine.bench import row_keys, shares_rows
+    from p2m_engine.eval.bench import row_keys, shares_rows
 
     assert not shares_rows(0, 4) and shares_rows(1, 4)  # a tiny test file: one row is a quarter of it
     # Two chance matches in a larger test file are not a copy; three, or a tenth of the test rows, are.
@@ -175,7 +175,7 @@ def test_test_file_option_and_bad_suite(tmp_path: Path) -> None:
 
 
 def test_results_resume_and_name_the_run_of_every_row(tmp_path: Path) -> None:
-    from p2m_engine.bench import BenchResults
+    from p2m_engine.eval.bench import BenchResults
 
     path = tmp_path / "results.json"
     first = BenchResults(path, {"command": "p2m bench A"})

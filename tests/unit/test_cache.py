@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from p2m_engine.cache import ResponseCache, cache_key
+from p2m_engine.llm.cache import ResponseCache, cache_key
 
 MODEL = "m-1"
 PARAMS = {"temperature": 0.0, "max_tokens": 512, "tool": "t", "variant": 0}

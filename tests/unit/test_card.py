@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from p2m_engine.card import write_model_card
+from p2m_engine.students.card import write_model_card
 from p2m_engine.types import Example, TaskSpec
 
 

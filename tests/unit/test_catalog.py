@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from p2m_engine import catalog, datasets
-from p2m_engine.catalog import CatalogEntry, load_catalog, search_dataset_catalog, write_hub_folder
-from p2m_engine.datasets import HubDataset, judge
+from p2m_engine.data import catalog, datasets
+from p2m_engine.data.catalog import CatalogEntry, load_catalog, search_dataset_catalog, write_hub_folder
+from p2m_engine.data.datasets import HubDataset, judge
 from p2m_engine.errors import DatasetError
-from p2m_engine.retrieval import find_dataset
+from p2m_engine.data.retrieval import find_dataset
 from tests.unit.test_rerank import SENTIMENT, sentiment_hub, voter
 
 SENTIMENT_METADATA = [{"config": "default", "task": "text-classification", "task_id": "binary_classification",

@@ -1,4 +1,4 @@
-"""A child started through p2m_engine.child dies with its parent, even when the parent is killed with -9."""
+"""A child started through p2m_engine.llm.child dies with its parent, even when the parent is killed with -9."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 
 PARENT = """
 import os, subprocess, sys, time
-child = subprocess.Popen([sys.executable, "-m", "p2m_engine.child", str(os.getpid()), "http.server", "0",
+child = subprocess.Popen([sys.executable, "-m", "p2m_engine.llm.child", str(os.getpid()), "http.server", "0",
                           "--bind", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 print(child.pid, flush=True)
 time.sleep(120)
@@ -48,7 +48,7 @@ def test_child_dies_when_its_parent_is_killed() -> None:
 def test_child_runs_the_module_with_its_arguments(tmp_path: Path) -> None:
     script = tmp_path / "mod_under_test.py"
     script.write_text("import sys\nprint('args', sys.argv[1:])\n")
-    out = subprocess.run([sys.executable, "-m", "p2m_engine.child", str(os.getpid()), "mod_under_test", "a", "b"],
+    out = subprocess.run([sys.executable, "-m", "p2m_engine.llm.child", str(os.getpid()), "mod_under_test", "a", "b"],
                          capture_output=True, text=True, cwd=ROOT, timeout=30,
                          env={**os.environ, "PYTHONPATH": f"{ROOT}:{tmp_path}"})
     assert out.returncode == 0 and out.stdout.strip() == "args ['a', 'b']"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from p2m_engine.data_card import write_data_card
+from p2m_engine.data.data_card import write_data_card
 from p2m_engine.types import Example, TaskSpec
 
 SPEC = TaskSpec("Is this SMS spam or ham?", (Example("WIN cash", "spam"), Example("see you", "ham")), "classification",

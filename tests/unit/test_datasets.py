@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from p2m_engine.datasets import label_map, load_examples, scan_hub, search_hub
+from p2m_engine.data.datasets import label_map, load_examples, scan_hub, search_hub
 from p2m_engine.errors import DatasetError
 from p2m_engine.task import parse_task
 from tests.conftest import DEMO_HUB, SHARED_DATA
@@ -134,8 +134,8 @@ def test_unreadable_dataset_info_is_skipped(tmp_path: Path) -> None:
 def test_long_demonstrations_do_not_drown_the_instruction(tmp_path: Path) -> None:
     # News articles as demos fill the encoder's window: with them alone the query scored the news dataset 0.25
     # (below the plausibility bar); the instruction alone finds it. The card here has no copied instruction.
-    from p2m_engine.datasets import MIN_SCORE, task_query
-    from p2m_engine.embeddings import embed
+    from p2m_engine.data.datasets import MIN_SCORE, task_query
+    from p2m_engine.students.embeddings import embed
 
     folder = tmp_path / "hub" / "news_topics"
     folder.mkdir(parents=True)

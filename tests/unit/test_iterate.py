@@ -14,7 +14,7 @@ from langgraph.prebuilt import ToolRuntime
 from agent.context import Context
 from agent.graph import build_graph
 from p2m_engine.runs import Run
-from p2m_engine.synth import SynthConfig
+from p2m_engine.data.synth import SynthConfig
 from tests.fakes import FakeLLM, choose, offered, planner
 
 TASK = {"instruction": "Is this SMS spam or ham?", "examples": [{"input": "win cash now", "output": "spam"},

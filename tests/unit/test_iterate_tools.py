@@ -12,9 +12,9 @@ from langgraph.checkpoint.memory import InMemorySaver
 from agent.context import Context
 from agent.graph import build_graph
 from p2m_engine.runs import Run, read_jsonl
-from p2m_engine.synth import SynthConfig, normalize
+from p2m_engine.data.synth import SynthConfig, normalize
 from p2m_engine.task import parse_task
-from p2m_engine.train import TrainConfig
+from p2m_engine.students.train import TrainConfig
 from tests.conftest import DEMO_HUB, ROOT
 from tests.fakes import FakeLLM
 

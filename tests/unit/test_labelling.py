@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from p2m_engine.labelling import LabelConfig, judge_weights, keep_confident, label_texts, pooled
-from p2m_engine.pool import collect, is_question, length_bounds, pieces, same_form
-from p2m_engine.probe import score_rows
+from p2m_engine.data.labelling import LabelConfig, judge_weights, keep_confident, label_texts, pooled
+from p2m_engine.data.pool import collect, is_question, length_bounds, pieces, same_form
+from p2m_engine.data.probe import score_rows
 from p2m_engine.runs import read_jsonl
 from p2m_engine.types import Example, TaskSpec
 
@@ -66,7 +66,7 @@ def test_pieces_split_marked_fields_lines_and_long_prose() -> None:
 
 
 def test_pool_excludes_held_out_texts_and_demos(tmp_path: Path) -> None:
-    from p2m_engine.synth import normalize
+    from p2m_engine.data.synth import normalize
 
     hub = hub_of_texts(tmp_path)
     texts, vecs = collect([hub], [e.input for e in SPEC.examples], exclude={normalize(SPORT[0])})
@@ -120,7 +120,7 @@ def test_judge_weights_give_nothing_to_a_judge_no_better_than_chance() -> None:
 
 
 def test_probe_beats_chance_on_rows_that_teach_the_task_and_not_on_inverted_ones() -> None:
-    from p2m_engine.pool import embed_texts
+    from p2m_engine.data.pool import embed_texts
 
     good = [Example(t, "sport") for t in SPORT] + [Example(t, "weather") for t in WEATHER]
     bad = [Example(e.input, "weather" if e.output == "sport" else "sport") for e in good]
@@ -159,11 +159,11 @@ def test_a_build_without_labelled_data_trains_the_probe_student_on_soft_labels(t
 
     from agent.context import Context
     from agent.graph import build_graph
-    from p2m_engine import probe_student
-    from p2m_engine.evaluate import predict
+    from p2m_engine.students import probe_student
+    from p2m_engine.students.evaluate import predict
     from p2m_engine.runs import Run
-    from p2m_engine.synth import SynthConfig
-    from p2m_engine.train import TrainConfig
+    from p2m_engine.data.synth import SynthConfig
+    from p2m_engine.students.train import TrainConfig
 
     ctx = Context(run=Run.create(tmp_path / "runs", "t"), llm=KeywordGenerator(), hub_dirs=[hub_of_texts(tmp_path)],  # type: ignore[arg-type]
                   synth=SynthConfig(per_label=14, batch_size=2), train=TrainConfig(epochs=1, bf16="off"),
@@ -189,7 +189,7 @@ def test_a_build_without_labelled_data_trains_the_probe_student_on_soft_labels(t
 
 
 def test_pair_rows_are_probed_on_pair_features() -> None:
-    from p2m_engine.pool import embed_texts
+    from p2m_engine.data.pool import embed_texts
 
     topics = SPORT + WEATHER
     same = [Example(f"Sentence 1: {a}\nSentence 2: {a.replace('the ', 'a ', 1)}", "yes") for a in topics]

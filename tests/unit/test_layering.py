@@ -69,3 +69,13 @@ def test_cli_import_does_not_load_torch_or_transformers() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "none", f"loaded at CLI import: {result.stdout.strip()}"
+
+
+def test_the_llm_client_needs_no_other_part_of_the_engine() -> None:
+    # The transport (client, cache, prices, embedded server) sits below data, students and evaluation.
+    parts = {"p2m_engine.data", "p2m_engine.students", "p2m_engine.eval"}
+    bad = [f"{f.relative_to(ROOT)}: {name}" for f in sorted((ROOT / "p2m_engine" / "llm").rglob("*.py"))
+           for _, name in _absolute_imports(f) if any(name == p or name.startswith(p + ".") for p in parts)]
+    assert bad == []
+    assert {p.name for p in (ROOT / "p2m_engine").iterdir() if p.is_dir() and (p / "__init__.py").is_file()} >= \
+        {"llm", "data", "students", "eval"}

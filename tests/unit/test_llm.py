@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from p2m_engine.cache import ResponseCache
+from p2m_engine.llm.cache import ResponseCache
 from p2m_engine.errors import LLMError
 from p2m_engine.llm import LLM, rightmost_json_object
 from tests.openai_stub import OpenAIStub

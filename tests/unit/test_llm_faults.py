@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from p2m_engine.cache import ResponseCache
+from p2m_engine.llm.cache import ResponseCache
 from p2m_engine.errors import LLMDeadlineError, LLMError, UnparseableAnswerError
 from p2m_engine.llm import LLM, retry_after, retry_delay, schema_problem
-from p2m_engine.synth import SynthConfig, generate_labelled_examples
+from p2m_engine.data.synth import SynthConfig, generate_labelled_examples
 from p2m_engine.types import Example, TaskSpec
 from tests.faulty_server import FAULTS, FaultSchedule, FaultyServer, Teacher
 

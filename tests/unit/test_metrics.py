@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from p2m_engine.metrics import accuracy, classification_metrics, macro_f1, per_label_recall
+from p2m_engine.eval.metrics import accuracy, classification_metrics, macro_f1, per_label_recall
 
 
 def test_accuracy_and_macro_f1_hand_computed() -> None:
@@ -74,7 +74,7 @@ def test_matches_sklearn(gold: list[str], pred: list[str]) -> None:
 
 
 def test_confusion_matrix_rows_are_gold_columns_are_predictions() -> None:
-    from p2m_engine.metrics import confusion_matrix
+    from p2m_engine.eval.metrics import confusion_matrix
 
     order, m = confusion_matrix(["a", "a", "b", "c"], ["a", "b", "b", "a"], labels=["b", "a"])
     assert order == ["b", "a", "c"]

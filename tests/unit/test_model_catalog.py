@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from p2m_engine.model_catalog import family_of, hypothetical_card, read_catalog, search_model_catalog, task_language
+from p2m_engine.students.model_catalog import family_of, hypothetical_card, read_catalog, search_model_catalog, task_language
 from p2m_engine.types import Example, TaskSpec
 from tests.fakes import FakeLLM
 

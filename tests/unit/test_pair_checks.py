@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from p2m_engine.pair_checks import PairChecks, copy_share
-from p2m_engine.pairs import PairsConfig, generate_pairs
+from p2m_engine.data.pair_checks import PairChecks, copy_share
+from p2m_engine.data.pairs import PairsConfig, generate_pairs
 from p2m_engine.types import Example, TaskSpec
 from tests.fakes import FakeLLM
 

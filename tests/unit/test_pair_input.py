@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from p2m_engine import pair_input
-from p2m_engine.evaluate import predict
-from p2m_engine.train import TrainConfig, train_classifier
+from p2m_engine.students import pair_input
+from p2m_engine.students.evaluate import predict
+from p2m_engine.students.train import TrainConfig, train_classifier
 from p2m_engine.types import Example
 
 PAIRS = [f"Sentence 1: the cat number {i} sat on the mat.\nSentence 2: a cat {i} was sitting on a mat." for i in range(12)]

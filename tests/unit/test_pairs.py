@@ -10,7 +10,7 @@ from typing import Any, Callable
 import pytest
 
 from p2m_engine.errors import LLMError, UnparseableAnswerError, UnsupportedTaskError
-from p2m_engine.pairs import PairsConfig, as_span, generate_pairs, majority, vote_key
+from p2m_engine.data.pairs import PairsConfig, as_span, generate_pairs, majority, vote_key
 from p2m_engine.types import Example, TaskSpec
 from tests.fakes import FakeLLM
 
@@ -155,7 +155,7 @@ def test_inputs_sharing_a_long_context_are_not_near_copies(tmp_path: Path) -> No
 
 
 def test_near_copy_rule_and_format_markers() -> None:
-    from p2m_engine.pairs import InputFilters, format_markers
+    from p2m_engine.data.pairs import InputFilters, format_markers
 
     demo = "[Posted: 2013-03-22] Evana Roth told CNN in August about the new plan"
     markers = format_markers([demo, "[Posted: 1998-01-02] Rain fell all week. Note: none"])
@@ -170,7 +170,7 @@ def test_near_copy_rule_and_format_markers() -> None:
 
 
 def test_format_prefix_is_put_back_on_bare_inputs() -> None:
-    from p2m_engine.pairs import format_markers, format_prefix, repair_format
+    from p2m_engine.data.pairs import format_markers, format_prefix, repair_format
 
     demos = ["[Posted: 2013-03-22] Rain fell in May.", "[Posted: 2013-03-22] Roth won in the Pro Bowl: twice."]
     prefix, markers = format_prefix(demos), format_markers(demos)
@@ -236,7 +236,7 @@ def test_tool_and_policy_use_pairs_for_tasks_without_labels(tmp_path: Path) -> N
     from agent.context import Context
     from agent.policy import allowed_actions, generation_target
     from p2m_engine.runs import Run
-    from p2m_engine.synth import SynthConfig
+    from p2m_engine.data.synth import SynthConfig
     from tools.synth import generate_examples
 
     llm = scripted(_numbered, lambda text, i: f"past: {text}")
@@ -261,7 +261,7 @@ def test_schema_lengths_stay_within_the_llama_cpp_grammar_limit(tmp_path: Path) 
 
 
 def test_marked_inputs_are_written_field_by_field_and_put_together(tmp_path: Path) -> None:
-    from p2m_engine.input_fields import field_template
+    from p2m_engine.data.input_fields import field_template
 
     spec = TaskSpec("Answer the question by copying a span of the context.",
                     (Example("Question: Who won? Context: The Blue team won the final in 1990.", "The Blue team"),

@@ -9,7 +9,7 @@ import pytest
 from agent.budget import Budget
 from p2m_engine.errors import P2MError
 from p2m_engine.llm import LLM
-from p2m_engine.pricing import cost, estimate, is_local, parse_prices, price
+from p2m_engine.llm.pricing import cost, estimate, is_local, parse_prices, price
 
 
 def test_prices_local_known_and_unknown() -> None:

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from p2m_engine import prior
-from p2m_engine.evaluate import predict
+from p2m_engine.students import prior
+from p2m_engine.students.evaluate import predict
 from p2m_engine.runs import write_jsonl
-from p2m_engine.train import TrainConfig
+from p2m_engine.students.train import TrainConfig
 from tools.train import correct_prior
 
 LABELS = ("a", "b")

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from p2m_engine import prior, probe_student
-from p2m_engine.embeddings import packaged_minilm_path
+from p2m_engine.students import prior, probe_student
+from p2m_engine.students.embeddings import packaged_minilm_path
 from p2m_engine.errors import ModelError
-from p2m_engine.evaluate import evaluate_classifier, load_classifier, predict
+from p2m_engine.students.evaluate import evaluate_classifier, load_classifier, predict
 from p2m_engine.types import Example
 from tools.train import probe_rows
 
@@ -60,7 +60,7 @@ def test_the_prior_shift_moves_the_head_bias(student: Path, tmp_path: Path) -> N
 
 def test_onnx_export_refuses_a_probe_student_with_a_clear_message(student: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnx")
-    from p2m_engine.export import export_onnx
+    from p2m_engine.students.export import export_onnx
 
     with pytest.raises(ModelError, match="frozen-encoder student"):
         export_onnx(student, tmp_path / "onnx")
@@ -74,7 +74,7 @@ def test_probe_rows_take_every_soft_text_and_the_generated_rows_as_one_hot() -> 
 
 
 def test_the_model_card_says_which_student_and_how_to_load_it(student: Path) -> None:
-    from p2m_engine.card import write_model_card
+    from p2m_engine.students.card import write_model_card
     from p2m_engine.types import TaskSpec
 
     spec = TaskSpec("Is this sentence about sport or the weather?", (Example(SPORT[0], "sport"),), "classification", LABELS)

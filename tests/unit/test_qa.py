@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from p2m_engine.qa_text import (Window, best_answer, field_names, split_fields, split_question_context,
+from p2m_engine.students.qa_text import (Window, best_answer, field_names, split_fields, split_question_context,
                                 to_items)
 from p2m_engine.types import Example
 
@@ -99,8 +99,8 @@ def tiny_qa_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def trained(tiny_qa_base: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """The tiny model trained 40 steps to point at "zebra" in windows of 32 tokens."""
-    from p2m_engine.qa import QAConfig, train_qa
-    from p2m_engine.train import TrainConfig
+    from p2m_engine.students.qa import QAConfig, train_qa
+    from p2m_engine.students.train import TrainConfig
 
     rng = random.Random(0)
     train = [_row(rng) for _ in range(64)] + [Example("Question: which animal? Context: no animal here", "zebra")]
@@ -123,7 +123,7 @@ def test_training_lowers_the_loss_and_records_drops(trained) -> None:  # type: i
 def test_encode_marks_the_answer_window_and_cls_elsewhere(tiny_qa_base: Path) -> None:
     from transformers import AutoTokenizer
 
-    from p2m_engine.qa import QAConfig, encode
+    from p2m_engine.students.qa import QAConfig, encode
 
     tok = AutoTokenizer.from_pretrained(str(tiny_qa_base))
     context = " ".join(["apple"] * 60) + " zebra stripes " + " ".join(["river"] * 5)
@@ -138,7 +138,7 @@ def test_encode_marks_the_answer_window_and_cls_elsewhere(tiny_qa_base: Path) ->
 
 
 def test_a_long_context_is_answered_from_a_later_window(trained) -> None:  # type: ignore[no-untyped-def]
-    from p2m_engine.qa import predict_qa
+    from p2m_engine.students.qa import predict_qa
 
     rng = random.Random(1)
     filler = " ".join(rng.choice(WORDS) for _ in range(120))
@@ -188,8 +188,8 @@ def test_evaluate_student_scores_squad_em_and_f1(trained, tmp_path: Path) -> Non
 
 def test_training_without_any_answer_in_context_is_refused(tiny_qa_base: Path, tmp_path: Path) -> None:
     from p2m_engine.errors import TrainingError
-    from p2m_engine.qa import train_qa
-    from p2m_engine.train import TrainConfig
+    from p2m_engine.students.qa import train_qa
+    from p2m_engine.students.train import TrainConfig
 
     with pytest.raises(TrainingError, match="answer inside its context"):
         train_qa([Example("Question: a? Context: b c d", "zzz")], [], tmp_path / "m",
@@ -203,7 +203,7 @@ def test_search_models_offers_encoders_for_qa_with_qa_trained_heads_first(tiny_q
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
 
-    from p2m_engine import models
+    from p2m_engine.students import models
 
     squad_model = tmp_path / "bigger-squad"  # bigger than tiny_qa_base, but saved with a span head
     config = BertConfig(vocab_size=30522, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -224,8 +224,8 @@ def test_search_models_offers_encoders_for_qa_with_qa_trained_heads_first(tiny_q
 
 
 def test_without_enough_validation_rows_a_tenth_of_training_is_held_back(tiny_qa_base: Path, tmp_path: Path) -> None:
-    from p2m_engine.qa import QAConfig, train_qa
-    from p2m_engine.train import TrainConfig
+    from p2m_engine.students.qa import QAConfig, train_qa
+    from p2m_engine.students.train import TrainConfig
 
     rng = random.Random(2)
     rows = [_row(rng) for _ in range(20)]

@@ -18,7 +18,7 @@ from markupsafe import escape
 from agent.cli import cli
 from agent.report import render_report, write_report
 from agent.trace import TraceWriter
-from p2m_engine.metrics import classification_metrics, per_label_recall
+from p2m_engine.eval.metrics import classification_metrics, per_label_recall
 from p2m_engine.runs import Run, append_jsonl, write_jsonl
 
 LABELS = ["positive", "negative", "neutral"]

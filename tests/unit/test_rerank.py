@@ -9,9 +9,9 @@ from typing import Any
 
 
 from p2m_engine.errors import UnparseableAnswerError
-from p2m_engine.labelmap import check_label_map, llm_label_map, rows_by_label
-from p2m_engine.rerank import rerank_datasets, tally
-from p2m_engine.retrieval import find_dataset
+from p2m_engine.data.labelmap import check_label_map, llm_label_map, rows_by_label
+from p2m_engine.data.rerank import rerank_datasets, tally
+from p2m_engine.data.retrieval import find_dataset
 from p2m_engine.runs import Run, read_jsonl
 from p2m_engine.types import DatasetCandidate, Example, TaskSpec
 from tests.fakes import FakeLLM

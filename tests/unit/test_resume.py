@@ -152,9 +152,9 @@ def test_resume_of_a_run_another_process_holds(tmp_path: Path) -> None:
     from agent.build import Settings
     from agent.budget import Budget
     from agent.llms import LLMSettings
-    from p2m_engine.synth import SynthConfig
+    from p2m_engine.data.synth import SynthConfig
     from p2m_engine.task import parse_task
-    from p2m_engine.train import TrainConfig
+    from p2m_engine.students.train import TrainConfig
 
     run = tmp_path / "run"
     run.mkdir()
@@ -206,7 +206,7 @@ def _pure_answer(messages: list[dict[str, Any]], name: str, i: int) -> dict[str,
 
 
 def test_interrupted_generation_call_replays_from_disk(tmp_path: Path) -> None:
-    from p2m_engine.synth import SynthConfig, generate_labelled_examples
+    from p2m_engine.data.synth import SynthConfig, generate_labelled_examples
     from p2m_engine.task import parse_task
     from tests.fakes import FakeLLM
 

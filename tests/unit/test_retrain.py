@@ -16,7 +16,7 @@ from agent.cli import cli
 from p2m_engine.retrain import retrain
 from p2m_engine.errors import P2MError
 from p2m_engine.task import parse_task
-from p2m_engine.train import TrainConfig
+from p2m_engine.students.train import TrainConfig
 from tests.conftest import DEMO_HUB, ROOT
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from p2m_engine.errors import LLMError
 from p2m_engine.llm import LLM
-from p2m_engine.scoring import CONTENT_FREE, calibrate, label_probs, score_labels
+from p2m_engine.data.scoring import CONTENT_FREE, calibrate, label_probs, score_labels
 from p2m_engine.types import Example, TaskSpec
 from tests.openai_stub import OpenAIStub
 
@@ -58,7 +58,7 @@ def test_calibrated_scores_undo_the_prompts_bias() -> None:
 
 
 def test_llm_reads_first_token_logprobs_from_a_real_server_and_caches_them(tmp_path) -> None:
-    from p2m_engine.cache import ResponseCache
+    from p2m_engine.llm.cache import ResponseCache
 
     answer = {"neg": -0.2, "Pos": -1.9, "The": -3.0}
     with OpenAIStub([("logprobs", answer), ("content", "no logprobs here")]) as stub:

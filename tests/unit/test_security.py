@@ -209,7 +209,7 @@ def _dataset(folder: Path) -> None:
 
 
 def test_hub_folders_with_unsafe_names_are_skipped(tmp_path: Path) -> None:
-    from p2m_engine.datasets import scan_hub
+    from p2m_engine.data.datasets import scan_hub
 
     for name in ("good", "line\nbreak", "colon:name", " spaced"):
         _dataset(tmp_path / "hub" / name)
@@ -217,7 +217,7 @@ def test_hub_folders_with_unsafe_names_are_skipped(tmp_path: Path) -> None:
 
 
 def test_suite_task_folders_with_unsafe_names_are_skipped(tmp_path: Path) -> None:
-    from p2m_engine.bench import read_suite
+    from p2m_engine.eval.bench import read_suite
 
     for name in ("task_ok", "bad\ttask"):
         d = tmp_path / "suite" / name
@@ -229,7 +229,7 @@ def test_suite_task_folders_with_unsafe_names_are_skipped(tmp_path: Path) -> Non
 
 def test_bench_hub_links_stay_inside_the_output_folder(tmp_path: Path) -> None:
     from agent.bench import hub_without
-    from p2m_engine.bench import BenchTask
+    from p2m_engine.eval.bench import BenchTask
 
     for name in ("one", "two", "own"):
         _dataset(tmp_path / "hub" / name)

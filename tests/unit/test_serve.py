@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from agent.cli import cli
 from p2m_engine.serve import ServeLimits, make_server, resolve_model
-from p2m_engine.evaluate import predict
-from p2m_engine.train import TrainConfig, train_classifier
+from p2m_engine.students.evaluate import predict
+from p2m_engine.students.train import TrainConfig, train_classifier
 from p2m_engine.types import Example, TaskSpec
 
 LABELS = ("neg", "pos")
@@ -123,7 +123,7 @@ def test_predict_cli_prints_one_json_line_per_input(run_dir: Path, tmp_path: Pat
 
 
 def test_onnx_export_matches_the_model(run_dir: Path, tmp_path: Path) -> None:
-    from p2m_engine.export import check_export, onnx_logits
+    from p2m_engine.students.export import check_export, onnx_logits
 
     result = CliRunner().invoke(cli, ["export", str(run_dir), "--out", str(tmp_path / "onnx")])
     assert result.exit_code == 0, result.output
@@ -139,7 +139,7 @@ def test_onnx_export_matches_the_model(run_dir: Path, tmp_path: Path) -> None:
 
 def test_onnx_export_refuses_a_model_that_is_not_a_classifier(tiny_encoder: Path, tmp_path: Path) -> None:
     from p2m_engine.errors import ModelError
-    from p2m_engine.export import export_onnx
+    from p2m_engine.students.export import export_onnx
 
     with pytest.raises(ModelError, match="not a classification student"):
         export_onnx(tiny_encoder, tmp_path / "x")

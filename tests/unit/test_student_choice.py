@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from p2m_engine import probe_student, student_choice
-from p2m_engine.embeddings import packaged_minilm_path
-from p2m_engine.evaluate import predict
+from p2m_engine.students import probe_student, student_choice
+from p2m_engine.students.embeddings import packaged_minilm_path
+from p2m_engine.students.evaluate import predict
 from p2m_engine.types import Example, TrainResult
 
 LABELS = ("no", "yes")
@@ -77,7 +77,7 @@ def test_no_rival_without_validation_rows_or_with_one_label(tmp_path: Path) -> N
 def test_the_model_card_says_which_student_won_and_by_how_much(tmp_path: Path) -> None:
     import json
 
-    from p2m_engine.card import write_model_card
+    from p2m_engine.students.card import write_model_card
     from p2m_engine.types import TaskSpec
 
     data = rows()

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from p2m_engine.analysis import FailureReport
+from p2m_engine.eval.analysis import FailureReport
 from p2m_engine.errors import LLMError, UnsupportedTaskError
-from p2m_engine.synth import Filters, SynthConfig, generate_labelled_examples, normalize
+from p2m_engine.data.synth import Filters, SynthConfig, generate_labelled_examples, normalize
 from p2m_engine.types import Example, TaskSpec
 from tests.fakes import FakeLLM
 
@@ -49,7 +49,7 @@ def test_generates_each_label_to_target_and_appends_provenance(tmp_path: Path) -
 
 
 def test_answer_fields_are_read_in_order_and_cut_to_the_batch() -> None:
-    from p2m_engine.synth import _inputs
+    from p2m_engine.data.synth import _inputs
 
     assert _inputs({"input_10": "j", "input_2": "b", "input_1": "a", "other": "x"}) == ["a", "b", "j"]
     assert _inputs({"inputs": ["a", 3, "b"]}) == ["a", "b"]
@@ -143,7 +143,7 @@ def test_duplicate_filter_keeps_first_drops_second() -> None:
 
 
 def _report(tmp_path: Path) -> FailureReport:
-    from p2m_engine.analysis import analyze_failures
+    from p2m_engine.eval.analysis import analyze_failures
 
     rows = [("Claim your prize, reply YES", "spam", "ham", 0.9), ("Free entry in a weekly draw", "spam", "ham", 0.7),
             ("Txt STOP to end your 150p plan", "spam", "spam", 0.8), ("lunch at noon?", "ham", "ham", 0.9),
@@ -155,7 +155,7 @@ def _report(tmp_path: Path) -> FailureReport:
 
 
 def test_targeted_generation_shows_the_confusions_and_appends_rows(tmp_path: Path) -> None:
-    from p2m_engine.synth import generate_targeted_examples
+    from p2m_engine.data.synth import generate_targeted_examples
 
     out = tmp_path / "gen.jsonl"
     generate_labelled_examples(SPEC, counting_llm(), out, SynthConfig(per_label=3, batch_size=3))  # type: ignore[arg-type]
@@ -181,7 +181,7 @@ def test_targeted_generation_shows_the_confusions_and_appends_rows(tmp_path: Pat
 
 
 def test_targeted_generation_never_copies_the_errors_it_shows(tmp_path: Path) -> None:
-    from p2m_engine.synth import generate_targeted_examples
+    from p2m_engine.data.synth import generate_targeted_examples
 
     # The teacher copies the error examples back: all of them are dropped as leaks of validation data.
     llm = FakeLLM(lambda m, n, i: {"inputs": ["Claim your prize, reply YES!", "your bill is ready to view online",
@@ -194,8 +194,8 @@ def test_targeted_generation_never_copies_the_errors_it_shows(tmp_path: Path) ->
 
 
 def test_no_weak_label_means_no_targeted_call(tmp_path: Path) -> None:
-    from p2m_engine.analysis import analyze_failures
-    from p2m_engine.synth import generate_targeted_examples
+    from p2m_engine.eval.analysis import analyze_failures
+    from p2m_engine.data.synth import generate_targeted_examples
 
     path = tmp_path / "dev.jsonl"
     path.write_text(json.dumps({"input": "a", "gold": "spam", "prediction": "spam"}) + "\n"

@@ -10,12 +10,12 @@ from typing import Iterator
 import pytest
 
 from p2m_engine.errors import ModelError
-from p2m_engine.metrics import generation_metrics
-from p2m_engine.models import describe_causal_lm, search_models
+from p2m_engine.eval.metrics import generation_metrics
+from p2m_engine.students.models import describe_causal_lm, search_models
 from p2m_engine.students import evaluate_student, predict_student, train_student
-from p2m_engine.textgen import (FORMAT_FILE, IGNORE, SEPARATOR, GenerationConfig, PromptFormat, encode_example,
+from p2m_engine.students.textgen import (FORMAT_FILE, IGNORE, SEPARATOR, GenerationConfig, PromptFormat, encode_example,
                                 generate, prompt_format, train_generator)
-from p2m_engine.train import TrainConfig
+from p2m_engine.students.train import TrainConfig
 from p2m_engine.types import Example, TaskSpec
 
 WORDS = ["cat", "dog", "sun", "map", "pen", "cup", "hat", "box", "egg", "fox", "jam", "kit"]
@@ -195,7 +195,7 @@ def test_student_dispatch_memorises_and_scores_generation(tiny_causal_lm: Path, 
 
 
 def test_search_models_offers_causal_lms_for_generation(tiny_causal_lm: Path, tiny_encoder: Path, p2m_home: Path) -> None:
-    from p2m_engine.packaged import SMOLLM2_PARAMS, smollm2_dir
+    from p2m_engine.students.packaged import SMOLLM2_PARAMS, smollm2_dir
 
     user = search_models("generation", student=str(tiny_causal_lm))
     assert len(user) == 1 and user[0].source == "user"
@@ -241,9 +241,9 @@ def test_the_teacher_check_puts_the_student_beside_its_teacher_and_fails_a_build
 
     from agent.build import met_target, teacher_check
     from agent.trace import TraceWriter
-    from p2m_engine.card import write_model_card
+    from p2m_engine.students.card import write_model_card
     from p2m_engine.runs import Run, read_jsonl, write_jsonl
-    from p2m_engine.teacher_check import check_teacher
+    from p2m_engine.eval.teacher_check import check_teacher
 
     spec = TaskSpec("Reverse and upper-case the word.", task_type="generation")
     train = [Example("word cat", "TAC"), Example("word dog", "GOD")]

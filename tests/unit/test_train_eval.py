@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from p2m_engine.errors import TrainingError
-from p2m_engine.evaluate import evaluate_classifier, load_classifier
-from p2m_engine.metrics import classification_metrics
-from p2m_engine.train import TrainConfig, split_validation, train_classifier
+from p2m_engine.students.evaluate import evaluate_classifier, load_classifier
+from p2m_engine.eval.metrics import classification_metrics
+from p2m_engine.students.train import TrainConfig, split_validation, train_classifier
 from p2m_engine.types import Example
 
 LABELS = ("neg", "pos")
@@ -78,7 +78,7 @@ def test_split_validation_is_stratified_and_keeps_train_labels() -> None:
 
 
 def test_small_datasets_get_enough_optimizer_steps() -> None:
-    from p2m_engine.train import effective_epochs
+    from p2m_engine.students.train import effective_epochs
 
     cfg = TrainConfig(epochs=3, batch_size=16, min_steps=150, max_epochs=40)
     assert effective_epochs(60, cfg) == 150 / 4  # 4 steps an epoch

@@ -1,0 +1,84 @@
+"""Checks of a generated input/output pair against the demonstrations: what a small teacher gets wrong.
+
+Measured on a dialogue-summarization prompt with the 0.5B teacher (issue 13): one-line "dialogues" where every
+demo has several turns, summaries that copy the dialogue word for word, and one demo's summary repeated for
+other inputs. Each check is calibrated on the demonstrations themselves, so a task whose outputs do copy their
+inputs (a grammar fix) or repeat (a handful of answers) is not filtered for it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from p2m_engine.data.synth import normalize
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+# An output whose word 3-grams are found in its input at this share or more copies it...
+COPY_SHARE = 0.8
+# ...unless the task rewrites its input: a demo output reuses this share of its input's 3-grams or more (a tense
+# change, a grammar fix), and then only an output identical to its input is a copy.
+REWRITE_SHARE = 0.5
+# An input's number of lines may be this much below the demos' fewest (and above their most) before its shape differs.
+LINES_FACTOR = 2.0
+
+
+def _grams(text: str, n: int = 3) -> list[tuple[str, ...]]:
+    words = [w.lower() for w in _WORD.findall(text)]
+    if len(words) < n:
+        return [tuple(words)] if words else []
+    return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+
+
+def copy_share(output: str, source: str) -> float:
+    """Share of the output's word 3-grams (its words, when it is shorter) that occur in `source`."""
+    out = _grams(output)
+    if not out:
+        return 0.0
+    words = [w.lower() for w in _WORD.findall(source)]
+    n = len(out[0])
+    have = {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+    return sum(g in have for g in out) / len(out)
+
+
+def _lines(text: str) -> int:
+    return sum(1 for line in text.splitlines() if line.strip())
+
+
+@dataclass(frozen=True)
+class PairChecks:
+    """The demonstrations' measurements the checks compare a generated pair with."""
+
+    max_demo_copy: float
+    """The highest copy share of a demo's output from its own input."""
+    demo_outputs: frozenset[str]
+    """Normalised demo outputs, when they are all different (else empty: repeating is the task's nature)."""
+    line_range: tuple[int, int]
+    """Fewest and most lines a demo input has."""
+
+    @classmethod
+    def from_demos(cls, inputs: list[str], outputs: list[str]) -> "PairChecks":
+        copies = [copy_share(o, i) for i, o in zip(inputs, outputs)]
+        keys = [normalize(o) for o in outputs]
+        distinct = frozenset(keys) if len(set(keys)) == len(keys) else frozenset()
+        lines = [_lines(i) for i in inputs] or [1]
+        return cls(max(copies, default=0.0), distinct, (min(lines), max(lines)))
+
+    def input_problem(self, text: str) -> str | None:
+        """`input_shape` when the input has far fewer or more lines (turns, fields) than every demo input."""
+        low, high = self.line_range
+        n = _lines(text)
+        if low > 1 and n < low / LINES_FACTOR or n > max(high * LINES_FACTOR, high + 2):
+            return "input_shape"
+        return None
+
+    def output_problem(self, text: str, output: str, *, extractive: bool = False) -> str | None:
+        """`output_copies_input` or `output_repeats_demo`, or None for an output that passes. An `extractive`
+        answer is a span of its input by definition: only the repeat check applies to it."""
+        rewrites = self.max_demo_copy >= REWRITE_SHARE
+        if not extractive and (normalize(output) == normalize(text) or
+                               (not rewrites and copy_share(output, text) >= COPY_SHARE)):
+            return "output_copies_input"
+        if normalize(output) in self.demo_outputs:
+            return "output_repeats_demo"
+        return None

@@ -1,0 +1,193 @@
+"""Unlabelled real text for a task: the inputs of every hub dataset, cut into pieces shaped like the task's
+inputs, and the ones nearest to the demonstrations in embedding space.
+
+ReGen (arXiv 2305.10703) and GAL (arXiv 2106.06168) measured that real text labelled by a model beats text
+written by a model. A hub rarely holds the task's own data, but it holds text of the same kind: questions
+inside QA datasets, news sentences inside NER data, reviews inside a sentiment corpus with other labels.
+Those pieces are found here by meaning, never by dataset or label name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from p2m_engine.data.datasets import scan_hub
+from p2m_engine.data.input_fields import MARKER
+from p2m_engine.runs import p2m_home, read_jsonl
+from p2m_engine.data.synth import normalize
+
+logger = logging.getLogger(__name__)
+
+# Rows read from each split of each hub dataset (a sample: the pool must be built in seconds).
+ROWS_PER_SPLIT = 300
+# Pieces kept of each split (a long-document split gives many sentences: they are a sample, not the point).
+PIECES_PER_SPLIT = 600
+SPLITS = ("train", "dev", "validation", "test")
+# Longer pieces are not embedded (the encoder reads 256 tokens; a whole article is not an input like a demo's).
+MAX_PIECE_CHARS = 2000
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+
+
+@dataclass(frozen=True)
+class PoolText:
+    """One piece of unlabelled text and where it came from."""
+
+    text: str
+    source: str
+    """`dataset/split`."""
+
+
+def pieces(text: str) -> list[str]:
+    """The text itself and its parts: the values of `Field:` markers and lines, and the sentences of long prose.
+
+    "Question: Who wrote it? Context: The book ..." gives the whole, the question and the passage; a
+    passage gives its sentences too. Which pieces are kept is decided later, by length and by meaning.
+    """
+    text = text.strip()
+    out = [text]
+    parts = [p.strip() for p in MARKER.split(text)] if MARKER.search(text) else [text]
+    fields = [p for p in parts if p and not MARKER.fullmatch(p)]
+    for f in fields:
+        out += [line.strip() for line in f.split("\n") if line.strip()]
+    for f in list(out):
+        if len(f) > 200:
+            out += [s.strip() for s in _SENTENCE.split(f) if s.strip()]
+    seen: set[str] = set()
+    unique = []
+    for p in out:
+        if p not in seen:
+            seen.add(p)
+            unique.append(p)
+    return unique
+
+
+def length_bounds(demos: list[str]) -> tuple[int, int]:
+    """The range of lengths (characters) a piece may have to pass for an input like the demonstrations."""
+    lengths = [len(d) for d in demos] or [80]
+    return max(3, int(min(lengths) * 0.3)), max(40, int(max(lengths) * 2.5))
+
+
+def is_question(text: str) -> bool:
+    """Whether a text is a question (ends with a question mark, closing quotes and brackets aside)."""
+    return text.rstrip().rstrip("\"')]»”’").endswith(("?", "？"))
+
+
+def same_form(demos: list[str]) -> Callable[[str], bool]:
+    """A test of whether a piece has the demonstrations' form, as far as it is unambiguous: when every demo is a
+    question, only questions are like them (a question-type task must learn from questions, not from the
+    statements a topic neighbour brings). Otherwise every piece passes: three demos that happen to be
+    statements do not make a question unlike them."""
+    if demos and all(is_question(d) for d in demos):
+        return is_question
+    return lambda text: True
+
+
+def _split_pieces(path: Path, rows_per_split: int, seed: int) -> list[str]:
+    """The distinct pieces of a sample of a split's inputs (the same sample for every task)."""
+    texts = [t for t in (r.get("input") for r in read_jsonl(path, skipped=[])) if isinstance(t, str) and t.strip()]
+    random.Random(seed).shuffle(texts)
+    out: list[str] = []
+    seen: set[str] = set()
+    for t in texts[:rows_per_split]:
+        for p in pieces(t):
+            if p not in seen and len(p) <= MAX_PIECE_CHARS:
+                seen.add(p)
+                out.append(p)
+    return random.Random(seed).sample(out, PIECES_PER_SPLIT) if len(out) > PIECES_PER_SPLIT else out
+
+
+def _split_vectors(path: Path, texts: list[str]) -> np.ndarray:
+    """Embeddings of a split's pieces, cached on disk by the file's identity and the pieces' content."""
+    stat = path.stat()
+    h = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|".encode("utf-8"))
+    h.update("\x00".join(texts).encode("utf-8"))
+    cache = p2m_home() / "pool" / f"{h.hexdigest()[:24]}.npy"
+    if cache.is_file():
+        vecs = np.load(cache)
+        if vecs.shape[0] == len(texts):
+            return vecs
+    vecs = embed_texts(texts)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npy")
+    np.save(tmp, vecs)
+    tmp.replace(cache)
+    return vecs
+
+
+def collect(hub_dirs: list[Path], demos: list[str], *, rows_per_split: int = ROWS_PER_SPLIT, seed: int = 0,
+            exclude: set[str] | None = None) -> tuple[list[PoolText], np.ndarray]:
+    """Pieces of every hub dataset's inputs whose length and form fit the demonstrations', without duplicates, and their
+    embeddings (each split's pieces are embedded once and cached, whatever the task).
+
+    Args:
+        hub_dirs: folders of dataset folders.
+        demos: the demonstrations' inputs (their lengths bound the pieces; they are never in the pool).
+        rows_per_split: rows sampled from each split.
+        seed: seed of the sampling.
+        exclude: normalized texts that must not be in the pool (test inputs, dev inputs, demonstrations).
+    """
+    lo, hi = length_bounds(demos)
+    like_demos = same_form(demos)
+    banned = set(exclude or ()) | {normalize(d) for d in demos}
+    out: list[PoolText] = []
+    vectors: list[np.ndarray] = []
+    seen: set[str] = set()
+    for d in scan_hub(hub_dirs):
+        for split in SPLITS:
+            path = d.path / f"{split}.jsonl"
+            if not path.is_file():
+                continue
+            texts = _split_pieces(path, rows_per_split, seed)
+            vecs = _split_vectors(path, texts)
+            for text, vec in zip(texts, vecs):
+                key = normalize(text)
+                if lo <= len(text) <= hi and key and key not in seen and key not in banned and like_demos(text):
+                    seen.add(key)
+                    out.append(PoolText(text, f"{d.name}/{split}"))
+                    vectors.append(vec)
+    return out, (np.stack(vectors) if vectors else np.zeros((0, 384), dtype=np.float32))
+
+
+def embed_texts(texts: list[str]) -> np.ndarray:
+    """Unit-normalised MiniLM embeddings of `texts` as a float32 array."""
+    from p2m_engine.students.embeddings import embed
+
+    if not texts:
+        return np.zeros((0, 384), dtype=np.float32)
+    return np.asarray(embed(texts), dtype=np.float32)
+
+
+def nearest(pool: list[PoolText], vecs: np.ndarray, demo_vecs: np.ndarray, k: int) -> list[int]:
+    """Indices of the `k` pool texts most like the demonstrations (best cosine to any demo), best first.
+
+    Each demonstration gets its turn (round robin over per-demo rankings), so a task whose demos differ
+    (a question about a person, one about a number) is not filled with the neighbours of one demo.
+    """
+    if not pool or demo_vecs.size == 0:
+        return []
+    sims = vecs @ demo_vecs.T  # (pool, demos)
+    rankings = [list(np.argsort(-sims[:, j])) for j in range(sims.shape[1])]
+    chosen: list[int] = []
+    taken: set[int] = set()
+    pos = [0] * len(rankings)
+    while len(chosen) < min(k, len(pool)):
+        progressed = False
+        for j, ranking in enumerate(rankings):
+            while pos[j] < len(ranking) and ranking[pos[j]] in taken:
+                pos[j] += 1
+            if pos[j] < len(ranking) and len(chosen) < k:
+                i = int(ranking[pos[j]])
+                chosen.append(i)
+                taken.add(i)
+                progressed = True
+        if not progressed:
+            break
+    return chosen

@@ -1,0 +1,1 @@
+"""Measurements: metrics, failure analysis, baselines, the teacher check and the benchmark."""
