@@ -68,4 +68,6 @@ def keep_better(fine_tuned: TrainResult, train: list[Example], val: list[Example
     # The build knows one folder per iteration: the rival takes the fine-tuned student's place.
     shutil.rmtree(fine_tuned.model_dir)
     rival_dir.rename(fine_tuned.model_dir)
-    return Choice(replace(rival, model_dir=fine_tuned.model_dir), PROBE, scores)
+    # The fine-tuned student's settings stay in the record (base model, epochs): `p2m train` starts from them.
+    return Choice(replace(rival, model_dir=fine_tuned.model_dir, config={**fine_tuned.config, **rival.config}), PROBE,
+                  scores)

@@ -47,7 +47,7 @@ def test_a_pair_task_head_reads_both_fields_and_the_folder_remembers_it(tmp_path
 def fine_tuned(folder: Path, val_score: float) -> TrainResult:
     folder.mkdir(parents=True)
     (folder / "config.json").write_text("{}")
-    return TrainResult(folder, 0.1, val_score, 12, 4, 3.0, 1.0, {"student": "fine-tuned"})
+    return TrainResult(folder, 0.1, val_score, 12, 4, 3.0, 1.0, {"student": "fine-tuned", "base_model": "enc", "epochs": 3.0})
 
 
 @pytest.mark.parametrize("fine_tuned_score, kept", [(0.25, "probe"), (1.0, "fine-tuned")])
@@ -61,6 +61,8 @@ def test_the_student_with_the_higher_validation_score_is_kept_in_the_iteration_f
     assert choice.student == kept and choice.result.model_dir == model_dir
     assert choice.scores["fine-tuned"] == fine_tuned_score and choice.scores["probe"] == 1.0
     assert probe_student.is_probe_student(model_dir) == (kept == "probe")
+    # Whichever is kept, the record keeps the settings `p2m train` starts from.
+    assert choice.result.config["base_model"] == "enc" and choice.result.config["student"] == kept
     assert [p.name for p in model_dir.parent.iterdir()] == ["model"]  # the loser's folder is gone
 
 
