@@ -177,7 +177,7 @@ def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str,
         trained, estimate = prior.distribution([e.output for e in tr], spec.labels), None
     student = student_choice.PROBE if soft else student_choice.FINE_TUNED
     choice: dict[str, Any] = {}
-    if spec.task_type == "classification" and not soft and ctx.train.rival and Path(config.base_model).is_dir():
+    if spec.task_type == "classification" and sources.get("retrieved") and ctx.train.rival and Path(config.base_model).is_dir():
         # Real labelled rows: the same encoder frozen, with a head on the same rows, is tried too; validation decides.
         kept = student_choice.keep_better(result, tr, val, spec.labels, Path(config.base_model),
                                           ProbeConfig(seed=config.seed))
