@@ -115,8 +115,13 @@ SWITCHES = {
 }
 
 
-def switched_off(off: Iterable[str], limits: Budget, seed: int) -> tuple[Budget, SynthConfig, TrainConfig]:
-    """The budget and the generation and training settings of a build with the `off` parts switched off.
+# Generation requests in flight together when --concurrency is not given: the embedded server has one slot.
+DEFAULT_CONCURRENCY = {"embedded": 1, "openai": 8}
+
+
+def build_configs(off: Iterable[str], limits: Budget, seed: int, concurrency: int = 1) -> tuple[Budget, SynthConfig, TrainConfig]:
+    """The budget and the generation and training settings of a build: the `off` parts switched off, and
+    `concurrency` generation requests in flight together.
 
     Raises:
         P2MError: an unknown part.
@@ -125,7 +130,7 @@ def switched_off(off: Iterable[str], limits: Budget, seed: int) -> tuple[Budget,
     if unknown := off - set(SWITCHES):
         raise P2MError(f"--off: unknown part(s) {sorted(unknown)}; choose from {', '.join(SWITCHES)}.")
     limits = dataclasses.replace(limits, labelled=0) if "labelling" in off else limits
-    synth = SynthConfig(per_label=limits.per_label, seed=seed, attributes="attributes" not in off)
+    synth = SynthConfig(per_label=limits.per_label, seed=seed, attributes="attributes" not in off, concurrency=concurrency)
     flags = {"soft": "soft_labels" not in off, **{k: k not in off for k in ("prior", "rival", "pair")}}
     train = TrainConfig(epochs=limits.epochs, seed=seed, **flags)
     return limits, synth, train
@@ -135,7 +140,7 @@ def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None,
                 hubs: list[Path], test_path: Path | None, out: Path, limits: Budget, planner: str,
                 student: str | None, seed: int, quiet: bool = False, chat: bool = False,
                 catalog: Path | None = None, confirm: Callable[[str], bool] | None = None,
-                off: Iterable[str] = ()) -> dict[str, Any]:
+                off: Iterable[str] = (), concurrency: int | None = None) -> dict[str, Any]:
     """Run one build end to end and return its summary (also written to run/summary.json).
 
     With `chat`, the agent asks its clarifying questions and the plan in the terminal, and after the build
@@ -152,7 +157,9 @@ def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None,
     """
     _check_local_files(backend, model, student)
     check_home()
-    limits, synth, train = switched_off(off, limits, seed)
+    if concurrency is not None and concurrency < 1:
+        raise P2MError(f"--concurrency must be at least 1, got {concurrency}.")
+    limits, synth, train = build_configs(off, limits, seed, concurrency or DEFAULT_CONCURRENCY.get(backend, 1))
     settings = Settings(
         llm=LLMSettings(backend=backend, model=model, base_url=base_url, api_key=_api_key(backend)), limits=limits,
         planner=planner if planner != "auto" else ("llm" if backend == "openai" else "rules"), hubs=hubs,

@@ -109,6 +109,8 @@ _build_options = _options(
     click.option("--seed", default=0, show_default=True, help="Seed for sampling, splits and training."),
     click.option("--off", multiple=True, help="Switch a part of the recipe off, to measure what it buys (repeatable): "
                                               "labelling, soft_labels, prior, attributes, rival, pair."),
+    click.option("--concurrency", type=int, help="Generation requests in flight together (default: 1 for the "
+                                                 "embedded server, which has one slot; 8 for --llm openai)."),
 )
 
 
@@ -132,7 +134,7 @@ def _check_build_inputs(backend: str, hubs: tuple[Path, ...], test_path: Path | 
 @click.option("-y", "--yes", is_flag=True, help="Unattended: never wait for input (stdin is not read).")
 def build(prompt: str, backend: str, model: str | None, base_url: str | None, hubs: tuple[Path, ...],
           catalog_dir: Path | None, test_path: Path | None, out: Path, budget: str, student: str | None, seed: int,
-          off: tuple[str, ...], planner: str, as_json: bool, yes: bool) -> None:
+          off: tuple[str, ...], concurrency: int | None, planner: str, as_json: bool, yes: bool) -> None:
     """Build a model for PROMPT (a prompt file, or the prompt text): instruction plus input=/output= demos.
 
     \b
@@ -155,7 +157,8 @@ def build(prompt: str, backend: str, model: str | None, base_url: str | None, hu
 
     summary = build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs),
                                 test_path=test_path, out=out, limits=limits, planner=planner, student=student,
-                                seed=seed, quiet=as_json, catalog=catalog_dir, confirm=None if yes else _confirm, off=off)
+                                seed=seed, quiet=as_json, catalog=catalog_dir, confirm=None if yes else _confirm, off=off,
+                                concurrency=concurrency)
     _finish(summary, as_json)
 
 
@@ -210,7 +213,7 @@ def resume(run: Path, as_json: bool, base_url: str | None) -> None:
 @_build_options
 def chat(prompt: str | None, backend: str, model: str | None, base_url: str | None, hubs: tuple[Path, ...],
          catalog_dir: Path | None, test_path: Path | None, out: Path, budget: str, student: str | None, seed: int,
-         off: tuple[str, ...]) -> None:
+         off: tuple[str, ...], concurrency: int | None) -> None:
     """Build a model in conversation: the agent asks what PROMPT leaves open, proposes a plan, builds when you
     agree, then answers "why ...?" from its trace and takes requests ("add a label X", "more examples of ...").
 
@@ -239,7 +242,7 @@ def chat(prompt: str | None, backend: str, model: str | None, base_url: str | No
     spec = parse_task(read_prompt(prompt))
     summary = build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs),
                           test_path=test_path, out=out, limits=limits, planner="auto", student=student, seed=seed,
-                          catalog=catalog_dir, chat=True, confirm=_confirm, off=off)
+                          catalog=catalog_dir, chat=True, confirm=_confirm, off=off, concurrency=concurrency)
     if summary.get("declined"):
         from agent.build import EXIT_DECLINED
 

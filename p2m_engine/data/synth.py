@@ -7,8 +7,10 @@ import logging
 import random
 import re
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from p2m_engine.data import attributes
 from p2m_engine.eval.analysis import FailureReport
@@ -49,6 +51,9 @@ class SynthConfig:
     seed: int = field(default=0, metadata={"help": "seed of the context sampling"})
     attributes: bool = field(default=True, metadata={"help": "condition each batch on a topic sampled for its label "
                                                                "(p2m_engine.data.attributes)"})
+    concurrency: int = field(default=1, metadata={"help": "generation requests in flight together (1: one at a time, "
+                                                          "each seeing every earlier answer; an API or vLLM server "
+                                                          "answers many at once)"})
 
 
 def shingles(text: str) -> frozenset[str]:
@@ -239,6 +244,21 @@ def generate_targeted_examples(
                              focus=Focus.from_report(report, extra), call_id=call_id)
 
 
+@dataclass
+class _Batch:
+    """One generation request and what is needed to absorb its answer."""
+
+    batch: int
+    label: str
+    n: int
+    temperature: float
+    topic: str | None
+    messages: list[dict[str, str]]
+    written: list[dict[str, Any]] | None
+    """Rows of this batch already on disk (a replayed interrupted call), or None: ask the teacher."""
+    variant: int
+
+
 def generate_labelled_examples(
     spec: TaskSpec,
     llm: LLM,
@@ -322,67 +342,99 @@ def generate_labelled_examples(
     # Targeted generation anneals (and reports progress) over the new examples only.
     done0 = done() if focus is not None else 0
 
+    def prepare(label: str, planned: int) -> _Batch:
+        """The next batch of `label` (`planned`: examples already asked for it in this round, not yet back)."""
+        nonlocal batch
+        batch += 1
+        batches[label] += 1
+        t = config.temperature_start + (config.temperature_end - config.temperature_start) * (done() - done0) / max(total - done0, 1)
+        # A label whose batches keep coming back as copies gets a hotter sampler.
+        t = min(t + config.temperature_boost * failed[label], 2.0)
+        # Only examples of the wanted label are shown: with other labels' examples in view the small
+        # model copies them under the wrong label.
+        shown = [e for e in spec.examples if e.output == label]
+        earlier = [Example(x, label) for x in pool[label]]
+        shown += rng.sample(earlier, min(config.context_examples, len(earlier)))
+        rng.shuffle(shown)
+        n = min(config.batch_size, target[label] - len(pool[label]) - planned)
+        variables = {"instruction": spec.instruction, "labels": spec.labels, "examples": shown, "n": n, "label": label,
+                     "descriptions": spec.label_descriptions}
+        topic = topic_rng.choice(topics[label]) if topics else None
+        if focus is None:
+            variables["topic"] = topic
+        else:
+            # Inputs of other labels are shown here (as what the label is not); the near-copy filter
+            # drops any that the teacher copies back under this label.
+            variables |= {"confused_labels": list(focus.confused_with.get(label, ())),
+                          "missed_inputs": list(focus.missed.get(label, ())),
+                          "wrong_inputs": list(focus.wrong.get(label, ()))}
+        messages = [
+            {"role": "system", "content": render("generate_examples_system", label=label)},
+            {"role": "user", "content": render(template, **variables)},
+        ]
+        written = on_disk.pop(batch, None)
+        if written is not None and any(r.get("output") != label for r in written):
+            strays.extend(written)
+            written = None
+        if written is not None:
+            # Replaying an interrupted run: this batch reached the disk before the crash.
+            strays.extend(written[n:])
+            written = written[:n]
+        return _Batch(batch, label, n, round(t, 2), topic, messages, written, len(pool[label]) + planned)
+
+    def ask(b: _Batch) -> list[str] | None:
+        """The batch's inputs: from the disk when replayed, else from the teacher (None: an unparseable answer)."""
+        if b.written is not None:
+            return [str(r.get("input", "")) for r in b.written]
+        try:
+            answer = llm.call_tool(b.messages, "write_inputs", _schema(b.n, config.max_chars), temperature=b.temperature,
+                                   max_tokens=min(2048, 32 + b.n * (config.max_chars // 3)), variant=b.variant)
+        except UnparseableAnswerError:
+            return None
+        return [text.strip() for text in _inputs(answer)[: b.n]]
+
+    def absorb(b: _Batch, texts: list[str] | None) -> None:
+        """Filter the batch's inputs into the pool and append the kept ones (with the batch id) to the file."""
+        if texts is None:
+            failed[b.label] += 1
+            return
+        kept = [text for text in texts if filters.accept(text, b.label)]
+        pool[b.label].extend(kept)
+        if b.written is None:
+            append_jsonl(out_path, ({"input": text, "output": b.label, "source": "generated", "model": llm.model,
+                                     "temperature": b.temperature, "batch": b.batch, "template": template,
+                                     **({"topic": b.topic} if b.topic else {}),
+                                     **({"targeted": True} if focus is not None else {}),
+                                     **({"call": call_id} if call_id is not None else {})} for text in kept))
+        failed[b.label] = 0 if kept else failed[b.label] + 1
+        if progress:
+            progress(done() - done0, total - done0)
+
     while True:
         open_labels = [lb for lb in spec.labels if len(pool[lb]) < target[lb]
                        and failed[lb] < config.max_failed_batches and batches[lb] < max_batches]
         if not open_labels:
             break
+        if config.concurrency <= 1:
+            for label in open_labels:  # one batch at a time: each sees every earlier answer
+                b = prepare(label, 0)
+                absorb(b, ask(b))
+            continue
+        # A round of batches in flight together: each open label gets its share of the slots (as many batches
+        # as it still needs, at most), prepared in label order so that the same seed asks the same prompts.
+        share = max(1, config.concurrency // len(open_labels))
+        round_: list[_Batch] = []
         for label in open_labels:
-            batch += 1
-            batches[label] += 1
-            t = config.temperature_start + (config.temperature_end - config.temperature_start) * (done() - done0) / max(total - done0, 1)
-            # A label whose batches keep coming back as copies gets a hotter sampler.
-            t = min(t + config.temperature_boost * failed[label], 2.0)
-            # Only examples of the wanted label are shown: with other labels' examples in view the small
-            # model copies them under the wrong label.
-            shown = [e for e in spec.examples if e.output == label]
-            earlier = [Example(x, label) for x in pool[label]]
-            shown += rng.sample(earlier, min(config.context_examples, len(earlier)))
-            rng.shuffle(shown)
-            n = min(config.batch_size, target[label] - len(pool[label]))
-            variables = {"instruction": spec.instruction, "labels": spec.labels, "examples": shown, "n": n, "label": label,
-                         "descriptions": spec.label_descriptions}
-            topic = topic_rng.choice(topics[label]) if topics else None
-            if focus is None:
-                variables["topic"] = topic
-            else:
-                # Inputs of other labels are shown here (as what the label is not); the near-copy filter
-                # drops any that the teacher copies back under this label.
-                variables |= {"confused_labels": list(focus.confused_with.get(label, ())),
-                              "missed_inputs": list(focus.missed.get(label, ())),
-                              "wrong_inputs": list(focus.wrong.get(label, ()))}
-            messages = [
-                {"role": "system", "content": render("generate_examples_system", label=label)},
-                {"role": "user", "content": render(template, **variables)},
-            ]
-            written = on_disk.pop(batch, None)
-            if written is not None and any(r.get("output") != label for r in written):
-                strays += written
-                written = None
-            if written is not None:
-                # Replaying an interrupted run: this batch reached the disk before the crash.
-                strays += written[n:]
-                texts = [str(r.get("input", "")) for r in written[:n]]
-            else:
-                try:
-                    answer = llm.call_tool(messages, "write_inputs", _schema(n, config.max_chars),
-                                           temperature=round(t, 2), max_tokens=min(2048, 32 + n * (config.max_chars // 3)),
-                                           variant=len(pool[label]))
-                except UnparseableAnswerError:
-                    failed[label] += 1
-                    continue
-                texts = [text.strip() for text in _inputs(answer)[:n]]
-            kept = [text for text in texts if filters.accept(text, label)]
-            pool[label].extend(kept)
-            if written is None:
-                append_jsonl(out_path, ({"input": text, "output": label, "source": "generated", "model": llm.model,
-                                         "temperature": round(t, 2), "batch": batch, "template": template,
-                                         **({"topic": topic} if topic else {}),
-                                         **({"targeted": True} if focus is not None else {}),
-                                         **({"call": call_id} if call_id is not None else {})} for text in kept))
-            failed[label] = 0 if kept else failed[label] + 1
-            if progress:
-                progress(done() - done0, total - done0)
+            planned = 0
+            for _ in range(share):
+                if planned >= target[label] - len(pool[label]) or batches[label] >= max_batches:
+                    break
+                round_.append(prepare(label, planned))
+                planned += round_[-1].n
+        with ThreadPoolExecutor(max_workers=config.concurrency) as executor:
+            answers = list(executor.map(ask, round_))
+        for b, texts in zip(round_, answers):  # absorbed in the order they were asked: the same data every time
+            absorb(b, texts)
     for row in strays + [r for rows in on_disk.values() for r in rows]:  # on disk: they count too
         if row.get("output") in pool and filters.accept(str(row.get("input", "")), str(row["output"])):
             pool[str(row["output"])].append(str(row["input"]))

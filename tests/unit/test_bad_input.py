@@ -162,3 +162,9 @@ def test_unreachable_endpoint_names_the_run_folder_and_the_resume_command(tmp_pa
     assert "Cannot reach the LLM endpoint" in line and str(run) in line and f"p2m resume {run}" in line
     events = [json.loads(x) for x in (run / "trace.jsonl").read_text().splitlines()]
     assert events[-1]["kind"] == "error" and "Cannot reach" in events[-1]["error"]
+
+
+@pytest.mark.parametrize(("args", "message"), [(["--concurrency", "0"], "--concurrency must be at least 1"),
+                                               (["--off", "retrieval"], "--off: unknown part")])
+def test_bad_concurrency_or_unknown_part_to_switch_off(args: list[str], message: str, out: Path) -> None:
+    bad(["build", PROMPT, *args], out, message)

@@ -196,17 +196,17 @@ def test_an_ablation_switches_off_one_part_and_its_column_follows_p2m() -> None:
 
     from agent.bench import ABLATIONS
     from agent.budget import Budget
-    from agent.build import switched_off
+    from agent.build import build_configs
     from p2m_engine.errors import P2MError
 
-    limits, synth, train = switched_off([], Budget(), 0)
+    limits, synth, train = build_configs([], Budget(), 0)
     assert limits.labelled == Budget().labelled and synth.attributes and train.prior and train.rival and train.soft
-    limits, synth, train = switched_off(["prior", "labelling"], Budget(), 0)
+    limits, synth, train = build_configs(["prior", "labelling"], Budget(), 0)
     assert not train.prior and limits.labelled == 0 and train.rival and train.soft and synth.attributes
-    _, synth, train = switched_off(["soft_labels", "attributes"], Budget(), 0)
-    assert not train.soft and not synth.attributes and train.prior
+    _, synth, train = build_configs(["soft_labels", "attributes"], Budget(), 0, concurrency=16)
+    assert not train.soft and not synth.attributes and train.prior and synth.concurrency == 16
     with pytest.raises(P2MError, match="unknown part"):
-        switched_off(["retrieval"], Budget(), 0)
+        build_configs(["retrieval"], Budget(), 0)
     assert {"no_prior", "no_labelling", "no_rival", "no_soft_labels"} <= set(ABLATIONS)
     data = {"tasks": {"t": {"task_type": "classification", "metric": "accuracy", "n_test": 10,
                             "systems": {"trivial": {"score": 0.25}, "no_prior": {"score": 0.5}, "p2m": {"score": 0.75}}}}}
