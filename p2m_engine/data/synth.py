@@ -109,9 +109,13 @@ class TextChecks:
         sh = shingles(text)
         if self._near(sh, self._banned_shingles):
             return self.near_copy_reason
-        if self._near(sh, self.kept):
+        if self._near_kept(sh):
             return "near_duplicate"
         return None
+
+    def _near_kept(self, sh: frozenset[str]) -> bool:
+        """Whether `sh` is `_near` a kept text (a subclass may answer from an index instead of every pair)."""
+        return self._near(sh, self.kept)
 
     def keep_or_count(self, text: str, reason: str | None) -> bool:
         """Remember `text` when `reason` is None (and return True); else count the reason."""
@@ -120,8 +124,11 @@ class TextChecks:
             logger.debug("dropped (%s): %.120r", reason, text)
             return False
         self.seen.add(normalize(text))
-        self.kept.append(shingles(text))
+        self._remember(shingles(text))
         return True
+
+    def _remember(self, sh: frozenset[str]) -> None:
+        self.kept.append(sh)
 
 
 @dataclass
@@ -138,6 +145,26 @@ class Filters(TextChecks):
 
     def __post_init__(self) -> None:
         self._banned_shingles = [shingles(t) for t in self.banned_texts]
+        # Kept texts by 3-gram: a new text is compared only with the kept ones it shares a 3-gram with (all pairs
+        # made a 10,000-example build quadratic: 57 examples/s against 187 at 1,000).
+        self._postings: dict[str, list[int]] = {}
+        self._sizes: list[int] = []
+        for sh in self.kept:
+            self._index(sh)
+
+    def _index(self, sh: frozenset[str]) -> None:
+        self._sizes.append(len(sh))
+        for gram in sh:
+            self._postings.setdefault(gram, []).append(len(self._sizes) - 1)
+
+    def _remember(self, sh: frozenset[str]) -> None:
+        self.kept.append(sh)
+        self._index(sh)
+
+    def _near_kept(self, sh: frozenset[str]) -> bool:
+        """Jaccard from shared 3-gram counts: the same answer as `_near(sh, self.kept)`, without every pair."""
+        shared: Counter[int] = Counter(i for gram in sh for i in self._postings.get(gram, ()))
+        return any(n / (len(sh) + self._sizes[i] - n) >= self.config.near_duplicate for i, n in shared.items())
 
     @property
     def bounds(self) -> tuple[int, int]:

@@ -10,7 +10,7 @@ import pytest
 
 from p2m_engine.eval.analysis import FailureReport
 from p2m_engine.errors import LLMError, UnsupportedTaskError
-from p2m_engine.data.synth import Filters, SynthConfig, generate_labelled_examples, normalize
+from p2m_engine.data.synth import Filters, SynthConfig, generate_labelled_examples, jaccard, normalize, shingles
 from p2m_engine.types import Example, TaskSpec
 from tests.fakes import FakeLLM
 
@@ -254,3 +254,24 @@ def test_a_round_of_batches_is_in_flight_together_and_gives_the_same_data_every_
     llm.barrier = type(llm.barrier)(1)
     generate_labelled_examples(SPEC, llm, tmp_path / "c.jsonl", SynthConfig(per_label=8, batch_size=2))  # type: ignore[arg-type]
     assert llm.most_in_flight == 1
+
+
+def test_the_near_duplicate_index_decides_as_every_pair_would() -> None:
+    import random
+
+    rng = random.Random(0)
+    words = ["win", "cash", "now", "call", "free", "prize", "meet", "at", "five", "see", "you", "later"]
+    bases = [[rng.choice(words) for _ in range(10)] for _ in range(40)]
+    texts = []
+    for _ in range(400):  # a base with one or two words changed: many near duplicates, some not
+        text = list(rng.choice(bases))
+        for _ in range(rng.randint(1, 2)):
+            text[rng.randrange(len(text))] = rng.choice(words)
+        texts.append(" ".join(text))
+    indexed = Filters(SynthConfig(), ("spam", "ham"), set())
+    for text in texts:
+        sh = shingles(text)
+        pairwise = any(jaccard(sh, other) >= indexed.config.near_duplicate for other in indexed.kept)
+        assert indexed._near_kept(sh) == pairwise, text
+        indexed.accept(text, "spam")
+    assert 10 < len(indexed.kept) < 400 and indexed.dropped["near_duplicate"] > 0
