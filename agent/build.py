@@ -332,7 +332,8 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
     with open_llm(settings.llm, run.dir / "logs") as llm, display:
         ctx = Context(run=run, llm=llm, hub_dirs=settings.hubs, catalog_dir=settings.catalog,
                       test_path=settings.test_path, student=settings.student, synth=settings.synth, train=settings.train, max_retrieved=limits.retrieved,
-                      labelling=LabelConfig(texts=limits.labelled, seed=settings.seed),
+                      labelling=LabelConfig(texts=limits.labelled, seed=settings.seed,
+                                            concurrency=settings.synth.concurrency),
                       progress=display.progress, planner=settings.planner,
                       max_steps=limits.steps, interactive=chat, target=target,
                       max_iterations=limits.iterations, max_llm_calls=limits.llm_calls, max_usd=limits.usd,

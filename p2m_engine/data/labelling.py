@@ -44,6 +44,7 @@ class LabelConfig:
     keep: float = field(default=0.7, metadata={"help": "share of each label's rows kept, most confident first"})
     temperature: float = field(default=0.05, metadata={"help": "softmax temperature of the label-name cosines"})
     seed: int = field(default=0, metadata={"help": "seed of the hub sampling"})
+    concurrency: int = field(default=1, metadata={"help": "teacher scoring requests in flight together"})
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,8 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
             loo["teacher"] = np.stack([scoring.score_labels(_without(spec, i), llm, [demos[i]]).probs[0]
                                        for i in range(len(demos))])
             if _gain(loo["teacher"], gold)[1] > 0:
-                judges["teacher"] = scoring.score_labels(spec, llm, [t.text for t in texts], progress).probs
+                judges["teacher"] = scoring.score_labels(spec, llm, [t.text for t in texts], progress,
+                                                         concurrency=config.concurrency).probs
         except LLMError as e:
             logger.warning("the teacher cannot score labels (%s); the other judges decide", e)
             judges.pop("teacher", None)

@@ -11,6 +11,8 @@ prompt's bias towards a label (a small model's favourite word, the last demonstr
 from __future__ import annotations
 
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,18 +76,34 @@ def calibrate(raw: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return adjusted / adjusted.sum(axis=1, keepdims=True)
 
 
-def score_labels(spec: TaskSpec, llm: LLM, texts: list[str], progress: Progress | None = None) -> LabelScores:
+def score_labels(spec: TaskSpec, llm: LLM, texts: list[str], progress: Progress | None = None, *,
+                 concurrency: int = 1) -> LabelScores:
     """Score every label of `spec` for each text with the teacher, calibrated on content-free inputs.
+
+    Args:
+        concurrency: requests in flight together (each text is scored alone, so the scores do not depend on it).
 
     Raises:
         LLMError: the service fails or returns no log-probabilities.
     """
     bias = np.mean([label_probs(llm.first_token_logprobs(_messages(spec, cf), top=TOP_TOKENS), spec.labels)
                     for cf in CONTENT_FREE], axis=0)
-    rows = []
-    for i, text in enumerate(texts):
-        rows.append(label_probs(llm.first_token_logprobs(_messages(spec, text), top=TOP_TOKENS), spec.labels))
-        if progress:
-            progress(i + 1, len(texts))
+    lock = threading.Lock()
+    finished = 0
+
+    def score(text: str) -> np.ndarray:
+        nonlocal finished
+        row = label_probs(llm.first_token_logprobs(_messages(spec, text), top=TOP_TOKENS), spec.labels)
+        with lock:
+            finished += 1
+            if progress:
+                progress(finished, len(texts))
+        return row
+
+    if concurrency <= 1:
+        rows = [score(text) for text in texts]
+    else:
+        with ThreadPoolExecutor(max_workers=concurrency) as executor:
+            rows = list(executor.map(score, texts))  # in the texts' order, whatever order they finish in
     raw = np.stack(rows) if rows else np.zeros((0, len(spec.labels)))
     return LabelScores(calibrate(raw, bias) if len(rows) else raw, raw, bias)

@@ -57,6 +57,36 @@ def test_calibrated_scores_undo_the_prompts_bias() -> None:
     assert all("Possible answers: positive, negative" in p and "great film" in p for p in teacher.prompts)
 
 
+def test_scores_in_flight_together_come_back_in_the_texts_order() -> None:
+    import threading
+    import time
+
+    class SlowFirst(BiasedScorer):
+        """The first text's answer is the slowest: with requests in flight together it finishes last."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.lock = threading.Lock()
+            self.in_flight = self.most = 0
+
+        def first_token_logprobs(self, messages: list[dict[str, Any]], *, top: int = 20, name: str = "score") -> dict[str, float]:
+            with self.lock:
+                self.in_flight += 1
+                self.most = max(self.most, self.in_flight)
+            time.sleep(0.3 if "first good" in messages[-1]["content"] else 0.02)
+            with self.lock:
+                self.in_flight -= 1
+            return super().first_token_logprobs(messages, top=top, name=name)
+
+    texts = ["first good film", "a bad film", "a bad plot", "a good cast"]
+    seen: list[tuple[int, int]] = []
+    one = score_labels(SPEC, BiasedScorer(), texts)  # type: ignore[arg-type]
+    teacher = SlowFirst()
+    many = score_labels(SPEC, teacher, texts, lambda done, total: seen.append((done, total)), concurrency=4)  # type: ignore[arg-type]
+    assert teacher.most > 1 and np.allclose(one.probs, many.probs) and list(many.probs.argmax(1)) == [0, 1, 1, 0]
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
 def test_llm_reads_first_token_logprobs_from_a_real_server_and_caches_them(tmp_path) -> None:
     from p2m_engine.llm.cache import ResponseCache
 
