@@ -74,6 +74,14 @@ class Settings:
         }
 
 
+def _tool_arguments() -> dict[str, dict[str, Any]]:
+    """What the planner LLM may set: the build tools' own arguments."""
+    from agent.planner import tool_arguments
+    from tools import TOOLS
+
+    return tool_arguments(TOOLS)
+
+
 def _known(cls: Any, values: dict[str, Any]) -> Any:
     """A dataclass from recorded values, ignoring keys this version does not know."""
     names = {f.name for f in dataclasses.fields(cls)}
@@ -337,7 +345,7 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
                       progress=display.progress, planner=settings.planner,
                       max_steps=limits.steps, interactive=chat, target=target,
                       max_iterations=limits.iterations, max_llm_calls=limits.llm_calls, max_usd=limits.usd,
-                      record_task=lambda edited: record_task(run, edited, limits))
+                      record_task=lambda edited: record_task(run, edited, limits), tool_arguments=_tool_arguments())
         if not resume:
             est = estimate_cost(spec, settings, llm.model, llm.base_url, getattr(llm, "prices", None))
             display.note(f"estimate: {est.describe()}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
 from p2m_engine.types import TaskSpec
@@ -28,6 +28,9 @@ class Context(ToolContext):
     """Money allowed for API calls (None: no limit); an LLM action is offered only while some is left."""
     max_llm_calls: int | None = None
     """Teacher LLM calls allowed for generation (None: no limit besides the steps)."""
+    tool_arguments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The arguments each tool takes (agent.planner.tool_arguments): what the planner LLM may set, checked by the
+    policy. Empty: the planner chooses actions only."""
     record_task: Callable[[TaskSpec], float] | None = None
     """Writes a task edited in chat to the run's records (task.json, config.json) and returns the target its
     metric implies; the chat then sets `target` to it, so that the rest of the build aims for the edited task."""

@@ -13,7 +13,7 @@ from langgraph.types import Command
 
 from agent.context import Context
 from agent.planner import ask_planner
-from agent.policy import action_args, allowed_actions, facts, llm_calls_left, measured_on, rules_choice
+from agent.policy import action_args, allowed_actions, check_args, facts, llm_calls_left, measured_on, rules_choice
 from agent.state import State
 from p2m_engine.runs import export_model
 
@@ -38,19 +38,29 @@ def plan(state: State, runtime: Runtime[Context]) -> Command[Literal["run_tools"
     action, reason = rules_choice(allowed, state, ctx)
     decided_by, tokens = "rules", {"tokens_in": 0, "tokens_out": 0}
     asks_llm = ctx.planner == "llm" and ctx.llm is not None and len(allowed) > 1
-    if asks_llm and not llm_calls_left(ctx):
-        reason = f"fallback to rules: the LLM budget is spent, the planner is not asked ({reason})"
-    elif asks_llm:
-        choice, why, tokens = ask_planner(ctx.llm, state["task"]["instruction"], facts(state, ctx), allowed)
+    chosen_args: dict[str, Any] = {}
+    arg_notes: dict[str, Any] = {}
+    if asks_llm and llm_calls_left(ctx):
+        choice, why, tokens, given = ask_planner(ctx.llm, state["task"]["instruction"], facts(state, ctx), allowed,
+                                                 ctx.tool_arguments)
+        try:
+            chosen_args, clipped = check_args(choice, given, state, ctx) if choice else ({}, {})
+        except ValueError as e:
+            choice, why = None, f"its arguments were refused ({e}; it asked {given!r})"
         if choice is None:
             reason, decided_by = f"fallback to rules: {why}", "rules"
         else:
             action, reason, decided_by = choice, why, "llm"
+            if chosen_args:
+                arg_notes = {"args_by": "llm", **({"clipped": clipped} if clipped else {})}
+    elif asks_llm:
+        reason = f"fallback to rules: the LLM budget is spent, the planner is not asked ({reason})"
     elif len(allowed) == 1 and action != "finish":
         reason = "the only valid action"
-    args = action_args(action, state, ctx)
+    args = {**action_args(action, state, ctx), **chosen_args}
     decision = {"kind": "decision", "node": "plan", "step": steps, "name": action, "decided_by": decided_by,
-                "reason": reason, "allowed": allowed, "args": args, "decision_split": state.get("decision_split"),
+                "reason": reason, "allowed": allowed, "args": args, **arg_notes,
+                "decision_split": state.get("decision_split"),
                 "state": facts(state, ctx), "duration_ms": round((time.monotonic() - started) * 1000), **tokens}
     if action == "finish":
         return Command(goto="finish", update={"trace": [decision], "finish_reason": reason})

@@ -6,7 +6,7 @@ same deadline and cache, count against `--budget llm_calls=`/`usd=`, and appear 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from agent.policy import ACTIONS
 from p2m_engine.errors import LLMAuthError, LLMError
@@ -16,21 +16,44 @@ from prompts import render
 CHOOSE = "choose_action"
 
 
-def choice_schema(allowed: list[str]) -> dict[str, Any]:
-    """The arguments of the function the planner must call: an allowed action and a short reason."""
-    return {
-        "type": "object",
-        "properties": {
-            "action": {"type": "string", "enum": allowed},
-            # A cap on the reason keeps constrained decoding from running past max_tokens.
-            "reason": {"type": "string", "maxLength": 150},
-        },
-        "required": ["action", "reason"],
+# What each tool argument means, for the planner (the tools' own schemas give the names and types).
+ARGUMENT_HELP = {
+    "per_label": "examples per label (generate_examples: the total each label should have; "
+                 "generate_targeted_examples: new ones per weak label)",
+    "guidance": "a short text for the teacher's prompt: what the examples should be like",
+    "epochs": "passes over the training data",
+}
+
+
+def tool_arguments(tools: Sequence[Any]) -> dict[str, dict[str, Any]]:
+    """Each tool's arguments as the tool itself declares them (name -> JSON schema), injected ones left out."""
+    out = {}
+    for t in tools:
+        props = t.tool_call_schema.model_json_schema().get("properties", {})
+        out[t.name] = {k: {"type": v.get("type", "string")} for k, v in props.items()}
+    return out
+
+
+def choice_schema(allowed: list[str], arguments: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The arguments of the function the planner must call: an allowed action, a short reason, and the
+    arguments of the chosen action (those of the allowed tools, described; the policy checks them)."""
+    properties: dict[str, Any] = {
+        "action": {"type": "string", "enum": allowed},
+        # A cap on the reason keeps constrained decoding from running past max_tokens.
+        "reason": {"type": "string", "maxLength": 150},
     }
+    offered = {name: {**schema, "description": ARGUMENT_HELP.get(name, name)}
+               for action in allowed for name, schema in (arguments or {}).get(action, {}).items()}
+    if offered:
+        properties["args"] = {"type": "object", "properties": offered,
+                              "description": "arguments of the chosen action (leave out for its defaults)"}
+    return {"type": "object", "properties": properties, "required": ["action", "reason"]}
 
 
-def ask_planner(llm: LLM, instruction: str, facts: dict[str, Any], allowed: list[str]) -> tuple[str | None, str, dict[str, int]]:
-    """Return (action or None when unusable, reason or the problem, the tokens of the call).
+def ask_planner(llm: LLM, instruction: str, facts: dict[str, Any], allowed: list[str],
+                arguments: dict[str, dict[str, Any]] | None = None) -> tuple[str | None, str, dict[str, int], Any]:
+    """Return (action or None when unusable, reason or the problem, the tokens of the call, the arguments it gave
+    (unchecked; None when it gave none)).
 
     Raises:
         LLMAuthError: the endpoint rejected the key (no fallback can help; the build stops with the message).
@@ -43,14 +66,15 @@ def ask_planner(llm: LLM, instruction: str, facts: dict[str, Any], allowed: list
         return {"tokens_in": llm.usage.prompt_tokens - prompt0, "tokens_out": llm.usage.completion_tokens - completion0}
 
     try:
-        args = llm.call_tool(messages, CHOOSE, choice_schema(allowed), temperature=0.0, max_tokens=256, attempts=1)
+        args = llm.call_tool(messages, CHOOSE, choice_schema(allowed, arguments), temperature=0.0, max_tokens=256,
+                             attempts=1)
     except LLMAuthError:
         raise
     except LLMError as e:
         # The service failed after the client's retries or deadline, or answered nothing usable (an action outside
         # the allowed ones fails the schema): the rules take this step, and the trace says so.
-        return None, f"the planner LLM failed: {type(e).__name__}", tokens()
+        return None, f"the planner LLM failed: {type(e).__name__}", tokens(), None
     action, reason = args.get("action"), str(args.get("reason", ""))[:300]
     if action not in allowed:
-        return None, f"the planner LLM chose {action!r}, not one of {allowed}", tokens()
-    return action, reason, tokens()
+        return None, f"the planner LLM chose {action!r}, not one of {allowed}", tokens(), None
+    return action, reason, tokens(), args.get("args")

@@ -236,6 +236,52 @@ def action_args(action: str, state: dict[str, Any], ctx: Context) -> dict[str, A
     return {}
 
 
+# The longest guidance text passed to the teacher.
+MAX_GUIDANCE = 200
+
+
+def check_args(action: str, given: Any, state: dict[str, Any], ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The planner's arguments for `action`, clipped to the budget: (arguments, what was clipped: name -> asked).
+
+    Bounds: examples per label between 1 and the run's per-label target (generate_examples) or its per-label
+    setting (generate_targeted_examples); epochs between 0.5 and what a retraining may take; guidance cut to
+    MAX_GUIDANCE characters.
+
+    Raises:
+        ValueError: arguments that cannot be used (not an object, a name the action does not take, a wrong type):
+            the call is refused and the rules take the step.
+    """
+    if given in (None, {}):
+        return {}, {}
+    if not isinstance(given, dict):
+        raise ValueError(f"arguments must be an object, got {type(given).__name__}")
+    takes = set(ctx.tool_arguments.get(action, {}))
+    if unknown := set(given) - takes:
+        raise ValueError(f"{action} takes no argument {sorted(unknown)} (it takes {sorted(takes) or 'none'})")
+    bounds: dict[str, tuple[float, float]] = {
+        "per_label": (1, per_label_target(state, ctx) if action == "generate_examples" else max(1, ctx.synth.per_label)),
+        "epochs": (0.5, 2 * max(ctx.train.epochs, ctx.train.max_epochs)),
+    }
+    out: dict[str, Any] = {}
+    clipped: dict[str, Any] = {}
+    for name, value in given.items():
+        if name == "guidance":
+            if not isinstance(value, str):
+                raise ValueError(f"guidance must be text, got {value!r}")
+            out[name] = " ".join(value.split())[:MAX_GUIDANCE]
+            if out[name] != value:
+                clipped[name] = value
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        low, high = bounds[name]
+        kept = min(max(value, low), high)
+        out[name] = int(kept) if name == "per_label" else float(kept)
+        if out[name] != value:
+            clipped[name] = value
+    return {k: v for k, v in out.items() if v != ""}, clipped
+
+
 def facts(state: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """A short summary of the state for the planner prompt and the trace (no test score: never decided on)."""
     return {

@@ -223,7 +223,7 @@ _EVENT_DEFAULTS: dict[str, Any] = {
     "kind": "", "name": "", "step": "", "at": "", "node": "", "reason": "", "decided_by": "", "allowed": [],
     "state": {}, "duration_ms": 0, "tokens_in": 0, "tokens_out": 0, "ok": False, "output_summary": "",
     "error": "", "llm_calls": 0, "tokens": 0, "candidates": [], "dropped": {}, "stopped_labels": [], "stop_reason": "",
-    "score": None, "score_split": "", "model_dir": None,
+    "score": None, "score_split": "", "model_dir": None, "args": {}, "args_by": "", "clipped": {},
 }
 
 
@@ -231,7 +231,8 @@ def _event(e: dict[str, Any]) -> dict[str, Any]:
     """A trace event with every field the page reads (older or partial events lack some)."""
     out = {**_EVENT_DEFAULTS, **{k: v for k, v in e.items() if v is not None or k == "score"}}
     out["candidates"] = [c for c in out["candidates"] if isinstance(c, dict)] if isinstance(out["candidates"], list) else []
-    for key, kind in (("allowed", list), ("state", dict), ("dropped", dict), ("stopped_labels", list)):
+    for key, kind in (("allowed", list), ("state", dict), ("dropped", dict), ("stopped_labels", list), ("args", dict),
+                      ("clipped", dict)):
         if not isinstance(out[key], kind):
             out[key] = kind()
     return out

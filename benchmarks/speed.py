@@ -73,7 +73,7 @@ def generation_requests(n: int) -> list[list[dict[str, str]]]:
         out.append([{"role": "system", "content": render("generate_examples_system", label=label)},
                     {"role": "user", "content": render("generate_examples", instruction=spec.instruction + f" ({i})",
                                                        labels=spec.labels, examples=shown, n=5, label=label,
-                                                       descriptions=spec.label_descriptions)}])
+                                                       descriptions=spec.label_descriptions, topic=None, guidance="")}])
     return out
 
 

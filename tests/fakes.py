@@ -32,12 +32,12 @@ class FakeLLM:
         return 0.0  # a local model: as p2m_engine.llm.LLM reports a local server
 
 
-def choose(action: str, reason: str = "scripted") -> tuple[str, str]:
-    """A planner answer: the action and reason of a choose_action call."""
-    return action, reason
+def choose(action: str, reason: str = "scripted", args: Any = None) -> tuple[Any, ...]:
+    """A planner answer: the action and reason of a choose_action call, and its arguments when given."""
+    return (action, reason) if args is None else (action, reason, args)
 
 
-def planner(*choices: tuple[str, str]) -> FakeLLM:
+def planner(*choices: tuple[Any, ...]) -> FakeLLM:
     """The build's one LLM client, whose choose_action calls get `choices` in order (the planner asks through the
     teacher's client); every other call gets {}. `requests` holds what each call was offered."""
     script = iter(choices)
@@ -45,8 +45,8 @@ def planner(*choices: tuple[str, str]) -> FakeLLM:
     def answer(messages: list[dict[str, Any]], name: str, i: int) -> dict[str, Any]:
         if name != "choose_action":
             return {}
-        action, reason = next(script)
-        return {"action": action, "reason": reason}
+        action, reason, *args = next(script)
+        return {"action": action, "reason": reason, **({"args": args[0]} if args else {})}
 
     return FakeLLM(answer)
 

@@ -51,7 +51,7 @@ def held_out_inputs(ctx: ToolContext) -> list[str]:
 
 
 @tool(response_format="content_and_artifact")
-def generate_examples(runtime: ToolRuntime, per_label: int = 0) -> tuple[str, dict[str, Any]]:
+def generate_examples(runtime: ToolRuntime, per_label: int = 0, guidance: str = "") -> tuple[str, dict[str, Any]]:
     """Generate synthetic training examples with the teacher LLM: for classification a batch per label at a time,
     only for what the real rows (retrieved or teacher-labelled) leave short of the per-label target;
     for other tasks new inputs first, then each input's output by majority vote of several teacher answers.
@@ -59,6 +59,8 @@ def generate_examples(runtime: ToolRuntime, per_label: int = 0) -> tuple[str, di
     Args:
         per_label: how many examples each label should have in total (0: the run's default); a task without
             labels gets five times this many examples in total.
+        guidance: a short text for the teacher's prompt, e.g. "questions that ask what an acronym stands for"
+            (classification).
 
     Returns the count (per label for classification), what the filters dropped (duplicates, refusals, leaks,
     split votes...) and why generation stopped short of its target, if it did.
@@ -73,7 +75,7 @@ def generate_examples(runtime: ToolRuntime, per_label: int = 0) -> tuple[str, di
     if spec.task_type == "classification":
         result = synth.generate_labelled_examples(spec, ctx.llm, out_path, config, exclude=held_out_inputs(ctx),
                                          progress=ctx.report("generate_examples"), call_id=runtime.tool_call_id,
-                                         have=real_per_label(ctx))
+                                         have=real_per_label(ctx), guidance=guidance)
     else:
         pairs_config = pairs.PairsConfig(n=generation_total(config.per_label), seed=config.seed)
         result = pairs.generate_pairs(spec, ctx.llm, out_path, pairs_config, exclude=held_out_inputs(ctx),
@@ -84,7 +86,7 @@ def generate_examples(runtime: ToolRuntime, per_label: int = 0) -> tuple[str, di
 
 
 @tool(response_format="content_and_artifact")
-def generate_targeted_examples(runtime: ToolRuntime, per_label: int = 0) -> tuple[str, dict[str, Any]]:
+def generate_targeted_examples(runtime: ToolRuntime, per_label: int = 0, guidance: str = "") -> tuple[str, dict[str, Any]]:
     """Generate more examples for the labels the student gets wrong on the validation (dev) split.
 
     The teacher is told which labels the student confuses and shown a few of its errors, and asked for
@@ -92,6 +94,7 @@ def generate_targeted_examples(runtime: ToolRuntime, per_label: int = 0) -> tupl
 
     Args:
         per_label: new examples for each weak label (0: half the run's per-label default).
+        guidance: a short text for the teacher's prompt about what the weak labels' examples need.
 
     Returns the weak labels, the new count per label and what the filters dropped.
     """
@@ -108,7 +111,7 @@ def generate_targeted_examples(runtime: ToolRuntime, per_label: int = 0) -> tupl
     result = synth.generate_targeted_examples(spec, ctx.llm, ctx.run.data("generated"), report,
                                               ctx.synth, extra=per_label, exclude=held_out_inputs(ctx),
                                               progress=ctx.report("generate_targeted_examples"),
-                                              call_id=runtime.tool_call_id)
+                                              call_id=runtime.tool_call_id, guidance=guidance)
     added = {k: v - before.get(k, 0) for k, v in result.per_label.items() if v - before.get(k, 0)}
     artifact = {"generated": result.count, "per_label": result.per_label, "added": added,
                 "weak_labels": list(report.weak_labels), "decision_split": report.split, "dropped": result.dropped,

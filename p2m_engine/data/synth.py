@@ -249,6 +249,7 @@ def generate_targeted_examples(
     exclude: list[str] = (),  # type: ignore[assignment]
     progress: Progress | None = None,
     call_id: str | None = None,
+    guidance: str = "",
 ) -> DataResult:
     """Generate more examples for the weak labels of `report`, telling the teacher what the student confuses.
 
@@ -262,13 +263,14 @@ def generate_targeted_examples(
         exclude: held-out inputs that must never become training data.
         progress: called with (done, total) after each batch.
         call_id: identifies this call across a crash (see `generate_labelled_examples`).
+        guidance: a short text added to every prompt, or "".
 
     Returns:
         As `generate_labelled_examples`; nothing is generated when the report has no weak label.
     """
     extra = extra or max(config.batch_size, config.per_label // 2)
     return generate_labelled_examples(spec, llm, out_path, config, exclude=exclude, progress=progress,
-                             focus=Focus.from_report(report, extra), call_id=call_id)
+                             focus=Focus.from_report(report, extra), call_id=call_id, guidance=guidance)
 
 
 @dataclass
@@ -297,6 +299,7 @@ def generate_labelled_examples(
     call_id: str | None = None,
     focus: Focus | None = None,
     have: dict[str, int] | None = None,
+    guidance: str = "",
 ) -> DataResult:
     """Generate `config.per_label` examples for every label (less the real rows it `have`s) and append them to
     `out_path`.
@@ -318,6 +321,7 @@ def generate_labelled_examples(
         call_id: identifies this call across a crash (recorded in each row as `call`).
         focus: weak labels to generate more for, with what the student gets wrong on them.
         have: real rows per label (retrieved or teacher-labelled): the teacher writes only what they lack.
+        guidance: a short text added to every prompt (what the planner wants more of), or "".
 
     Returns:
         Where the data is and how many examples each label has; what each filter dropped.
@@ -385,7 +389,7 @@ def generate_labelled_examples(
         rng.shuffle(shown)
         n = min(config.batch_size, target[label] - len(pool[label]) - planned)
         variables = {"instruction": spec.instruction, "labels": spec.labels, "examples": shown, "n": n, "label": label,
-                     "descriptions": spec.label_descriptions}
+                     "descriptions": spec.label_descriptions, "guidance": guidance}
         topic = topic_rng.choice(topics[label]) if topics else None
         if focus is None:
             variables["topic"] = topic

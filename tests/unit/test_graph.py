@@ -37,10 +37,14 @@ def search_models() -> tuple[str, dict[str, Any]]:
     return "{}", {"base_model": "/m", "base_model_name": "m"}
 
 
+ARGS: list[dict[str, Any]] = []
+
+
 @tool(response_format="content_and_artifact")
-def generate_examples(per_label: int = 0) -> tuple[str, dict[str, Any]]:
+def generate_examples(per_label: int = 0, guidance: str = "") -> tuple[str, dict[str, Any]]:
     """fake"""
     CALLS.append("generate_examples")
+    ARGS.append({"per_label": per_label, "guidance": guidance})
     return "{}", {"generated": 4, "per_label": {"spam": 2, "ham": 2}, "llm_calls": 2, "tokens": 30}
 
 
@@ -171,3 +175,43 @@ def test_nodes_have_docstrings(node: str) -> None:
     import agent.nodes as nodes
 
     assert getattr(nodes, node).__doc__
+
+
+def test_the_planner_sets_arguments_that_the_policy_clips_and_the_trace_records(tmp_path: Path) -> None:
+    from agent.planner import tool_arguments
+
+    ARGS.clear()
+    llm = planner(choose("search_datasets"), choose("search_models"),
+                  choose("generate_examples", "acronyms are rare", {"per_label": 999, "guidance": "questions  about acronyms"}),
+                  *[choose("finish", "done")] * 4)
+    state = _run(_ctx(tmp_path, planner="llm", llm=llm, max_steps=10, tool_arguments=tool_arguments(FAKE_TOOLS)))
+    decisions = {d["name"]: d for d in state["trace"] if d["kind"] == "decision"}
+    gen = decisions["generate_examples"]
+    # More examples than the budget's per-label target are clipped to it; the guidance reaches the tool.
+    assert gen["decided_by"] == "llm" and gen["args_by"] == "llm"
+    assert gen["args"] == {"per_label": 2, "guidance": "questions about acronyms"}
+    assert gen["clipped"] == {"per_label": 999, "guidance": "questions  about acronyms"}
+    assert ARGS == [{"per_label": 2, "guidance": "questions about acronyms"}]
+    # Epochs are clipped to what a retraining may take; a number in range passes unchanged.
+    from agent.policy import check_args
+
+    ctx = _ctx(tmp_path / "c", tool_arguments=tool_arguments(FAKE_TOOLS))
+    assert check_args("train_model", {"epochs": 4}, state, ctx) == ({"epochs": 4.0}, {})
+    assert check_args("train_model", {"epochs": 1e9}, state, ctx) == ({"epochs": 2 * ctx.train.max_epochs}, {"epochs": 1e9})
+    # The planner was offered the allowed tools' own arguments, described.
+    offered_args = [r["schema"]["properties"].get("args", {}).get("properties", {}) for r in llm.requests]
+    # (the retrieved rows already allow training: its epochs are offered too).
+    assert set(offered_args[2]) == {"per_label", "guidance", "epochs"}
+    assert offered_args[2]["per_label"]["type"] == "integer" and "examples per label" in offered_args[2]["per_label"]["description"]
+
+
+@pytest.mark.parametrize("bad", [{"per_label": "many"}, {"temperature": 2.0}, ["per_label", 3], {"epochs": 2}])
+def test_unusable_arguments_are_refused_and_the_rules_take_the_step(bad: Any, tmp_path: Path) -> None:
+    from agent.planner import tool_arguments
+
+    ARGS.clear()
+    llm = planner(choose("search_datasets"), choose("search_models"), *[choose("generate_examples", "bad", bad)] * 8)
+    state = _run(_ctx(tmp_path, planner="llm", llm=llm, max_steps=6, tool_arguments=tool_arguments(FAKE_TOOLS)))
+    third = [d for d in state["trace"] if d["kind"] == "decision"][2]
+    assert third["decided_by"] == "rules" and "arguments were refused" in third["reason"] and "args_by" not in third
+    assert ARGS[0] == {"per_label": 0, "guidance": ""}  # the rules' call: the run's defaults

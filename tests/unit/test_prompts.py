@@ -112,11 +112,13 @@ def test_unknown_template_raises() -> None:
 def test_targeted_template_tells_the_teacher_what_the_student_confuses() -> None:
     assert "generate_targeted_examples" in NAMES
     assert prompts.variables("generate_targeted_examples") == {
-        "instruction", "labels", "label", "examples", "n", "confused_labels", "missed_inputs", "wrong_inputs", "descriptions"}
+        "instruction", "labels", "label", "examples", "n", "confused_labels", "missed_inputs", "wrong_inputs", "descriptions",
+        "guidance"}
     out = prompts.render("generate_targeted_examples", instruction="Route the ticket.", labels=["tech", "billing"],
                          label="tech", examples=[Example("wifi drops", "tech")], n=3,
                          confused_labels=["billing", "sales"], missed_inputs=["app crashes"],
-                         wrong_inputs=["refund please"], descriptions={})
+                         wrong_inputs=["refund please"], descriptions={}, guidance="short questions about routers")
+    assert out.rstrip().endswith("Guidance: short questions about routers")
     assert 'The student model confuses "tech" with "billing", "sales".' in out
     assert 'These inputs ARE "tech", but the student got them wrong:\n- app crashes' in out
     assert 'These inputs are NOT "tech", but the student called them "tech":\n- refund please' in out
@@ -124,8 +126,8 @@ def test_targeted_template_tells_the_teacher_what_the_student_confuses() -> None
     # Without errors to show, those sections disappear instead of rendering empty.
     bare = prompts.render("generate_targeted_examples", instruction="Route the ticket.", labels=["tech", "billing"],
                           label="tech", examples=[], n=3, confused_labels=[], missed_inputs=[], wrong_inputs=[],
-                          descriptions={})
-    assert "confuses" not in bare and "ARE" not in bare and "NOT" not in bare
+                          descriptions={}, guidance="")
+    assert "confuses" not in bare and "Guidance" not in bare and "ARE" not in bare and "NOT" not in bare
 
 
 LABEL_PROMPTS = ["generate_examples", "generate_targeted_examples", "classify", "map_labels", "rerank_datasets",
@@ -146,5 +148,5 @@ def test_label_descriptions_reach_every_prompt_that_uses_the_labels(name: str) -
 def test_generation_asks_for_the_described_meaning_of_the_label() -> None:
     out = prompts.render("generate_examples", instruction="Route bank messages.", labels=["card", "fraud"],
                          label="fraud", examples=[], n=4, descriptions={"fraud": "messages about suspicious charges"},
-                         topic=None)
+                         topic=None, guidance="")
     assert 'Write 4 new inputs whose correct label is "fraud" (messages about suspicious charges).' in out

@@ -109,7 +109,8 @@ def make_run(root: Path) -> Path:
         _tool(3, "train_model", {"train_loss": 0.91, "val_score": 0.55, "n_train": 14, "n_val": 4}, 20500),
         _decision(4, "evaluate_model", ["generate_examples", "evaluate_model"], by="rules", reason="the only valid action"),
         _tool(4, "evaluate_model", {"test": {"n": 10, "accuracy": 0.5}}, 3100, score=0.5, score_split="test"),
-        _decision(5, "generate_examples", ["generate_examples", "finish"], by="llm", reason="positive and negative are thin"),
+        {**_decision(5, "generate_examples", ["generate_examples", "finish"], by="llm", reason="positive and negative are thin"),
+         "args": {"per_label": 40, "guidance": "short <b>reviews</b>"}, "args_by": "llm", "clipped": {"per_label": 500}},
         {**_tool(5, "generate_examples", {}, 900, calls=1, tokens=300), "ok": False,
          "error": "LLMError: the endpoint returned 503 <b>Service Unavailable</b>"},
         _decision(6, "generate_examples", ["generate_examples", "finish"], by="llm", reason="retry once"),
@@ -224,6 +225,9 @@ def test_timeline_and_score_curve_come_from_the_trace(run_dir: Path) -> None:
     assert len(circles) == 4
     assert "0.500" in html and "0.700" in html and "0.550" in html and "0.800" in html
     assert page.by_id["finish-reason"][1] == "the score is good enough"
+    # A decision's arguments: who set them, and what the policy clipped (untrusted text escaped).
+    assert "arguments (set by the LLM)" in html and "per_label=40" in html and "(asked 500, clipped)" in html
+    assert "guidance=short &lt;b&gt;reviews&lt;/b&gt;" in html
 
 
 def test_untrusted_text_is_escaped_everywhere(run_dir: Path) -> None:

@@ -275,3 +275,14 @@ def test_the_near_duplicate_index_decides_as_every_pair_would() -> None:
         assert indexed._near_kept(sh) == pairwise, text
         indexed.accept(text, "spam")
     assert 10 < len(indexed.kept) < 400 and indexed.dropped["near_duplicate"] > 0
+
+
+def test_the_planners_guidance_reaches_every_teacher_prompt(tmp_path: Path) -> None:
+    llm = counting_llm()
+    generate_labelled_examples(SPEC, llm, tmp_path / "g.jsonl", SynthConfig(per_label=3, batch_size=3),  # type: ignore[arg-type]
+                               guidance="short reminders about bills")
+    prompts = [r["messages"][-1]["content"] for r in llm.requests]
+    assert prompts and all(p.rstrip().endswith("Guidance: short reminders about bills") for p in prompts)
+    plain = counting_llm()
+    generate_labelled_examples(SPEC, plain, tmp_path / "h.jsonl", SynthConfig(per_label=3, batch_size=3))  # type: ignore[arg-type]
+    assert not any("Guidance" in r["messages"][-1]["content"] for r in plain.requests)
