@@ -262,9 +262,9 @@ def test_planner_falls_back_to_the_rules_when_its_llm_fails(fault: str) -> None:
 
     with FaultyServer(schedule=FaultSchedule([fault], every=1), hang=HANG) as server:
         llm = make_llm(server, max_retries=1)  # the planner asks through the build's one client, with its retries
-        action, reason, tokens = ask_planner(llm, "Classify", {"labels": "a, b"}, ["search_models", "finish"])
+        action, reason, tokens, args = ask_planner(llm, "Classify", {"labels": "a, b"}, ["search_models", "finish"])
         assert len(server.chat_requests) <= 2
-    assert action is None and reason.startswith("the planner LLM failed")
+    assert action is None and args is None and reason.startswith("the planner LLM failed")
     assert tokens["tokens_in"] == llm.usage.prompt_tokens  # whatever the service billed is counted, as for the teacher
 
 
@@ -282,9 +282,9 @@ def test_planner_calls_obey_the_deadline_of_the_one_client() -> None:
     with FaultyServer([("fault", "429")] * 20, retry_after="0.4") as server:
         llm = make_llm(server, max_retries=5, max_backoff=5.0, deadline=0.6)
         started = time.monotonic()
-        action, reason, _ = ask_planner(llm, "Classify", {"labels": "a, b"}, ["search_models", "finish"])
+        action, reason, _, args = ask_planner(llm, "Classify", {"labels": "a, b"}, ["search_models", "finish"])
         assert time.monotonic() - started < 0.6
-    assert action is None and reason == "the planner LLM failed: LLMDeadlineError"
+    assert action is None and args is None and reason == "the planner LLM failed: LLMDeadlineError"
 
 
 # ---------------------------------------------------------------------------------------- the deadline of one answer
