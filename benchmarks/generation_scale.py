@@ -33,6 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.speed import table  # noqa: E402  (the same markdown tables as the other speed figures)
 from p2m_engine.data.synth import SynthConfig, generate_labelled_examples  # noqa: E402
 from p2m_engine.llm import LLM  # noqa: E402
 from p2m_engine.task import parse_task  # noqa: E402
@@ -100,13 +101,6 @@ def run(base_url: str, examples: int, concurrency: int) -> dict[str, Any]:
     return {"concurrency": concurrency, "examples": result.count, "requests": result.llm_calls,
             "wall_s": round(wall, 2), "examples_per_s": round(result.count / wall, 1),
             "requests_per_s": round(result.llm_calls / wall, 2)}
-
-
-def table(rows: list[dict[str, Any]]) -> str:
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
