@@ -11,6 +11,7 @@ from typing import Any, Iterator, Literal
 from p2m_engine.llm.cache import ResponseCache
 from p2m_engine.errors import LLMError
 from p2m_engine.llm import LLM
+from p2m_engine.llm.rate import RateLimiter
 from p2m_engine.runs import p2m_home
 
 Backend = Literal["embedded", "openai"]
@@ -19,7 +20,8 @@ DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 
 # Client settings that may come from the environment, with their types (unset: the backend's default).
 _ENV = {"timeout": ("P2M_LLM_TIMEOUT", float), "max_retries": ("P2M_LLM_MAX_RETRIES", int),
-        "max_backoff": ("P2M_LLM_MAX_BACKOFF", float), "deadline": ("P2M_LLM_DEADLINE", float)}
+        "max_backoff": ("P2M_LLM_MAX_BACKOFF", float), "deadline": ("P2M_LLM_DEADLINE", float),
+        "rpm": ("P2M_LLM_RPM", float), "tpm": ("P2M_LLM_TPM", float)}
 API_DEADLINE = 600.0
 
 
@@ -41,6 +43,10 @@ class LLMSettings:
     deadline: float | None = None
     """Seconds one answer may take in all, retries included (P2M_LLM_DEADLINE; default 600 for an API, none for
     the embedded server, whose answers are bounded by its timeout)."""
+    rpm: float | None = None
+    """Requests per minute the client may send, whatever the concurrency (P2M_LLM_RPM; default: no limit)."""
+    tpm: float | None = None
+    """Tokens per minute, prompt and completion (P2M_LLM_TPM; default: no limit)."""
     cache_endpoint: str | None = None
     """The endpoint cached answers are keyed on, when it is not `base_url` (a resumed build whose server moved)."""
 
@@ -53,7 +59,7 @@ class LLMSettings:
                 value = kind(raw)
             except ValueError:
                 raise LLMError(f"{var}={raw!r} is not a {kind.__name__}.") from None
-            if not value >= 0 or value == float("inf") or (name in ("timeout", "deadline") and value == 0):
+            if not value >= 0 or value == float("inf") or (name in ("timeout", "deadline", "rpm", "tpm") and value == 0):
                 raise LLMError(f"{var}={raw!r} must be a positive finite number.")
             setattr(self, name, value)
 
@@ -71,13 +77,15 @@ class LLMSettings:
     def describe(self) -> dict[str, Any]:
         return {"backend": self.backend, "model": self.model, "base_url": self.base_url, "timeout": self.timeout,
                 "max_retries": self.max_retries, "max_backoff": self.max_backoff,
-                "deadline": self.deadline}
+                "deadline": self.deadline, "rpm": self.rpm, "tpm": self.tpm}
 
     def client_options(self, timeout: float, max_retries: int, deadline: float | None = None) -> dict[str, Any]:
         """Keyword arguments of the LLM client: these settings, else the backend's defaults given here."""
         opts: dict[str, Any] = {"timeout": self.timeout or timeout,
                                 "max_retries": max_retries if self.max_retries is None else self.max_retries,
                                 "deadline": self.deadline or deadline}
+        if self.rpm or self.tpm:
+            opts["rate"] = RateLimiter(self.rpm, self.tpm)
         if self.max_backoff is not None:
             opts["max_backoff"] = self.max_backoff
             opts["backoff"] = min(LLM.backoff, self.max_backoff)

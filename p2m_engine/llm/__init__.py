@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from p2m_engine.llm.cache import ResponseCache, cache_key
+from p2m_engine.llm.rate import RateLimiter, estimate_tokens
 from p2m_engine.errors import LLMAuthError, LLMDeadlineError, LLMError, UnparseableAnswerError
 from p2m_engine.redact import redact
 
@@ -161,6 +162,8 @@ class LLM:
     """Who answers, for the response cache (default: the base URL), so that one server's answers are never
     served for another's. The embedded server gives its model file (its port changes every run); a resumed
     build whose endpoint moved gives the URL it was built with (the same server, so its answers stay valid)."""
+    rate: RateLimiter | None = None
+    """Requests and tokens per minute this client may send, shared by its threads (None: no client-side limit)."""
 
     def __post_init__(self) -> None:
         from openai import OpenAI
@@ -310,7 +313,11 @@ class LLM:
 
         headers: Mapping[str, str] | None = None
         last = ""
+        estimated = estimate_tokens(request.get("messages", []), int(request.get("max_tokens") or 0))
         for retry in range(self.max_retries + 1):
+            if self.rate is not None:
+                # A retry is a request too; the time spent waiting for the limits counts against the deadline.
+                self.rate.acquire(estimated)
             left = None if self.deadline is None else self.deadline - (time.monotonic() - started)
             wait = retry_delay(retry, headers, self.backoff, self.max_backoff) if retry else 0.0
             if left is not None and wait >= left:
@@ -348,11 +355,14 @@ class LLM:
                 # An unreadable body (cut-off or not JSON): a proxy or a crashing server; worth another try.
                 last = f"unreadable response ({type(e).__name__})"
                 continue
+            usage = getattr(resp, "usage", None)
+            used_in, used_out = _int(getattr(usage, "prompt_tokens", 0)), _int(getattr(usage, "completion_tokens", 0))
             with self._lock:
                 self.usage.calls += 1
-                usage = getattr(resp, "usage", None)
-                self.usage.prompt_tokens += _int(getattr(usage, "prompt_tokens", 0))
-                self.usage.completion_tokens += _int(getattr(usage, "completion_tokens", 0))
+                self.usage.prompt_tokens += used_in
+                self.usage.completion_tokens += used_out
+            if self.rate is not None:
+                self.rate.settle(estimated, used_in + used_out)
             logger.debug("LLM %s answered in %.2fs", name, time.monotonic() - started)
             return resp
         self._count_failure()

@@ -242,11 +242,17 @@ def test_client_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPat
     assert LLMSettings(timeout=7.0).client_options(120, 4)["timeout"] == 7.0  # an explicit value wins
     llm = LLM(base_url="http://127.0.0.1:9/v1", model="m", **opts)
     assert (llm.timeout, llm.max_retries, llm.max_backoff, llm.deadline) == (0.5, 0, 0.02, 30.0)
+    assert llm.rate is None
+    # Rate limits: a limiter with the given requests and tokens per minute.
+    monkeypatch.setenv("P2M_LLM_RPM", "500")
+    monkeypatch.setenv("P2M_LLM_TPM", "200000")
+    rate = LLMSettings().client_options(120, 4)["rate"]
+    assert (rate.rpm, rate.tpm) == (500.0, 200000.0)
 
 
 @pytest.mark.parametrize("var,value", [("P2M_LLM_TIMEOUT", "soon"), ("P2M_LLM_TIMEOUT", "0"),
                                        ("P2M_LLM_MAX_RETRIES", "-1"), ("P2M_LLM_MAX_RETRIES", "2.5"),
-                                       ("P2M_LLM_MAX_BACKOFF", "inf")])
+                                       ("P2M_LLM_MAX_BACKOFF", "inf"), ("P2M_LLM_RPM", "0"), ("P2M_LLM_TPM", "-5")])
 def test_bad_client_settings_in_the_environment_are_refused(var: str, value: str,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from agent.llms import LLMSettings
