@@ -118,7 +118,8 @@ SWITCHES = {
     "soft_labels": "the frozen-encoder student on the judges' soft labels (else the fine-tuned one on hard labels)",
     "prior": "the label prior correction of the classifier",
     "attributes": "topic conditioning of generation batches",
-    "rival": "the frozen-encoder rival of a fine-tuned classifier, chosen on validation",
+    "rival": "a second student chosen on validation: the frozen-encoder rival of a fine-tuned classifier, or the "
+             "teacher's own weights with LoRA for generation",
     "pair": "two-field inputs encoded as a sentence pair",
 }
 
@@ -345,7 +346,8 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
                       progress=display.progress, planner=settings.planner,
                       max_steps=limits.steps, interactive=chat, target=target,
                       max_iterations=limits.iterations, max_llm_calls=limits.llm_calls, max_usd=limits.usd,
-                      record_task=lambda edited: record_task(run, edited, limits), tool_arguments=_tool_arguments())
+                      record_task=lambda edited: record_task(run, edited, limits), tool_arguments=_tool_arguments(),
+                      teacher_weights=llm.weights)
         if not resume:
             est = estimate_cost(spec, settings, llm.model, llm.base_url, getattr(llm, "prices", None))
             display.note(f"estimate: {est.describe()}")

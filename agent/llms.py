@@ -114,7 +114,7 @@ def open_llm(settings: LLMSettings, log_dir: Path) -> Iterator[LLM]:
                 # One local server decodes one request at a time: a client-side timeout would only queue a
                 # retry behind the abandoned request, so wait long and retry once.
                 # The port changes every run: the cache knows this server by its model file.
-                llm = LLM(server.base_url, alias, cache=cache, endpoint=f"embedded:{path.name}",
+                llm = LLM(server.base_url, alias, cache=cache, endpoint=f"embedded:{path.name}", weights=path,
                           **settings.client_options(900, 1))
                 yield llm
         elif settings.backend == "openai":

@@ -41,6 +41,9 @@ class ToolContext:
     progress: ProgressSink | None = None
     target: float = 0.9
     """The decision score the build aims for; a label whose recall is below it counts as weak."""
+    teacher_weights: Path | None = None
+    """The teacher's own weights when they are local (a GGUF file or a causal LM folder): a generative student
+    may start from them (p2m_engine.students.student_choice.keep_better_generator)."""
 
     def report(self, stage: str) -> Callable[[int, int], None] | None:
         if self.progress is None:

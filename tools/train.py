@@ -15,6 +15,7 @@ from p2m_engine.students import prior, probe_student, student_choice, train
 from p2m_engine.data.datasets import load_examples
 from p2m_engine.students.embeddings import packaged_minilm_path
 from p2m_engine.errors import TrainingError
+from p2m_engine.students.packaged import ensure_teacher_lm
 from p2m_engine.students.probe_student import ProbeConfig
 from p2m_engine.runs import read_jsonl, write_jsonl
 from p2m_engine.data.synth import normalize
@@ -181,6 +182,11 @@ def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str,
         # Real labelled rows: the same encoder frozen, with a head on the same rows, is tried too; validation decides.
         kept = student_choice.keep_better(result, tr, val, spec.labels, Path(config.base_model),
                                           ProbeConfig(seed=config.seed))
+        result, student, choice = kept.result, kept.student, kept.to_dict()
+    if spec.task_type == "generation" and ctx.train.rival and ctx.teacher_weights is not None and not ctx.student:
+        # The teacher's own weights, fine-tuned with LoRA on the same rows, are tried too; validation decides.
+        kept = student_choice.keep_better_generator(result, tr, val, config, ensure_teacher_lm(ctx.teacher_weights),
+                                                    spec.instruction, progress=ctx.report("train_model"))
         result, student, choice = kept.result, kept.student, kept.to_dict()
     prior_info = correct_prior(ctx, spec.labels, trained, result.model_dir, estimate) \
         if spec.task_type == "classification" else {}

@@ -10,6 +10,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 from p2m_engine.llm.cache import ResponseCache, cache_key
@@ -162,6 +163,9 @@ class LLM:
     """Who answers, for the response cache (default: the base URL), so that one server's answers are never
     served for another's. The embedded server gives its model file (its port changes every run); a resumed
     build whose endpoint moved gives the URL it was built with (the same server, so its answers stay valid)."""
+    weights: Path | None = None
+    """The model file behind a local server (the embedded GGUF), so a student can start from the teacher's own
+    weights; None for an API."""
     rate: RateLimiter | None = None
     """Requests and tokens per minute this client may send, shared by its threads (None: no client-side limit)."""
 

@@ -55,10 +55,14 @@ def _teacher_line(check: dict[str, Any] | None) -> str:
 def _student_line(model_dir: Path, probe: bool) -> str:
     """What the student is, and why it was chosen (the training record's choice between the two students)."""
     from p2m_engine.students import TRAIN_FILE
+    from p2m_engine.students.student_choice import FROM_TEACHER
 
-    record = model_dir / TRAIN_FILE
-    choice = (json.loads(record.read_text(encoding="utf-8")).get("choice") or {}) if record.is_file() else {}
+    record = json.loads((model_dir / TRAIN_FILE).read_text(encoding="utf-8")) if (model_dir / TRAIN_FILE).is_file() else {}
+    choice = record.get("choice") or {}
     scores = ", ".join(f"{name} {score}" for name, score in (choice.get("val_scores") or {}).items())
+    if choice.get("kept") == FROM_TEACHER:
+        return ("the teacher's own weights fine-tuned with LoRA on the build's data (merged): it scored higher on "
+                f"validation (chrF++) than the small packaged model fine-tuned on the same rows ({scores})")
     if probe and choice:
         return ("the base encoder, frozen, with a linear head (`p2m_head.safetensors`) trained on the real labelled "
                 f"rows: it scored higher on validation than the encoder fine-tuned end to end ({scores})")

@@ -41,9 +41,10 @@ class TrainConfig:
     soft: bool = field(default=True, metadata={"help": "without real labelled rows, train the frozen encoder with a head "
                                                        "on the judges' soft labels (p2m_engine.students.probe_student), not the "
                                                        "fine-tuned encoder on their hard labels"})
-    rival: bool = field(default=True, metadata={"help": "with real labelled rows, also train the frozen encoder with a "
-                                                        "head and keep whichever scores higher on validation "
-                                                        "(p2m_engine.students.student_choice)"})
+    rival: bool = field(default=True, metadata={"help": "also train a second student and keep whichever scores higher "
+                                                        "on validation: with real labelled rows the frozen encoder with "
+                                                        "a head; for generation the teacher's own weights with LoRA, "
+                                                        "when they are local (p2m_engine.students.student_choice)"})
 
 
 def effective_epochs(n_train: int, config: TrainConfig) -> float:

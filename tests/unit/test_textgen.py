@@ -4,6 +4,7 @@ fixture learns a toy task, masks its prompts, saves a plain transformers folder 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -289,3 +290,41 @@ def test_every_task_type_has_one_student_in_the_registry() -> None:
     assert set(STUDENTS) == set(MAIN_METRIC)
     with pytest.raises(UnsupportedTaskError, match="No ranking student"):
         student_for("ranking")
+
+
+def test_the_teacher_born_rival_is_kept_only_when_it_scores_higher_on_validation(tiny_causal_lm: Path,
+                                                                                 tmp_path: Path) -> None:
+    from p2m_engine.students import student_choice, write_model_record
+    from p2m_engine.students.card import _student_line
+
+    spec = TaskSpec("Reverse and upper-case the word.", task_type="generation")
+    train, val = [Example("word cat", "TAC"), Example("word dog", "GOD")] * 4, [Example("word cat", "TAC"),
+                                                                                Example("word dog", "GOD")]
+    # A "teacher" that already knows the task (the tiny LM trained on it), and a small student barely trained.
+    teacher = train_generator(train, val, tmp_path / "teacher", _config(tiny_causal_lm, max_steps=60, warmup_ratio=0.1),
+                              instruction=spec.instruction).model_dir
+    config = _config(tiny_causal_lm, max_steps=1)
+    small = train_generator(train, val, tmp_path / "it" / "model", config, instruction=spec.instruction)
+    kept = student_choice.keep_better_generator(small, train, val, replace(config, max_steps=2), teacher,
+                                                spec.instruction)
+    # The rival started from weights that know the task: it scores higher and takes the iteration's folder.
+    assert kept.student == student_choice.FROM_TEACHER and kept.result.model_dir == small.model_dir
+    assert kept.scores[student_choice.FROM_TEACHER] > kept.scores[student_choice.FINE_TUNED]
+    assert kept.result.config["base_model"] == str(teacher) and kept.result.config["lora_used"] is True
+    assert not (tmp_path / "it" / "model-teacher").exists()
+    assert predict_student("generation", small.model_dir, ["word cat", "word dog"]) == ["TAC", "GOD"]
+    write_model_record(kept.result.model_dir, spec, kept.result, choice=kept.to_dict(), student=kept.student)
+    assert "teacher's own weights fine-tuned with LoRA" in _student_line(kept.result.model_dir, probe=False)
+
+    # A small student that already scores best keeps its place (a tie is not enough); the rival's folder is removed.
+    good = train_generator(train, val, tmp_path / "it2" / "model", _config(tiny_causal_lm, max_steps=60,
+                                                                           warmup_ratio=0.1), instruction=spec.instruction)
+    assert good.val_score == pytest.approx(1.0)
+    kept = student_choice.keep_better_generator(good, train, val, replace(config, max_steps=2), teacher,
+                                                spec.instruction)
+    assert kept.student == student_choice.FINE_TUNED and kept.result is good
+    assert set(kept.scores) == {student_choice.FINE_TUNED, student_choice.FROM_TEACHER}
+    assert not (tmp_path / "it2" / "model-teacher").exists()
+    # No second student when the first already started from the teacher's weights.
+    assert student_choice.keep_better_generator(good, train, val, config, Path(good.config["base_model"]),
+                                                spec.instruction).scores == {student_choice.FINE_TUNED: good.val_score}
