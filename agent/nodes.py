@@ -16,6 +16,7 @@ from agent.planner import ask_planner
 from agent.policy import action_args, allowed_actions, check_args, facts, llm_calls_left, measured_on, rules_choice
 from agent.state import State
 from p2m_engine.runs import export_model
+from tools.contracts import Evaluation, fold
 
 
 def plan(state: State, runtime: Runtime[Context]) -> Command[Literal["run_tools", "finish"]]:
@@ -69,95 +70,52 @@ def plan(state: State, runtime: Runtime[Context]) -> Command[Literal["run_tools"
 
 
 def observe(state: State) -> dict[str, Any]:
-    """Fold the last tool result into the state: counts, paths and scores, and a trace record."""
+    """Fold the last tool result into the state: counts, paths and scores, and a trace record (the tool's result
+    is read through its contract, tools.contracts.fold)."""
     msg = state["messages"][-1]
     assert isinstance(msg, ToolMessage)
-    art: dict[str, Any] = msg.artifact if isinstance(msg.artifact, dict) else {}
     ok = msg.status != "error"
+    folded = fold(str(msg.name), msg.artifact, state, ok)
     record = {"kind": "tool", "node": "run_tools", "step": state.get("steps", 0), "name": msg.name,
-              "ok": ok, "output_summary": str(msg.content)[:500],
-              "duration_ms": int(art.get("duration_s", 0) * 1000), "llm_calls": art.get("llm_calls", 0),
-              "tokens": art.get("tokens", 0), "cost_usd": art.get("cost_usd")}
-    update: dict[str, Any] = {"steps": state.get("steps", 0) + 1, "trace": [record]}
+              "ok": ok, "output_summary": str(msg.content)[:500], "duration_ms": folded.duration_ms,
+              "llm_calls": folded.llm_calls, "tokens": folded.tokens, "cost_usd": folded.cost_usd, **folded.record}
+    update: dict[str, Any] = {"steps": state.get("steps", 0) + 1, "trace": [record], "tried": [msg.name]}
     if not ok:
         record["error"] = str(msg.content)[:500]
         return update
-    update["done"] = [msg.name]
-    if msg.name == "search_datasets":
-        update |= {"dataset": art.get("dataset"), "retrieved": art.get("retrieved", 0),
-                   "real_per_label": _added(state.get("real_per_label"), art.get("retrieved_per_label"))}
-        record |= {"candidates": art.get("candidates", []), "dataset": art.get("dataset")}
-        if art.get("skipped_lines"):  # malformed lines of the chosen dataset: shown, and counted in the data card
-            record |= {"skipped_lines": art["skipped_lines"], "malformed_lines": art.get("malformed_lines", [])[:5]}
-    elif msg.name == "label_texts":
-        update |= {"labelled": art.get("labelled", 0),
-                   "real_per_label": _added(state.get("real_per_label"), art.get("real_per_label", art.get("per_label")))}
-        record |= {"weights": art.get("weights", {}), "judges": art.get("judges", {}), "sources": art.get("sources", {})}
-    elif msg.name == "search_models":
-        update |= {"base_model": art["base_model"], "base_model_name": art.get("base_model_name")}
-        record["candidates"] = art.get("candidates", [])
-    elif msg.name == "generate_examples":
-        update |= {"generated": art.get("generated", 0), "per_label": art.get("per_label", {}),
-                   "generation_stalled": bool(art.get("stop_reason"))}
-        record |= {"dropped": art.get("dropped", {}), "stopped_labels": art.get("stopped_labels", []),
-                   "stop_reason": art.get("stop_reason")}
-    elif msg.name == "generate_targeted_examples":
-        update |= {"generated": art.get("generated", 0), "per_label": art.get("per_label", {}),
-                   "targeted_at": state.get("iteration"), "targeted_stalled": not art.get("added")}
-        record |= {"weak_labels": art.get("weak_labels", []), "added": art.get("added", {}),
-                   "dropped": art.get("dropped", {}), "stopped_labels": art.get("stopped_labels", []),
-                   "stop_reason": art.get("stop_reason")}
-    elif msg.name == "train_model":
-        iteration = art.get("iteration") or state.get("iteration", 0) + 1
-        update |= {"model_dir": art["model_dir"], "val_score": art.get("val_score"), "evaluated": False,
-                   "trained_on": state.get("retrieved", 0) + state.get("labelled", 0) + state.get("generated", 0), "iteration": iteration,
-                   "epochs": art.get("epochs")}
-        record |= {"iteration": iteration, "epochs": art.get("epochs"), "val_score": art.get("val_score")}
-    elif msg.name == "evaluate_model":
-        update |= {"evaluated": True, "score": art.get("score"), "metrics": art.get("metrics")}
-        record["score"] = art.get("score")
-        record["score_split"] = art.get("score_split")
-        if art.get("decision_score") is not None:
-            folded, iteration_record = _iteration(state, art)
-            update |= folded
-            update["trace"] = [record, iteration_record]
+    update |= {"done": [msg.name], **folded.update}
+    if msg.name == "train_model":  # what the new model was trained on: the counts before this step
+        update["trained_on"] = state.get("retrieved", 0) + state.get("labelled", 0) + state.get("generated", 0)
+    if folded.evaluation is not None:
+        more, iteration_record = _iteration(state, folded.evaluation)
+        update |= more
+        update["trace"] = [record, iteration_record]
     return update
 
 
-def _added(counts: dict[str, int] | None, more: dict[str, int] | None) -> dict[str, int]:
-    """Per-label counts with more added."""
-    out = dict(counts or {})
-    for k, v in (more or {}).items():
-        out[k] = out.get(k, 0) + int(v)
-    return out
-
-
-def _iteration(state: State, art: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _iteration(state: State, ev: Evaluation) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fold an evaluated iteration into the state (its decision score, whether it is the best so far, its
     failures); returns the state update and the iteration's trace record."""
-    iteration = art.get("iteration") or state.get("iteration") or 1
-    score = float(art["decision_score"])
+    iteration = ev.iteration or state.get("iteration") or 1
+    score = ev.decision_score
     best = state.get("best_score")
     improved = best is None or score > best
-    entry = {"iteration": iteration, "decision_split": art.get("decision_split"), "decision_score": score,
-             "metric": art.get("metric", "accuracy"),
-             "decision_n": art.get("decision_n"), "score": art.get("score"), "score_split": art.get("score_split"),
+    entry = {"iteration": iteration, "decision_split": ev.decision_split, "decision_score": score,
+             "metric": ev.metric, "decision_n": ev.decision_n, "score": ev.score, "score_split": ev.score_split,
              "model_dir": state.get("model_dir"), "val_score": state.get("val_score"),
-             "epochs": state.get("epochs"), "weak_labels": art.get("weak_labels", []),
-             "predictions_dir": art.get("predictions_dir"), "metrics": art.get("metrics")}
-    update: dict[str, Any] = {"history": [entry], "decision_split": art.get("decision_split"), "decision_score": score,
-                              "failures": art.get("failures"), "failures_path": art.get("failures_path"),
-                              "weak_labels": art.get("weak_labels", [])}
+             "epochs": state.get("epochs"), "weak_labels": ev.weak_labels,
+             "predictions_dir": ev.predictions_dir, "metrics": ev.metrics}
+    update: dict[str, Any] = {"history": [entry], "decision_split": ev.decision_split, "decision_score": score,
+                              "failures": ev.failures, "failures_path": ev.failures_path,
+                              "weak_labels": ev.weak_labels}
     if improved:
         update |= {"best_model_dir": state.get("model_dir"), "best_score": score, "best_iteration": iteration}
     record = {
         "kind": "iteration", "node": "observe", "step": state.get("steps", 0), "name": "iteration",
-        "iteration": iteration, "decision_split": art.get("decision_split"), "decision_n": art.get("decision_n"),
-        "decision_score": score, "metric": art.get("metric", "accuracy"), "score": art.get("score"),
-        "score_split": art.get("score_split"),
+        "iteration": iteration, "decision_split": ev.decision_split, "decision_n": ev.decision_n,
+        "decision_score": score, "metric": ev.metric, "score": ev.score, "score_split": ev.score_split,
         "improved": improved, "best_iteration": iteration if improved else state.get("best_iteration"),
-        "best_score": score if improved else best, "weak_labels": art.get("weak_labels", []),
-        "failures": art.get("failures"),
+        "best_score": score if improved else best, "weak_labels": ev.weak_labels, "failures": ev.failures,
     }
     return update, record
 

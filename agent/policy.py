@@ -171,10 +171,18 @@ def retrain_epochs(state: dict[str, Any], ctx: Context) -> float:
     return min(2 * last, 2 * max(ctx.train.epochs, ctx.train.max_epochs))
 
 
+def tool_attempts(state: dict[str, Any]) -> list[str]:
+    """Every tool call made so far, completed or failed (a checkpoint from before the state counted them: its
+    trace's tool records)."""
+    if "tried" in state:
+        return list(state["tried"])
+    return [t.get("name") for t in state.get("trace", []) if t.get("kind") == "tool"]
+
+
 def allowed_actions(state: dict[str, Any], ctx: Context) -> list[str]:
     """Actions that make sense in `state`: nothing is trained before there is data, nothing evaluated twice,
     and after an evaluation the loop actions only while the target is not met and budget remains."""
-    tried = [t.get("name") for t in state.get("trace", []) if t.get("kind") == "tool"]
+    tried = tool_attempts(state)
     allowed = []
     if (ctx.hub_dirs or ctx.catalog_dir) and "search_datasets" not in tried:
         allowed.append("search_datasets")

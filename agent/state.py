@@ -26,6 +26,8 @@ class State(InputState, total=False):
     """Append-only decision and tool records (also streamed to trace.jsonl)."""
     done: Annotated[list[str], operator.add]
     """Names of the tool calls that completed, in order."""
+    tried: Annotated[list[str], operator.add]
+    """Names of every tool call made, completed or failed, in order (the policy counts attempts on it)."""
     steps: int
     """Tool calls made so far (the step budget counts these)."""
     dataset: str | None

@@ -13,7 +13,6 @@ from p2m_engine.llm import LLM
 from p2m_engine.runs import Run
 from p2m_engine.data.synth import SynthConfig
 from p2m_engine.students.train import TrainConfig
-from p2m_engine.types import TaskSpec
 
 # A tool's observation for the planner is cut to this many characters.
 MAX_OBSERVATION_CHARS = 2000
@@ -50,10 +49,6 @@ class ToolContext:
             return None
         sink = self.progress
         return lambda done, total: sink(stage, done, total)
-
-
-def spec_of(state: dict[str, Any]) -> TaskSpec:
-    return TaskSpec.from_dict(state["task"])
 
 
 class Meter:

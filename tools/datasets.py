@@ -14,7 +14,8 @@ from p2m_engine.data.probe import balanced
 from p2m_engine.runs import write_jsonl
 from p2m_engine.data.synth import normalize
 from p2m_engine.students.train import split_validation
-from tools.context import Meter, ToolContext, observation, spec_of
+from tools.context import Meter, ToolContext, observation
+from tools.contracts import StateView
 from tools.synth import inputs_of_test
 
 # The dev split: this share of the retrieved rows, at most DEV_MAX of them (it is scored every iteration).
@@ -35,7 +36,7 @@ def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     """
     ctx: ToolContext = runtime.context
     meter = Meter(ctx.llm)
-    spec = spec_of(runtime.state)
+    spec = StateView.of(runtime.state).task
     found = retrieval.find_dataset(spec, ctx.hub_dirs, llm=ctx.llm, catalog_dir=ctx.catalog_dir, k=5, avoid=ctx.test_path)
     cands, taken = found.candidates, found.taken
     ctx.run.write_json("datasets.json", {"candidates": [c.summary() for c in cands], "rerank": found.rerank,

@@ -8,28 +8,11 @@ from typing import Any
 from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
-from p2m_engine import students
-from p2m_engine.eval.analysis import analyze_failures, write_failures
 from p2m_engine.data.datasets import load_examples
 from p2m_engine.errors import TrainingError
-from p2m_engine.types import MAIN_METRIC
-from tools.context import Meter, ToolContext, observation, spec_of
-
-
-# Fewer held-back rows than this are too few to decide on; the demonstrations are used then.
-MIN_VAL_DECISION = 10
-
-
-def decision_split(splits: dict[str, Any]) -> str:
-    """The split the build decides on: the real dev split when there is one; else the held-back validation rows
-    (synthetic when nothing was retrieved; fixed across iterations, so their scores compare) when there are
-    enough; else the demonstrations. A handful of demonstrations cannot confirm a target.
-
-    Never the test split: the test score is reported, not tuned on.
-    """
-    if "dev" in splits:
-        return "dev"
-    return "val" if len(splits.get("val", ())) >= MIN_VAL_DECISION else "demos"
+from p2m_engine.eval.iteration import evaluate_iteration
+from tools.context import Meter, ToolContext, observation
+from tools.contracts import StateView
 
 
 @tool(response_format="content_and_artifact")
@@ -45,13 +28,11 @@ def evaluate_model(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     weak labels and confusions on the decision split.
     """
     ctx: ToolContext = runtime.context
-    state = runtime.state
+    view = StateView.of(runtime.state)
     meter = Meter(None)
-    if not state.get("model_dir"):
+    if not view.model_dir:
         raise TrainingError("No trained model yet. Call train_model first.")
-    model_dir = Path(state["model_dir"])
-    spec = spec_of(state)
-    iteration = int(state.get("iteration") or 1)
+    spec, iteration = view.task, view.iteration or 1
     splits = {"demos": list(spec.examples)}
     dev_path = ctx.run.data("dev")
     if dev_path.is_file():
@@ -62,27 +43,19 @@ def evaluate_model(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     test_path = ctx.test_path or ctx.run.data("test")
     if test_path.is_file():
         splits["test"] = load_examples(test_path)
-    folder = ctx.run.path("iterations", str(iteration), "predictions")
-    reports = {name: students.evaluate_student(spec.task_type, model_dir, rows, name, folder / f"{name}.jsonl")
-               for name, rows in splits.items()}
-    metrics: dict[str, Any] = {name: r.to_dict() for name, r in reports.items()}
-    metrics["val_score"] = state.get("val_score")
+    ev = evaluate_iteration(spec, Path(view.model_dir), splits, ctx.run.path("iterations", str(iteration), "predictions"),
+                            ctx.target)
+    metrics: dict[str, Any] = {**ev.metrics, "val_score": view.val_score}
     ctx.run.write_json(f"iterations/{iteration}/metrics.json", metrics)
-    main = "test" if "test" in reports else "demos"
-    metric = MAIN_METRIC[spec.task_type]
-    decide_on = decision_split(splits)
-    artifact = {"score": round(reports[main].metrics[metric], 4), "score_split": main, "metric": metric,
-                "metrics": metrics, "iteration": iteration, "predictions_dir": str(folder),
-                "decision_score": round(reports[decide_on].metrics[metric], 4), "decision_split": decide_on,
-                "decision_n": reports[decide_on].n, **meter.figures()}
-    summary: dict[str, Any] = {name: {"n": r.n, **{k: round(v, 4) for k, v in r.metrics.items()},
-                                      "recall": {k: round(v, 3) for k, v in r.per_label_recall.items()}}
-                               for name, r in reports.items()}
-    summary["decision_split"] = decide_on
-    if spec.labels:
-        failures = analyze_failures(folder / f"{decide_on}.jsonl", spec.labels, split=decide_on, threshold=ctx.target)
-        saved = write_failures(failures, ctx.run.path("iterations", str(iteration), "failures.json"))
-        artifact |= {"failures_path": str(saved), "failures": failures.summary(),
-                     "weak_labels": list(failures.weak_labels)}
-        summary["failures"] = failures.summary()
+    artifact = {"score": ev.score, "score_split": ev.score_split, "metric": ev.metric, "metrics": metrics,
+                "iteration": iteration, "predictions_dir": str(ev.predictions_dir), "decision_score": ev.decision_score,
+                "decision_split": ev.decision_split, "decision_n": ev.decision_n, **meter.figures()}
+    summary: dict[str, Any] = {name: {"n": m["n"], **{k: round(v, 4) for k, v in m["metrics"].items()},
+                                      "recall": {k: round(v, 3) for k, v in m["per_label_recall"].items()}}
+                               for name, m in ev.metrics.items()}
+    summary["decision_split"] = ev.decision_split
+    if ev.failures is not None:
+        artifact |= {"failures_path": str(ev.failures_path), "failures": ev.failures.summary(),
+                     "weak_labels": list(ev.failures.weak_labels)}
+        summary["failures"] = ev.failures.summary()
     return observation(summary), artifact

@@ -9,7 +9,8 @@ from langgraph.prebuilt import ToolRuntime
 
 from p2m_engine.data.labelling import label_texts as label_engine
 from p2m_engine.data.synth import normalize
-from tools.context import Meter, ToolContext, observation, spec_of
+from tools.context import Meter, ToolContext, observation
+from tools.contracts import StateView
 from tools.synth import held_out_inputs, real_per_label
 
 
@@ -26,7 +27,7 @@ def label_texts(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     """
     ctx: ToolContext = runtime.context
     meter = Meter(ctx.llm)
-    spec = spec_of(runtime.state)
+    spec = StateView.of(runtime.state).task
     result = label_engine(spec, ctx.hub_dirs, ctx.run.data("labelled"), ctx.labelling, llm=ctx.llm,
                           exclude={normalize(x) for x in held_out_inputs(ctx)}, progress=ctx.report("label_texts"))
     # What generation may skip: the kept rows, or with soft labels every text under its most probable label.

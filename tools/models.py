@@ -8,7 +8,8 @@ from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
 from p2m_engine.students import model_catalog, models
-from tools.context import Meter, ToolContext, observation, spec_of
+from tools.context import Meter, ToolContext, observation
+from tools.contracts import StateView
 
 
 @tool(response_format="content_and_artifact")
@@ -22,7 +23,7 @@ def search_models(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     """
     ctx: ToolContext = runtime.context
     meter = Meter(ctx.llm)
-    spec = spec_of(runtime.state)
+    spec = StateView.of(runtime.state).task
     cands = models.search_models(spec.task_type, student=ctx.student)
     chosen = cands[0]
     hits: list[model_catalog.CatalogHit] = []

@@ -14,7 +14,8 @@ from p2m_engine.eval.analysis import read_failures
 from p2m_engine.errors import LLMError, TrainingError
 from p2m_engine.runs import read_jsonl
 from p2m_engine.types import generation_total
-from tools.context import Meter, ToolContext, observation, spec_of
+from tools.context import Meter, ToolContext, observation
+from tools.contracts import StateView
 
 
 def _inputs(path: Path) -> list[str]:
@@ -70,7 +71,7 @@ def generate_examples(runtime: ToolRuntime, per_label: int = 0, guidance: str = 
         raise LLMError("No LLM is configured, so examples cannot be generated.")
     meter = Meter(ctx.llm)
     config = ctx.synth if per_label <= 0 else dataclasses.replace(ctx.synth, per_label=per_label)
-    spec = spec_of(runtime.state)
+    spec = StateView.of(runtime.state).task
     out_path = ctx.run.data("generated")
     if spec.task_type == "classification":
         result = synth.generate_labelled_examples(spec, ctx.llm, out_path, config, exclude=held_out_inputs(ctx),
@@ -99,15 +100,15 @@ def generate_targeted_examples(runtime: ToolRuntime, per_label: int = 0, guidanc
     Returns the weak labels, the new count per label and what the filters dropped.
     """
     ctx: ToolContext = runtime.context
-    state = runtime.state
+    view = StateView.of(runtime.state)
     if ctx.llm is None:
         raise LLMError("No LLM is configured, so examples cannot be generated.")
-    if not state.get("failures_path"):
+    if not view.failures_path:
         raise TrainingError("No failure analysis yet: call evaluate_model before generate_targeted_examples.")
     meter = Meter(ctx.llm)
-    spec = spec_of(state)
-    report = read_failures(Path(state["failures_path"]))  # made once, by the evaluation
-    before = dict(state.get("per_label") or {})
+    spec = view.task
+    report = read_failures(Path(view.failures_path))  # made once, by the evaluation
+    before = view.per_label
     result = synth.generate_targeted_examples(spec, ctx.llm, ctx.run.data("generated"), report,
                                               ctx.synth, extra=per_label, exclude=held_out_inputs(ctx),
                                               progress=ctx.report("generate_targeted_examples"),

@@ -20,7 +20,8 @@ from p2m_engine.students.probe_student import ProbeConfig
 from p2m_engine.runs import read_jsonl, write_jsonl
 from p2m_engine.data.synth import normalize
 from p2m_engine.types import Example
-from tools.context import Meter, ToolContext, observation, spec_of
+from tools.context import Meter, ToolContext, observation
+from tools.contracts import StateView
 from tools.synth import held_out_inputs
 
 
@@ -147,10 +148,10 @@ def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str,
     Returns the training loss, the validation score (on held-back training rows) and the counts.
     """
     ctx: ToolContext = runtime.context
-    state = runtime.state
+    view = StateView.of(runtime.state)
     meter = Meter(None)
-    spec = spec_of(state)
-    if not state.get("base_model"):
+    spec = view.task
+    if not view.base_model:
         raise TrainingError("No base model yet. Call search_models first.")
     rows, sources = training_examples(ctx, spec.labels, [e.input for e in spec.examples])
     if not rows:
@@ -158,9 +159,9 @@ def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str,
     tr, val = training_split(ctx, rows, stratify=spec.task_type == "classification")
     write_jsonl(ctx.run.data("train"), (e.to_dict() for e in tr))
     write_jsonl(ctx.run.data("val"), (e.to_dict() for e in val))
-    config = dataclasses.replace(ctx.train, base_model=state["base_model"], **({"epochs": epochs} if epochs > 0 else {}))
+    config = dataclasses.replace(ctx.train, base_model=view.base_model, **({"epochs": epochs} if epochs > 0 else {}))
     # Every training gets its own folder: the build keeps the best one, not the last one.
-    iteration = int(state.get("iteration") or 0) + 1
+    iteration = view.iteration + 1
     folder = f"iterations/{iteration}/model"
     soft = soft_rows(ctx, spec.labels, val) \
         if spec.task_type == "classification" and not sources.get("retrieved") and ctx.train.soft else []

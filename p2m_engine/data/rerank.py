@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from p2m_engine.data.datasets import train_file

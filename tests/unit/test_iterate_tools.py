@@ -77,7 +77,7 @@ def test_real_tools_iterate_on_dev_and_export_the_best(tmp_path: Path, tiny_enco
 
 
 def test_without_retrieved_data_the_build_decides_on_fixed_held_back_rows(tmp_path: Path, tiny_encoder: Path) -> None:
-    from tools.evaluate import MIN_VAL_DECISION, decision_split
+    from p2m_engine.eval.iteration import MIN_VAL_DECISION, decision_split
 
     spec = parse_task((ROOT / "examples" / "sms_spam.txt").read_text())
     ctx = Context(run=Run.create(tmp_path, "t"), llm=FakeLLM(_teacher), hub_dirs=[], student=str(tiny_encoder),

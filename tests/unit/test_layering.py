@@ -79,3 +79,43 @@ def test_the_llm_client_needs_no_other_part_of_the_engine() -> None:
     assert bad == []
     assert {p.name for p in (ROOT / "p2m_engine").iterdir() if p.is_dir() and (p / "__init__.py").is_file()} >= \
         {"llm", "data", "students", "eval"}
+
+
+def _keyed_reads(path: Path, names: set[str]) -> list[str]:
+    """`x[...]` and `x.get(...)` where x is a name or attribute in `names` (e.g. state, artifact)."""
+    def named(node: ast.AST) -> str | None:
+        if isinstance(node, ast.Name):
+            return node.id
+        return node.attr if isinstance(node, ast.Attribute) else None
+
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and named(node.value) in names:
+            found.append(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name}:{node.lineno}")
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+              and named(node.func.value) in names):
+            found.append(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name}:{node.lineno}")
+    return found
+
+
+def test_keyed_read_helper_finds_subscripts_and_gets(tmp_path: Path) -> None:
+    src = tmp_path / "m.py"
+    src.write_text("a = state['x']\nb = runtime.state.get('y')\nc = other['z']\nd = msg.artifact['k']\n")
+    assert len(_keyed_reads(src, {"state"})) == 2 and len(_keyed_reads(src, {"artifact"})) == 1
+
+
+def test_tools_and_agent_meet_only_through_the_contract() -> None:
+    # No tool reads an agent state key by string: they read tools.contracts.StateView.
+    tool_files = [f for f in sorted((ROOT / "tools").glob("*.py")) if f.name != "contracts.py"]
+    assert tool_files and not [hit for f in tool_files for hit in _keyed_reads(f, {"state"})]
+    # No agent module reads a tool's artifact key by string: they read tools.contracts.Folded / Evaluation.
+    agent_files = sorted((ROOT / "agent").glob("*.py"))
+    assert not [hit for f in agent_files for hit in _keyed_reads(f, {"art", "artifact"})]
+    # Every state key the contract reads or writes is a field of the agent's state.
+    from agent.state import State
+    from tools.contracts import STATE_READS, STATE_WRITES, StateView
+
+    fields = State.__required_keys__ | State.__optional_keys__
+    assert STATE_READS | STATE_WRITES <= fields
+    assert set(StateView.__dataclass_fields__) <= STATE_READS
