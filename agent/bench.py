@@ -72,7 +72,7 @@ def hub_without(task: BenchTask, hubs: list[Path], out: Path,
 
 
 def run_bench(suite: Path, *, hubs: list[Path], settings: LLMSettings, limits: Budget, out: Path,
-              tasks: list[str] | None, systems: list[str], student: str | None, teacher_limit: int | None,
+              tasks: list[str] | None, systems: list[str], base_model: str | None, teacher_limit: int | None,
               gold_limit: int, command: str, exclude_own: bool = False, test_name: str = "test.jsonl",
               seed: int = 0) -> dict[str, Any]:
     """Benchmark every task of `suite`; results resume from out/results.json. Returns the results."""
@@ -96,7 +96,7 @@ def run_bench(suite: Path, *, hubs: list[Path], settings: LLMSettings, limits: B
                 continue
             try:
                 figures = _run_system(system, task, spec, test, hubs=task_hubs, settings=settings, limits=limits,
-                                      out=out, student=student, teacher_limit=teacher_limit, gold_limit=gold_limit, seed=seed)
+                                      out=out, base_model=base_model, teacher_limit=teacher_limit, gold_limit=gold_limit, seed=seed)
             except UnsupportedTaskError as e:
                 figures = {"score": None, "status": "unsupported", "reason": str(e)}
             results.record(task.name, system, figures)
@@ -108,7 +108,7 @@ def run_bench(suite: Path, *, hubs: list[Path], settings: LLMSettings, limits: B
 
 
 def _run_system(system: str, task: BenchTask, spec: Any, test: list[Any], *, hubs: list[Path],
-                settings: LLMSettings, limits: Budget, out: Path, student: str | None, teacher_limit: int | None,
+                settings: LLMSettings, limits: Budget, out: Path, base_model: str | None, teacher_limit: int | None,
                 gold_limit: int, seed: int = 0) -> dict[str, Any]:
     gold_outputs = [e.output for e in test]
     if system == "trivial":
@@ -122,12 +122,12 @@ def _run_system(system: str, task: BenchTask, spec: Any, test: list[Any], *, hub
     if system == "teacher":
         return _teacher(spec, test, settings, out, teacher_limit)
     if system == "gold":
-        return _gold(task, spec, test, out, student, gold_limit, limits)
+        return _gold(task, spec, test, out, base_model, gold_limit, limits)
     build_hubs = [] if system == "generated_only" else hubs
     build_limits = dataclasses.replace(limits, per_label=0) if system == "retrieved_only" else limits
     summary = build_model(spec, str(task.prompt_path), backend=settings.backend, model=settings.model,
                           base_url=settings.base_url, hubs=build_hubs, test_path=task.test_path,
-                          out=out / "runs" / safe_name(task.name, "task name") / safe_name(system, "system"), limits=build_limits, planner="auto", student=student,
+                          out=out / "runs" / safe_name(task.name, "task name") / safe_name(system, "system"), limits=build_limits, planner="auto", base_model=base_model,
                           seed=seed, quiet=True, off=[system.removeprefix("no_")] if system.startswith("no_") else [])
     if not summary.get("model_dir"):
         return {"score": None, "status": "no model", "reason": summary.get("finish_reason")}
@@ -155,7 +155,7 @@ def _teacher(spec: Any, test: list[Any], settings: LLMSettings, out: Path, limit
             "llm_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
 
 
-def _gold(task: BenchTask, spec: Any, test: list[Any], out: Path, student: str | None, limit: int,
+def _gold(task: BenchTask, spec: Any, test: list[Any], out: Path, base_model: str | None, limit: int,
           limits: Budget) -> dict[str, Any]:
     from p2m_engine.students.models import search_models
     from p2m_engine.students import evaluate_student, train_student
@@ -168,7 +168,7 @@ def _gold(task: BenchTask, spec: Any, test: list[Any], out: Path, student: str |
     rows = [e for e in load_examples(task.train_path)
             if (not spec.labels or e.output in spec.labels) and normalize(e.input) not in banned]
     rows = rows[:limit]
-    base = search_models(spec.task_type, student=student)[0]
+    base = search_models(spec.task_type, base_model=base_model)[0]
     train, val = split_validation(rows, stratify=spec.task_type == "classification")
     model_dir = out / "runs" / safe_name(task.name, "task name") / "gold" / "model"
     res = train_student(spec, train, val, model_dir, TrainConfig(base_model=base.path, epochs=limits.epochs))

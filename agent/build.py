@@ -50,7 +50,8 @@ class Settings:
     planner: str
     hubs: list[Path]
     test_path: Path | None
-    student: str | None
+    base_model: str | None
+    """The model folder the user chose to fine-tune (--base-model); None: search_models picks one."""
     synth: SynthConfig
     train: TrainConfig
     seed: int
@@ -59,9 +60,9 @@ class Settings:
 
     def to_config(self, prompt: str) -> dict[str, Any]:
         """The JSON of config.json; paths are absolute, so that a resume works from any folder."""
-        student = self.student
-        if student and Path(student).exists():
-            student = str(Path(student).resolve())
+        base_model = self.base_model
+        if base_model and Path(base_model).exists():
+            base_model = str(Path(base_model).resolve())
         llm = self.llm.describe()
         if llm.get("model") and str(llm["model"]).endswith(".gguf") and Path(llm["model"]).is_file():
             llm["model"] = str(Path(llm["model"]).resolve())
@@ -69,7 +70,7 @@ class Settings:
             "prompt": prompt if len(prompt) < 300 else prompt[:300] + "...", "llm": llm,
             "planner": self.planner, "hub": [str(h.resolve()) for h in self.hubs],
             "test": str(self.test_path.resolve()) if self.test_path else None, "budget": dataclasses.asdict(self.limits),
-            "synth": dataclasses.asdict(self.synth), "train": dataclasses.asdict(self.train), "student": student,
+            "synth": dataclasses.asdict(self.synth), "train": dataclasses.asdict(self.train), "base_model": base_model,
             "seed": self.seed, "catalog": str(self.catalog.resolve()) if self.catalog else None,
         }
 
@@ -104,7 +105,7 @@ def settings_from_config(cfg: dict[str, Any]) -> Settings:
             llm=LLMSettings(backend=llm["backend"], model=llm.get("model"), base_url=llm.get("base_url"),
                             api_key=_api_key(llm["backend"])),
             limits=_known(Budget, cfg["budget"]), planner=cfg["planner"], hubs=[Path(h) for h in cfg.get("hub") or []],
-            test_path=Path(cfg["test"]) if cfg.get("test") else None, student=cfg.get("student"),
+            test_path=Path(cfg["test"]) if cfg.get("test") else None, base_model=cfg.get("base_model", cfg.get("student")),  # "student": before the word was unified
             synth=_known(SynthConfig, cfg["synth"]), train=_known(TrainConfig, cfg["train"]), seed=int(cfg.get("seed", 0)),
             catalog=Path(cfg["catalog"]) if cfg.get("catalog") else None,
         )
@@ -147,7 +148,7 @@ def build_configs(off: Iterable[str], limits: Budget, seed: int, concurrency: in
 
 def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None, base_url: str | None,
                 hubs: list[Path], test_path: Path | None, out: Path, limits: Budget, planner: str,
-                student: str | None, seed: int, quiet: bool = False, chat: bool = False,
+                base_model: str | None, seed: int, quiet: bool = False, chat: bool = False,
                 catalog: Path | None = None, confirm: Callable[[str], bool] | None = None,
                 off: Iterable[str] = (), concurrency: int | None = None) -> dict[str, Any]:
     """Run one build end to end and return its summary (also written to run/summary.json).
@@ -164,7 +165,7 @@ def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None,
         BudgetExceededError: the estimate is above the ceiling and was not confirmed.
         P2MError: bad settings, or the build failed.
     """
-    _check_local_files(backend, model, student)
+    _check_local_files(backend, model, base_model)
     check_home()
     if concurrency is not None and concurrency < 1:
         raise P2MError(f"--concurrency must be at least 1, got {concurrency}.")
@@ -172,7 +173,7 @@ def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None,
     settings = Settings(
         llm=LLMSettings(backend=backend, model=model, base_url=base_url, api_key=_api_key(backend)), limits=limits,
         planner=planner if planner != "auto" else ("llm" if backend == "openai" else "rules"), hubs=hubs,
-        test_path=test_path, student=student, synth=synth, train=train, seed=seed, catalog=catalog)
+        test_path=test_path, base_model=base_model, synth=synth, train=train, seed=seed, catalog=catalog)
     settings.llm.check()
     _check_estimate(spec, settings, confirm)
     run = Run.create(out, spec.instruction)
@@ -241,18 +242,18 @@ def _failure_recorded(run: Run, settings: Settings) -> Iterator[None]:
         raise
 
 
-def _check_local_files(backend: str, model: str | None, student: str | None) -> None:
-    """Refuse a --student folder or an embedded --model .gguf that does not exist before any run folder is made.
+def _check_local_files(backend: str, model: str | None, base_model: str | None) -> None:
+    """Refuse a --base-model folder or an embedded --model .gguf that does not exist before any run folder is made.
 
     Raises:
-        ModelError: the student folder is missing.
+        ModelError: the base model folder is missing.
         LLMError: the .gguf file is missing.
     """
     from p2m_engine.errors import LLMError, ModelError
 
-    if student and not Path(student).is_dir():
-        raise ModelError(f"--student {student}: no such model folder. Give a local model folder "
-                         "(config.json + weights), or leave --student out to let p2m choose.")
+    if base_model and not Path(base_model).is_dir():
+        raise ModelError(f"--base-model {base_model}: no such model folder. Give a local model folder "
+                         "(config.json + weights), or leave --base-model out to let p2m choose.")
     if backend == "embedded" and model and model.endswith(".gguf") and not Path(model).is_file():
         raise LLMError(f"--model {model}: no such .gguf file.")
 
@@ -340,7 +341,7 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
     trace = TraceWriter(run.dir, run.id, secrets=[settings.llm.api_key or ""])
     with open_llm(settings.llm, run.dir / "logs") as llm, display:
         ctx = Context(run=run, llm=llm, hub_dirs=settings.hubs, catalog_dir=settings.catalog,
-                      test_path=settings.test_path, student=settings.student, synth=settings.synth, train=settings.train, max_retrieved=limits.retrieved,
+                      test_path=settings.test_path, base_model=settings.base_model, synth=settings.synth, train=settings.train, max_retrieved=limits.retrieved,
                       labelling=LabelConfig(texts=limits.labelled, seed=settings.seed,
                                             concurrency=settings.synth.concurrency),
                       progress=display.progress, planner=settings.planner,

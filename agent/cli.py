@@ -105,7 +105,8 @@ _build_options = _options(
     click.option("--test", "test_path", type=click.Path(path_type=Path), help="Labelled JSONL (input, output) to evaluate on."),
     click.option("--out", default=Path("runs"), type=click.Path(path_type=Path), show_default=True, help="Where run folders go."),
     click.option("--budget", default="", help=BUDGET_HELP),
-    click.option("--student", help="A local model folder to fine-tune instead of searching for one."),
+    click.option("--base-model", "--student", "base_model",
+                 help="A local model folder to fine-tune instead of searching for one (--student: its former name)."),
     click.option("--seed", default=0, show_default=True, help="Seed for sampling, splits and training."),
     click.option("--off", multiple=True, help="Switch a part of the recipe off, to measure what it buys (repeatable): "
                                               "labelling, soft_labels, prior, attributes, rival, pair."),
@@ -133,7 +134,7 @@ def _check_build_inputs(backend: str, hubs: tuple[Path, ...], test_path: Path | 
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 @click.option("-y", "--yes", is_flag=True, help="Unattended: never wait for input (stdin is not read).")
 def build(prompt: str, backend: str, model: str | None, base_url: str | None, hubs: tuple[Path, ...],
-          catalog_dir: Path | None, test_path: Path | None, out: Path, budget: str, student: str | None, seed: int,
+          catalog_dir: Path | None, test_path: Path | None, out: Path, budget: str, base_model: str | None, seed: int,
           off: tuple[str, ...], concurrency: int | None, planner: str, as_json: bool, yes: bool) -> None:
     """Build a model for PROMPT (a prompt file, or the prompt text): instruction plus input=/output= demos.
 
@@ -156,7 +157,7 @@ def build(prompt: str, backend: str, model: str | None, base_url: str | None, hu
     from agent.build import build_model
 
     summary = build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs),
-                                test_path=test_path, out=out, limits=limits, planner=planner, student=student,
+                                test_path=test_path, out=out, limits=limits, planner=planner, base_model=base_model,
                                 seed=seed, quiet=as_json, catalog=catalog_dir, confirm=None if yes else _confirm, off=off,
                                 concurrency=concurrency)
     _finish(summary, as_json)
@@ -212,7 +213,7 @@ def resume(run: Path, as_json: bool, base_url: str | None) -> None:
 @click.argument("prompt", required=False)
 @_build_options
 def chat(prompt: str | None, backend: str, model: str | None, base_url: str | None, hubs: tuple[Path, ...],
-         catalog_dir: Path | None, test_path: Path | None, out: Path, budget: str, student: str | None, seed: int,
+         catalog_dir: Path | None, test_path: Path | None, out: Path, budget: str, base_model: str | None, seed: int,
          off: tuple[str, ...], concurrency: int | None) -> None:
     """Build a model in conversation: the agent asks what PROMPT leaves open, proposes a plan, builds when you
     agree, then answers "why ...?" from its trace and takes requests ("add a label X", "more examples of ...").
@@ -241,7 +242,7 @@ def chat(prompt: str | None, backend: str, model: str | None, base_url: str | No
         prompt = "\n".join(lines)
     spec = parse_task(read_prompt(prompt))
     summary = build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs),
-                          test_path=test_path, out=out, limits=limits, planner="auto", student=student, seed=seed,
+                          test_path=test_path, out=out, limits=limits, planner="auto", base_model=base_model, seed=seed,
                           catalog=catalog_dir, chat=True, confirm=_confirm, off=off, concurrency=concurrency)
     if summary.get("declined"):
         from agent.build import EXIT_DECLINED
@@ -287,7 +288,8 @@ def _command_line(ctx: click.Context) -> str:
               help="Systems to run; ablations: generated_only, retrieved_only, and no_<part> for each part --off takes "
                    "(e.g. no_prior).")
 @click.option("--test-file", default="test.jsonl", show_default=True, help="Name of the test file in each task folder.")
-@click.option("--student", help="A local encoder folder to use as the student base.")
+@click.option("--base-model", "--student", "base_model",
+              help="A local model folder every p2m build fine-tunes (--student: its former name).")
 @click.option("--teacher-limit", type=int, help="Score the teacher on the first N test examples only.")
 @click.option("--gold-limit", default=2000, show_default=True, help="Real training examples for the gold bound.")
 @click.option("--exclude-own", is_flag=True,
@@ -296,7 +298,7 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--seed", default=0, show_default=True,
               help="Seed of every p2m build (sampling, splits, training); a stability check reruns with others.")
 def bench(suite: Path, hubs: tuple[Path, ...], backend: str, model: str | None, base_url: str | None, budget: str,
-          out: Path, tasks: str, systems: str, test_file: str, student: str | None, teacher_limit: int | None,
+          out: Path, tasks: str, systems: str, test_file: str, base_model: str | None, teacher_limit: int | None,
           gold_limit: int, exclude_own: bool, seed: int) -> None:
     """Benchmark p2m on every task folder of SUITE (prompt.txt + test file) against baselines."""
     _offline_defaults()
@@ -314,7 +316,7 @@ def bench(suite: Path, hubs: tuple[Path, ...], backend: str, model: str | None, 
                            api_key=os.environ.get("OPENAI_API_KEY") if backend == "openai" else None)
     command = _command_line(click.get_current_context())
     data = run_bench(suite, hubs=list(hubs), settings=settings, limits=limits, out=out,
-                     tasks=[t for t in tasks.split(",") if t] or None, systems=chosen, student=student,
+                     tasks=[t for t in tasks.split(",") if t] or None, systems=chosen, base_model=base_model,
                      teacher_limit=teacher_limit, gold_limit=gold_limit, command=command, exclude_own=exclude_own,
                      test_name=test_file, seed=seed)
     click.echo(markdown_table(data))

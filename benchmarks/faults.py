@@ -103,7 +103,7 @@ def run_build(work: Path, name: str, encoder: Path, schedule: Any, per_label: in
         result = CliRunner().invoke(
             cli,
             ["build", str(ROOT / "examples" / "sms_spam.txt"), "--llm", "openai", "--base-url", server.base_url,
-             "--model", "bench-model", "--test", str(hub / "sms_spam" / "dev.jsonl"), "--student", str(encoder),
+             "--model", "bench-model", "--test", str(hub / "sms_spam" / "dev.jsonl"), "--base-model", str(encoder),
              "--out", str(out / "runs"), "--budget", f"per_label={per_label},epochs=1,iterations=1", "--seed", "0", "--json"],
             env={"OPENAI_API_KEY": "bench", "P2M_HOME": str(out / "home"), **CLIENT_ENV},
         )
@@ -156,7 +156,7 @@ def hardening(work: Path, encoder: Path, per_label: int) -> list[list[str]]:
                       hang=HANG, retry_after="0.05") as server:
         first = _invoke(["build", str(ROOT / "examples" / "sms_spam.txt"), "--llm", "openai", "--base-url",
                          server.base_url, "--model", "bench-model", "--test", str(hub / "sms_spam" / "dev.jsonl"),
-                         "--student", str(encoder), "--out", str(out / "runs"), "--budget",
+                         "--base-model", str(encoder), "--out", str(out / "runs"), "--budget",
                          f"per_label={per_label},epochs=1,iterations=1", "--yes"], env)
     runs = sorted((out / "runs").glob("*/trace.jsonl"))
     run = runs[0].parent if runs else None
@@ -181,7 +181,7 @@ def hardening(work: Path, encoder: Path, per_label: int) -> list[list[str]]:
     with FaultyServer(schedule=None, responder=HostileTeacher(), model="bench-model", hang=HANG) as server:
         built = _invoke(["build", str(ROOT / "examples" / "sms_spam.txt"), "--llm", "openai", "--base-url",
                          server.base_url, "--model", "bench-model", "--test", str(hub / "sms_spam" / "dev.jsonl"),
-                         "--student", str(encoder), "--out", str(out / "runs"), "--budget",
+                         "--base-model", str(encoder), "--out", str(out / "runs"), "--budget",
                          f"per_label={per_label},epochs=1,iterations=1", "--yes"], env)
     runs = sorted((out / "runs").glob("*/trace.jsonl"))
     shown = _invoke(["trace", str(runs[0].parent)], env) if runs else None

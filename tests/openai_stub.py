@@ -284,7 +284,7 @@ def build_through_stub(responder: Any, key: str, out: Path, student: Path, retri
         result = CliRunner().invoke(
             cli,
             ["build", str(ROOT / "examples" / "sms_spam.txt"), "--llm", "openai", "--base-url", stub.base_url,
-             "--model", "gpt-test", "--hub", str(DEMO_HUB), "--student", str(student), "--out", str(out),
+             "--model", "gpt-test", "--hub", str(DEMO_HUB), "--base-model", str(student), "--out", str(out),
              "--budget", f"per_label={per_label},epochs=1,retrieved={retrieved},iterations=1", "--json"],
             env={"OPENAI_API_KEY": key},
         )

@@ -32,7 +32,8 @@ class ToolContext:
     catalog_dir: Path | None = None
     """A folder with the offline Hugging Face dataset catalog (hf_dataset_index.json), searched beside the hub."""
     test_path: Path | None = None
-    student: str | None = None
+    base_model: str | None = None
+    """The model folder the user chose to fine-tune (--base-model); None: search_models picks one."""
     synth: SynthConfig = field(default_factory=SynthConfig)
     labelling: LabelConfig = field(default_factory=LabelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -24,11 +24,11 @@ def search_models(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     ctx: ToolContext = runtime.context
     meter = Meter(ctx.llm)
     spec = StateView.of(runtime.state).task
-    cands = models.search_models(spec.task_type, student=ctx.student)
+    cands = models.search_models(spec.task_type, base_model=ctx.base_model)
     chosen = cands[0]
     hits: list[model_catalog.CatalogHit] = []
     catalog = ctx.catalog_dir / model_catalog.CATALOG_FILE if ctx.catalog_dir else None
-    if catalog is not None and catalog.is_file() and not ctx.student:
+    if catalog is not None and catalog.is_file() and not ctx.base_model:
         query = model_catalog.hypothetical_card(spec, ctx.llm)
         hits = model_catalog.search_model_catalog(spec, catalog, query=query, loadable={c.name for c in cands},
                                             max_params=models.MAX_PARAMS)

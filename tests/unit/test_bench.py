@@ -53,7 +53,7 @@ def test_bench_on_a_toy_suite(tmp_path: Path, tiny_encoder: Path) -> None:
     out = tmp_path / "out"
     with OpenAIStub(responder=ClassifyingTeacher(), model="gpt-test") as stub:
         args = ["bench", str(suite), "--llm", "openai", "--model", "gpt-test", "--base-url", stub.base_url, "--hub",
-                str(DEMO_HUB), "--student", str(tiny_encoder), "--budget", "per_label=2,epochs=1,retrieved=20",
+                str(DEMO_HUB), "--base-model", str(tiny_encoder), "--budget", "per_label=2,epochs=1,retrieved=20",
                 "--out", str(out), "--seed", "3"]
         result = CliRunner().invoke(cli, args, env={"OPENAI_API_KEY": "sk-x"})
         assert result.exit_code == 0, result.output

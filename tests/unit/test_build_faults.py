@@ -28,7 +28,7 @@ def faulty_build(tmp_path: Path, name: str, tiny_encoder: Path, schedule: FaultS
         result = CliRunner().invoke(
             cli,
             ["build", str(ROOT / "examples" / "sms_spam.txt"), "--llm", "openai", "--base-url", server.base_url,
-             "--model", "gpt-test", "--hub", str(DEMO_HUB), "--student", str(tiny_encoder), "--out", str(out),
+             "--model", "gpt-test", "--hub", str(DEMO_HUB), "--base-model", str(tiny_encoder), "--out", str(out),
              "--budget", "per_label=40,epochs=1,retrieved=20,iterations=1", "--seed", "3", "--json"],
             env={"OPENAI_API_KEY": "sk-test", "P2M_HOME": str(home), **CLIENT_ENV},
         )

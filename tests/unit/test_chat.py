@@ -160,7 +160,7 @@ def test_chat_command_end_to_end_through_the_openai_path(tmp_path: Path, tiny_en
     with OpenAIStub(responder=Teacher(), model="gpt-test") as stub:
         result = CliRunner().invoke(
             cli, ["chat", prompt, "--llm", "openai", "--base-url", stub.base_url, "--model", "gpt-test", "--hub",
-                  str(DEMO_HUB), "--student", str(tiny_encoder), "--out", str(tmp_path),
+                  str(DEMO_HUB), "--base-model", str(tiny_encoder), "--out", str(tmp_path),
                   "--budget", "per_label=2,epochs=1,retrieved=20,iterations=1"],
             input="spam, ham\nno\nyes\nwhy did you pick this dataset?\nquit\n", env={"OPENAI_API_KEY": "sk-chat-test"})
     assert result.exit_code == 0, result.output
@@ -261,7 +261,7 @@ def test_task_edited_in_chat_is_the_runs_task_everywhere(tmp_path: Path, tiny_en
     with OpenAIStub(responder=teacher, model="gpt-test") as stub:
         result = CliRunner().invoke(
             cli, ["chat", BANK_PROMPT, "--llm", "openai", "--base-url", stub.base_url, "--model", "gpt-test", "--hub",
-                  str(DEMO_HUB), "--student", str(tiny_encoder), "--out", str(tmp_path),
+                  str(DEMO_HUB), "--base-model", str(tiny_encoder), "--out", str(tmp_path),
                   "--budget", "per_label=2,epochs=1,retrieved=20,labelled=0,iterations=1"],
             input="\n".join(answers) + "\n", env=env)
         assert result.exit_code == 1 and "refused the request (HTTP 400)" in result.output, result.output

@@ -93,5 +93,5 @@ def test_build_and_chat_refuse_the_same_bad_settings_before_making_a_run_folder(
 
 def test_chat_takes_every_build_option() -> None:
     build, chat = _invoke(["build", "--help"])[1], _invoke(["chat", "--help"])[1]
-    for option in ("--llm", "--model", "--base-url", "--hub", "--catalog", "--test", "--out", "--budget", "--student", "--seed"):
+    for option in ("--llm", "--model", "--base-url", "--hub", "--catalog", "--test", "--out", "--budget", "--base-model", "--seed"):
         assert option in build and option in chat

@@ -68,7 +68,7 @@ def test_malformed_hub_lines_and_an_empty_hub_are_shown_traced_and_carded(tmp_pa
     with OpenAIStub(responder=Teacher(), model="gpt-test") as stub:
         result = CliRunner().invoke(
             cli, ["build", str(ROOT / "examples" / "sms_spam.txt"), "--llm", "openai", "--base-url", stub.base_url,
-                  "--model", "gpt-test", "--hub", str(hub), "--hub", str(empty), "--student", str(tiny_encoder),
+                  "--model", "gpt-test", "--hub", str(hub), "--hub", str(empty), "--base-model", str(tiny_encoder),
                   "--out", str(tmp_path / "runs"), "--budget", "per_label=2,epochs=1,retrieved=20,iterations=1",
                   "--json"], env={"OPENAI_API_KEY": "sk-hub-test"})
     assert result.exit_code in (0, 2), result.output

@@ -27,7 +27,7 @@ def _teacher(messages: list[dict[str, Any]], name: str, i: int) -> dict[str, Any
 def test_real_tools_iterate_on_dev_and_export_the_best(tmp_path: Path, tiny_encoder: Path) -> None:
     spec = parse_task((ROOT / "examples" / "sms_spam.txt").read_text())
     llm = FakeLLM(_teacher)
-    ctx = Context(run=Run.create(tmp_path, "t"), llm=llm, hub_dirs=[DEMO_HUB], student=str(tiny_encoder),
+    ctx = Context(run=Run.create(tmp_path, "t"), llm=llm, hub_dirs=[DEMO_HUB], base_model=str(tiny_encoder),
                   synth=SynthConfig(per_label=26, batch_size=3),
                   train=TrainConfig(epochs=1, bf16="off", batch_size=8, min_steps=4), max_retrieved=40,
                   target=0.999, max_iterations=2, max_steps=12)
@@ -80,7 +80,7 @@ def test_without_retrieved_data_the_build_decides_on_fixed_held_back_rows(tmp_pa
     from p2m_engine.eval.iteration import MIN_VAL_DECISION, decision_split
 
     spec = parse_task((ROOT / "examples" / "sms_spam.txt").read_text())
-    ctx = Context(run=Run.create(tmp_path, "t"), llm=FakeLLM(_teacher), hub_dirs=[], student=str(tiny_encoder),
+    ctx = Context(run=Run.create(tmp_path, "t"), llm=FakeLLM(_teacher), hub_dirs=[], base_model=str(tiny_encoder),
                   synth=SynthConfig(per_label=36, batch_size=3),
                   train=TrainConfig(epochs=1, bf16="off", batch_size=8, min_steps=4), target=0.999, max_iterations=2,
                   max_steps=14)

@@ -43,7 +43,7 @@ def teacher(body: dict[str, Any]) -> tuple[str, Any]:
 
 def build_args(out: Path, stub: OpenAIStub, tiny_encoder: Path, budget: str = "", concurrency: int = 1) -> list[str]:
     return ["build", str(PROMPT), "--llm", "openai", "--base-url", stub.base_url, "--model", "gpt-test",
-            "--student", str(tiny_encoder), "--test", str(TEST_FILE), "--out", str(out), "--planner", "rules",
+            "--base-model", str(tiny_encoder), "--test", str(TEST_FILE), "--out", str(out), "--planner", "rules",
             "--budget", f"per_label={PER_LABEL},epochs=1,iterations=1,target=0.01{budget}", "--seed", "3", "--yes",
             "--concurrency", str(concurrency), "--json"]
 
@@ -163,7 +163,7 @@ def test_resume_of_a_run_another_process_holds(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     (run / "task.json").write_text(json.dumps(parse_task(PROMPT.read_text()).to_dict()))
-    settings = Settings(llm=LLMSettings(), limits=Budget(), planner="rules", hubs=[], test_path=None, student=None,
+    settings = Settings(llm=LLMSettings(), limits=Budget(), planner="rules", hubs=[], test_path=None, base_model=None,
                         synth=SynthConfig(), train=TrainConfig(), seed=0)
     (run / "config.json").write_text(json.dumps(settings.to_config("prompt")))
     sqlite3.connect(run / "checkpoints.sqlite").close()
@@ -325,3 +325,19 @@ def test_build_killed_in_training_or_evaluation_resumes(tool: str, epochs: int, 
     assert [e["name"] for e in events if e["kind"] == "tool"] == [
         "search_models", "generate_examples", "train_model", "evaluate_model"]
     assert (run / "summary.json").is_file() and (run / "iterations" / "1" / "metrics.json").is_file()
+
+
+def test_a_config_written_before_the_base_model_word_still_loads(tmp_path: Path) -> None:
+    from agent.build import Settings, settings_from_config
+    from agent.llms import LLMSettings
+    from p2m_engine.data.synth import SynthConfig
+    from p2m_engine.students.train import TrainConfig
+    from agent.budget import Budget
+
+    settings = Settings(llm=LLMSettings(), limits=Budget(), planner="rules", hubs=[], test_path=None,
+                        base_model=str(tmp_path), synth=SynthConfig(), train=TrainConfig(), seed=0)
+    cfg = settings.to_config("prompt")
+    assert cfg["base_model"] == str(tmp_path.resolve()) and "student" not in cfg
+    assert settings_from_config(cfg).base_model == str(tmp_path.resolve())
+    old = {k: v for k, v in cfg.items() if k != "base_model"} | {"student": "/models/mine"}
+    assert settings_from_config(old).base_model == "/models/mine"

