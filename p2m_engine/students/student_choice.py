@@ -84,8 +84,14 @@ def keep_better(fine_tuned: TrainResult, train: list[Example], val: list[Example
     return _swap(fine_tuned, rival, rival_dir, PROBE, scores, {**fine_tuned.config, **rival.config})
 
 
+# Optimizer steps of the teacher-born rival: on 2 CPU cores a step of the 0.5B teacher with LoRA takes
+# 10-25 s, and a model that already does the task needs few steps to learn its format (Self-Guide).
+RIVAL_MAX_STEPS = 40
+
+
 def keep_better_generator(small: TrainResult, train: list[Example], val: list[Example], config: TrainConfig,
-                          teacher_base: Path, instruction: str, progress: Progress | None = None) -> Choice:
+                          teacher_base: Path, instruction: str, progress: Progress | None = None,
+                          max_steps: int = RIVAL_MAX_STEPS) -> Choice:
     """Fine-tune the teacher's own weights (`teacher_base`, a causal LM folder) with LoRA on the rows `small`
     was trained on, and keep it in place of `small` only if its chrF++ on the same validation sample is strictly
     higher. The kept folder's record names the base model it was trained from.
@@ -96,6 +102,7 @@ def keep_better_generator(small: TrainResult, train: list[Example], val: list[Ex
         config: its training settings (the rival uses them with its own base model).
         teacher_base: the teacher's weights as a transformers folder (packaged.ensure_teacher_lm).
         instruction: the task instruction both students are prompted with.
+        max_steps: the rival's optimizer steps (fewer when `config.max_steps` sets fewer).
     """
     from p2m_engine.students.textgen import GenerationConfig, train_generator
 
@@ -103,8 +110,9 @@ def keep_better_generator(small: TrainResult, train: list[Example], val: list[Ex
         return Choice(small, FINE_TUNED, {FINE_TUNED: small.val_score})
     rival_dir = small.model_dir.with_name(small.model_dir.name + "-teacher")
     shutil.rmtree(rival_dir, ignore_errors=True)
-    rival = train_generator(train, val, rival_dir, replace(config, base_model=str(teacher_base)), progress,
-                            GenerationConfig(lora="on"), instruction)
+    steps = min(config.max_steps, max_steps) if config.max_steps > 0 else max_steps
+    rival = train_generator(train, val, rival_dir, replace(config, base_model=str(teacher_base), max_steps=steps),
+                            progress, GenerationConfig(lora="on"), instruction)
     scores = {FINE_TUNED: round(small.val_score, 4), FROM_TEACHER: round(rival.val_score, 4)}
     if not rival.val_score > small.val_score:
         shutil.rmtree(rival_dir, ignore_errors=True)
