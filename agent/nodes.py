@@ -12,7 +12,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from agent.context import Context
-from agent.planner import ask_planner
+from agent.planner import ask_planner, last_results
 from agent.policy import action_args, allowed_actions, check_args, facts, llm_calls_left, measured_on, rules_choice
 from agent.state import State
 from p2m_engine.runs import export_model
@@ -43,7 +43,7 @@ def plan(state: State, runtime: Runtime[Context]) -> Command[Literal["run_tools"
     arg_notes: dict[str, Any] = {}
     if asks_llm and llm_calls_left(ctx):
         choice, why, tokens, given = ask_planner(ctx.llm, state["task"]["instruction"], facts(state, ctx), allowed,
-                                                 ctx.tool_arguments)
+                                                 ctx.tool_arguments, last_results(state.get("messages", [])))
         try:
             chosen_args, clipped = check_args(choice, given, state, ctx) if choice else ({}, {})
         except ValueError as e:

@@ -50,16 +50,33 @@ def choice_schema(allowed: list[str], arguments: dict[str, dict[str, Any]] | Non
     return {"type": "object", "properties": properties, "required": ["action", "reason"]}
 
 
+# The last tool results the planner reads, and the characters of each (a long result is cut: the context stays small).
+LAST_RESULTS = 2
+RESULT_CHARS = 400
+
+
+def last_results(messages: Sequence[Any]) -> list[dict[str, str]]:
+    """The last LAST_RESULTS tool results among `messages` (name and content, cut to RESULT_CHARS), oldest first."""
+    found = [m for m in messages if getattr(m, "type", None) == "tool"][-LAST_RESULTS:]
+    out = []
+    for m in found:
+        text = " ".join(str(m.content).split())
+        out.append({"name": str(m.name), "content": text if len(text) <= RESULT_CHARS else text[:RESULT_CHARS] + " ..."})
+    return out
+
+
 def ask_planner(llm: LLM, instruction: str, facts: dict[str, Any], allowed: list[str],
-                arguments: dict[str, dict[str, Any]] | None = None) -> tuple[str | None, str, dict[str, int], Any]:
+                arguments: dict[str, dict[str, Any]] | None = None,
+                observations: list[dict[str, str]] | None = None) -> tuple[str | None, str, dict[str, int], Any]:
     """Return (action or None when unusable, reason or the problem, the tokens of the call, the arguments it gave
-    (unchecked; None when it gave none)).
+    (unchecked; None when it gave none)). `observations`: the last tool results (`last_results`).
 
     Raises:
         LLMAuthError: the endpoint rejected the key (no fallback can help; the build stops with the message).
     """
     messages = [{"role": "system", "content": render("planner_system", instruction=instruction, actions=ACTIONS)},
-                {"role": "user", "content": render("planner_state", facts=facts, allowed=allowed)}]
+                {"role": "user", "content": render("planner_state", facts=facts, allowed=allowed,
+                                                   observations=observations or [])}]
     prompt0, completion0 = llm.usage.prompt_tokens, llm.usage.completion_tokens
 
     def tokens() -> dict[str, int]:

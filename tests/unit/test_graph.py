@@ -198,6 +198,17 @@ def test_the_planner_sets_arguments_that_the_policy_clips_and_the_trace_records(
     ctx = _ctx(tmp_path / "c", tool_arguments=tool_arguments(FAKE_TOOLS))
     assert check_args("train_model", {"epochs": 4}, state, ctx) == ({"epochs": 4.0}, {})
     assert check_args("train_model", {"epochs": 1e9}, state, ctx) == ({"epochs": 2 * ctx.train.max_epochs}, {"epochs": 1e9})
+    # From the second step on, the planner reads the last tool results (at most two, each cut short).
+    prompts_seen = [r["messages"][-1]["content"] for r in llm.requests]
+    assert "Last results:" not in prompts_seen[0] and "- search_datasets: " in prompts_seen[1]
+    assert "- search_datasets: " in prompts_seen[2] and "- search_models: " in prompts_seen[2]
+    from langchain_core.messages import ToolMessage
+
+    from agent.planner import RESULT_CHARS, last_results
+
+    shown = last_results([ToolMessage("a", name="one", tool_call_id="1"), ToolMessage("b", name="two", tool_call_id="2"),
+                          ToolMessage("x" * 5000, name="three", tool_call_id="3")])
+    assert [o["name"] for o in shown] == ["two", "three"] and len(shown[1]["content"]) == RESULT_CHARS + 4
     # The planner was offered the allowed tools' own arguments, described.
     offered_args = [r["schema"]["properties"].get("args", {}).get("properties", {}) for r in llm.requests]
     # (the retrieved rows already allow training: its epochs are offered too).

@@ -18,6 +18,7 @@ NAMES = prompts.names()
 _RECORDS: dict[str, list[dict[str, Any]]] = {
     "candidates": [{"name": f"cand_{x}", "description": f"cand {x} description", "labels": [f"cand_{x}_label"],
                     "rows": [{"input": f"cand {x} row input", "output": f"cand {x} row output"}]} for x in "ab"],
+    "observations": [{"name": f"obs_{x}", "content": f"obs {x} content"} for x in "ab"],
     "dataset_labels": [{"label": f"dlabel_{x}", "rows": [f"dlabel {x} row one", f"dlabel {x} row two"]} for x in "ab"],
 }
 
