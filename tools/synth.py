@@ -78,7 +78,8 @@ def generate_examples(runtime: ToolRuntime, per_label: int = 0, guidance: str = 
                                          progress=ctx.report("generate_examples"), call_id=runtime.tool_call_id,
                                          have=real_per_label(ctx), guidance=guidance)
     else:
-        pairs_config = pairs.PairsConfig(n=generation_total(config.per_label), seed=config.seed)
+        pairs_config = pairs.PairsConfig(n=generation_total(config.per_label), seed=config.seed,
+                                         concurrency=config.concurrency)
         result = pairs.generate_pairs(spec, ctx.llm, out_path, pairs_config, exclude=held_out_inputs(ctx),
                                       progress=ctx.report("generate_examples"))
     artifact = {"generated": result.count, "per_label": result.per_label, "dropped": result.dropped,

@@ -11,8 +11,9 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from p2m_engine.data.attributes import TOPICS
 from p2m_engine.errors import UnparseableAnswerError, UnsupportedTaskError
@@ -63,6 +64,8 @@ class PairsConfig:
     max_batches_factor: int = field(default=3, metadata={"help": "at most this many times the input batches the target needs"})
     max_failed_batches: int = field(default=4, metadata={"help": "consecutive batches with no kept pair before generation stops"})
     seed: int = field(default=0, metadata={"help": "seed of the context sampling"})
+    concurrency: int = field(default=1, metadata={"help": "inputs of a batch answered together (1: one after another, "
+                                                          "each input's votes always in turn)"})
 
 
 @dataclass
@@ -296,6 +299,15 @@ class _Answerer:
         return dataclasses.replace(majority(samples, task_type, cfg.votes, cfg.min_agreement), samples=raw)
 
 
+def _votes(answer: _Answerer, texts: list[str], concurrency: int) -> Iterator[Vote]:
+    """Each text's vote, in the texts' order: asked one at a time as the caller reads them (so a caller that stops
+    early asks no more), or all at once, `concurrency` in flight (the same votes: each depends on its text alone)."""
+    if concurrency <= 1:
+        return (answer(text) for text in texts)
+    with ThreadPoolExecutor(max_workers=concurrency) as executor:
+        return iter(list(executor.map(answer, texts)))
+
+
 def _shown(text: str, template: FieldTemplate | None) -> str:
     """An example input as the answer writes it: a JSON string, or a JSON object of its fields (long one first)."""
     fields = template.split(text) if template else None
@@ -413,11 +425,12 @@ def generate_pairs(
                 new.append(x)
         no_new_inputs = 0 if new else no_new_inputs + 1
         added = 0
+        votes = _votes(answer, new, config.concurrency)
         for text in new:
             fresh.append(text)
             if len(kept) >= config.n:
                 break
-            vote = answer(text)
+            vote = next(votes)
             if vote.output is None:
                 dropped[vote.reason or "no_output"] += 1
                 logger.debug("input dropped (%s): %.80r votes %r", vote.reason, text, vote.samples)

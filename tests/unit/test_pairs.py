@@ -293,3 +293,34 @@ def test_marked_inputs_are_written_field_by_field_and_put_together(tmp_path: Pat
     # The demos are shown to the teacher as the same fields, long one first.
     assert '{"context": "The Blue team won the final in 1990.", "question": "Who won?"}' in \
         llm.requests[0]["messages"][-1]["content"]
+
+
+def test_inputs_of_a_batch_are_answered_together_with_the_same_pairs(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    flight = {"now": 0, "most": 0}
+    lock = threading.Lock()
+
+    def output(text: str, i: int) -> str:  # every vote agrees: the answer depends on the input alone
+        with lock:
+            flight["now"] += 1
+            flight["most"] = max(flight["most"], flight["now"])
+        time.sleep(0.05)
+        with lock:
+            flight["now"] -= 1
+        return f"past: {text}"
+
+    written = {}
+    for c in (1, 3):
+        llm = scripted(_numbered, output)
+        res = generate_pairs(GEN, llm, tmp_path / f"c{c}.jsonl", PairsConfig(n=5, batch_size=3, votes=3, concurrency=c))  # type: ignore[arg-type]
+        assert res.count == 5
+        written[c] = [(r["input"], r["output"]) for r in _rows(tmp_path / f"c{c}.jsonl")]
+        if c == 1:
+            assert flight["most"] == 1
+            serial_calls = len(llm.requests)
+    assert flight["most"] > 1  # answered together at concurrency 3
+    assert written[3] == written[1]  # the same pairs, in the same order
+    # One at a time, the last batch stops asking once the target is reached; together, it asks for the whole batch.
+    assert serial_calls < len(llm.requests) <= serial_calls + 2 * 2
