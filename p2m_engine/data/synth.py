@@ -424,19 +424,23 @@ def generate_labelled_examples(
             return None
         return [text.strip() for text in _inputs(answer)[: b.n]]
 
-    def absorb(b: _Batch, texts: list[str] | None) -> None:
-        """Filter the batch's inputs into the pool and append the kept ones (with the batch id) to the file."""
+    def absorb(b: _Batch, texts: list[str] | None, rows: list[dict[str, Any]] | None = None) -> None:
+        """Filter the batch's inputs into the pool and append the kept ones (with the batch id) to the file, or to
+        `rows` when the caller writes a whole round at once."""
         if texts is None:
             failed[b.label] += 1
             return
         kept = [text for text in texts if filters.accept(text, b.label)]
         pool[b.label].extend(kept)
         if b.written is None:
-            append_jsonl(out_path, ({"input": text, "output": b.label, "source": "generated", "model": llm.model,
-                                     "temperature": b.temperature, "batch": b.batch, "template": template,
-                                     **({"topic": b.topic} if b.topic else {}),
-                                     **({"targeted": True} if focus is not None else {}),
-                                     **({"call": call_id} if call_id is not None else {})} for text in kept))
+            new = [{"input": text, "output": b.label, "source": "generated", "model": llm.model,
+                    "temperature": b.temperature, "batch": b.batch, "template": template,
+                    **({"topic": b.topic} if b.topic else {}), **({"targeted": True} if focus is not None else {}),
+                    **({"call": call_id} if call_id is not None else {})} for text in kept]
+            if rows is None:
+                append_jsonl(out_path, new)
+            else:
+                rows.extend(new)
         failed[b.label] = 0 if kept else failed[b.label] + 1
         if progress:
             progress(done() - done0, total - done0)
@@ -464,8 +468,13 @@ def generate_labelled_examples(
                 planned += round_[-1].n
         with ThreadPoolExecutor(max_workers=config.concurrency) as executor:
             answers = list(executor.map(ask, round_))
-        for b, texts in zip(round_, answers):  # absorbed in the order they were asked: the same data every time
-            absorb(b, texts)
+        # Absorbed in the order they were asked (the same data every time), and written in one append: one flush
+        # to disk per round, not per batch. A crash before it loses only answers the cache already holds.
+        rows: list[dict[str, Any]] = []
+        for b, texts in zip(round_, answers):
+            absorb(b, texts, rows)
+        if rows:
+            append_jsonl(out_path, rows)
     for row in strays + [r for rows in on_disk.values() for r in rows]:  # on disk: they count too
         if row.get("output") in pool and filters.accept(str(row.get("input", "")), str(row["output"])):
             pool[str(row["output"])].append(str(row["input"]))
