@@ -45,6 +45,8 @@ class TrainConfig:
                                                         "on validation: with real labelled rows the frozen encoder with "
                                                         "a head; for generation the teacher's own weights with LoRA, "
                                                         "when they are local (p2m_engine.students.student_choice)"})
+    teacher_steps: int = field(default=0, metadata={"help": "optimizer steps of the generation rival fine-tuned from "
+                                                            "the teacher's own weights (0: no such rival)"})
 
 
 def effective_epochs(n_train: int, config: TrainConfig) -> float:

@@ -207,6 +207,11 @@ def test_an_ablation_switches_off_one_part_and_its_column_follows_p2m() -> None:
     assert not train.soft and not synth.attributes and train.prior and synth.concurrency == 16
     with pytest.raises(P2MError, match="unknown part"):
         build_configs(["retrieval"], Budget(), 0)
+    # The generation rival from the teacher's weights: the budget's steps, else only with a GPU.
+    import torch
+
+    assert build_configs([], Budget(), 0)[2].teacher_steps == (40 if torch.cuda.is_available() else 0)
+    assert build_configs([], Budget.parse("teacher_steps=7"), 0)[2].teacher_steps == 7
     assert {"no_prior", "no_labelling", "no_rival", "no_soft_labels"} <= set(ABLATIONS)
     data = {"tasks": {"t": {"task_type": "classification", "metric": "accuracy", "n_test": 10,
                             "systems": {"trivial": {"score": 0.25}, "no_prior": {"score": 0.5}, "p2m": {"score": 0.75}}}}}
