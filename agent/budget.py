@@ -48,7 +48,7 @@ class Budget:
     teacher_steps: int | None = None
     """Optimizer steps of a second generation student fine-tuned (LoRA) from the teacher's own weights, kept when
     it scores higher on validation (0: none; None: 40 with a GPU, 0 on a CPU, where a step of the 0.5B teacher
-    takes about a minute on 2 cores)."""
+    takes about 40 s on 2 cores)."""
 
     def target_for(self, metric: str = "accuracy") -> float:
         """The target score for `metric`: the user's, else the metric's default."""
