@@ -271,6 +271,29 @@ class OpenAIStub:
         }
 
 
+class SmsTeacher:
+    """Answers the demo sms_spam build like a capable API model: unique examples for generation requests, and the
+    planner's call through `choose` (the first allowed action; subclasses script it)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def choose(self, allowed: list[str]) -> tuple[str, Any]:
+        return "tool", {"action": allowed[0], "reason": "next in order"}
+
+    def __call__(self, body: dict[str, Any]) -> tuple[str, Any]:
+        name = body["tool_choice"]["function"]["name"]
+        params = body["tools"][0]["function"]["parameters"]
+        if name == "choose_action":
+            return self.choose(params["properties"]["action"]["enum"])
+        label = "spam" if 'label is "spam"' in body["messages"][-1]["content"] else "ham"
+        out = {}
+        for key in params["required"]:
+            self.n += 1
+            out[key] = f"{label} example number {self.n} about topic {self.n * 7 % 13}"
+        return "tool", out
+
+
 def build_through_stub(responder: Any, key: str, out: Path, student: Path, retrieved: int,
                        per_label: int = 3) -> tuple[Any, list[Any]]:
     """`p2m build` of the demo sms_spam task through the OpenAI path against a stub with `responder`, the key in

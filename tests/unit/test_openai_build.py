@@ -4,35 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-from tests.openai_stub import build_through_stub
+from tests.openai_stub import SmsTeacher, build_through_stub
 
 KEY = "sk-sentinel-4f1c9e2b7a"
 
 
-class Teacher:
-    """Answers like a capable API model: unique examples, and the first allowed action when planning."""
-
-    def __init__(self) -> None:
-        self.n = 0
-
-    def __call__(self, body: dict[str, Any]) -> tuple[str, Any]:
-        name = body["tool_choice"]["function"]["name"]
-        params = body["tools"][0]["function"]["parameters"]
-        if name == "choose_action":
-            return "tool", {"action": params["properties"]["action"]["enum"][0], "reason": "next in order"}
-        label = "spam" if 'label is "spam"' in body["messages"][-1]["content"] else "ham"
-        out = {}
-        for key in params["required"]:
-            self.n += 1
-            out[key] = f"{label} example number {self.n} about topic {self.n * 7 % 13}"
-        return "tool", out
-
-
 def test_build_through_openai_api_path(tmp_path: Path, tiny_encoder: Path) -> None:
     # 20 real rows per label: the teacher is asked only for the 3 per label they leave short of 23.
-    result, requests = build_through_stub(Teacher(), KEY, tmp_path, tiny_encoder, retrieved=40, per_label=23)
+    result, requests = build_through_stub(SmsTeacher(), KEY, tmp_path, tiny_encoder, retrieved=40, per_label=23)
     summary = json.loads(result.stdout)
     # A model was built; a tiny untrained-looking student stays under the default 0.9 target: exit code 2.
     assert result.exit_code == (0 if summary["met_target"] else 2), result.output

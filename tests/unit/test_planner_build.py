@@ -7,44 +7,34 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.openai_stub import build_through_stub
+from tests.openai_stub import SmsTeacher, build_through_stub
 
 KEY = "sk-sentinel-planner-31c0"
 GUIDANCE = "messages about a parcel that could not be delivered"
 
 
-class Planner:
-    """The planner's answers in order (garbage first), then the arguments under test; also the teacher."""
+class Planner(SmsTeacher):
+    """The planner's answers in order (garbage first), then the arguments under test."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.planned = 0
-        self.n = 0
         self.trained = False
 
-    def __call__(self, body: dict[str, Any]) -> tuple[str, Any]:
-        name = body["tool_choice"]["function"]["name"]
-        params = body["tools"][0]["function"]["parameters"]
-        if name == "choose_action":
-            self.planned += 1
-            allowed = params["properties"]["action"]["enum"]
-            if self.planned == 1:
-                return "raw_args", '{"action": "search_datasets", "reason": '  # malformed JSON
-            if self.planned == 2:
-                return "tool", {"action": "delete_the_run", "reason": "not a tool"}
-            if "generate_examples" in allowed and not self.n:
-                return "tool", {"action": "generate_examples", "reason": "few real rows",
-                                "args": {"per_label": 4, "guidance": GUIDANCE}}
-            if "train_model" in allowed and not self.trained:
-                self.trained = True
-                return "tool", {"action": "train_model", "reason": "data ready", "args": {"epochs": 1e9}}
-            later = [a for a in ("evaluate_model", "finish") if a in allowed]
-            return "tool", {"action": (later or allowed)[0], "reason": "next"}
-        label = "spam" if 'label is "spam"' in body["messages"][-1]["content"] else "ham"
-        out = {}
-        for key in params["required"]:
-            self.n += 1
-            out[key] = f"{label} message {self.n} on parcel {self.n * 7 % 13}"
-        return "tool", out
+    def choose(self, allowed: list[str]) -> tuple[str, Any]:
+        self.planned += 1
+        if self.planned == 1:
+            return "raw_args", '{"action": "search_datasets", "reason": '  # malformed JSON
+        if self.planned == 2:
+            return "tool", {"action": "delete_the_run", "reason": "not a tool"}
+        if "generate_examples" in allowed and not self.n:
+            return "tool", {"action": "generate_examples", "reason": "few real rows",
+                            "args": {"per_label": 4, "guidance": GUIDANCE}}
+        if "train_model" in allowed and not self.trained:
+            self.trained = True
+            return "tool", {"action": "train_model", "reason": "data ready", "args": {"epochs": 1e9}}
+        later = [a for a in ("evaluate_model", "finish") if a in allowed]
+        return "tool", {"action": (later or allowed)[0], "reason": "next"}
 
 
 def test_a_scripted_planner_leads_a_build_and_its_arguments_reach_the_engine(tmp_path: Path, tiny_encoder: Path) -> None:
