@@ -12,7 +12,7 @@ from agent.cli import cli
 from p2m_engine.eval.bench import markdown_table, read_suite
 from tests.conftest import DEMO_HUB
 from tests.openai_stub import OpenAIStub
-from tests.unit.test_openai_build import Teacher
+from tests.openai_stub import SmsTeacher
 
 PROMPT = 'Is this text {a} or {b}?\n\ninput="first {a} demo"\noutput="{a}"\n\ninput="first {b} demo"\noutput="{b}"\n'
 
@@ -36,7 +36,7 @@ def _suite(root: Path) -> Path:
     return root
 
 
-class ClassifyingTeacher(Teacher):
+class ClassifyingTeacher(SmsTeacher):
     """Also answers the teacher baseline: always the first label offered; free text: "le chien"."""
 
     def __call__(self, body: dict[str, Any]) -> tuple[str, Any]:

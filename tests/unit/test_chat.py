@@ -153,11 +153,11 @@ def test_chat_command_end_to_end_through_the_openai_path(tmp_path: Path, tiny_en
     from agent.cli import cli
     from tests.conftest import DEMO_HUB
     from tests.openai_stub import OpenAIStub
-    from tests.unit.test_openai_build import Teacher
+    from tests.openai_stub import SmsTeacher
 
     prompt = 'Sort these SMS messages.\n\ninput="WIN cash now, text 8008"\noutput="spam"\n\n' \
              'input="see you at 5"\noutput="ham"\n'
-    with OpenAIStub(responder=Teacher(), model="gpt-test") as stub:
+    with OpenAIStub(responder=SmsTeacher(), model="gpt-test") as stub:
         result = CliRunner().invoke(
             cli, ["chat", prompt, "--llm", "openai", "--base-url", stub.base_url, "--model", "gpt-test", "--hub",
                   str(DEMO_HUB), "--base-model", str(tiny_encoder), "--out", str(tmp_path),
@@ -412,9 +412,9 @@ def test_chat_refusal_or_end_of_input_builds_nothing(tmp_path: Path, answers: st
     from agent.build import EXIT_DECLINED
     from agent.cli import cli
     from tests.openai_stub import OpenAIStub
-    from tests.unit.test_openai_build import Teacher
+    from tests.openai_stub import SmsTeacher
 
-    with OpenAIStub(responder=Teacher(), model="gpt-test") as stub:
+    with OpenAIStub(responder=SmsTeacher(), model="gpt-test") as stub:
         result = CliRunner().invoke(
             cli, ["chat", CONSENT_PROMPT, "--llm", "openai", "--base-url", stub.base_url, "--model", "gpt-test",
                   "--out", str(tmp_path), "--budget", "per_label=2,epochs=1,iterations=1"],

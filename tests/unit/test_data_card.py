@@ -57,7 +57,7 @@ def test_malformed_hub_lines_and_an_empty_hub_are_shown_traced_and_carded(tmp_pa
     from agent.cli import cli
     from tests.conftest import DEMO_HUB, ROOT
     from tests.openai_stub import OpenAIStub
-    from tests.unit.test_openai_build import Teacher
+    from tests.openai_stub import SmsTeacher
 
     hub, empty = tmp_path / "hub", tmp_path / "empty_hub"
     shutil.copytree(DEMO_HUB, hub)
@@ -65,7 +65,7 @@ def test_malformed_hub_lines_and_an_empty_hub_are_shown_traced_and_carded(tmp_pa
     for train in hub.glob("*/train.jsonl"):
         with train.open("a") as f:
             f.write('{broken json\n{"text": "no input"}\n')
-    with OpenAIStub(responder=Teacher(), model="gpt-test") as stub:
+    with OpenAIStub(responder=SmsTeacher(), model="gpt-test") as stub:
         result = CliRunner().invoke(
             cli, ["build", str(ROOT / "examples" / "sms_spam.txt"), "--llm", "openai", "--base-url", stub.base_url,
                   "--model", "gpt-test", "--hub", str(hub), "--hub", str(empty), "--base-model", str(tiny_encoder),

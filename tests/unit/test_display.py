@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from agent.cli import cli
 from agent.display import json_line, plain, safe
 from tests.openai_stub import build_through_stub
-from tests.unit.test_openai_build import Teacher
+from tests.openai_stub import SmsTeacher
 
 # What an LLM or a dataset may send: Rich closing tags, a chat template's tag, clear screen, a window title
 # (OSC), a cursor move, a C1 CSI, a carriage return that would overwrite the line, a bidi override.
@@ -67,7 +67,7 @@ def test_trace_of_markup_and_escapes_prints(tmp_path: Path) -> None:
     assert json.loads(result.output.splitlines()[0])["reason"] == PAYLOAD
 
 
-class MarkupTeacher(Teacher):
+class MarkupTeacher(SmsTeacher):
     """A teacher whose planning reasons carry markup and escape sequences."""
 
     def __call__(self, body: dict[str, Any]) -> tuple[str, Any]:
@@ -97,7 +97,7 @@ def test_chat_with_markup_and_escapes_in_the_labels(tmp_path: Path) -> None:
     prompt = ('Sort these SMS messages.\n\ninput="WIN cash now"\noutput="[/bold]"\n\ninput="see you at 5"\n'
               'output="\\u001b[2Jham\\u0007"\n\ninput="Free prize"\noutput="[/bold]"\n\ninput="lunch?"\n'
               'output="\\u001b[2Jham\\u0007"\n')
-    with OpenAIStub(responder=Teacher(), model="gpt-test") as stub:
+    with OpenAIStub(responder=SmsTeacher(), model="gpt-test") as stub:
         result = CliRunner().invoke(cli, ["chat", prompt, "--out", str(tmp_path), "--llm", "openai", "--base-url",
                                           stub.base_url, "--model", "gpt-test"], input="no\ncancel\n",
                                     env={"OPENAI_API_KEY": "sk-display-test"})
