@@ -14,9 +14,7 @@ from typing import Any, Callable, Mapping
 
 from p2m_engine.types import TaskSpec
 
-# The state keys this contract reads and writes (tests compare them with agent.state.State).
-STATE_READS = frozenset({"task", "base_model", "model_dir", "iteration", "val_score", "failures_path", "per_label",
-                         "real_per_label"})
+# The state keys this contract writes (tests compare them, and those StateView reads, with agent.state.State).
 STATE_WRITES = frozenset({"dataset", "retrieved", "real_per_label", "labelled", "base_model", "base_model_name",
                           "generated", "per_label", "generation_stalled", "targeted_at", "targeted_stalled",
                           "model_dir", "val_score", "evaluated", "iteration", "epochs", "score", "metrics"})
@@ -42,6 +40,10 @@ class StateView:
         return cls(TaskSpec.from_dict(state["task"]), state.get("base_model"), state.get("model_dir"),
                    int(state.get("iteration") or 0), state.get("val_score"), state.get("failures_path"),
                    dict(state.get("per_label") or {}), dict(state.get("real_per_label") or {}))
+
+
+# The state keys this contract reads: StateView's fields.
+STATE_READS = frozenset(StateView.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
