@@ -123,6 +123,8 @@ class OpenAIStub:
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
+                if len(raw) < length:  # the client died while sending (a killed build): no request was made
+                    return
                 try:
                     body = json.loads(raw or b"{}")
                 except json.JSONDecodeError:

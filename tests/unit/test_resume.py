@@ -142,6 +142,21 @@ def test_killed_build_resumes_without_losing_duplicating_or_paying_twice(concurr
     assert (run / "trace.jsonl").read_bytes() == trace_before
 
 
+def test_a_request_cut_off_by_a_killed_client_is_not_a_request() -> None:
+    """A build killed while sending leaves a body shorter than its Content-Length: the stand-in must not count
+    it as a request the build made (and so expect it again on resume)."""
+    import socket
+
+    with OpenAIStub(responder=teacher, model="gpt-test") as stub:
+        with socket.create_connection(("127.0.0.1", stub.port)) as sock:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.0\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 400\r\n\r\n{\"model\": \"gpt-te")
+        deadline = time.monotonic() + 1  # the handler reads to EOF at once; a second is ample
+        while time.monotonic() < deadline and not stub.requests:
+            time.sleep(0.02)
+        assert stub.chat_requests == []
+
+
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["resume", str(tmp_path)])
     assert result.exit_code == 1
