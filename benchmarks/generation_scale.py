@@ -3,8 +3,8 @@
 1. Examples per second of p2m's classification generation (`generate_labelled_examples`, the whole loop: prompts,
    requests in flight together, filters, append-only writes) at --concurrency 1, 4, 16 and 64, against a stand-in
    OpenAI-compatible server on 127.0.0.1 that answers each request after 200 ms with 64 slots. The ideal at
-   concurrency c is c / 0.2 requests/s; the share reached is p2m's own overhead (rounds wait for their slowest
-   request, filters, writes).
+   concurrency c is c / 0.2 requests/s; the share lost is p2m's own overhead (the client's work per request,
+   filters, writes) and, at high concurrency, the two cores the client and the stand-in share.
 2. A simulated large build: 1,000, 3,000 and 10,000 generated examples at concurrency 16 against the same server
    limited to 16 slots: wall time, requests/s and peak memory, to show how they grow with the number of examples.
 

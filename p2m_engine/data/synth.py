@@ -6,8 +6,9 @@ from __future__ import annotations
 import logging
 import random
 import re
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -288,6 +289,45 @@ class _Batch:
     variant: int
 
 
+def _in_flight(prepare: Callable[[str, int], _Batch], ask: Callable[[_Batch], list[str] | None],
+               absorb: Callable[..., None], wanting: Callable[[Counter[str]], list[str]], batches: Counter[str],
+               concurrency: int, out_path: Path) -> None:
+    """Keep `concurrency` batches in flight until no label wants more: a new batch is prepared as soon as the
+    oldest answer is absorbed, so no batch waits for a round's slowest request.
+
+    Answers are absorbed in the order asked, whatever order they come back in, so batch k is always prepared
+    after exactly the batches before k - concurrency were absorbed: the same seed and concurrency ask the same
+    prompts and keep the same data. Kept rows reach the disk in one append per `concurrency` batches (and when
+    the call ends, however it ends); a crash loses only answers the cache already holds.
+    """
+    window: deque[tuple[_Batch, Future[list[str] | None]]] = deque()
+    planned: Counter[str] = Counter()  # examples asked for, per label, not yet absorbed
+    rows: list[dict[str, Any]] = []
+    absorbed = 0
+    with ThreadPoolExecutor(max_workers=concurrency) as executor:
+        try:
+            while True:
+                while len(window) < concurrency and (labels := wanting(planned)):
+                    label = min(labels, key=lambda lb: batches[lb])  # the label asked least so far; ties in order
+                    b = prepare(label, planned[label])
+                    planned[label] += b.n
+                    window.append((b, executor.submit(ask, b)))
+                if not window:
+                    break
+                b, answer = window.popleft()
+                planned[b.label] -= b.n
+                absorb(b, answer.result(), rows)
+                absorbed += 1
+                if rows and absorbed % concurrency == 0:
+                    append_jsonl(out_path, rows)
+                    rows.clear()
+        finally:
+            for _, pending in window:
+                pending.cancel()
+            if rows:
+                append_jsonl(out_path, rows)
+
+
 def generate_labelled_examples(
     spec: TaskSpec,
     llm: LLM,
@@ -445,36 +485,18 @@ def generate_labelled_examples(
         if progress:
             progress(done() - done0, total - done0)
 
-    while True:
-        open_labels = [lb for lb in spec.labels if len(pool[lb]) < target[lb]
-                       and failed[lb] < config.max_failed_batches and batches[lb] < max_batches]
-        if not open_labels:
-            break
-        if config.concurrency <= 1:
-            for label in open_labels:  # one batch at a time: each sees every earlier answer
+    def wanting(planned: Counter[str]) -> list[str]:
+        """Labels that still need examples beyond those asked for (`planned`), and may still be asked."""
+        return [lb for lb in spec.labels if len(pool[lb]) + planned[lb] < target[lb]
+                and failed[lb] < config.max_failed_batches and batches[lb] < max_batches]
+
+    if config.concurrency <= 1:
+        while labels := wanting(Counter()):
+            for label in labels:  # one batch at a time: each sees every earlier answer
                 b = prepare(label, 0)
                 absorb(b, ask(b))
-            continue
-        # A round of batches in flight together: each open label gets its share of the slots (as many batches
-        # as it still needs, at most), prepared in label order so that the same seed asks the same prompts.
-        share = max(1, config.concurrency // len(open_labels))
-        round_: list[_Batch] = []
-        for label in open_labels:
-            planned = 0
-            for _ in range(share):
-                if planned >= target[label] - len(pool[label]) or batches[label] >= max_batches:
-                    break
-                round_.append(prepare(label, planned))
-                planned += round_[-1].n
-        with ThreadPoolExecutor(max_workers=config.concurrency) as executor:
-            answers = list(executor.map(ask, round_))
-        # Absorbed in the order they were asked (the same data every time), and written in one append: one flush
-        # to disk per round, not per batch. A crash before it loses only answers the cache already holds.
-        rows: list[dict[str, Any]] = []
-        for b, texts in zip(round_, answers):
-            absorb(b, texts, rows)
-        if rows:
-            append_jsonl(out_path, rows)
+    else:
+        _in_flight(prepare, ask, absorb, wanting, batches, config.concurrency, out_path)
     for row in strays + [r for rows in on_disk.values() for r in rows]:  # on disk: they count too
         if row.get("output") in pool and filters.accept(str(row.get("input", "")), str(row["output"])):
             pool[str(row["output"])].append(str(row["input"]))

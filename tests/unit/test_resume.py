@@ -80,8 +80,9 @@ def wait_for_rows(out: Path, proc: subprocess.Popen[str], at_least: int, timeout
     raise AssertionError("generation did not start in time")
 
 
-# One request at a time (eight rounds of one batch), and four in flight together (two rounds of four batches: all
-# eight in one round would leave no middle to be killed in). The same seed and concurrency give the same data.
+# One request at a time, and four in flight together (the first four answers are appended together, the last four
+# are still in flight: all eight in flight at once would leave no middle to be killed in). The same seed and
+# concurrency give the same data.
 @pytest.mark.parametrize("concurrency", [1, 4])
 def test_killed_build_resumes_without_losing_duplicating_or_paying_twice(concurrency: int, tmp_path: Path,
                                                                           tiny_encoder: Path, p2m_home: Path) -> None:

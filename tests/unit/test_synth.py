@@ -238,7 +238,7 @@ class ConcurrentLLM(FakeLLM):
         return {f"input_{k + 1}": f"{label} message {key} part {k}" for k in range(len(schema["properties"]))}
 
 
-def test_a_round_of_batches_is_in_flight_together_and_gives_the_same_data_every_time(tmp_path: Path) -> None:
+def test_batches_in_flight_together_give_the_same_data_every_time(tmp_path: Path) -> None:
     config = SynthConfig(per_label=8, batch_size=2, concurrency=4)
     runs = []
     for name in ("a.jsonl", "b.jsonl"):
@@ -254,6 +254,40 @@ def test_a_round_of_batches_is_in_flight_together_and_gives_the_same_data_every_
     llm.barrier = type(llm.barrier)(1)
     generate_labelled_examples(SPEC, llm, tmp_path / "c.jsonl", SynthConfig(per_label=8, batch_size=2))  # type: ignore[arg-type]
     assert llm.most_in_flight == 1
+
+
+def test_a_slow_answer_does_not_hold_back_the_other_slots(tmp_path: Path) -> None:
+    """With two slots and the second call slow, the next batches go out as each earlier one is absorbed (no round
+    waits for its slowest answer), and the rows are still those of the same build with no slow call."""
+    import threading
+    import time
+
+    class SlowSecond(ConcurrentLLM):
+        def __init__(self, slow: bool) -> None:
+            super().__init__()
+            self.barrier = threading.Barrier(1)
+            self.slow = slow
+            self.during: list[int] = []  # calls made while the slow one was out
+
+        def call_tool(self, messages: list[dict[str, Any]], name: str, schema: dict[str, Any], **kw: Any) -> dict[str, Any]:
+            with self.lock:
+                second = len(self.requests) == 1
+            if second and self.slow:
+                before = len(self.requests)
+                answer = super().call_tool(messages, name, schema, **kw)
+                time.sleep(0.5)
+                self.during.append(len(self.requests) - before - 1)
+                return answer
+            return super().call_tool(messages, name, schema, **kw)
+
+    config = SynthConfig(per_label=6, batch_size=1, concurrency=2)
+    slow, fast = SlowSecond(slow=True), SlowSecond(slow=False)
+    generate_labelled_examples(SPEC, slow, tmp_path / "slow.jsonl", config)  # type: ignore[arg-type]
+    generate_labelled_examples(SPEC, fast, tmp_path / "fast.jsonl", config)  # type: ignore[arg-type]
+    # Batch 1 came back and was absorbed, so batch 3 went out while batch 2 was still slow; batch 4 waits for batch 2
+    # (answers are absorbed in order), so exactly one.
+    assert slow.during == [1]
+    assert (tmp_path / "slow.jsonl").read_text() == (tmp_path / "fast.jsonl").read_text()
 
 
 def test_the_near_duplicate_index_decides_as_every_pair_would() -> None:
