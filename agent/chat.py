@@ -1,7 +1,7 @@
 """Chat on the build graph: answers from the trace, and steering.
 
 In a chat the graph stops at `clarify_task` (agent/clarify.py) with an interrupt for every open question and
-for the plan; the CLI shows it and resumes with the user's answer (`Command(resume=text)`). After a build,
+for the plan; the CLI shows it and answers it with the user's text (LangGraph's `Command(resume=text)`). After a build,
 "why ..." questions are answered from the decision trace, and any other request edits the task and continues
 the same graph thread from the planner.
 """

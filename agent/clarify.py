@@ -65,7 +65,7 @@ def clarify_task(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Ask what the prompt leaves open, then propose the plan; apply every answer to the task.
 
     Runs once per build thread. Outside a chat (`ctx.interactive` false) it asks nothing. Each question is a
-    LangGraph interrupt; on resume the node replays, and interrupt() returns the answers in order.
+    LangGraph interrupt; once answered the node replays, and interrupt() returns the answers in order.
     """
     ctx = runtime.context
     if state.get("clarified") or not ctx.interactive:
