@@ -124,7 +124,7 @@ TRAIN_FILE = "p2m_train.json"
 
 def write_model_record(model_dir: Path, spec: TaskSpec, result: TrainResult, **extra: Any) -> None:
     """Save the task and the training settings and figures beside a trained student, so that predict, serve and
-    `p2m retrain` work on the folder once it is copied out of its run (nanoGPT: the config travels with the
+    `p2m train` work on the folder once it is copied out of its run (nanoGPT: the config travels with the
     checkpoint). `extra`: what the caller adds (data sources, prior shift, processes...)."""
     (model_dir / TASK_FILE).write_text(json.dumps(spec.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
     record = {**result.config, "n_train": result.n_train, "n_val": result.n_val, "train_loss": result.train_loss,
