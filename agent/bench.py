@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -71,14 +70,14 @@ def hub_without(task: BenchTask, hubs: list[Path], out: Path,
     return [folder], hidden
 
 
-def run_bench(suite: Path, *, hubs: list[Path], settings: LLMSettings, limits: Budget, out: Path,
+def run_bench(suite: Path, *, hubs: list[Path], settings: LLMSettings, budget: Budget, out: Path,
               tasks: list[str] | None, systems: list[str], base_model: str | None, teacher_limit: int | None,
               gold_limit: int, command: str, exclude_own: bool = False, test_name: str = "test.jsonl",
               seed: int = 0) -> dict[str, Any]:
     """Benchmark every task of `suite`; results resume from out/results.json. Returns the results."""
     bench_tasks = read_suite(suite, tasks, test_name)
     results = BenchResults(out / "results.json", {"command": command, "llm": settings.describe(),
-                                                   "budget": dataclasses.asdict(limits), "seed": seed})
+                                                   "budget": budget.to_dict(), "seed": seed})
     keys: dict[Path, set[bytes]] = {}  # row hashes of hub datasets, read once for all tasks
     for task in bench_tasks:
         spec = parse_task(task.prompt_path.read_text(encoding="utf-8"))
@@ -95,7 +94,7 @@ def run_bench(suite: Path, *, hubs: list[Path], settings: LLMSettings, limits: B
             if results.has(task.name, system):
                 continue
             try:
-                figures = _run_system(system, task, spec, test, hubs=task_hubs, settings=settings, limits=limits,
+                figures = _run_system(system, task, spec, test, hubs=task_hubs, settings=settings, budget=budget,
                                       out=out, base_model=base_model, teacher_limit=teacher_limit, gold_limit=gold_limit, seed=seed)
             except UnsupportedTaskError as e:
                 figures = {"score": None, "status": "unsupported", "reason": str(e)}
@@ -108,7 +107,7 @@ def run_bench(suite: Path, *, hubs: list[Path], settings: LLMSettings, limits: B
 
 
 def _run_system(system: str, task: BenchTask, spec: Any, test: list[Any], *, hubs: list[Path],
-                settings: LLMSettings, limits: Budget, out: Path, base_model: str | None, teacher_limit: int | None,
+                settings: LLMSettings, budget: Budget, out: Path, base_model: str | None, teacher_limit: int | None,
                 gold_limit: int, seed: int = 0) -> dict[str, Any]:
     gold_outputs = [e.output for e in test]
     if system == "trivial":
@@ -122,12 +121,12 @@ def _run_system(system: str, task: BenchTask, spec: Any, test: list[Any], *, hub
     if system == "teacher":
         return _teacher(spec, test, settings, out, teacher_limit)
     if system == "gold":
-        return _gold(task, spec, test, out, base_model, gold_limit, limits)
+        return _gold(task, spec, test, out, base_model, gold_limit, budget.targets.epochs)
     build_hubs = [] if system == "generated_only" else hubs
-    build_limits = dataclasses.replace(limits, per_label=0) if system == "retrieved_only" else limits
+    build_budget = budget.replace(per_label=0) if system == "retrieved_only" else budget
     summary = build_model(spec, str(task.prompt_path), backend=settings.backend, model=settings.model,
                           base_url=settings.base_url, hubs=build_hubs, test_path=task.test_path,
-                          out=out / "runs" / safe_name(task.name, "task name") / safe_name(system, "system"), limits=build_limits, planner="auto", base_model=base_model,
+                          out=out / "runs" / safe_name(task.name, "task name") / safe_name(system, "system"), budget=build_budget, planner="auto", base_model=base_model,
                           seed=seed, quiet=True, off=[system.removeprefix("no_")] if system.startswith("no_") else [])
     if not summary.get("model_dir"):
         return {"score": None, "status": "no model", "reason": summary.get("finish_reason")}
@@ -156,7 +155,7 @@ def _teacher(spec: Any, test: list[Any], settings: LLMSettings, out: Path, limit
 
 
 def _gold(task: BenchTask, spec: Any, test: list[Any], out: Path, base_model: str | None, limit: int,
-          limits: Budget) -> dict[str, Any]:
+          epochs: float) -> dict[str, Any]:
     from p2m_engine.students.models import search_models
     from p2m_engine.students import evaluate_student, train_student
     from p2m_engine.data.synth import normalize
@@ -171,7 +170,7 @@ def _gold(task: BenchTask, spec: Any, test: list[Any], out: Path, base_model: st
     base = search_models(spec.task_type, base_model=base_model)[0]
     train, val = split_validation(rows, stratify=spec.task_type == "classification")
     model_dir = out / "runs" / safe_name(task.name, "task name") / "gold" / "model"
-    res = train_student(spec, train, val, model_dir, TrainConfig(base_model=base.path, epochs=limits.epochs))
+    res = train_student(spec, train, val, model_dir, TrainConfig(base_model=base.path, epochs=epochs))
     report = evaluate_student(spec.task_type, model_dir, test, "test")
     return {**_score_metrics(spec.task_type, report.metrics), "n_train": res.n_train, "train_s": round(res.seconds, 1)}
 

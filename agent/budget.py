@@ -1,9 +1,11 @@
-"""Parse `--budget key=value,...` into the build's limits."""
+"""Parse `--budget key=value,...` into a build's limits (what it may spend) and targets (what it makes and aims for)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 from p2m_engine.errors import P2MError
 
@@ -25,17 +27,11 @@ ASK_ABOVE_USD = 5.0
 
 
 @dataclass(frozen=True)
-class Budget:
-    """The limits of one build."""
+class Limits:
+    """What a build may spend: it stops when one of these is reached."""
 
     steps: int = 12
-    per_label: int = 40
-    epochs: float = 3.0
-    retrieved: int = 1000
-    labelled: int = 200
-    """Hub texts labelled by the judges when no dataset fits (label_texts; 0: none)."""
-    target: float | None = None
-    """Stop iterating once the validation score reaches this (None: the metric's default, 0.9 accuracy)."""
+    """At most this many tool steps."""
     iterations: int = 3
     """At most this many train-and-evaluate iterations."""
     llm_calls: int | None = None
@@ -45,6 +41,22 @@ class Budget:
     teacher_check: int = 50
     """Real held-out rows the teacher answers at the end of a generation or QA build, to check that the student
     matches it (0: no check; classification students are far above a few-shot teacher and skip it)."""
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What a build makes and aims for: how much data, how long training, which score."""
+
+    per_label: int = 40
+    """Examples per label (classification) or pairs in all (other task types), real rows counted first."""
+    epochs: float = 3.0
+    """Training epochs of the first iteration (a retraining may take more)."""
+    retrieved: int = 1000
+    """At most this many rows taken from hub datasets."""
+    labelled: int = 200
+    """Hub texts labelled by the judges when no dataset fits (label_texts; 0: none)."""
+    target: float | None = None
+    """Stop iterating once the validation score reaches this (None: the metric's default, 0.9 accuracy)."""
     teacher_steps: int | None = None
     """Optimizer steps of a second generation student fine-tuned (LoRA) from the teacher's own weights, kept when
     it scores higher on validation (0: none; None: 40 with a GPU, 0 on a CPU, where a step of the 0.5B teacher
@@ -53,6 +65,35 @@ class Budget:
     def target_for(self, metric: str = "accuracy") -> float:
         """The target score for `metric`: the user's, else the metric's default."""
         return self.target if self.target is not None else DEFAULT_TARGETS[metric]
+
+
+_HALVES = {**{f.name: "limits" for f in fields(Limits)}, **{f.name: "targets" for f in fields(Targets)}}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One build's `--budget`: its limits (what it may spend) and its targets (what it makes and aims for), written
+    as one flag and recorded flat in config.json."""
+
+    limits: Limits = Limits()
+    targets: Targets = Targets()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat key=value record of config.json and results.json (the keys of `--budget`)."""
+        return {**asdict(self.limits), **asdict(self.targets)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> "Budget":
+        """A budget from its flat record, ignoring keys this version does not know."""
+        return cls().replace(**{k: v for k, v in (values or {}).items() if k in _HALVES})
+
+    def replace(self, **changes: Any) -> "Budget":
+        """A copy with some keys changed, each in its half."""
+        half: dict[str, dict[str, Any]] = {"limits": {}, "targets": {}}
+        for key, value in changes.items():
+            half[_HALVES[key]][key] = value
+        return Budget(dataclasses.replace(self.limits, **half["limits"]),
+                      dataclasses.replace(self.targets, **half["targets"]))
 
     @classmethod
     def parse(cls, text: str | None) -> "Budget":
@@ -65,8 +106,8 @@ class Budget:
         for part in filter(None, (p.strip() for p in (text or "").split(","))):
             key, sep, raw = part.partition("=")
             key = key.strip().replace("-", "_")
-            if not sep or key not in cls.__dataclass_fields__:
-                raise P2MError(f"Invalid --budget item {part!r}: use key=value with keys {', '.join(cls.__dataclass_fields__)}.")
+            if not sep or key not in _HALVES:
+                raise P2MError(f"Invalid --budget item {part!r}: use key=value with keys {', '.join(_HALVES)}.")
             try:
                 value = float(raw)
             except ValueError:
@@ -81,4 +122,4 @@ class Budget:
             if key not in _FLOATS and value != int(value):
                 raise P2MError(f"Invalid --budget value {part!r}: {key} is a whole number.")
             values[key] = value
-        return cls(**{k: (v if k in _FLOATS else int(v)) for k, v in values.items()})  # type: ignore[arg-type]
+        return cls().replace(**{k: (v if k in _FLOATS else int(v)) for k, v in values.items()})

@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from agent.budget import Budget
+from agent.budget import Budget, Targets
 from agent.chat import make_converse
 from agent.context import Context
 from agent.llms import LLMSettings, open_llm
@@ -46,7 +46,7 @@ class Settings:
     """Everything a build needs besides the task: what config.json records (and the key, which it does not)."""
 
     llm: LLMSettings
-    limits: Budget
+    budget: Budget
     planner: str
     hubs: list[Path]
     test_path: Path | None
@@ -69,7 +69,7 @@ class Settings:
         return {
             "prompt": prompt if len(prompt) < 300 else prompt[:300] + "...", "llm": llm,
             "planner": self.planner, "hub": [str(h.resolve()) for h in self.hubs],
-            "test": str(self.test_path.resolve()) if self.test_path else None, "budget": dataclasses.asdict(self.limits),
+            "test": str(self.test_path.resolve()) if self.test_path else None, "budget": self.budget.to_dict(),
             "synth": dataclasses.asdict(self.synth), "train": dataclasses.asdict(self.train), "base_model": base_model,
             "seed": self.seed, "catalog": str(self.catalog.resolve()) if self.catalog else None,
         }
@@ -104,7 +104,7 @@ def settings_from_config(cfg: dict[str, Any]) -> Settings:
         return Settings(
             llm=LLMSettings(backend=llm["backend"], model=llm.get("model"), base_url=llm.get("base_url"),
                             api_key=_api_key(llm["backend"])),
-            limits=_known(Budget, cfg["budget"]), planner=cfg["planner"], hubs=[Path(h) for h in cfg.get("hub") or []],
+            budget=Budget.from_dict(cfg["budget"]), planner=cfg["planner"], hubs=[Path(h) for h in cfg.get("hub") or []],
             test_path=Path(cfg["test"]) if cfg.get("test") else None, base_model=cfg.get("base_model", cfg.get("student")),  # "student": before the word was unified
             synth=_known(SynthConfig, cfg["synth"]), train=_known(TrainConfig, cfg["train"]), seed=int(cfg.get("seed", 0)),
             catalog=Path(cfg["catalog"]) if cfg.get("catalog") else None,
@@ -129,7 +129,7 @@ SWITCHES = {
 DEFAULT_CONCURRENCY = {"embedded": 1, "openai": 8}
 
 
-def build_configs(off: Iterable[str], limits: Budget, seed: int, concurrency: int = 1) -> tuple[Budget, SynthConfig, TrainConfig]:
+def build_configs(off: Iterable[str], budget: Budget, seed: int, concurrency: int = 1) -> tuple[Budget, SynthConfig, TrainConfig]:
     """The budget and the generation and training settings of a build: the `off` parts switched off, and
     `concurrency` generation requests in flight together.
 
@@ -139,18 +139,19 @@ def build_configs(off: Iterable[str], limits: Budget, seed: int, concurrency: in
     off = set(off)
     if unknown := off - set(SWITCHES):
         raise P2MError(f"--off: unknown part(s) {sorted(unknown)}; choose from {', '.join(SWITCHES)}.")
-    limits = dataclasses.replace(limits, labelled=0) if "labelling" in off else limits
-    synth = SynthConfig(per_label=limits.per_label, seed=seed, attributes="attributes" not in off, concurrency=concurrency)
+    budget = budget.replace(labelled=0) if "labelling" in off else budget
+    targets = budget.targets
+    synth = SynthConfig(per_label=targets.per_label, seed=seed, attributes="attributes" not in off, concurrency=concurrency)
     flags = {"soft": "soft_labels" not in off, **{k: k not in off for k in ("prior", "rival", "pair")}}
-    train = TrainConfig(epochs=limits.epochs, seed=seed, teacher_steps=_teacher_steps(limits), **flags)
-    return limits, synth, train
+    train = TrainConfig(epochs=targets.epochs, seed=seed, teacher_steps=_teacher_steps(targets), **flags)
+    return budget, synth, train
 
 
-def _teacher_steps(limits: Budget) -> int:
+def _teacher_steps(targets: Targets) -> int:
     """The generation rival's steps: the budget's, else RIVAL_MAX_STEPS with a GPU and none on a CPU (on 2 cores
     its 40 steps from the 0.5B teacher took about 27 minutes on MCoNaLa's 258 rows, the small student 14)."""
-    if limits.teacher_steps is not None:
-        return limits.teacher_steps
+    if targets.teacher_steps is not None:
+        return targets.teacher_steps
     import torch
 
     from p2m_engine.students.student_choice import RIVAL_MAX_STEPS
@@ -159,7 +160,7 @@ def _teacher_steps(limits: Budget) -> int:
 
 
 def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None, base_url: str | None,
-                hubs: list[Path], test_path: Path | None, out: Path, limits: Budget, planner: str,
+                hubs: list[Path], test_path: Path | None, out: Path, budget: Budget, planner: str,
                 base_model: str | None, seed: int, quiet: bool = False, chat: bool = False,
                 catalog: Path | None = None, confirm: Callable[[str], bool] | None = None,
                 off: Iterable[str] = (), concurrency: int | None = None) -> dict[str, Any]:
@@ -181,21 +182,21 @@ def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None,
     check_home()
     if concurrency is not None and concurrency < 1:
         raise P2MError(f"--concurrency must be at least 1, got {concurrency}.")
-    limits, synth, train = build_configs(off, limits, seed, concurrency or DEFAULT_CONCURRENCY.get(backend, 1))
+    budget, synth, train = build_configs(off, budget, seed, concurrency or DEFAULT_CONCURRENCY.get(backend, 1))
     settings = Settings(
-        llm=LLMSettings(backend=backend, model=model, base_url=base_url, api_key=_api_key(backend)), limits=limits,
+        llm=LLMSettings(backend=backend, model=model, base_url=base_url, api_key=_api_key(backend)), budget=budget,
         planner=planner if planner != "auto" else ("llm" if backend == "openai" else "rules"), hubs=hubs,
         test_path=test_path, base_model=base_model, synth=synth, train=train, seed=seed, catalog=catalog)
     settings.llm.check()
     _check_estimate(spec, settings, confirm)
     run = Run.create(out, spec.instruction)
     run.write_json("config.json", settings.to_config(prompt))
-    record_task(run, spec, limits)
+    record_task(run, spec, budget.targets)
     with exclusive(run), _failure_recorded(run, settings):
         return _drive(run, spec, settings, quiet=quiet, resume=False, chat=chat)
 
 
-def record_task(run: Run, spec: TaskSpec, limits: Budget) -> float:
+def record_task(run: Run, spec: TaskSpec, targets: Targets) -> float:
     """Make `spec` the run's task in its records, and return the target its metric implies.
 
     task.json gets the task; config.json its type, main metric and target (the user's `target=`, else the
@@ -203,7 +204,7 @@ def record_task(run: Run, spec: TaskSpec, limits: Budget) -> float:
     `p2m resume` and the summary read the task the build actually ran.
     """
     metric = MAIN_METRIC[spec.task_type]
-    target = limits.target_for(metric)
+    target = targets.target_for(metric)
     run.write_json("task.json", spec.to_dict())
     config = run.read_json("config.json") if (run.dir / "config.json").is_file() else {}
     run.write_json("config.json", {**config, "task_type": spec.task_type, "metric": metric, "target": target})
@@ -227,7 +228,7 @@ def _check_estimate(spec: TaskSpec, settings: Settings, confirm: Callable[[str],
     else:
         model, url = llm.model or DEFAULT_OPENAI_MODEL, llm.base_url
     est = estimate_cost(spec, settings, model, url, parse_prices(os.environ.get("P2M_PRICES", "")))
-    limits = settings.limits
+    limits = settings.budget.limits
     too_many = limits.llm_calls is None and est.calls > ASK_ABOVE_CALLS
     too_dear = limits.usd is None and est.usd is not None and est.usd > ASK_ABOVE_USD
     if not (too_many or too_dear):
@@ -347,19 +348,19 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
            chat: bool = False) -> dict[str, Any]:
     """Open the LLM, run (or continue) the graph, and write the summary and model card."""
     started = time.monotonic()
-    limits = settings.limits
-    target = limits.target_for(MAIN_METRIC[spec.task_type])
+    limits, targets = settings.budget.limits, settings.budget.targets
+    target = targets.target_for(MAIN_METRIC[spec.task_type])
     display = BuildDisplay(run, quiet=quiet, verb="resume" if resume else "build")
     trace = TraceWriter(run.dir, run.id, secrets=[settings.llm.api_key or ""])
     with open_llm(settings.llm, run.dir / "logs") as llm, display:
         ctx = Context(run=run, llm=llm, hub_dirs=settings.hubs, catalog_dir=settings.catalog,
-                      test_path=settings.test_path, base_model=settings.base_model, synth=settings.synth, train=settings.train, max_retrieved=limits.retrieved,
-                      labelling=LabelConfig(texts=limits.labelled, seed=settings.seed,
+                      test_path=settings.test_path, base_model=settings.base_model, synth=settings.synth, train=settings.train, max_retrieved=targets.retrieved,
+                      labelling=LabelConfig(texts=targets.labelled, seed=settings.seed,
                                             concurrency=settings.synth.concurrency),
                       progress=display.progress, planner=settings.planner,
                       max_steps=limits.steps, interactive=chat, target=target,
                       max_iterations=limits.iterations, max_llm_calls=limits.llm_calls, max_usd=limits.usd,
-                      record_task=lambda edited: record_task(run, edited, limits), tool_arguments=_tool_arguments(),
+                      record_task=lambda edited: record_task(run, edited, targets), tool_arguments=_tool_arguments(),
                       teacher_weights=llm.weights)
         if not resume:
             est = estimate_cost(spec, settings, llm.model, llm.base_url, getattr(llm, "prices", None))
@@ -426,7 +427,7 @@ def teacher_check(run: Run, state: dict[str, Any], settings: Settings, llm: Any,
     generation or QA build (p2m_engine.eval.teacher_check), record it in the trace, and return it for the summary
     (a student below its teacher does not meet the target). None when the build has no such check."""
     spec = TaskSpec.from_dict(state["task"])
-    limit = settings.limits.teacher_check
+    limit = settings.budget.limits.teacher_check
     if spec.task_type == "classification" or not limit or not state.get("model_dir"):
         return None
     if ctx.max_llm_calls is not None:
@@ -470,10 +471,10 @@ def estimate_cost(spec: TaskSpec, settings: Settings, model: str, base_url: str 
     """The most this build may spend on LLM calls, from its budget and the price of `model` at `base_url`."""
     from p2m_engine.llm.pricing import estimate
 
-    limits = settings.limits
+    limits = settings.budget.limits
     return estimate(len(spec.labels), settings.synth.per_label, settings.synth.batch_size, limits.iterations,
                     limits.llm_calls, model, base_url, prices,
-                    labelled=limits.labelled if settings.hubs else 0, n_demos=len(spec.examples))
+                    labelled=settings.budget.targets.labelled if settings.hubs else 0, n_demos=len(spec.examples))
 
 
 def exit_code(summary: dict[str, Any]) -> int:

@@ -151,13 +151,13 @@ def build(prompt: str, backend: str, model: str | None, base_url: str | None, hu
     from agent.budget import Budget
     from p2m_engine.task import parse_task, read_prompt
 
-    limits = Budget.parse(budget)
+    parsed = Budget.parse(budget)
     spec = parse_task(read_prompt(prompt))
     _check_build_inputs(backend, hubs, test_path)
     from agent.build import build_model
 
     summary = build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs),
-                                test_path=test_path, out=out, limits=limits, planner=planner, base_model=base_model,
+                                test_path=test_path, out=out, budget=parsed, planner=planner, base_model=base_model,
                                 seed=seed, quiet=as_json, catalog=catalog_dir, confirm=None if yes else _confirm, off=off,
                                 concurrency=concurrency)
     _finish(summary, as_json)
@@ -231,7 +231,7 @@ def chat(prompt: str | None, backend: str, model: str | None, base_url: str | No
 
         resume_model(Path(prompt), base_url=base_url, chat=True)
         return
-    limits = Budget.parse(budget)
+    parsed = Budget.parse(budget)
     _check_build_inputs(backend, hubs, test_path)  # before the user types a whole prompt
     if not prompt:
         console.print("Describe the task, then give a few examples as lines input=\"...\" and output=\"...\"; "
@@ -242,7 +242,7 @@ def chat(prompt: str | None, backend: str, model: str | None, base_url: str | No
         prompt = "\n".join(lines)
     spec = parse_task(read_prompt(prompt))
     summary = build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs),
-                          test_path=test_path, out=out, limits=limits, planner="auto", base_model=base_model, seed=seed,
+                          test_path=test_path, out=out, budget=parsed, planner="auto", base_model=base_model, seed=seed,
                           catalog=catalog_dir, chat=True, confirm=_confirm, off=off, concurrency=concurrency)
     if summary.get("declined"):
         from agent.build import EXIT_DECLINED
@@ -307,7 +307,7 @@ def bench(suite: Path, hubs: tuple[Path, ...], backend: str, model: str | None, 
     from agent.llms import LLMSettings
     from p2m_engine.eval.bench import markdown_table
 
-    limits = Budget.parse(budget)
+    parsed = Budget.parse(budget)
     if not suite.is_dir():
         raise P2MError(f"No suite folder at {suite}.")
     _check_build_inputs(backend, hubs, None)
@@ -315,7 +315,7 @@ def bench(suite: Path, hubs: tuple[Path, ...], backend: str, model: str | None, 
     settings = LLMSettings(backend=backend, model=model, base_url=base_url,
                            api_key=os.environ.get("OPENAI_API_KEY") if backend == "openai" else None)
     command = _command_line(click.get_current_context())
-    data = run_bench(suite, hubs=list(hubs), settings=settings, limits=limits, out=out,
+    data = run_bench(suite, hubs=list(hubs), settings=settings, budget=parsed, out=out,
                      tasks=[t for t in tasks.split(",") if t] or None, systems=chosen, base_model=base_model,
                      teacher_limit=teacher_limit, gold_limit=gold_limit, command=command, exclude_own=exclude_own,
                      test_name=test_file, seed=seed)

@@ -199,10 +199,10 @@ def test_an_ablation_switches_off_one_part_and_its_column_follows_p2m() -> None:
     from agent.build import build_configs
     from p2m_engine.errors import P2MError
 
-    limits, synth, train = build_configs([], Budget(), 0)
-    assert limits.labelled == Budget().labelled and synth.attributes and train.prior and train.rival and train.soft
-    limits, synth, train = build_configs(["prior", "labelling"], Budget(), 0)
-    assert not train.prior and limits.labelled == 0 and train.rival and train.soft and synth.attributes
+    budget, synth, train = build_configs([], Budget(), 0)
+    assert budget.targets.labelled == Budget().targets.labelled and synth.attributes and train.prior and train.rival and train.soft
+    budget, synth, train = build_configs(["prior", "labelling"], Budget(), 0)
+    assert not train.prior and budget.targets.labelled == 0 and train.rival and train.soft and synth.attributes
     _, synth, train = build_configs(["soft_labels", "attributes"], Budget(), 0, concurrency=16)
     assert not train.soft and not synth.attributes and train.prior and synth.concurrency == 16
     with pytest.raises(P2MError, match="unknown part"):

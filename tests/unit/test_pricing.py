@@ -58,7 +58,7 @@ def test_money_budget_is_checked_before_an_llm_action(tmp_path: Path) -> None:
     from agent.policy import llm_calls_left
     from p2m_engine.runs import Run
 
-    assert Budget.parse("usd=0.5").usd == 0.5
+    assert Budget.parse("usd=0.5").limits.usd == 0.5
     llm = LLM("https://api.example.com/v1", "gpt-4o-mini", api_key="sk-test")
     ctx = Context(run=Run.create(tmp_path, "t"), llm=llm, max_usd=0.01)
     assert llm_calls_left(ctx)

@@ -179,7 +179,7 @@ def test_resume_of_a_run_another_process_holds(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     (run / "task.json").write_text(json.dumps(parse_task(PROMPT.read_text()).to_dict()))
-    settings = Settings(llm=LLMSettings(), limits=Budget(), planner="rules", hubs=[], test_path=None, base_model=None,
+    settings = Settings(llm=LLMSettings(), budget=Budget(), planner="rules", hubs=[], test_path=None, base_model=None,
                         synth=SynthConfig(), train=TrainConfig(), seed=0)
     (run / "config.json").write_text(json.dumps(settings.to_config("prompt")))
     sqlite3.connect(run / "checkpoints.sqlite").close()
@@ -350,7 +350,7 @@ def test_a_config_written_before_the_base_model_word_still_loads(tmp_path: Path)
     from p2m_engine.students.train import TrainConfig
     from agent.budget import Budget
 
-    settings = Settings(llm=LLMSettings(), limits=Budget(), planner="rules", hubs=[], test_path=None,
+    settings = Settings(llm=LLMSettings(), budget=Budget(), planner="rules", hubs=[], test_path=None,
                         base_model=str(tmp_path), synth=SynthConfig(), train=TrainConfig(), seed=0)
     cfg = settings.to_config("prompt")
     assert cfg["base_model"] == str(tmp_path.resolve()) and "student" not in cfg

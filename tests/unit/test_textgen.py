@@ -240,6 +240,7 @@ def test_the_teacher_check_puts_the_student_beside_its_teacher_and_fails_a_build
         tiny_causal_lm: Path, tmp_path: Path) -> None:
     from types import SimpleNamespace
 
+    from agent.budget import Budget
     from agent.build import met_target, teacher_check
     from agent.trace import TraceWriter
     from p2m_engine.students.card import write_model_card
@@ -263,7 +264,7 @@ def test_the_teacher_check_puts_the_student_beside_its_teacher_and_fails_a_build
     write_jsonl(run.path("data", "dev.jsonl"), (e.to_dict() for e in dev))
     teacher = _Teacher({e.input: e.output for e in dev})
     state = {"task": spec.to_dict(), "model_dir": str(model), "steps": 4}
-    settings = SimpleNamespace(limits=SimpleNamespace(teacher_check=50), test_path=None)
+    settings = SimpleNamespace(budget=Budget(), test_path=None)
     ctx = SimpleNamespace(max_llm_calls=None, max_usd=None, report=lambda stage: None)
     teacher.usage = SimpleNamespace(calls=0)  # type: ignore[attr-defined]
     teacher.cost_usd = lambda: None  # type: ignore[attr-defined]
