@@ -22,6 +22,8 @@ ARGUMENT_HELP = {
                  "generate_targeted_examples: new ones per weak label)",
     "guidance": "a short text for the teacher's prompt: what the examples should be like",
     "epochs": "passes over the training data",
+    "mix": "rows to take from each dataset, by name (only the usable datasets an earlier search found; "
+           "a dataset left out is not taken)",
 }
 
 
@@ -30,7 +32,18 @@ def tool_arguments(tools: Sequence[Any]) -> dict[str, dict[str, Any]]:
     out = {}
     for t in tools:
         props = t.tool_call_schema.model_json_schema().get("properties", {})
-        out[t.name] = {k: {"type": v.get("type", "string")} for k, v in props.items()}
+        out[t.name] = {k: _json_type(v) for k, v in props.items()}
+    return out
+
+
+def _json_type(schema: dict[str, Any]) -> dict[str, Any]:
+    """The type of an argument's schema, without its title and default (an optional one: its non-null type)."""
+    for alt in schema.get("anyOf", ()):
+        if alt.get("type") != "null":
+            return _json_type(alt)
+    out: dict[str, Any] = {"type": schema.get("type", "string")}
+    if isinstance(schema.get("additionalProperties"), dict):
+        out["additionalProperties"] = _json_type(schema["additionalProperties"])
     return out
 
 

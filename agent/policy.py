@@ -16,7 +16,8 @@ from agent.context import Context
 from p2m_engine.types import generation_total
 
 ACTIONS: dict[str, str] = {
-    "search_datasets": "search the dataset hub for real labelled data that fits the task",
+    "search_datasets": "search the dataset hub for real labelled data that fits the task (again, with a mix: take "
+                       "those usable datasets, that many rows of each, instead of the search's own choice)",
     "search_models": "find a base model for the student",
     "label_texts": "label real hub text like the demonstrations with the teacher's label scores and the encoder's "
                    "zero-shot judgement (classification, when no labelled dataset fits)",
@@ -152,6 +153,12 @@ def can_label(state: dict[str, Any], ctx: Context, tried: list[Any]) -> bool:
                 and "search_datasets" in tried and not state.get("retrieved") and "label_texts" not in tried)
 
 
+def can_remix(state: dict[str, Any], tried: list[Any]) -> bool:
+    """A second search, with a planner's mix of the datasets the first found usable, makes sense before anything
+    was trained on the first one's choice (the rules never take it: they keep the search's own choice)."""
+    return bool(tried.count("search_datasets") == 1 and state.get("dataset_candidates") and not state.get("model_dir"))
+
+
 def can_target(state: dict[str, Any], ctx: Context) -> bool:
     """Targeted generation makes sense: weak labels, a teacher, budget for generate + train + evaluate."""
     return bool(improving(state, ctx) and state.get("weak_labels") and ctx.llm is not None and ctx.synth.per_label > 0
@@ -184,7 +191,7 @@ def allowed_actions(state: dict[str, Any], ctx: Context) -> list[str]:
     and after an evaluation the loop actions only while the target is not met and budget remains."""
     tried = tool_attempts(state)
     allowed = []
-    if (ctx.hub_dirs or ctx.catalog_dir) and "search_datasets" not in tried:
+    if (ctx.hub_dirs or ctx.catalog_dir) and ("search_datasets" not in tried or can_remix(state, tried)):
         allowed.append("search_datasets")
     if not state.get("base_model") and tried.count("search_models") < 2:
         allowed.append("search_models")
@@ -218,7 +225,9 @@ def rules_choice(allowed: list[str], state: dict[str, Any], ctx: Context) -> tup
     if allowed == ["finish"]:
         return "finish", stop_reason(state, ctx) or "model evaluated"
     if not state.get("evaluated") or not state.get("history"):
-        return min(allowed, key=ORDER.index), "next step of the default pipeline"
+        searched = "search_datasets" in tool_attempts(state)
+        steps = [a for a in allowed if not (a == "search_datasets" and searched)] or allowed
+        return min(steps, key=ORDER.index), "next step of the default pipeline"
     split = state.get("decision_split")
     lag = f"best {_measure(state)} {state.get('best_score')} < target {ctx.target}"
     if "train_model" in allowed and _data(state) != state.get("trained_on", 0):
@@ -273,6 +282,11 @@ def check_args(action: str, given: Any, state: dict[str, Any], ctx: Context) -> 
     out: dict[str, Any] = {}
     clipped: dict[str, Any] = {}
     for name, value in given.items():
+        if name == "mix":
+            out[name], asked = check_mix(value, state, ctx)
+            if asked:
+                clipped[name] = asked
+            continue
         if name == "guidance":
             if not isinstance(value, str):
                 raise ValueError(f"guidance must be text, got {value!r}")
@@ -290,6 +304,29 @@ def check_args(action: str, given: Any, state: dict[str, Any], ctx: Context) -> 
     return {k: v for k, v in out.items() if v != ""}, clipped
 
 
+def check_mix(mix: Any, state: dict[str, Any], ctx: Context) -> tuple[dict[str, int], dict[str, Any] | None]:
+    """A planner's data mix (dataset -> rows) checked against the last search: (the mix, what it asked when a count
+    was clipped to the retrieved cap, else None).
+
+    Raises:
+        ValueError: not an object of counts, a dataset the search did not find usable, or nothing to take.
+    """
+    if not isinstance(mix, dict) or not mix:
+        raise ValueError(f"mix must be an object of dataset -> rows, got {mix!r}")
+    usable = state.get("dataset_candidates") or []
+    if unknown := sorted(str(k) for k in mix if k not in usable):
+        raise ValueError(f"mix names datasets the search did not find usable: {unknown} (usable: {usable or 'none'})")
+    out: dict[str, int] = {}
+    for name, rows in mix.items():
+        if isinstance(rows, bool) or not isinstance(rows, (int, float)) or rows != rows:
+            raise ValueError(f"mix rows must be numbers, got {name}: {rows!r}")
+        out[name] = int(min(max(rows, 0), ctx.max_retrieved))
+    out = {k: v for k, v in out.items() if v > 0}
+    if not out:
+        raise ValueError(f"mix takes no rows ({mix!r})")
+    return out, (dict(mix) if out != mix else None)
+
+
 def facts(state: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """A short summary of the state for the planner prompt and the trace (no test score: never decided on)."""
     return {
@@ -297,6 +334,7 @@ def facts(state: dict[str, Any], ctx: Context) -> dict[str, Any]:
         "steps_taken": state.get("steps", 0),
         "steps_left": ctx.max_steps - state.get("steps", 0),
         "dataset": state.get("dataset"),
+        "usable_datasets": ", ".join(state.get("dataset_candidates") or ()),
         "retrieved_examples": state.get("retrieved", 0),
         "labelled_examples": state.get("labelled", 0),
         "generated_examples": state.get("generated", 0),

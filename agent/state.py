@@ -38,6 +38,10 @@ class State(InputState, total=False):
     """Hub texts labelled by the judges (label_texts), on disk."""
     real_per_label: dict[str, int]
     """Real training rows per label (retrieved and teacher-labelled): generation fills only what they lack."""
+    retrieved_per_label: dict[str, int]
+    """The retrieved rows among them, per label."""
+    dataset_candidates: list[str]
+    """Usable datasets the last search found: the names a planner's mix may take (search_datasets `mix`)."""
     generated: int
     """Generated training examples on disk."""
     per_label: dict[str, int]

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 from p2m_engine.types import TaskSpec
 
 # The state keys this contract writes (tests compare them, and those StateView reads, with agent.state.State).
-STATE_WRITES = frozenset({"dataset", "retrieved", "real_per_label", "labelled", "base_model", "base_model_name",
+STATE_WRITES = frozenset({"dataset", "retrieved", "retrieved_per_label", "dataset_candidates", "real_per_label", "labelled", "base_model", "base_model_name",
                           "generated", "per_label", "generation_stalled", "targeted_at", "targeted_stalled",
                           "model_dir", "val_score", "evaluated", "iteration", "epochs", "score", "metrics"})
 
@@ -34,12 +34,15 @@ class StateView:
     per_label: dict[str, int] = field(default_factory=dict)
     """Generated examples per label so far."""
     real_per_label: dict[str, int] = field(default_factory=dict)
+    retrieved_per_label: dict[str, int] = field(default_factory=dict)
+    """The retrieved rows among them (what a search with a mix replaces)."""
 
     @classmethod
     def of(cls, state: Mapping[str, Any]) -> "StateView":
         return cls(TaskSpec.from_dict(state["task"]), state.get("base_model"), state.get("model_dir"),
                    int(state.get("iteration") or 0), state.get("val_score"), state.get("failures_path"),
-                   dict(state.get("per_label") or {}), dict(state.get("real_per_label") or {}))
+                   dict(state.get("per_label") or {}), dict(state.get("real_per_label") or {}),
+                   dict(state.get("retrieved_per_label") or {}))
 
 
 # The state keys this contract reads: StateView's fields.
@@ -90,8 +93,15 @@ def _search_datasets(art: dict[str, Any], view: StateView) -> tuple[dict[str, An
     record = {"candidates": art.get("candidates", []), "dataset": art.get("dataset")}
     if art.get("skipped_lines"):  # malformed lines of the chosen dataset: shown, and counted in the data card
         record |= {"skipped_lines": art["skipped_lines"], "malformed_lines": art.get("malformed_lines", [])[:5]}
+    if art.get("mix"):
+        record["mix"] = art["mix"]
+    # A search with a mix replaces what an earlier search retrieved: its rows leave the real counts first.
+    earlier = {k: -v for k, v in view.retrieved_per_label.items()}
     return ({"dataset": art.get("dataset"), "retrieved": art.get("retrieved", 0),
-             "real_per_label": _added(view.real_per_label, art.get("retrieved_per_label"))}, record)
+             "retrieved_per_label": dict(art.get("retrieved_per_label") or {}),
+             "dataset_candidates": list(art.get("usable") or []),
+             "real_per_label": {k: v for k, v in _added(_added(view.real_per_label, earlier),
+                                                        art.get("retrieved_per_label")).items() if v}}, record)
 
 
 def _label_texts(art: dict[str, Any], view: StateView) -> tuple[dict[str, Any], dict[str, Any]]:

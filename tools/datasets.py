@@ -24,7 +24,7 @@ DEV_MAX = 300
 
 
 @tool(response_format="content_and_artifact")
-def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
+def search_datasets(runtime: ToolRuntime, mix: dict[str, int] | None = None) -> tuple[str, dict[str, Any]]:
     """Search the dataset hub (and the Hub catalog, if given) for real datasets that fit the task.
 
     Candidates are ranked by similarity; for classification each plausible one is tested with a probe on the
@@ -33,12 +33,17 @@ def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     the task's, except a small real dev split held out for the build's decisions; the best dataset's
     held-out split becomes real test data when no test file was given. Returns every candidate with its
     similarity, its probe score or rerank votes and why it was taken or rejected.
+
+    Called again with a `mix` (dataset name -> rows), it takes those usable candidates instead, that many rows
+    of each (label-balanced), in place of what the first search took.
     """
     ctx: ToolContext = runtime.context
     meter = Meter(ctx.llm)
     spec = StateView.of(runtime.state).task
     found = retrieval.find_dataset(spec, ctx.hub_dirs, llm=ctx.llm, catalog_dir=ctx.catalog_dir, k=5, avoid=ctx.test_path)
     cands, taken = found.candidates, found.taken
+    if mix:
+        cands, taken = _mixed(cands, mix)
     ctx.run.write_json("datasets.json", {"candidates": [c.summary() for c in cands], "rerank": found.rerank,
                                          "label_mappings": list(found.label_mappings), "probes": found.probes,
                                          "taken": [c.name for c in taken]})
@@ -70,9 +75,9 @@ def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
         if dev_rows:
             dev = write_jsonl(ctx.run.data("dev"),
                               ({**e.to_dict(), "source": source_of[id(e)]} for e in dev_rows))
-        # Each dataset gets an equal share of the cap, label-balanced within it.
-        share = max(1, ctx.max_retrieved // len(taken))
-        kept = [r for c in taken for r in balanced([r for r in rows if source_of[id(r)] == c.name], share)]
+        # Each dataset gets an equal share of the cap (or its rows in the mix), label-balanced within it.
+        share = {c.name: (mix or {}).get(c.name) or max(1, ctx.max_retrieved // len(taken)) for c in taken}
+        kept = [r for c in taken for r in balanced([r for r in rows if source_of[id(r)] == c.name], share[c.name])]
         for r in kept:
             by_source[source_of[id(r)]] = by_source.get(source_of[id(r)], 0) + 1
         retrieved = write_jsonl(ctx.run.data("retrieved"),
@@ -80,6 +85,8 @@ def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     names = [c.name for c in taken]
     artifact = {
         "candidates": [c.summary() for c in cands],
+        "usable": [c.name for c in cands if c.fits],
+        "mix": dict(mix or {}),
         "dataset": ", ".join(names) if names else None,
         "datasets": names,
         "label_map": taken[0].label_map if taken else None,
@@ -99,3 +106,19 @@ def search_datasets(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
                "candidates": [{"name": c.name, "score": round(c.score, 3), "votes": c.votes, "fit": c.reason}
                               for c in cands]}
     return observation(summary), artifact
+
+
+def _mixed(cands: tuple[Any, ...], mix: dict[str, int]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The candidates with the mix's choice recorded on each, and the usable ones the mix names (search order)."""
+    import dataclasses
+
+    out, taken = [], []
+    for c in cands:
+        rows = mix.get(c.name, 0)
+        if rows > 0 and c.fits:
+            c = dataclasses.replace(c, reason=f"taken by the planner's mix ({rows} rows); search said: {c.reason}")
+            taken.append(c)
+        elif c.fits:
+            c = dataclasses.replace(c, reason=f"not in the planner's mix; search said: {c.reason}")
+        out.append(c)
+    return tuple(out), tuple(taken)

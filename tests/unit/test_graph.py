@@ -226,3 +226,26 @@ def test_unusable_arguments_are_refused_and_the_rules_take_the_step(bad: Any, tm
     third = [d for d in state["trace"] if d["kind"] == "decision"][2]
     assert third["decided_by"] == "rules" and "arguments were refused" in third["reason"] and "args_by" not in third
     assert ARGS[0] == {"per_label": 0, "guidance": ""}  # the rules' call: the run's defaults
+
+
+def test_a_data_mix_is_checked_against_the_usable_datasets_and_clipped_to_the_cap(tmp_path: Path) -> None:
+    import pytest
+
+    from agent.planner import tool_arguments
+    from agent.policy import allowed_actions, check_mix
+    from tools import TOOLS
+
+    ctx = _ctx(tmp_path, tool_arguments=tool_arguments(TOOLS))
+    state = {"task": {"labels": ["a", "b"]}, "dataset_candidates": ["news", "reviews"], "tried": ["search_datasets"]}
+    assert check_mix({"news": 30, "reviews": 0}, state, ctx) == ({"news": 30}, {"news": 30, "reviews": 0})
+    assert check_mix({"news": 10 ** 9}, state, ctx) == ({"news": ctx.max_retrieved}, {"news": 10 ** 9})
+    for bad, why in (({"tweets": 5}, "did not find usable"), ({"news": 0}, "takes no rows"), ([1], "must be an object"),
+                     ({"news": "all"}, "must be numbers")):
+        with pytest.raises(ValueError, match=why):
+            check_mix(bad, state, ctx)
+    # The planner is offered the mix as an object of counts (the tool's own schema).
+    assert tool_arguments(TOOLS)["search_datasets"]["mix"] == {"type": "object", "additionalProperties": {"type": "integer"}}
+    # A second search is allowed only before anything was trained on the first one's choice.
+    assert "search_datasets" in allowed_actions(state, ctx)
+    assert "search_datasets" not in allowed_actions({**state, "model_dir": "m"}, ctx)
+    assert "search_datasets" not in allowed_actions({**state, "tried": ["search_datasets"] * 2}, ctx)

@@ -71,3 +71,51 @@ def test_a_scripted_planner_leads_a_build_and_its_arguments_reach_the_engine(tmp
 
     html = render_report(run)
     assert GUIDANCE in html and "clipped" in html
+
+
+class Mixer(SmsTeacher):
+    """Searches, then asks for a mix naming a dataset the search did not find usable (refused), then a mix of
+    12 rows of the demo hub's sms_spam, then lets the rules' order run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mixes = [{"sms_spam": 12, "no_such_dataset": 5}, {"sms_spam": 12.0}]
+        self.prompts: list[str] = []
+
+    def __call__(self, body: dict[str, Any]) -> tuple[str, Any]:
+        if body.get("tool_choice", {}).get("function", {}).get("name") == "choose_action":
+            self.prompts.append(body["messages"][-1]["content"])
+        return super().__call__(body)
+
+    def choose(self, allowed: list[str]) -> tuple[str, Any]:
+        searched = any("usable_datasets: sms_spam" in p for p in self.prompts[-1:])
+        if searched and self.mixes and "search_datasets" in allowed:
+            return "tool", {"action": "search_datasets", "reason": "fewer rows", "args": {"mix": self.mixes.pop(0)}}
+        order = ["search_datasets", "search_models", "generate_examples", "train_model", "evaluate_model", "finish"]
+        return "tool", {"action": min(allowed, key=order.index), "reason": "next"}
+
+
+def test_the_planners_data_mix_takes_those_rows_and_a_dataset_it_did_not_find_is_refused(tmp_path: Path,
+                                                                                        tiny_encoder: Path) -> None:
+    planner = Mixer()
+    result, _ = build_through_stub(planner, KEY, tmp_path, tiny_encoder, retrieved=40, per_label=8)
+    summary = json.loads(result.stdout)
+    assert result.exit_code in (0, 2), result.output
+    run = Path(summary["run"])
+    events = [json.loads(x) for x in (run / "trace.jsonl").read_text().splitlines()]
+    searches = [e for e in events if e["kind"] == "decision" and e["name"] == "search_datasets"]
+    refused = [e for e in events if e["kind"] == "decision" and "no_such_dataset" in e["reason"]]
+    # The mix naming an unknown dataset was refused (the rules took that step, not a second search); the next one
+    # was taken, and its arguments are in the trace.
+    assert len(refused) == 1 and refused[0]["decided_by"] == "rules" and refused[0]["name"] != "search_datasets"
+    assert [s["decided_by"] for s in searches] == ["llm", "llm"] and searches[1]["args"] == {"mix": {"sms_spam": 12}}
+    # The mix replaced the first search's rows: 12 rows of sms_spam, label-balanced, and generation filled only
+    # what they left short of 8 per label.
+    retrieved = [json.loads(x) for x in (run / "data" / "retrieved.jsonl").read_text().splitlines()]
+    assert len(retrieved) == summary["retrieved"] == 12 and {r["source"] for r in retrieved} == {"sms_spam"}
+    assert sorted(r["output"] for r in retrieved) == ["ham"] * 6 + ["spam"] * 6
+    assert summary["generated"] == 2 * (8 - 6)
+    assert "sms_spam" in (run / "data" / "README.md").read_text()
+    tools = [e for e in events if e["kind"] == "tool" and e["name"] == "search_datasets"]
+    assert len(tools) == 2 and json.loads(tools[0]["output_summary"])["retrieved"] == 40  # the search's own take
+    assert tools[1].get("mix") == {"sms_spam": 12} and "taken by the planner's mix" in tools[1]["output_summary"]
