@@ -22,6 +22,8 @@ ARGUMENT_HELP = {
                  "generate_targeted_examples: new ones per weak label)",
     "guidance": "a short text for the teacher's prompt: what the examples should be like",
     "epochs": "passes over the training data",
+    "topics": "what generated examples should be about, one topic per batch (e.g. [\"parcel delivery\", "
+              "\"bank accounts\"])",
     "mix": "rows to take from each dataset, by name (only the usable datasets an earlier search found; "
            "a dataset left out is not taken)",
 }
@@ -44,6 +46,8 @@ def _json_type(schema: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"type": schema.get("type", "string")}
     if isinstance(schema.get("additionalProperties"), dict):
         out["additionalProperties"] = _json_type(schema["additionalProperties"])
+    if isinstance(schema.get("items"), dict):
+        out["items"] = _json_type(schema["items"])
     return out
 
 

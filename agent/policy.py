@@ -253,8 +253,10 @@ def action_args(action: str, state: dict[str, Any], ctx: Context) -> dict[str, A
     return {}
 
 
-# The longest guidance text passed to the teacher.
+# The longest guidance text passed to the teacher; the most topics, and the longest topic.
 MAX_GUIDANCE = 200
+MAX_TOPICS = 12
+MAX_TOPIC_CHARS = 60
 
 
 def check_args(action: str, given: Any, state: dict[str, Any], ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -287,6 +289,11 @@ def check_args(action: str, given: Any, state: dict[str, Any], ctx: Context) -> 
             if asked:
                 clipped[name] = asked
             continue
+        if name == "topics":
+            out[name], asked = check_topics(value)
+            if asked:
+                clipped[name] = asked
+            continue
         if name == "guidance":
             if not isinstance(value, str):
                 raise ValueError(f"guidance must be text, got {value!r}")
@@ -302,6 +309,21 @@ def check_args(action: str, given: Any, state: dict[str, Any], ctx: Context) -> 
         if out[name] != value:
             clipped[name] = value
     return {k: v for k, v in out.items() if v != ""}, clipped
+
+
+def check_topics(topics: Any) -> tuple[list[str], list[Any] | None]:
+    """A planner's topics for generation: at most MAX_TOPICS, each cut to MAX_TOPIC_CHARS, blanks and repeats
+    dropped; (the topics, what it asked when that changed anything, else None).
+
+    Raises:
+        ValueError: not a list of texts, or no topic left.
+    """
+    if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+        raise ValueError(f"topics must be a list of texts, got {topics!r}")
+    out = list(dict.fromkeys(" ".join(t.split())[:MAX_TOPIC_CHARS] for t in topics if t.strip()))[:MAX_TOPICS]
+    if not out:
+        raise ValueError("topics is empty")
+    return out, (list(topics) if out != topics else None)
 
 
 def check_mix(mix: Any, state: dict[str, Any], ctx: Context) -> tuple[dict[str, int], dict[str, Any] | None]:

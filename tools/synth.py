@@ -52,7 +52,8 @@ def held_out_inputs(ctx: ToolContext) -> list[str]:
 
 
 @tool(response_format="content_and_artifact")
-def generate_examples(runtime: ToolRuntime, per_label: int = 0, guidance: str = "") -> tuple[str, dict[str, Any]]:
+def generate_examples(runtime: ToolRuntime, per_label: int = 0, guidance: str = "",
+                      topics: list[str] | None = None) -> tuple[str, dict[str, Any]]:
     """Generate synthetic training examples with the teacher LLM: for classification a batch per label at a time,
     only for what the real rows (retrieved or teacher-labelled) leave short of the per-label target;
     for other tasks new inputs first, then each input's output by majority vote of several teacher answers.
@@ -62,6 +63,8 @@ def generate_examples(runtime: ToolRuntime, per_label: int = 0, guidance: str = 
             labels gets five times this many examples in total.
         guidance: a short text for the teacher's prompt, e.g. "questions that ask what an acronym stands for"
             (classification).
+        topics: what the batches are written about, one sampled per batch (default: a built-in list of everyday
+            topics), e.g. ["parcel delivery", "bank accounts", "concert tickets"].
 
     Returns the count (per label for classification), what the filters dropped (duplicates, refusals, leaks,
     split votes...) and why generation stopped short of its target, if it did.
@@ -76,12 +79,12 @@ def generate_examples(runtime: ToolRuntime, per_label: int = 0, guidance: str = 
     if spec.task_type == "classification":
         result = synth.generate_labelled_examples(spec, ctx.llm, out_path, config, exclude=held_out_inputs(ctx),
                                          progress=ctx.report("generate_examples"), call_id=runtime.tool_call_id,
-                                         have=real_per_label(ctx), guidance=guidance)
+                                         have=real_per_label(ctx), guidance=guidance, topics=tuple(topics or ()))
     else:
         pairs_config = pairs.PairsConfig(n=generation_total(config.per_label), seed=config.seed,
                                          concurrency=config.concurrency)
         result = pairs.generate_pairs(spec, ctx.llm, out_path, pairs_config, exclude=held_out_inputs(ctx),
-                                      progress=ctx.report("generate_examples"))
+                                      progress=ctx.report("generate_examples"), topics=tuple(topics or ()))
     artifact = {"generated": result.count, "per_label": result.per_label, "dropped": result.dropped,
                 "stopped_labels": list(result.stopped_labels), "stop_reason": result.stop_reason, "path": str(result.path), **meter.figures()}
     return observation({k: artifact[k] for k in ("generated", "per_label", "dropped", "stop_reason")}), artifact

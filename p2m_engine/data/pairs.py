@@ -329,6 +329,7 @@ def generate_pairs(
     *,
     exclude: list[str] = (),  # type: ignore[assignment]
     progress: Progress | None = None,
+    topics: tuple[str, ...] = (),
 ) -> DataResult:
     """Generate `config.n` input/output pairs and append each to `out_path` as soon as it is decided.
 
@@ -344,6 +345,7 @@ def generate_pairs(
         config: generation settings.
         exclude: held-out inputs (test, validation) that must never become training data.
         progress: called with (done, total) after each batch.
+        topics: the topics input batches are written about (the planner's), instead of the built-in list.
 
     Returns:
         Where the data is, how many pairs it has, what each filter dropped, and why generation stopped
@@ -400,7 +402,7 @@ def generate_pairs(
         rng.shuffle(shown)
         # The full batch even near the target: some inputs will lose their vote.
         n = n_batch
-        topic = rng.choice(TOPICS)
+        topic = rng.choice(topics or TOPICS)
         messages = [
             {"role": "system", "content": render("generate_inputs_system", max_chars=limit)},
             # Shown as JSON strings, as the answer writes them: a prefix such as "[Posted: ...]" or a newline

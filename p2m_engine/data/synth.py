@@ -340,6 +340,7 @@ def generate_labelled_examples(
     focus: Focus | None = None,
     have: dict[str, int] | None = None,
     guidance: str = "",
+    topics: tuple[str, ...] = (),
 ) -> DataResult:
     """Generate `config.per_label` examples for every label (less the real rows it `have`s) and append them to
     `out_path`.
@@ -362,6 +363,8 @@ def generate_labelled_examples(
         focus: weak labels to generate more for, with what the student gets wrong on them.
         have: real rows per label (retrieved or teacher-labelled): the teacher writes only what they lack.
         guidance: a short text added to every prompt (what the planner wants more of), or "".
+        topics: the topics batches are written about (the planner's), instead of the built-in list; a topic that
+            clearly belongs to another label is still kept from a label.
 
     Returns:
         Where the data is and how many examples each label has; what each filter dropped.
@@ -404,7 +407,9 @@ def generate_labelled_examples(
     template = "generate_examples" if focus is None else "generate_targeted_examples"
     # Targeted batches are conditioned on the student's errors instead; topics have their own random stream,
     # so the context sampling stays what it was.
-    topics = attributes.topics_by_label(spec.labels, spec.label_descriptions) if config.attributes and focus is None else {}
+    chosen = {"topics": tuple(topics)} if topics else {}
+    topics_of = (attributes.topics_by_label(spec.labels, spec.label_descriptions, **chosen)
+                 if (config.attributes or topics) and focus is None else {})
     topic_rng = random.Random(config.seed)
 
     def done() -> int:
@@ -430,7 +435,7 @@ def generate_labelled_examples(
         n = min(config.batch_size, target[label] - len(pool[label]) - planned)
         variables = {"instruction": spec.instruction, "labels": spec.labels, "examples": shown, "n": n, "label": label,
                      "descriptions": spec.label_descriptions, "guidance": guidance}
-        topic = topic_rng.choice(topics[label]) if topics else None
+        topic = topic_rng.choice(topics_of[label]) if topics_of else None
         if focus is None:
             variables["topic"] = topic
         else:

@@ -63,3 +63,19 @@ def test_each_batch_is_written_about_a_sampled_topic_of_its_label(tmp_path: Path
     assert all(f"Write them about {r['topic']}," in p for r, p in zip(rows[::2], prompts))
     assert len({r["topic"] for r in rows}) >= 3  # sampled, not one topic for all
     assert not any(r["output"] == "Business" and r["topic"] == "sports" for r in rows)
+
+
+def test_the_planners_topics_replace_the_built_in_list_and_still_keep_to_their_label(tmp_path: Path) -> None:
+    llm = _llm()
+    out = tmp_path / "g.jsonl"
+    chosen = ("football matches", "quarterly earnings", "garden birds")
+    generate_labelled_examples(SPEC, llm, out, SynthConfig(per_label=8, batch_size=2, attributes=False),  # type: ignore[arg-type]
+                               topics=chosen)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    prompts = [r["messages"][-1]["content"] for r in llm.requests]
+    # Given topics apply even with the built-in sampling switched off; each prompt names its batch's topic.
+    assert rows and {r["topic"] for r in rows} <= set(chosen) and len({r["topic"] for r in rows}) >= 2
+    assert all(f"Write them about {r['topic']}," in p for r, p in zip(rows[::2], prompts))
+    # A topic that clearly belongs to the other label is not used for this one.
+    assert attributes.topics_by_label(SPEC.labels, topics=chosen)["Business"] == ["quarterly earnings", "garden birds"]
+    assert not any(r["output"] == "Business" and r["topic"] == "football matches" for r in rows)

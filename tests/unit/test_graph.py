@@ -245,6 +245,17 @@ def test_a_data_mix_is_checked_against_the_usable_datasets_and_clipped_to_the_ca
             check_mix(bad, state, ctx)
     # The planner is offered the mix as an object of counts (the tool's own schema).
     assert tool_arguments(TOOLS)["search_datasets"]["mix"] == {"type": "object", "additionalProperties": {"type": "integer"}}
+    # Topics: texts, cut, without blanks or repeats, at most MAX_TOPICS; anything else is refused.
+    from agent.policy import MAX_TOPIC_CHARS, MAX_TOPICS, check_topics
+
+    assert check_topics(["parcels", "bills"]) == (["parcels", "bills"], None)
+    assert check_topics([" parcels ", "", "parcels", "x" * 99]) == (["parcels", "x" * MAX_TOPIC_CHARS],
+                                                                   [" parcels ", "", "parcels", "x" * 99])
+    assert len(check_topics([f"t{i}" for i in range(50)])[0]) == MAX_TOPICS
+    for bad in ("parcels", [1, 2], [" "]):
+        with pytest.raises(ValueError, match="topics"):
+            check_topics(bad)
+    assert tool_arguments(TOOLS)["generate_examples"]["topics"] == {"type": "array", "items": {"type": "string"}}
     # A second search is allowed only before anything was trained on the first one's choice.
     assert "search_datasets" in allowed_actions(state, ctx)
     assert "search_datasets" not in allowed_actions({**state, "model_dir": "m"}, ctx)

@@ -11,6 +11,7 @@ from tests.openai_stub import SmsTeacher, build_through_stub
 
 KEY = "sk-sentinel-planner-31c0"
 GUIDANCE = "messages about a parcel that could not be delivered"
+TOPICS = ["parcel delivery", "train tickets"]
 
 
 class Planner(SmsTeacher):
@@ -29,7 +30,7 @@ class Planner(SmsTeacher):
             return "tool", {"action": "delete_the_run", "reason": "not a tool"}
         if "generate_examples" in allowed and not self.n:
             return "tool", {"action": "generate_examples", "reason": "few real rows",
-                            "args": {"per_label": 4, "guidance": GUIDANCE}}
+                            "args": {"per_label": 4, "guidance": GUIDANCE, "topics": TOPICS}}
         if "train_model" in allowed and not self.trained:
             self.trained = True
             return "tool", {"action": "train_model", "reason": "data ready", "args": {"epochs": 1e9}}
@@ -53,7 +54,10 @@ def test_a_scripted_planner_leads_a_build_and_its_arguments_reach_the_engine(tmp
     # the real rows count), and the guidance text in every prompt the teacher was asked to write from.
     gen = by_name["generate_examples"]
     assert gen["decided_by"] == "llm" and gen["args_by"] == "llm"
-    assert gen["args"] == {"per_label": 4, "guidance": GUIDANCE} and not gen.get("clipped")
+    assert gen["args"] == {"per_label": 4, "guidance": GUIDANCE, "topics": TOPICS} and not gen.get("clipped")
+    # Each batch was written about one of the planner's topics.
+    written = [json.loads(x) for x in (run / "data" / "generated.jsonl").read_text().splitlines()]
+    assert written and {r["topic"] for r in written} <= set(TOPICS)
     assert summary["generated"] + summary["retrieved"] == 2 * 4 and summary["generated"] >= 6
     assert f"- **Generated**: {summary['generated']} rows by `{summary['teacher']}`" in (run / "data" / "README.md").read_text()
     writing = [r["body"] for r in requests if r["method"] == "POST" and isinstance(r["body"], dict)
