@@ -324,3 +324,13 @@ def test_inputs_of_a_batch_are_answered_together_with_the_same_pairs(tmp_path: P
     assert written[3] == written[1]  # the same pairs, in the same order
     # One at a time, the last batch stops asking once the target is reached; together, it asks for the whole batch.
     assert serial_calls < len(llm.requests) <= serial_calls + 2 * 2
+
+
+def test_the_planners_topics_are_what_input_batches_are_written_about(tmp_path: Path) -> None:
+    chosen = ("harbour work", "garden chores")
+    llm = scripted(_numbered, lambda text, i: f"past: {text}")
+    generate_pairs(GEN, llm, tmp_path / "p.jsonl", PairsConfig(n=6, batch_size=3, votes=1), topics=chosen)  # type: ignore[arg-type]
+    rows = _rows(tmp_path / "p.jsonl")
+    asked = [r["messages"][-1]["content"] for r in llm.requests if r["name"] == "write_inputs"]
+    assert rows and {r["topic"] for r in rows} <= set(chosen)
+    assert asked and all(any(f"but about {t}." in p for t in chosen) for p in asked)
