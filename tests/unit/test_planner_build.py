@@ -38,13 +38,18 @@ class Planner(SmsTeacher):
         return "tool", {"action": (later or allowed)[0], "reason": "next"}
 
 
-def test_a_scripted_planner_leads_a_build_and_its_arguments_reach_the_engine(tmp_path: Path, tiny_encoder: Path) -> None:
-    planner = Planner()
-    result, requests = build_through_stub(planner, KEY, tmp_path, tiny_encoder, retrieved=0, per_label=6)
-    summary = json.loads(result.stdout)
+def led_build(planner: SmsTeacher, out: Path, student: Path, retrieved: int,
+              per_label: int) -> tuple[dict[str, Any], Path, list[dict[str, Any]], list[Any]]:
+    """A build led by `planner` through the stand-in: its summary, run folder, trace events and the requests."""
+    result, requests = build_through_stub(planner, KEY, out, student, retrieved=retrieved, per_label=per_label)
     assert result.exit_code in (0, 2), result.output
+    summary = json.loads(result.stdout)
     run = Path(summary["run"])
-    events = [json.loads(x) for x in (run / "trace.jsonl").read_text().splitlines()]
+    return summary, run, [json.loads(x) for x in (run / "trace.jsonl").read_text().splitlines()], requests
+
+
+def test_a_scripted_planner_leads_a_build_and_its_arguments_reach_the_engine(tmp_path: Path, tiny_encoder: Path) -> None:
+    summary, run, events, requests = led_build(Planner(), tmp_path, tiny_encoder, retrieved=0, per_label=6)
     decisions = [e for e in events if e["kind"] == "decision"]
     # Malformed JSON and a tool that does not exist: the rules took those two steps, and the trace says why.
     assert [d["decided_by"] for d in decisions[:2]] == ["rules", "rules"]
@@ -101,12 +106,7 @@ class Mixer(SmsTeacher):
 
 def test_the_planners_data_mix_takes_those_rows_and_a_dataset_it_did_not_find_is_refused(tmp_path: Path,
                                                                                         tiny_encoder: Path) -> None:
-    planner = Mixer()
-    result, _ = build_through_stub(planner, KEY, tmp_path, tiny_encoder, retrieved=40, per_label=8)
-    summary = json.loads(result.stdout)
-    assert result.exit_code in (0, 2), result.output
-    run = Path(summary["run"])
-    events = [json.loads(x) for x in (run / "trace.jsonl").read_text().splitlines()]
+    summary, run, events, _ = led_build(Mixer(), tmp_path, tiny_encoder, retrieved=40, per_label=8)
     searches = [e for e in events if e["kind"] == "decision" and e["name"] == "search_datasets"]
     refused = [e for e in events if e["kind"] == "decision" and "no_such_dataset" in e["reason"]]
     # The mix naming an unknown dataset was refused (the rules took that step, not a second search); the next one
