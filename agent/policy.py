@@ -289,6 +289,9 @@ def check_args(action: str, given: Any, state: dict[str, Any], ctx: Context) -> 
             if asked:
                 clipped[name] = asked
             continue
+        if name == "labels":
+            out[name] = check_labels(value, state)
+            continue
         if name == "topics":
             out[name], asked = check_topics(value)
             if asked:
@@ -309,6 +312,20 @@ def check_args(action: str, given: Any, state: dict[str, Any], ctx: Context) -> 
         if out[name] != value:
             clipped[name] = value
     return {k: v for k, v in out.items() if v != ""}, clipped
+
+
+def check_labels(labels: Any, state: dict[str, Any]) -> list[str]:
+    """The labels a planner wants examples for, each once, in its order.
+
+    Raises:
+        ValueError: not a list of the task's labels (an unknown label, a task without labels), or an empty one.
+    """
+    known = list(state["task"].get("labels") or ())
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise ValueError(f"labels must be a non-empty list of the task's labels, got {labels!r}")
+    if unknown := sorted(set(labels) - set(known)):
+        raise ValueError(f"unknown label(s) {unknown} (the task's: {known or 'none'})")
+    return list(dict.fromkeys(labels))
 
 
 def check_topics(topics: Any) -> tuple[list[str], list[Any] | None]:

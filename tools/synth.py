@@ -53,7 +53,7 @@ def held_out_inputs(ctx: ToolContext) -> list[str]:
 
 @tool(response_format="content_and_artifact")
 def generate_examples(runtime: ToolRuntime, per_label: int = 0, guidance: str = "",
-                      topics: list[str] | None = None) -> tuple[str, dict[str, Any]]:
+                      topics: list[str] | None = None, labels: list[str] | None = None) -> tuple[str, dict[str, Any]]:
     """Generate synthetic training examples with the teacher LLM: for classification a batch per label at a time,
     only for what the real rows (retrieved or teacher-labelled) leave short of the per-label target;
     for other tasks new inputs first, then each input's output by majority vote of several teacher answers.
@@ -65,6 +65,8 @@ def generate_examples(runtime: ToolRuntime, per_label: int = 0, guidance: str = 
             (classification).
         topics: what the batches are written about, one sampled per batch (default: a built-in list of everyday
             topics), e.g. ["parcel delivery", "bank accounts", "concert tickets"].
+        labels: generate only for these of the task's labels (classification; default: every label short of
+            its target).
 
     Returns the count (per label for classification), what the filters dropped (duplicates, refusals, leaks,
     split votes...) and why generation stopped short of its target, if it did.
@@ -79,7 +81,8 @@ def generate_examples(runtime: ToolRuntime, per_label: int = 0, guidance: str = 
     if spec.task_type == "classification":
         result = synth.generate_labelled_examples(spec, ctx.llm, out_path, config, exclude=held_out_inputs(ctx),
                                          progress=ctx.report("generate_examples"), call_id=runtime.tool_call_id,
-                                         have=real_per_label(ctx), guidance=guidance, topics=tuple(topics or ()))
+                                         have=real_per_label(ctx), guidance=guidance, topics=tuple(topics or ()),
+                                         labels=tuple(labels or ()))
     else:
         pairs_config = pairs.PairsConfig(n=generation_total(config.per_label), seed=config.seed,
                                          concurrency=config.concurrency)

@@ -341,6 +341,7 @@ def generate_labelled_examples(
     have: dict[str, int] | None = None,
     guidance: str = "",
     topics: tuple[str, ...] = (),
+    labels: tuple[str, ...] = (),
 ) -> DataResult:
     """Generate `config.per_label` examples for every label (less the real rows it `have`s) and append them to
     `out_path`.
@@ -365,6 +366,7 @@ def generate_labelled_examples(
         guidance: a short text added to every prompt (what the planner wants more of), or "".
         topics: the topics batches are written about (the planner's), instead of the built-in list; a topic that
             clearly belongs to another label is still kept from a label.
+        labels: only these labels get new examples (the planner's choice; empty: every label).
 
     Returns:
         Where the data is and how many examples each label has; what each filter dropped.
@@ -393,7 +395,8 @@ def generate_labelled_examples(
     calls_before, tokens_before = llm.usage.calls, llm.usage.tokens
     rng = random.Random(config.seed + (sum(len(v) for v in pool.values()) if focus else 0))
     if focus is None:
-        target = {label: max(0, config.per_label - (have or {}).get(label, 0)) for label in spec.labels}
+        target = {label: max(0, config.per_label - (have or {}).get(label, 0)) if not labels or label in labels else 0
+                  for label in spec.labels}
         need = max(target.values(), default=0)
     else:
         target = {label: len(pool[label]) + focus.extra if label in focus.labels else 0 for label in spec.labels}

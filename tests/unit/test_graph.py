@@ -256,6 +256,13 @@ def test_a_data_mix_is_checked_against_the_usable_datasets_and_clipped_to_the_ca
         with pytest.raises(ValueError, match="topics"):
             check_topics(bad)
     assert tool_arguments(TOOLS)["generate_examples"]["topics"] == {"type": "array", "items": {"type": "string"}}
+    # Labels: the task's own, each once; an unknown one is refused.
+    from agent.policy import check_labels
+
+    assert check_labels(["b", "a", "b"], state) == ["b", "a"]
+    for bad in (["c"], [], "a", [1]):
+        with pytest.raises(ValueError, match="label"):
+            check_labels(bad, state)
     # A second search is allowed only before anything was trained on the first one's choice.
     assert "search_datasets" in allowed_actions(state, ctx)
     assert "search_datasets" not in allowed_actions({**state, "model_dir": "m"}, ctx)

@@ -320,3 +320,12 @@ def test_the_planners_guidance_reaches_every_teacher_prompt(tmp_path: Path) -> N
     plain = counting_llm()
     generate_labelled_examples(SPEC, plain, tmp_path / "h.jsonl", SynthConfig(per_label=3, batch_size=3))  # type: ignore[arg-type]
     assert not any("Guidance" in r["messages"][-1]["content"] for r in plain.requests)
+
+
+def test_only_the_labels_asked_for_get_new_examples(tmp_path: Path) -> None:
+    llm = counting_llm()
+    res = generate_labelled_examples(SPEC, llm, tmp_path / "g.jsonl", SynthConfig(per_label=3, batch_size=3),  # type: ignore[arg-type]
+                                     labels=("spam",))
+    rows = [json.loads(line) for line in (tmp_path / "g.jsonl").read_text().splitlines()]
+    assert res.per_label == {"spam": 3, "ham": 0} and {r["output"] for r in rows} == {"spam"}
+    assert all('label is "spam"' in r["messages"][-1]["content"] for r in llm.requests)
