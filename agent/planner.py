@@ -24,6 +24,7 @@ ARGUMENT_HELP = {
     "epochs": "passes over the training data",
     "topics": "what generated examples should be about, one topic per batch (e.g. [\"parcel delivery\", "
               "\"bank accounts\"])",
+    "base_model": "train from this loadable base model the model search found, by name (default: the one in use)",
     "labels": "generate only for these labels (default: every label short of its target)",
     "mix": "rows to take from each dataset, by name (only the usable datasets an earlier search found; "
            "a dataset left out is not taken)",

@@ -289,6 +289,12 @@ def check_args(action: str, given: Any, state: dict[str, Any], ctx: Context) -> 
             if asked:
                 clipped[name] = asked
             continue
+        if name == "base_model":
+            if value not in (state.get("model_candidates") or {}):
+                raise ValueError(f"base_model {value!r} is not one the model search found "
+                                 f"({', '.join(state.get('model_candidates') or {}) or 'none'})")
+            out[name] = value
+            continue
         if name == "labels":
             out[name] = check_labels(value, state)
             continue
@@ -379,6 +385,7 @@ def facts(state: dict[str, Any], ctx: Context) -> dict[str, Any]:
         "generated_examples": state.get("generated", 0),
         "generation_target": generation_target(state, ctx),
         "base_model": state.get("base_model_name"),
+        "loadable_base_models": ", ".join(state.get("model_candidates") or ()),
         "trained": bool(state.get("model_dir")),
         "val_score": state.get("val_score"),
         "decision_split": state.get("decision_split"),

@@ -40,6 +40,8 @@ class State(InputState, total=False):
     """Real training rows per label (retrieved and teacher-labelled): generation fills only what they lack."""
     retrieved_per_label: dict[str, int]
     """The retrieved rows among them, per label."""
+    model_candidates: dict[str, str]
+    """Loadable base models the model search found, name -> folder: the names a planner may train from."""
     dataset_candidates: list[str]
     """Usable datasets the last search found: the names a planner's mix may take (search_datasets `mix`)."""
     generated: int

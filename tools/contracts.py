@@ -15,7 +15,8 @@ from typing import Any, Callable, Mapping
 from p2m_engine.types import TaskSpec
 
 # The state keys this contract writes (tests compare them, and those StateView reads, with agent.state.State).
-STATE_WRITES = frozenset({"dataset", "retrieved", "retrieved_per_label", "dataset_candidates", "real_per_label", "labelled", "base_model", "base_model_name",
+STATE_WRITES = frozenset({"dataset", "retrieved", "retrieved_per_label", "dataset_candidates", "real_per_label",
+                          "model_candidates", "labelled", "base_model", "base_model_name",
                           "generated", "per_label", "generation_stalled", "targeted_at", "targeted_stalled",
                           "model_dir", "val_score", "evaluated", "iteration", "epochs", "score", "metrics"})
 
@@ -36,13 +37,15 @@ class StateView:
     real_per_label: dict[str, int] = field(default_factory=dict)
     retrieved_per_label: dict[str, int] = field(default_factory=dict)
     """The retrieved rows among them (what a search with a mix replaces)."""
+    model_candidates: dict[str, str] = field(default_factory=dict)
+    """Loadable base models search_models found, name -> folder (what train_model's `base_model` may name)."""
 
     @classmethod
     def of(cls, state: Mapping[str, Any]) -> "StateView":
         return cls(TaskSpec.from_dict(state["task"]), state.get("base_model"), state.get("model_dir"),
                    int(state.get("iteration") or 0), state.get("val_score"), state.get("failures_path"),
                    dict(state.get("per_label") or {}), dict(state.get("real_per_label") or {}),
-                   dict(state.get("retrieved_per_label") or {}))
+                   dict(state.get("retrieved_per_label") or {}), dict(state.get("model_candidates") or {}))
 
 
 # The state keys this contract reads: StateView's fields.
@@ -111,8 +114,8 @@ def _label_texts(art: dict[str, Any], view: StateView) -> tuple[dict[str, Any], 
 
 
 def _search_models(art: dict[str, Any], view: StateView) -> tuple[dict[str, Any], dict[str, Any]]:
-    return ({"base_model": art["base_model"], "base_model_name": art.get("base_model_name")},
-            {"candidates": art.get("candidates", [])})
+    return ({"base_model": art["base_model"], "base_model_name": art.get("base_model_name"),
+             "model_candidates": dict(art.get("loadable") or {})}, {"candidates": art.get("candidates", [])})
 
 
 def _generate_examples(art: dict[str, Any], view: StateView) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -132,8 +135,10 @@ def _generate_targeted_examples(art: dict[str, Any], view: StateView) -> tuple[d
 
 def _train_model(art: dict[str, Any], view: StateView) -> tuple[dict[str, Any], dict[str, Any]]:
     iteration = art.get("iteration") or view.iteration + 1
+    chosen = {"base_model": art["base_model"], "base_model_name": art.get("base_model_name")} \
+        if art.get("base_model") else {}  # the planner chose another of the loadable base models
     return ({"model_dir": art["model_dir"], "val_score": art.get("val_score"), "evaluated": False,
-             "iteration": iteration, "epochs": art.get("epochs")},
+             "iteration": iteration, "epochs": art.get("epochs"), **chosen},
             {"iteration": iteration, "epochs": art.get("epochs"), "val_score": art.get("val_score")})
 
 

@@ -37,6 +37,7 @@ def search_models(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
             chosen = next(c for c in cands if c.name == usable.model.name)
     listed = [c.summary() for c in cands] + [h.summary() for h in hits]
     ctx.run.write_json("models.json", listed)
-    artifact = {"candidates": listed, "base_model": chosen.path, "base_model_name": chosen.name,
+    artifact = {"candidates": listed, "loadable": {c.name: c.path for c in cands}, "base_model": chosen.path,
+                "base_model_name": chosen.name,
                 "params": chosen.params, **meter.figures()}
     return observation({"base_model": chosen.name, "candidates": [c["name"] for c in listed][:10]}), artifact

@@ -137,13 +137,15 @@ def probe_rows(soft: list[tuple[str, np.ndarray]], train_rows: list[Example],
 
 
 @tool(response_format="content_and_artifact")
-def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str, Any]]:
+def train_model(runtime: ToolRuntime, epochs: float = 0, base_model: str = "") -> tuple[str, dict[str, Any]]:
     """Fine-tune the student on all retrieved and generated examples; keep the epoch best on validation.
 
     Call it again after an evaluation to retrain (with more epochs when the student is under-trained).
 
     Args:
         epochs: passes over the data (0: the run's default).
+        base_model: the name of another loadable base model search_models found, to train from instead of the
+            one in use ("": the one in use).
 
     Returns the training loss, the validation score (on held-back training rows) and the counts.
     """
@@ -153,13 +155,16 @@ def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str,
     spec = view.task
     if not view.base_model:
         raise TrainingError("No base model yet. Call search_models first.")
+    if base_model and base_model not in view.model_candidates:
+        raise TrainingError(f"{base_model!r} is not a base model search_models found ({', '.join(view.model_candidates)}).")
+    base_path = view.model_candidates[base_model] if base_model else view.base_model
     rows, sources = training_examples(ctx, spec.labels, [e.input for e in spec.examples])
     if not rows:
         raise TrainingError("No training data yet. Call search_datasets or generate_examples first.")
     tr, val = training_split(ctx, rows, stratify=spec.task_type == "classification")
     write_jsonl(ctx.run.data("train"), (e.to_dict() for e in tr))
     write_jsonl(ctx.run.data("val"), (e.to_dict() for e in val))
-    config = dataclasses.replace(ctx.train, base_model=view.base_model, **({"epochs": epochs} if epochs > 0 else {}))
+    config = dataclasses.replace(ctx.train, base_model=base_path, **({"epochs": epochs} if epochs > 0 else {}))
     # Every training gets its own folder: the build keeps the best one, not the last one.
     iteration = view.iteration + 1
     folder = f"iterations/{iteration}/model"
@@ -199,6 +204,7 @@ def train_model(runtime: ToolRuntime, epochs: float = 0) -> tuple[str, dict[str,
     artifact = {"model_dir": str(result.model_dir), "iteration": iteration, "train_loss": round(result.train_loss, 4),
                 "val_score": round(result.val_score, 4), "n_train": result.n_train, "n_val": result.n_val,
                 "sources": sources, "epochs": result.epochs, "bf16": result.config.get("bf16_used"), "prior": prior_info,
-                "student": student, "choice": choice, "soft_labelled": len(soft), **meter.figures()}
+                "student": student, "choice": choice, "soft_labelled": len(soft), **meter.figures(),
+                **({"base_model": base_path, "base_model_name": base_model} if base_model else {})}
     shown = ("student", "choice", "train_loss", "val_score", "n_train", "n_val", "sources", "soft_labelled")
     return observation({**{k: artifact[k] for k in shown}, "prior_shift": prior_info.get("applied", False)}), artifact

@@ -256,6 +256,13 @@ def test_a_data_mix_is_checked_against_the_usable_datasets_and_clipped_to_the_ca
         with pytest.raises(ValueError, match="topics"):
             check_topics(bad)
     assert tool_arguments(TOOLS)["generate_examples"]["topics"] == {"type": "array", "items": {"type": "string"}}
+    # A base model to train from: one the model search found loadable, by name.
+    from agent.policy import check_args
+
+    found = {**state, "model_candidates": {"mini": "/models/mini"}}
+    assert check_args("train_model", {"base_model": "mini"}, found, ctx) == ({"base_model": "mini"}, {})
+    with pytest.raises(ValueError, match="not one the model search found"):
+        check_args("train_model", {"base_model": "bert-large"}, found, ctx)
     # Labels: the task's own, each once; an unknown one is refused.
     from agent.policy import check_labels
 

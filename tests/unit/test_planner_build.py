@@ -21,6 +21,7 @@ class Planner(SmsTeacher):
         super().__init__()
         self.planned = 0
         self.trained = False
+        self.base_model = ""  # the name the model search gives the test's base model
 
     def choose(self, allowed: list[str]) -> tuple[str, Any]:
         self.planned += 1
@@ -33,7 +34,8 @@ class Planner(SmsTeacher):
                             "args": {"per_label": 4, "guidance": GUIDANCE, "topics": TOPICS}}
         if "train_model" in allowed and not self.trained:
             self.trained = True
-            return "tool", {"action": "train_model", "reason": "data ready", "args": {"epochs": 1e9}}
+            return "tool", {"action": "train_model", "reason": "data ready",
+                            "args": {"epochs": 1e9, "base_model": self.base_model}}
         later = [a for a in ("evaluate_model", "finish") if a in allowed]
         return "tool", {"action": (later or allowed)[0], "reason": "next"}
 
@@ -49,7 +51,11 @@ def led_build(planner: SmsTeacher, out: Path, student: Path, retrieved: int,
 
 
 def test_a_scripted_planner_leads_a_build_and_its_arguments_reach_the_engine(tmp_path: Path, tiny_encoder: Path) -> None:
-    summary, run, events, requests = led_build(Planner(), tmp_path, tiny_encoder, retrieved=0, per_label=6)
+    from p2m_engine.students.models import search_models
+
+    planner = Planner()
+    planner.base_model = search_models("classification", base_model=str(tiny_encoder))[0].name
+    summary, run, events, requests = led_build(planner, tmp_path, tiny_encoder, retrieved=0, per_label=6)
     decisions = [e for e in events if e["kind"] == "decision"]
     # Malformed JSON and a tool that does not exist: the rules took those two steps, and the trace says why.
     assert [d["decided_by"] for d in decisions[:2]] == ["rules", "rules"]
@@ -73,8 +79,10 @@ def test_a_scripted_planner_leads_a_build_and_its_arguments_reach_the_engine(tmp
     train = by_name["train_model"]
     config = json.loads((run / "config.json").read_text())["train"]
     cap = 2 * max(config["epochs"], config["max_epochs"])
-    assert train["args_by"] == "llm" and train["clipped"] == {"epochs": 1e9} and train["args"] == {"epochs": cap}
-    assert json.loads((run / "model" / "p2m_train.json").read_text())["epochs"] == cap
+    assert train["args_by"] == "llm" and train["clipped"] == {"epochs": 1e9}
+    assert train["args"] == {"epochs": cap, "base_model": planner.base_model}
+    record = json.loads((run / "model" / "p2m_train.json").read_text())
+    assert record["epochs"] == cap and Path(record["base_model"]) == tiny_encoder.resolve()
     # The HTML report shows each decision's arguments.
     from agent.report import render_report
 
