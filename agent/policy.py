@@ -191,7 +191,7 @@ def allowed_actions(state: dict[str, Any], ctx: Context) -> list[str]:
     and after an evaluation the loop actions only while the target is not met and budget remains."""
     tried = tool_attempts(state)
     allowed = []
-    if (ctx.hub_dirs or ctx.catalog_dir) and ("search_datasets" not in tried or can_remix(state, tried)):
+    if (ctx.hub_dirs or ctx.catalog_dir) and "search_datasets" not in tried:
         allowed.append("search_datasets")
     if not state.get("base_model") and tried.count("search_models") < 2:
         allowed.append("search_models")
@@ -212,6 +212,8 @@ def allowed_actions(state: dict[str, Any], ctx: Context) -> list[str]:
         allowed.append("evaluate_model")
     if state.get("evaluated"):
         allowed.append("finish")
+    if (ctx.hub_dirs or ctx.catalog_dir) and can_remix(state, tried):
+        allowed.append("search_datasets")  # last: a step only a planner's mix takes
     return allowed
 
 
@@ -270,6 +272,9 @@ def check_args(action: str, given: Any, state: dict[str, Any], ctx: Context) -> 
         ValueError: arguments that cannot be used (not an object, a name the action does not take, a wrong type):
             the call is refused and the rules take the step.
     """
+    remix = isinstance(given, dict) and given.get("mix")
+    if action == "search_datasets" and "search_datasets" in tool_attempts(state) and not remix:
+        raise ValueError("a second search_datasets needs a mix (dataset -> rows) of the usable datasets")
     if given in (None, {}):
         return {}, {}
     if not isinstance(given, dict):

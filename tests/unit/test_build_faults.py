@@ -29,7 +29,11 @@ def faulty_build(tmp_path: Path, name: str, tiny_encoder: Path, schedule: FaultS
             cli,
             ["build", str(ROOT / "examples" / "sms_spam.txt"), "--llm", "openai", "--base-url", server.base_url,
              "--model", "gpt-test", "--hub", str(DEMO_HUB), "--base-model", str(tiny_encoder), "--out", str(out),
-             "--budget", "per_label=40,epochs=1,retrieved=20,iterations=1", "--seed", "3", "--json"],
+             "--budget", "per_label=40,epochs=1,retrieved=20,iterations=1", "--seed", "3", "--json",
+             # One request at a time, so that "every other request" is the same requests in both runs. With several
+             # in flight, arrival order decides which request meets which fault, and one batch can meet a parse
+             # fault on each of its attempts: it is then dropped, as designed, and the data differ.
+             "--concurrency", "1"],
             env={"OPENAI_API_KEY": "sk-test", "P2M_HOME": str(home), **CLIENT_ENV},
         )
         injected = dict(server.injected)
