@@ -315,7 +315,7 @@ def check_args(action: str, given: Any, state: dict[str, Any], ctx: Context) -> 
             if out[name] != value:
                 clipped[name] = value
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        if not _is_number(value):
             raise ValueError(f"{name} must be a number, got {value!r}")
         low, high = bounds[name]
         kept = min(max(value, low), high)
@@ -323,6 +323,11 @@ def check_args(action: str, given: Any, state: dict[str, Any], ctx: Context) -> 
         if out[name] != value:
             clipped[name] = value
     return {k: v for k, v in out.items() if v != ""}, clipped
+
+
+def _is_number(value: Any) -> bool:
+    """A JSON number: not a bool, not NaN."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value == value
 
 
 def check_labels(labels: Any, state: dict[str, Any]) -> list[str]:
@@ -368,7 +373,7 @@ def check_mix(mix: Any, state: dict[str, Any], ctx: Context) -> tuple[dict[str, 
         raise ValueError(f"mix names datasets the search did not find usable: {unknown} (usable: {usable or 'none'})")
     out: dict[str, int] = {}
     for name, rows in mix.items():
-        if isinstance(rows, bool) or not isinstance(rows, (int, float)) or rows != rows:
+        if not _is_number(rows):
             raise ValueError(f"mix rows must be numbers, got {name}: {rows!r}")
         out[name] = int(min(max(rows, 0), ctx.max_retrieved))
     out = {k: v for k, v in out.items() if v > 0}
