@@ -39,7 +39,9 @@ class LabelConfig:
     """How real text is chosen and labelled."""
 
     texts: int = field(default=300, metadata={"help": "hub texts nearest to the demonstrations that are labelled"})
-    encoder_texts: int = field(default=1000, metadata={"help": "further hub texts labelled by the encoder judges "
+    # 3,000 and not 1,000: replayed on the committed unseen runs (own data hidden, dev as test), the probe student
+    # on 1,200 soft-labelled texts scored 43.8 on emotion and 72.8 on ag_news; with 2,000 more, 45.4 and 73.6.
+    encoder_texts: int = field(default=3000, metadata={"help": "further hub texts labelled by the encoder judges "
                                                                  "alone (soft labels for the probe student)"})
     keep: float = field(default=0.7, metadata={"help": "share of each label's rows kept, most confident first"})
     temperature: float = field(default=0.05, metadata={"help": "softmax temperature of the label-name cosines"})
