@@ -13,23 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from agent.context import Context
+from tools import TOOLS, summary
 from p2m_engine.types import generation_total
 
-ACTIONS: dict[str, str] = {
-    "search_datasets": "search the dataset hub for real labelled data that fits the task (again, with a mix: take "
-                       "those usable datasets, that many rows of each, instead of the search's own choice)",
-    "search_models": "find a base model for the student",
-    "label_texts": "label real hub text like the demonstrations with the teacher's label scores and the encoder's "
-                   "zero-shot judgement (classification, when no labelled dataset fits)",
-    "generate_examples": "generate synthetic labelled examples with the teacher LLM",
-    "generate_targeted_examples": "generate more examples for the labels the student gets wrong on validation, "
-                                  "telling the teacher what the student confuses",
-    "train_model": "fine-tune the student on the data gathered so far (after an evaluation: retrain, with more "
-                   "epochs when it is under-trained)",
-    "evaluate_model": "score the trained student on real held-out data",
-    "finish": "stop and export the best model",
-}
-# The rules take the first allowed action in this order while building the first model.
+# What the planner may choose: every tool, described by its own docstring (adding a tool touches tools/ only),
+# then stopping.
+ACTIONS: dict[str, str] = {**{t.name: summary(t) for t in TOOLS}, "finish": "stop and export the best model"}
+# The rules take the first allowed action in this order (the tools' order) while building the first model.
 ORDER = list(ACTIONS)
 MAX_GENERATE_CALLS = 3
 

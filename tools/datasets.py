@@ -25,7 +25,10 @@ DEV_MAX = 300
 
 @tool(response_format="content_and_artifact")
 def search_datasets(runtime: ToolRuntime, mix: dict[str, int] | None = None) -> tuple[str, dict[str, Any]]:
-    """Search the dataset hub (and the Hub catalog, if given) for real datasets that fit the task.
+    """Search the dataset hub for real labelled data that fits the task (again, with a mix: take those usable
+    datasets, that many rows of each, instead of the search's own choice).
+
+    The hub is the --hub folders, and the Hub catalog when one is given.
 
     Candidates are ranked by similarity; for classification each plausible one is tested with a probe on the
     demonstrations and every one near the best is taken (for other task types the teacher LLM reranks and

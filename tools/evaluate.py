@@ -17,7 +17,9 @@ from tools.contracts import StateView
 
 @tool(response_format="content_and_artifact")
 def evaluate_model(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
-    """Score the trained student on examples it never trained on: the dev split (real, held out from the
+    """Score the trained student on real held-out data.
+
+    It is scored on examples it never trained on: the dev split (real, held out from the
     retrieved dataset, used for the build's decisions), the test data (the test file, or the retrieved
     dataset's held-out split; reported, never decided on), the user's demonstrations, and the validation rows
     held back from the training data (synthetic when nothing was retrieved; decided on when there is no dev

@@ -16,7 +16,8 @@ from tools.synth import held_out_inputs, real_per_label
 
 @tool(response_format="content_and_artifact")
 def label_texts(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
-    """Label real unlabelled text from the hub for a classification task when no labelled dataset fits.
+    """Label real hub text like the demonstrations with the teacher's label scores and the encoder's zero-shot
+    judgement (classification, when no labelled dataset fits).
 
     The hub texts most like the demonstrations (questions for a question task, reviews for a review task)
     are labelled by judges weighted by how well each predicts the demonstrations: the teacher scoring each

@@ -14,7 +14,7 @@ from tools.contracts import StateView
 
 @tool(response_format="content_and_artifact")
 def search_models(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
-    """Find base models that can be fine-tuned into the student for this task on this machine.
+    """Find a base model for the student: one that can be fine-tuned for this task on this machine.
 
     Only models that load here are offered. With a model catalog (hf_models.jsonl in the --catalog folder),
     the teacher writes a hypothetical model card for the task and the catalog is searched with it; a catalog

@@ -54,9 +54,11 @@ def held_out_inputs(ctx: ToolContext) -> list[str]:
 @tool(response_format="content_and_artifact")
 def generate_examples(runtime: ToolRuntime, per_label: int = 0, guidance: str = "",
                       topics: list[str] | None = None, labels: list[str] | None = None) -> tuple[str, dict[str, Any]]:
-    """Generate synthetic training examples with the teacher LLM: for classification a batch per label at a time,
-    only for what the real rows (retrieved or teacher-labelled) leave short of the per-label target;
-    for other tasks new inputs first, then each input's output by majority vote of several teacher answers.
+    """Generate synthetic labelled examples with the teacher LLM.
+
+    For classification a batch per label at a time, only for what the real rows (retrieved or
+    teacher-labelled) leave short of the per-label target; for other tasks new inputs first, then each
+    input's output by majority vote of several teacher answers.
 
     Args:
         per_label: how many examples each label should have in total (0: the run's default); a task without
@@ -95,10 +97,11 @@ def generate_examples(runtime: ToolRuntime, per_label: int = 0, guidance: str = 
 
 @tool(response_format="content_and_artifact")
 def generate_targeted_examples(runtime: ToolRuntime, per_label: int = 0, guidance: str = "") -> tuple[str, dict[str, Any]]:
-    """Generate more examples for the labels the student gets wrong on the validation (dev) split.
+    """Generate more examples for the labels the student gets wrong on validation, telling the teacher what the
+    student confuses.
 
-    The teacher is told which labels the student confuses and shown a few of its errors, and asked for
-    clear examples of each weak label. Needs an evaluated model.
+    The teacher is shown a few of the student's errors on the validation (dev) split and asked for clear
+    examples of each weak label. Needs an evaluated model.
 
     Args:
         per_label: new examples for each weak label (0: half the run's per-label default).

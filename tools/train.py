@@ -138,9 +138,10 @@ def probe_rows(soft: list[tuple[str, np.ndarray]], train_rows: list[Example],
 
 @tool(response_format="content_and_artifact")
 def train_model(runtime: ToolRuntime, epochs: float = 0, base_model: str = "") -> tuple[str, dict[str, Any]]:
-    """Fine-tune the student on all retrieved and generated examples; keep the epoch best on validation.
+    """Fine-tune the student on the data gathered so far (after an evaluation: retrain, with more epochs when
+    it is under-trained).
 
-    Call it again after an evaluation to retrain (with more epochs when the student is under-trained).
+    Trains on every retrieved, teacher-labelled and generated example and keeps the epoch best on validation.
 
     Args:
         epochs: passes over the data (0: the run's default).

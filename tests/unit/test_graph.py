@@ -103,6 +103,26 @@ def test_llm_planner_leads_and_is_recorded(tmp_path: Path) -> None:
     assert llm.usage.calls == 5 and [r["temperature"] for r in llm.requests] == [0.0] * 5
 
 
+def test_the_planner_reads_each_tool_as_its_docstring_describes_it() -> None:
+    from agent.policy import ACTIONS, ORDER
+    from tools import TOOLS
+
+    # The action list is the tools' list: a tool added to TOOLS is offered with its own first paragraph.
+    assert ORDER == [t.name for t in TOOLS] + ["finish"]
+    assert ACTIONS["train_model"].startswith("Fine-tune the student on the data gathered so far (after an evaluation: "
+                                             "retrain,")
+    assert all("\n" not in doc and "Args:" not in doc for doc in ACTIONS.values())
+    from agent.planner import ask_planner
+
+    llm = planner(choose("search_datasets"))
+    assert ask_planner(llm, "Is it spam?", {}, ["search_datasets"])[0] == "search_datasets"
+    system = llm.requests[0]["messages"][0]["content"]
+    for t in TOOLS:
+        paragraph = " ".join(t.description.split("\n\n")[0].split())
+        assert f"- {t.name}: {paragraph}" in system
+    assert "- finish: stop and export the best model" in system
+
+
 def test_planner_calls_count_against_the_llm_budget(tmp_path: Path) -> None:
     # Three calls allowed: the planner takes them, then the rules decide without asking, and say why.
     llm = planner(*[choose(a) for a in ("search_datasets", "search_models", "generate_examples")])
