@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -23,7 +24,7 @@ logger = logging.getLogger(__name__)
 SEPARATOR = "\n### Output:\n"
 # Saved next to the weights so that generation uses the format the model was trained on.
 FORMAT_FILE = "p2m_textgen.json"
-IGNORE = -100  # label of tokens that carry no loss (prompt and padding)
+IGNORE = -100  # label of tokens that carry no loss (the prompt; TRL's collator pads labels with it too)
 
 
 @dataclass(frozen=True)
@@ -123,25 +124,6 @@ def encode_example(tok: Any, fmt: PromptFormat, ex: Example) -> tuple[list[int],
     return prompt + target, [IGNORE] * len(prompt) + target
 
 
-def _batches(rows: list[tuple[list[int], list[int]]], size: int, pad_id: int) -> list[dict[str, Any]]:
-    """Right-padded tensors (the loss ignores the padding)."""
-    import torch
-
-    out = []
-    for i in range(0, len(rows), size):
-        chunk = rows[i : i + size]
-        width = max(len(ids) for ids, _ in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        labels = torch.full((len(chunk), width), IGNORE, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for j, (x, y) in enumerate(chunk):
-            ids[j, : len(x)] = torch.tensor(x)
-            labels[j, : len(y)] = torch.tensor(y)
-            mask[j, : len(x)] = 1
-        out.append({"input_ids": ids, "attention_mask": mask, "labels": labels})
-    return out
-
-
 def _holdout(train: list[Example], val: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
     """Hold out a validation set when none is given (a label-stratified split leaves none for free text)."""
     if val or len(train) < 10:
@@ -169,22 +151,6 @@ def _add_lora(model: Any, gen: GenerationConfig) -> Any:
         return get_peft_model(model, config(None))
     except ValueError:  # an architecture peft has no default for
         return get_peft_model(model, config("all-linear"))
-
-
-def _mean_loss(model: Any, batches: list[dict[str, Any]], device: str, use_bf16: bool) -> float:
-    """Token-weighted mean loss on target tokens."""
-    import torch
-
-    total, tokens = 0.0, 0
-    model.eval()
-    with torch.inference_mode(), torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=use_bf16):
-        for b in batches:
-            b = {k: v.to(device) for k, v in b.items()}
-            n = int((b["labels"][:, 1:] != IGNORE).sum())
-            total += float(model(**b).loss) * n
-            tokens += n
-    model.train()
-    return total / max(1, tokens)
 
 
 def train_generator(train: list[Example], val: list[Example], out_dir: Path, config: TrainConfig,
@@ -215,7 +181,7 @@ def train_generator(train: list[Example], val: list[Example], out_dir: Path, con
         TrainingError: no data, no base model, or a tokenizer without an end-of-sequence token.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, get_linear_schedule_with_warmup, set_seed
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
     from p2m_engine.students.packaged import ensure_smollm2, is_converted, smollm2_dir
 
@@ -239,7 +205,6 @@ def train_generator(train: list[Example], val: list[Example], out_dir: Path, con
     if lora:
         model = _add_lora(model, gen)
     model.to(device).train()
-    trainable = [p for p in model.parameters() if p.requires_grad]
 
     rows = [encode_example(tok, fmt, e) for e in train]
     val_rows = [encode_example(tok, fmt, e) for e in val[: gen.val_loss_examples]]
@@ -247,59 +212,50 @@ def train_generator(train: list[Example], val: list[Example], out_dir: Path, con
     # does not run on to the global limit.
     longest = max(len(ids) - labels.count(IGNORE) for ids, labels in rows)
     fmt = replace(fmt, max_new_tokens=min(gen.max_new_tokens, int(longest * 1.25) + 8))
-    val_batches = _batches(val_rows, config.batch_size, pad_id)
     steps_per_epoch = max(1, math.ceil(len(rows) / config.batch_size))
     epochs = effective_epochs(len(rows), replace(config, min_steps=min(config.min_steps, gen.min_steps)))
     total_steps = config.max_steps if config.max_steps > 0 else max(1, int(steps_per_epoch * epochs))
     lr = gen.lora_learning_rate if lora else config.learning_rate
-    decay = [p for p in trainable if p.ndim >= 2]
-    no_decay = [p for p in trainable if p.ndim < 2]
-    optim = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                               {"params": no_decay, "weight_decay": 0.0}], lr=lr)
-    sched = get_linear_schedule_with_warmup(optim, int(config.warmup_ratio * total_steps), total_steps)
+    from datasets import Dataset, disable_progress_bars
+    from transformers import PrinterCallback
+    from trl import SFTConfig, SFTTrainer
 
-    rng = random.Random(config.seed)
-    history: list[dict[str, float]] = []
-    best_loss, best_state, best_step = math.inf, None, 0
-    step, loss_sum, loss_n = 0, 0.0, 0
-    loop_started, val_seconds = time.monotonic(), 0.0
-    while step < total_steps:
-        order = rows[:]
-        rng.shuffle(order)
-        for batch in _batches(order, config.batch_size, pad_id):
-            batch = {k: v.to(device) for k, v in batch.items()}
-            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-            optim.step()
-            sched.step()
-            optim.zero_grad(set_to_none=True)
-            step += 1
-            loss_sum, loss_n = loss_sum + float(loss.detach()), loss_n + 1
-            if step % 10 == 0 or step == 1:
-                history.append({"step": step, "loss": float(loss.detach())})
-            if progress:
-                progress(step, total_steps)
-            if step >= total_steps:
-                break
-        # End of an epoch (or of training): keep the weights if validation loss improved.
-        if val_batches:
-            val_started = time.monotonic()
-            vloss = _mean_loss(model, val_batches, device, use_bf16)
-            val_seconds += time.monotonic() - val_started
-            history.append({"step": step, "epoch": step / steps_per_epoch, "val_loss": vloss})
-            if vloss < best_loss:
-                best_loss, best_step = vloss, step
-                best_state = {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
-    # Optimizer steps only: what examples per second are measured on.
+    from p2m_engine.students.train import progress_callback, training_arguments
+
+    disable_progress_bars()
+    has_val = bool(val_rows)
+    ckpt_dir = out_dir.parent / (out_dir.name + "-checkpoints")
+    # TRL's SFTTrainer on pre-tokenized rows: its collator pads `labels` with -100, so the loss covers the
+    # target and its EOS only (completion-only loss); LoRA adapters are already on the model.
+    args = training_arguments(replace(config, learning_rate=lr), ckpt_dir, epochs=epochs, total_steps=total_steps,
+                              has_val=has_val, metric="loss", bf16=use_bf16, eval_batch_size=config.batch_size,
+                              eval_strategy="epoch" if has_val else "no", save_strategy="epoch" if has_val else "no",
+                              args_class=SFTConfig, max_length=None, packing=False, max_grad_norm=1.0,
+                              pad_to_multiple_of=None,
+                              # TRL's default recomputes activations to save memory; a small student on a CPU
+                              # has the memory and not the time.
+                              activation_checkpointing=False)
+    if tok.pad_token is None:
+        tok.pad_token = tok.convert_ids_to_tokens(pad_id)
+
+    def dataset(pairs: list[tuple[list[int], list[int]]]) -> Any:
+        return Dataset.from_dict({"input_ids": [ids for ids, _ in pairs], "labels": [y for _, y in pairs]})
+
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset(rows),
+                         eval_dataset=dataset(val_rows) if has_val else None, processing_class=tok,
+                         callbacks=[progress_callback(progress)])
+    trainer.remove_callback(PrinterCallback)
+    loop_started = time.monotonic()
+    out = trainer.train()
+    history = trainer.state.log_history
+    val_seconds = sum(float(h.get("eval_runtime", 0.0)) for h in history)
+    # Optimizer steps only (evaluation and checkpoints aside): what examples per second are measured on.
     step_seconds = time.monotonic() - loop_started - val_seconds
-    if best_state is not None and best_step != step:
-        logger.info("restoring the weights of step %d (validation loss %.4f)", best_step, best_loss)
-        params = dict(model.named_parameters())
-        with torch.no_grad():
-            for n, v in best_state.items():
-                params[n].copy_(v.to(device))
+    step = trainer.state.global_step
+    best_loss = trainer.state.best_metric if has_val else None
+    best_step = trainer.state.best_global_step or step
+    model = trainer.model
+    shutil.rmtree(ckpt_dir, ignore_errors=True)  # the best epoch's weights are loaded back by the trainer
     if lora:
         model = model.merge_and_unload()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -313,12 +269,12 @@ def train_generator(train: list[Example], val: list[Example], out_dir: Path, con
 
         preds = generate(out_dir, [e.input for e in sample], loaded=(model.eval(), tok, fmt))
         val_score = chrf_pp([e.output for e in sample], preds)
-    return TrainResult(out_dir, loss_sum / max(1, loss_n), val_score, len(train), len(val), step / steps_per_epoch,
+    return TrainResult(out_dir, float(out.training_loss), val_score, len(train), len(val), step / steps_per_epoch,
                        time.monotonic() - started,
                        {**asdict(config), **{f"generation.{k}": v for k, v in asdict(gen).items()}, "lora_used": lora,
                         "learning_rate_used": lr, "bf16_used": use_bf16, "best_step": best_step,
                         "step_seconds": step_seconds, "val_loss_seconds": val_seconds,
-                        "best_val_loss": best_loss if best_state is not None else None, "log_history": history})
+                        "best_val_loss": best_loss, "log_history": history, "trainer": "trl.SFTTrainer"})
 
 
 def load_generator(model_dir: Path) -> tuple[Any, Any, PromptFormat]:

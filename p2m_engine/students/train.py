@@ -190,15 +190,16 @@ def train_classifier(
 
 
 def training_arguments(config: TrainConfig, ckpt_dir: Path, *, epochs: float, total_steps: int, has_val: bool,
-                       metric: str, bf16: bool, eval_batch_size: int, **overrides: Any) -> Any:
+                       metric: str, bf16: bool, eval_batch_size: int, args_class: Any = None, **overrides: Any) -> Any:
     """The `TrainingArguments` every `Trainer`-based student shares: CPU-safe, quiet, the best checkpoint kept.
 
     `overrides` set the evaluation/save schedule (per epoch for classification, every N steps for QA).
+    `args_class`: a `TrainingArguments` subclass to build instead (TRL's `SFTConfig` for the generator).
     """
     import torch
     from transformers import TrainingArguments
 
-    return TrainingArguments(
+    return (args_class or TrainingArguments)(
         output_dir=str(ckpt_dir),
         num_train_epochs=epochs,
         max_steps=config.max_steps,

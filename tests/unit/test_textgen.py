@@ -132,7 +132,7 @@ def test_training_lowers_the_loss_and_saves_a_plain_causal_lm(tiny_causal_lm: Pa
                           progress=lambda s, t: steps.append((s, t)))
     history = res.config["log_history"]
     losses = [h["loss"] for h in history if "loss" in h]
-    val_losses = [h["val_loss"] for h in history if "val_loss" in h]
+    val_losses = [h["eval_loss"] for h in history if "eval_loss" in h]
     assert len(val_losses) == 6  # one per epoch
     assert losses[-1] < losses[0] and min(val_losses) < val_losses[0]
     assert res.config["best_val_loss"] == pytest.approx(min(val_losses))
