@@ -78,8 +78,8 @@ def test_pool_excludes_held_out_texts_and_demos(tmp_path: Path) -> None:
 def test_a_question_task_takes_only_questions_and_other_tasks_take_any_form(tmp_path: Path) -> None:
     assert is_question("Who won the cup?") and is_question('He asked "why?"') and not is_question("It rained.")
     assert same_form(["Who wrote it?", "How far is it?"])("the team won") is False
-    assert same_form(["the team won", "Who wrote it?"])("Is it raining?") is True  # mixed demos: no rule
-    assert same_form(["the team won", "rain all day"])("Is it raining?") is True  # statements do not ban questions
+    assert same_form(["the team won", "Who wrote it?"]) is None  # mixed demos: no rule
+    assert same_form(["the team won", "rain all day"]) is None  # statements do not ban questions
     hub = tmp_path / "hub" / "mixed"
     hub.mkdir(parents=True)
     (hub / "dataset_info.json").write_text(json.dumps({"name": "mixed", "task_type": "generation"}))
@@ -88,6 +88,20 @@ def test_a_question_task_takes_only_questions_and_other_tasks_take_any_form(tmp_
     (hub / "train.jsonl").write_text("".join(json.dumps({"input": x, "output": "-"}) + "\n" for x in lines))
     texts, _ = collect([tmp_path / "hub"], ["Who won the final?", "Will it snow tomorrow?"])
     assert sorted(t.text for t in texts) == ["When does the rain stop?", "Who scored the winning goal?"]
+
+
+def test_a_question_task_reads_more_rows_for_its_questions(tmp_path: Path) -> None:
+    hub = tmp_path / "hub" / "mixed"
+    hub.mkdir(parents=True)
+    (hub / "dataset_info.json").write_text(json.dumps({"name": "mixed", "task_type": "generation"}))
+    lines = [f"The match on day {i} ended in a draw." for i in range(8)] + ["Who scored first?", "When is the final?"]
+    (hub / "train.jsonl").write_text("".join(json.dumps({"input": x, "output": "-"}) + "\n" for x in lines))
+    # Two rows a split: a statement task gets two texts; a question task reads eight times as many rows and
+    # keeps only their questions, so both are found wherever the shuffle put them.
+    statements, _ = collect([tmp_path / "hub"], ["The game ended late.", "It rained all day."], rows_per_split=2)
+    questions, _ = collect([tmp_path / "hub"], ["Who won the final?", "Will it snow tomorrow?"], rows_per_split=2)
+    assert len(statements) <= 2
+    assert sorted(t.text for t in questions) == ["When is the final?", "Who scored first?"]
 
 
 def test_label_texts_writes_confident_rows_with_provenance_and_weights_judges_on_the_demos(tmp_path: Path) -> None:
