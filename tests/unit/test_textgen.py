@@ -137,6 +137,8 @@ def test_training_lowers_the_loss_and_saves_a_plain_causal_lm(tiny_causal_lm: Pa
     assert losses[-1] < losses[0] and min(val_losses) < val_losses[0]
     assert res.config["best_val_loss"] == pytest.approx(min(val_losses))
     assert res.config["lora_used"] is False  # a tiny base is fully fine-tuned
+    # TRL's trainer with the model's own loss, not TRL's chunked loss that logs entropy and token accuracy.
+    assert res.config["trainer"] == "trl.SFTTrainer" and not any("entropy" in h for h in history)
     assert steps[-1][0] == steps[-1][1] == 36 and res.n_train == 48 and res.n_val == 8
     assert 0.0 <= res.val_score <= 1.0
 
