@@ -408,7 +408,7 @@ def train(run: Path, epochs: float | None, base_model: str | None, out: Path | N
     """Train the student of RUN again from its saved data (longer, or from another base model) and score it.
 
     On several GPUs: `torchrun --nproc_per_node N -m agent.cli train RUN` (or `accelerate launch -m agent.cli
-    train RUN`) trains classification and QA students with DistributedDataParallel; only the main process writes.
+    train RUN`) trains every student with DistributedDataParallel; only the main process writes.
     """
     _offline_defaults()
     from p2m_engine.retrain import retrain

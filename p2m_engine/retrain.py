@@ -1,10 +1,9 @@
 """`p2m train RUN`: train the student of a finished run again from its saved splits, on this machine's devices.
 
 This is how a build outgrows one machine: build on a laptop, then retrain the same data on a GPU box, longer or
-from another base model. Launched by `torchrun --nproc_per_node N` or `accelerate launch`, the Trainer-based
-students (classification, extractive QA) train with DistributedDataParallel across the N processes with no
-change; only the main process writes. The generation student has its own training loop and trains on one
-device, so it refuses a multi-process launch instead of training N copies.
+from another base model. Launched by `torchrun --nproc_per_node N` or `accelerate launch`, every student
+(classification and extractive QA on transformers' Trainer, generation on TRL's SFTTrainer) trains with
+DistributedDataParallel across the N processes with no change; only the main process writes.
 """
 
 from __future__ import annotations
@@ -64,14 +63,12 @@ def retrain(run: Path, *, epochs: float | None = None, base_model: str | None = 
         The new model folder, the training figures and the scores (on the main process; the others get {}).
 
     Raises:
-        P2MError: `run` is not a finished run, or a multi-process launch of the generation student.
+        P2MError: `run` is not a finished run.
     """
     from p2m_engine import students
 
     spec = TaskSpec.from_dict(_read_json(run / "task.json", "the task"))
     rank, size = world()
-    if size > 1 and spec.task_type == "generation":
-        raise P2MError("The generation student trains on one device: run `p2m train` without torchrun/accelerate.")
     config = train_config(run, epochs, base_model)
     train = load_examples(data_file(run, "train"))
     val_path = data_file(run, "val")

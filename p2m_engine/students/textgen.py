@@ -257,6 +257,10 @@ def train_generator(train: list[Example], val: list[Example], out_dir: Path, con
     best_loss = trainer.state.best_metric if has_val else None
     best_step = trainer.state.best_global_step or step
     model = trainer.model
+    trainer.accelerator.wait_for_everyone()  # under torchrun, every process has loaded the best epoch back
+    if not trainer.is_world_process_zero():  # only the main process writes (p2m train under torchrun/accelerate)
+        return TrainResult(out_dir, float(out.training_loss), float("nan"), len(train), len(val), step / steps_per_epoch,
+                           time.monotonic() - started, {"rank": trainer.args.process_index})
     shutil.rmtree(ckpt_dir, ignore_errors=True)  # the best epoch's weights are loaded back by the trainer
     if lora:
         model = model.merge_and_unload()

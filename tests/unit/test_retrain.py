@@ -13,11 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
-from p2m_engine.retrain import retrain
-from p2m_engine.errors import P2MError
 from p2m_engine.task import parse_task
 from p2m_engine.students.train import TrainConfig
 from tests.conftest import DEMO_HUB, ROOT
+from tests.unit.test_textgen import tiny_causal_lm  # noqa: F401 (a fixture)
 
 
 @pytest.fixture()
@@ -73,12 +72,23 @@ def test_torchrun_trains_with_two_processes_and_one_writer(run: Path) -> None:
     assert summary["processes"] == 2 and _steps(run / "ddp" / "model") == 3
 
 
-def test_generation_student_refuses_a_multi_process_launch(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_torchrun_trains_the_generation_student_with_two_processes_and_one_writer(run: Path,
+                                                                                tiny_causal_lm: Path) -> None:
     task = json.loads((run / "task.json").read_text())
     (run / "task.json").write_text(json.dumps({**task, "task_type": "generation", "labels": []}))
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(P2MError, match="trains on one device"):
-        retrain(run)
+    config = TrainConfig(base_model=str(tiny_causal_lm), epochs=1, bf16="off", batch_size=4, min_steps=0)
+    (run / "model" / "p2m_train.json").write_text(json.dumps({**asdict(config), "lora_used": False}))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "agent.cli",
+                           "train", str(run), "--epochs", "1", "--json", "--out", str(run / "ddp")],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1  # only the main process reports
+    summary = json.loads(lines[0])
+    # 40 rows at 4 a batch, half to each process: 5 steps an epoch, not 10.
+    assert summary["processes"] == 2 and _steps(run / "ddp" / "model") == 5
+    assert (run / "ddp" / "model" / "p2m_textgen.json").is_file() and "chrf++" in summary["metric"]
 
 
 def test_train_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
