@@ -59,8 +59,8 @@ def test_train_again_longer_and_score_on_dev(run: Path) -> None:
     assert (model_dir.parent / "predictions" / "dev.jsonl").is_file()
 
 
-def test_torchrun_trains_with_two_processes_and_one_writer(run: Path) -> None:
-    # DistributedDataParallel on CPU (gloo): each process sees half the rows, so an epoch is 3 steps, not 5.
+def _torchrun(run: Path) -> dict:
+    """`p2m train RUN` under `torchrun --nproc_per_node 2` (gloo on CPU): the one summary printed."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "agent.cli",
                            "train", str(run), "--epochs", "1", "--json", "--out", str(run / "ddp")],
@@ -69,6 +69,12 @@ def test_torchrun_trains_with_two_processes_and_one_writer(run: Path) -> None:
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 1  # only the main process reports
     summary = json.loads(lines[0])
+    return summary
+
+
+def test_torchrun_trains_with_two_processes_and_one_writer(run: Path) -> None:
+    # DistributedDataParallel on CPU (gloo): each process sees half the rows, so an epoch is 3 steps, not 5.
+    summary = _torchrun(run)
     assert summary["processes"] == 2 and _steps(run / "ddp" / "model") == 3
 
 
@@ -78,14 +84,7 @@ def test_torchrun_trains_the_generation_student_with_two_processes_and_one_write
     (run / "task.json").write_text(json.dumps({**task, "task_type": "generation", "labels": []}))
     config = TrainConfig(base_model=str(tiny_causal_lm), epochs=1, bf16="off", batch_size=4, min_steps=0)
     (run / "model" / "p2m_train.json").write_text(json.dumps({**asdict(config), "lora_used": False}))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "agent.cli",
-                           "train", str(run), "--epochs", "1", "--json", "--out", str(run / "ddp")],
-                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert len(lines) == 1  # only the main process reports
-    summary = json.loads(lines[0])
+    summary = _torchrun(run)
     # 40 rows at 4 a batch, half to each process: 5 steps an epoch, not 10.
     assert summary["processes"] == 2 and _steps(run / "ddp" / "model") == 5
     assert (run / "ddp" / "model" / "p2m_textgen.json").is_file() and "chrf++" in summary["metric"]
