@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from p2m_engine.errors import ModelError, TrainingError
-from p2m_engine.students.train import TrainConfig, bf16_supported, effective_epochs
+from p2m_engine.students.train import (TrainConfig, bf16_supported, effective_epochs, progress_callback,
+                                       training_arguments)
 from p2m_engine.types import Example, Progress, TrainResult
 
 logger = logging.getLogger(__name__)
@@ -181,7 +182,9 @@ def train_generator(train: list[Example], val: list[Example], out_dir: Path, con
         TrainingError: no data, no base model, or a tokenizer without an end-of-sequence token.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from datasets import Dataset, disable_progress_bars
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, set_seed
+    from trl import SFTConfig
 
     from p2m_engine.students.packaged import ensure_smollm2, is_converted, smollm2_dir
 
@@ -195,7 +198,6 @@ def train_generator(train: list[Example], val: list[Example], out_dir: Path, con
     train, val = _holdout(train, val, gen.holdout_fraction, config.seed)
     set_seed(config.seed)
     started = time.monotonic()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     use_bf16 = config.bf16 == "on" or (config.bf16 == "auto" and bf16_supported())
     tok = AutoTokenizer.from_pretrained(config.base_model)
     model = AutoModelForCausalLM.from_pretrained(config.base_model, dtype=torch.float32)
@@ -204,7 +206,6 @@ def train_generator(train: list[Example], val: list[Example], out_dir: Path, con
     lora = _use_lora(model, gen)
     if lora:
         model = _add_lora(model, gen)
-    model.to(device).train()
 
     rows = [encode_example(tok, fmt, e) for e in train]
     val_rows = [encode_example(tok, fmt, e) for e in val[: gen.val_loss_examples]]
@@ -216,12 +217,6 @@ def train_generator(train: list[Example], val: list[Example], out_dir: Path, con
     epochs = effective_epochs(len(rows), replace(config, min_steps=min(config.min_steps, gen.min_steps)))
     total_steps = config.max_steps if config.max_steps > 0 else max(1, int(steps_per_epoch * epochs))
     lr = gen.lora_learning_rate if lora else config.learning_rate
-    from datasets import Dataset, disable_progress_bars
-    from transformers import PrinterCallback
-    from trl import SFTConfig
-
-    from p2m_engine.students.train import progress_callback, training_arguments
-
     _PlainLossSFT = _plain_loss_trainer()
 
     disable_progress_bars()
