@@ -112,7 +112,7 @@ class LlamaServer:
             )
         self.port = self.port or free_port()
         # Through p2m_engine.llm.child: the server dies with p2m even when p2m is killed and cannot stop it.
-        cmd = [sys.executable, "-m", "p2m_engine.llm.child", str(os.getpid()), "llama_cpp.server", "--model", str(self.model_path),
+        cmd = [sys.executable, "-m", "p2m_engine.llm.child", str(os.getpid()), "p2m_engine.llm.llama_server", "--model", str(self.model_path),
                "--model_alias", self.alias, "--host", "127.0.0.1", "--port", str(self.port),
                "--n_ctx", str(self.n_ctx), "--n_threads", str(self.threads),
                # Log-probabilities for label scoring (p2m_engine.data.scoring); without it the server returns none.
