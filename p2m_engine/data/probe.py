@@ -119,3 +119,36 @@ def score_rows(rows: list[Example], labels: tuple[str, ...], evidence_vecs: np.n
     acc = float(np.average(probs.argmax(1) == evidence_labels, weights=w))
     ll = float(np.average(np.log(np.maximum(picked, 1e-6)), weights=w)) + math.log(len(labels))
     return ProbeScore(acc, ll, len(rows), len(evidence_labels))
+
+
+def cross_gains(row_sets: dict[str, list[Example]], labels: tuple[str, ...], *, cap: int = PROBE_ROWS) -> dict[str, dict[str, float]]:
+    """The gain of each row set's probe on every other set's rows: `out[a][b]` is how well rows `a` predict the
+    labels of rows `b` (mean log-probability above chance). Datasets that teach the same labels predict each
+    other; one whose labels mean something else (or the reverse) predicts the others badly and is predicted badly.
+
+    Args:
+        row_sets: labelled rows (task labels as outputs) per candidate; sets with fewer than two labels are left out.
+        labels: the task's labels (the class order).
+        cap: rows of each set used, label-balanced, to fit its probe and as evidence for the others.
+    """
+    from p2m_engine.students.pair_input import pair_template
+    from p2m_engine.data.pool import embed_texts
+
+    sets = {name: balanced([r for r in rows if r.output in labels], cap) for name, rows in row_sets.items()}
+    sets = {name: rows for name, rows in sets.items() if len({r.output for r in rows}) >= 2}
+    inputs = [r.input for rows in sets.values() for r in rows]
+    template = pair_template(inputs) if inputs else None
+    if template is not None and not all(template.split(x) for x in inputs):
+        template = None
+    vecs = {name: pair_features([r.input for r in rows], template) if template else embed_texts([r.input for r in rows])
+            for name, rows in sets.items()}
+    ys = {name: np.array([labels.index(r.output) for r in rows]) for name, rows in sets.items()}
+    out: dict[str, dict[str, float]] = {}
+    for a in sets:
+        clf = fit(vecs[a], ys[a], len(labels))
+        out[a] = {}
+        for b in sets:
+            if b != a:
+                picked = probabilities(clf, vecs[b], len(labels))[np.arange(len(ys[b])), ys[b]]
+                out[a][b] = float(np.mean(np.log(np.maximum(picked, 1e-6)))) + math.log(len(labels))
+    return out

@@ -7,9 +7,11 @@ The steps, each recorded on the candidates so a trace can show why every one was
 2. Classification: every plausible candidate (about the task, same task type, training rows) is made usable
    (a Hub dataset is fetched; label names that differ from the task's get an LLM label mapping, checked
    against the demonstrations), then a probe (p2m_engine.data.probe: frozen MiniLM embeddings + logistic
-   regression on its rows) is scored on the demonstrations. Every candidate whose probe beats chance and
-   comes near the best is taken (at most MAX_TAKEN), best first; "none" only when no probe beats chance. No
-   vote at a temperature decides, so another seed takes the same data.
+   regression on its rows) is scored on the demonstrations and, when several candidates are usable, on each
+   other candidate's rows (the demos count as one witness among them: three demonstrations alone are thin
+   evidence). Every candidate whose probe beats chance on that evidence and comes near the best is taken (at
+   most MAX_TAKEN), best first; "none" only when no probe beats chance. No vote at a temperature decides, so
+   another seed takes the same data.
 3. Other task types (no labels to probe): the teacher LLM reranks the plausible candidates (votes; "none"
    rejects them all), and the first usable one in rerank order is taken.
 """
@@ -139,7 +141,7 @@ def _probe_and_take(spec: TaskSpec, cands: list[DatasetCandidate], plausible: li
     decided: dict[str, DatasetCandidate] = {}
     mappings: list[dict[str, Any]] = []
     probes: dict[str, dict[str, Any]] = {}
-    usable: list[tuple[DatasetCandidate, probe.ProbeScore]] = []
+    scored: list[tuple[DatasetCandidate, probe.ProbeScore, list[Any]]] = []
     demo_vecs = embed_texts([e.input for e in demos])
     demo_labels = np.array([spec.labels.index(e.output) for e in demos])
     for c in plausible:
@@ -148,22 +150,35 @@ def _probe_and_take(spec: TaskSpec, cands: list[DatasetCandidate], plausible: li
             rows = load_examples(train_file(updated) or Path(updated.path) / "train.jsonl", updated.label_map, skipped=[])
             score = probe.score_rows(rows, spec.labels, demo_vecs, demo_labels, evidence_texts=[e.input for e in demos])
             if score is None:
-                updated, ok = _with(updated, "rejected: its rows cover fewer than two of the task's labels"), False
+                updated = _with(updated, "rejected: its rows cover fewer than two of the task's labels")
             else:
                 probes[c.name] = score.to_dict()
-                figures = f"probe on the demonstrations: accuracy {score.accuracy:.2f}, gain {score.gain:+.3f}"
-                if score.gain <= 0:
-                    updated, ok = _with(updated, f"rejected: no better than chance ({figures})"), False
-                else:
-                    updated = _with(updated, figures)
-                    usable.append((updated, score))
+                scored.append((updated, score, rows))
         decided[c.name] = updated
-    usable.sort(key=lambda x: (-x[1].gain, -x[0].score))
+    # Three demonstrations are thin evidence; the other fitting candidates' rows are hundreds. Every candidate is
+    # a witness: its probe is scored on the demos and on each other candidate's rows, the demos counting as one
+    # witness, and the mean decides.
+    cross = probe.cross_gains({c.name: rows for c, _, rows in scored}, spec.labels) if len(scored) >= 2 else {}
+    usable: list[tuple[DatasetCandidate, float]] = []
+    for c, score, _ in scored:
+        others = list(cross.get(c.name, {}).values())
+        gain = (score.gain + sum(others)) / (1 + len(others))
+        figures = f"probe on the demonstrations: accuracy {score.accuracy:.2f}, gain {score.gain:+.3f}"
+        if others:
+            probes[c.name].update(others=round(sum(others) / len(others), 4), gain_all=round(gain, 4))
+            figures += f"; on the {len(others)} other datasets' rows: gain {sum(others) / len(others):+.3f}"
+        if gain <= 0:
+            decided[c.name] = _with(c, f"rejected: no better than chance ({figures})")
+        else:
+            c = _with(c, figures)
+            usable.append((c, gain))
+            decided[c.name] = c
+    usable.sort(key=lambda x: (-x[1], -x[0].score))
     taken: list[DatasetCandidate] = []
     if usable:
-        best = usable[0][1].gain
-        for c, score in usable:
-            if len(taken) < MAX_TAKEN and score.gain >= NEAR_BEST * best:
+        best = usable[0][1]
+        for c, gain in usable:
+            if len(taken) < MAX_TAKEN and gain >= NEAR_BEST * best:
                 c = _with(c, "taken (best probe)" if not taken else f"taken (probe within {NEAR_BEST:.0%} of the best)")
                 taken.append(c)
             elif len(taken) >= MAX_TAKEN:
