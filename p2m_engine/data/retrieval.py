@@ -136,7 +136,7 @@ def find_dataset(spec: TaskSpec, hub_dirs: list[Path], *, llm: LLM | None = None
 def _probe_and_take(spec: TaskSpec, cands: list[DatasetCandidate], plausible: list[DatasetCandidate],
                     demos: list[Any], llm: LLM | None, catalog_dir: Path | None) -> Retrieval:
     """Classification: make every plausible candidate usable, probe each on the demonstrations, take the best."""
-    from p2m_engine.data.pool import embed_texts
+    from p2m_engine.data.pool import embed_texts, length_bounds
 
     decided: dict[str, DatasetCandidate] = {}
     mappings: list[dict[str, Any]] = []
@@ -173,12 +173,20 @@ def _probe_and_take(spec: TaskSpec, cands: list[DatasetCandidate], plausible: li
             c = _with(c, figures)
             usable.append((c, gain))
             decided[c.name] = c
-    usable.sort(key=lambda x: (-x[1], -x[0].score))
+    # A dataset whose inputs are not shaped like the demos' (whole reviews for a sentence task) is taken only when
+    # no usable dataset is: it agrees with the others on labels, yet teaches the student other inputs.
+    lo, hi = length_bounds([e.input for e in demos])
+    lengths = {c.name: float(np.median([len(r.input) for r in rows])) for c, _, rows in scored if rows}
+    shaped = {c.name for c, _ in usable if lo <= lengths.get(c.name, lo) <= hi}
+    usable.sort(key=lambda x: (x[0].name not in shaped, -x[1], -x[0].score))
     taken: list[DatasetCandidate] = []
     if usable:
         best = usable[0][1]
         for c, gain in usable:
-            if len(taken) < MAX_TAKEN and gain >= NEAR_BEST * best:
+            if shaped and c.name not in shaped:
+                c = _with(c, f"not taken: its inputs are unlike the demonstrations' (median {lengths[c.name]:.0f} "
+                             f"characters, the demos fit {lo}-{hi})")
+            elif len(taken) < MAX_TAKEN and gain >= NEAR_BEST * best:
                 c = _with(c, "taken (best probe)" if not taken else f"taken (probe within {NEAR_BEST:.0%} of the best)")
                 taken.append(c)
             elif len(taken) >= MAX_TAKEN:

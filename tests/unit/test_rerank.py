@@ -11,6 +11,7 @@ from typing import Any
 from p2m_engine.errors import UnparseableAnswerError
 from p2m_engine.data.labelmap import check_label_map, llm_label_map, rows_by_label
 from p2m_engine.data.rerank import rerank_datasets, tally
+from p2m_engine.data.probe import cross_gains
 from p2m_engine.data.retrieval import find_dataset
 from p2m_engine.runs import Run, read_jsonl
 from p2m_engine.types import DatasetCandidate, Example, TaskSpec
@@ -229,3 +230,45 @@ def test_tool_artifact_lists_candidates_probes_and_reasons(tmp_path: Path) -> No
     assert {r["source"] for r in rows} <= {"movie_opinions", "film_reviews"}
     assert {r["output"] for r in read_jsonl(run.path("data", "test.jsonl"))} <= {"positive", "negative"}
     assert set(json.loads(text)["datasets"]) == {"movie_opinions", "film_reviews"}
+
+
+def test_probes_of_datasets_that_agree_predict_each_other_and_an_inverted_one_predicts_them_badly() -> None:
+    rows = [Example(t, "positive") for t in POS] + [Example(t, "negative") for t in NEG]
+    inverted = [Example(e.input, "negative" if e.output == "positive" else "positive") for e in rows]
+    gains = cross_gains({"a": rows, "b": rows[::-1], "inverted": inverted, "one_label": rows[:3]}, SENTIMENT.labels)
+    assert set(gains) == {"a", "b", "inverted"}  # a set with one label teaches nothing and is left out
+    assert gains["a"]["b"] > 0 and gains["b"]["a"] > 0
+    assert gains["a"]["inverted"] < 0 and gains["inverted"]["a"] < 0 and gains["inverted"]["b"] < 0
+
+
+# Demonstrations a probe on plain review sentences gets wrong (sarcasm, a twist at the end).
+HARD = TaskSpec(SENTIMENT.instruction,
+                (Example("a wonderful, heartfelt movie, if you enjoy being bored", "negative"),
+                 Example("i hated every minute of it, and i have never laughed so hard", "positive"),
+                 Example("brilliant performances and a moving story, on paper", "negative")),
+                "classification", ("positive", "negative"))
+
+
+def test_datasets_that_agree_with_each_other_are_taken_though_three_hard_demos_go_against_them(tmp_path: Path) -> None:
+    hub = sentiment_hub(tmp_path / "hub")
+    found = find_dataset(HARD, [hub], index_dir=tmp_path / "idx")
+    assert all(p["gain"] < 0 for p in found.probes.values())  # on the demos alone, no probe beats chance
+    assert sorted(c.name for c in found.taken) == ["film_reviews", "movie_opinions"]
+    for name in ("film_reviews", "movie_opinions"):
+        assert found.probes[name]["others"] > 0 < found.probes[name]["gain_all"]
+        assert "on the 1 other datasets' rows" in next(c for c in found.candidates if c.name == name).reason
+
+
+def test_a_dataset_of_inputs_unlike_the_demos_is_taken_only_when_nothing_else_is(tmp_path: Path) -> None:
+    hub = tmp_path / "hub"
+    long_rows = [(" ".join([t] * 12), "positive") for t in POS] + [(" ".join([t] * 12), "negative") for t in NEG]
+    write_dataset(hub, "whole_reviews", "Whole movie reviews labelled with their sentiment, positive or negative.",
+                  ["positive", "negative"], long_rows)
+    alone = find_dataset(SENTIMENT, [hub], index_dir=tmp_path / "idx1")
+    assert [c.name for c in alone.taken] == ["whole_reviews"]  # the only usable dataset: still taken
+    sentiment_hub(hub)
+    found = find_dataset(SENTIMENT, [hub], index_dir=tmp_path / "idx2")
+    assert "whole_reviews" in found.probes and found.probes["whole_reviews"]["gain_all"] > 0
+    assert sorted(c.name for c in found.taken) == ["film_reviews", "movie_opinions"]
+    reason = next(c for c in found.candidates if c.name == "whole_reviews").reason
+    assert "not taken: its inputs are unlike the demonstrations'" in reason
