@@ -121,7 +121,8 @@ def score_rows(rows: list[Example], labels: tuple[str, ...], evidence_vecs: np.n
     return ProbeScore(acc, ll, len(rows), len(evidence_labels))
 
 
-def cross_gains(row_sets: dict[str, list[Example]], labels: tuple[str, ...], *, cap: int = PROBE_ROWS) -> dict[str, dict[str, float]]:
+def cross_gains(row_sets: dict[str, list[Example]], labels: tuple[str, ...], *,
+                cap: int = PROBE_ROWS) -> dict[str, dict[str, float]]:
     """The gain of each row set's probe on every other set's rows: `out[a][b]` is how well rows `a` predict the
     labels of rows `b` (mean log-probability above chance). Datasets that teach the same labels predict each
     other; one whose labels mean something else (or the reverse) predicts the others badly and is predicted badly.

@@ -38,7 +38,8 @@ logger = logging.getLogger(__name__)
 
 # At most this many datasets are taken for one classification task.
 MAX_TAKEN = 3
-# A dataset is taken when its probe's gain on the demonstrations is at least this share of the best one's.
+# A dataset is taken when its probe's gain (on the demos and the other datasets' rows) is at least this share of
+# the best one's.
 NEAR_BEST = 0.5
 
 
@@ -135,7 +136,8 @@ def find_dataset(spec: TaskSpec, hub_dirs: list[Path], *, llm: LLM | None = None
 
 def _probe_and_take(spec: TaskSpec, cands: list[DatasetCandidate], plausible: list[DatasetCandidate],
                     demos: list[Any], llm: LLM | None, catalog_dir: Path | None) -> Retrieval:
-    """Classification: make every plausible candidate usable, probe each on the demonstrations, take the best."""
+    """Classification: make every plausible candidate usable, probe each on the demonstrations and on the other
+    candidates' rows, take the best."""
     from p2m_engine.data.pool import embed_texts, length_bounds
 
     decided: dict[str, DatasetCandidate] = {}
@@ -166,7 +168,8 @@ def _probe_and_take(spec: TaskSpec, cands: list[DatasetCandidate], plausible: li
         figures = f"probe on the demonstrations: accuracy {score.accuracy:.2f}, gain {score.gain:+.3f}"
         if others:
             probes[c.name].update(others=round(sum(others) / len(others), 4), gain_all=round(gain, 4))
-            figures += f"; on the {len(others)} other datasets' rows: gain {sum(others) / len(others):+.3f}"
+            whose = "the other dataset's" if len(others) == 1 else f"the {len(others)} other datasets'"
+            figures += f"; on {whose} rows: gain {sum(others) / len(others):+.3f}"
         if gain <= 0:
             decided[c.name] = _with(c, f"rejected: no better than chance ({figures})")
         else:
@@ -174,7 +177,8 @@ def _probe_and_take(spec: TaskSpec, cands: list[DatasetCandidate], plausible: li
             usable.append((c, gain))
             decided[c.name] = c
     # A dataset whose inputs are not shaped like the demos' (whole reviews for a sentence task) is taken only when
-    # no usable dataset is: it agrees with the others on labels, yet teaches the student other inputs.
+    # no usable dataset is: it may agree with the others on labels, yet it teaches the student other inputs
+    # (measured: sst2 and cr_polarity with their own data hidden lost 2.2 and 4.6 points when whole reviews joined).
     lo, hi = length_bounds([e.input for e in demos])
     lengths = {c.name: float(np.median([len(r.input) for r in rows])) for c, _, rows in scored if rows}
     shaped = {c.name for c, _ in usable if lo <= lengths.get(c.name, lo) <= hi}
