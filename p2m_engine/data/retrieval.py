@@ -180,8 +180,8 @@ def _probe_and_take(spec: TaskSpec, cands: list[DatasetCandidate], plausible: li
     # no usable dataset is: it may agree with the others on labels, yet it teaches the student other inputs
     # (measured: sst2 and cr_polarity with their own data hidden lost 2.2 and 4.6 points when whole reviews joined).
     lo, hi = length_bounds([e.input for e in demos])
-    lengths = {c.name: float(np.median([len(r.input) for r in rows])) for c, _, rows in scored if rows}
-    shaped = {c.name for c, _ in usable if lo <= lengths.get(c.name, lo) <= hi}
+    lengths = {c.name: float(np.median([len(r.input) for r in rows])) for c, _, rows in scored}  # rows of 2+ labels
+    shaped = {c.name for c, _ in usable if lo <= lengths[c.name] <= hi}
     usable.sort(key=lambda x: (x[0].name not in shaped, -x[1], -x[0].score))
     taken: list[DatasetCandidate] = []
     if usable:
