@@ -33,8 +33,8 @@ def generation_target(state: dict[str, Any], ctx: Context) -> int:
     """Generated examples wanted: per label, what the real rows (retrieved, teacher-labelled) leave short of the
     per-label target; a task without labels (generation, extractive QA) gets a total target."""
     labels = state["task"].get("labels") or ()
-    if not labels:
-        return generation_total(per_label_target(state, ctx))
+    if not labels:  # hub inputs the teacher answered (label_texts) count towards the total
+        return max(0, generation_total(per_label_target(state, ctx)) - int(state.get("labelled", 0)))
     real = state.get("real_per_label") or {}
     return sum(max(0, per_label_target(state, ctx) - int(real.get(label, 0))) for label in labels)
 
@@ -135,11 +135,15 @@ def improving(state: dict[str, Any], ctx: Context) -> bool:
 
 
 def can_label(state: dict[str, Any], ctx: Context, tried: list[Any]) -> bool:
-    """Labelling real hub text makes sense once: a classification task with labelled demonstrations, a hub, and
-    no retrieved dataset (real labelled rows beat text labelled by judges; with them it only adds noise)."""
+    """Labelling real hub text makes sense once: a task with demonstrations (labelled ones for classification; a
+    teacher to answer the texts for the other task types), a hub, and no retrieved dataset (real labelled rows
+    beat text labelled by judges; with them it only adds noise)."""
     task = state["task"]
-    demos = [e for e in task.get("examples", []) if e.get("output") in (task.get("labels") or ())]
-    return bool(task.get("task_type") == "classification" and demos and ctx.hub_dirs and ctx.labelling.texts > 0
+    if task.get("task_type") == "classification":
+        demos = [e for e in task.get("examples", []) if e.get("output") in (task.get("labels") or ())]
+    else:
+        demos = list(task.get("examples", [])) if ctx.llm is not None and llm_calls_left(ctx) else []
+    return bool(demos and ctx.hub_dirs and ctx.labelling.texts > 0
                 and "search_datasets" in tried and not state.get("retrieved") and "label_texts" not in tried)
 
 

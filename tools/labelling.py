@@ -16,15 +16,18 @@ from tools.synth import held_out_inputs, real_per_label
 
 @tool(response_format="content_and_artifact")
 def label_texts(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
-    """Label real hub text like the demonstrations with the teacher's label scores and the encoder's zero-shot
-    judgement (classification, when no labelled dataset fits).
+    """Label real hub text like the demonstrations, when no labelled dataset fits: with the teacher's label
+    scores and the encoder's zero-shot judgement (classification), or with the teacher's answer (other tasks).
 
     The hub texts most like the demonstrations (questions for a question task, reviews for a review task)
     are labelled by judges weighted by how well each predicts the demonstrations: the teacher scoring each
     label by log-probability (calibrated), and the sentence encoder's similarity to each label's name.
-    Only the confident rows are kept, as training data with provenance `teacher_labelled`.
+    Only the confident rows are kept, as training data with provenance `teacher_labelled`. For a task without
+    labels each text is put in the demonstrations' input shape and answered by the teacher's majority vote;
+    these pairs count towards what generate_examples writes.
 
-    Returns the count per label, the weight and demonstration score of every judge, and where the texts came from.
+    Returns the count (per label), the weight and demonstration score of every judge, where the texts came
+    from, and why texts were dropped.
     """
     ctx: ToolContext = runtime.context
     meter = Meter(ctx.llm)
@@ -32,5 +35,6 @@ def label_texts(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     result = label_engine(spec, ctx.hub_dirs, ctx.run.data("labelled"), ctx.labelling, llm=ctx.llm,
                           exclude={normalize(x) for x in held_out_inputs(ctx)}, progress=ctx.report("label_texts"))
     # What generation may skip: the kept rows, or with soft labels every text under its most probable label.
-    artifact = {"labelled": result.count, **result.to_dict(), "real_per_label": real_per_label(ctx), **meter.figures()}
-    return observation({k: artifact[k] for k in ("labelled", "soft", "per_label", "weights", "judges", "sources")}), artifact
+    artifact = {"labelled": result.count, **result.to_dict(), "real_per_label": real_per_label(ctx) if spec.labels else {}, **meter.figures()}
+    shown = ("labelled", "soft", "per_label", "weights", "judges", "sources") if spec.labels else ("labelled", "sources", "dropped")
+    return observation({k: artifact[k] for k in shown}), artifact

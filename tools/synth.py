@@ -86,7 +86,9 @@ def generate_examples(runtime: ToolRuntime, per_label: int = 0, guidance: str = 
                                          have=real_per_label(ctx), guidance=guidance, topics=tuple(topics or ()),
                                          labels=tuple(labels or ()))
     else:
-        pairs_config = pairs.PairsConfig(n=generation_total(config.per_label), seed=config.seed,
+        # Hub inputs the teacher answered (label_texts) count towards the total.
+        answered = len(list(read_jsonl(ctx.run.data("labelled")))) if ctx.run.data("labelled").is_file() else 0
+        pairs_config = pairs.PairsConfig(n=max(0, generation_total(config.per_label) - answered), seed=config.seed,
                                          concurrency=config.concurrency)
         result = pairs.generate_pairs(spec, ctx.llm, out_path, pairs_config, exclude=held_out_inputs(ctx),
                                       progress=ctx.report("generate_examples"), topics=tuple(topics or ()))

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from p2m_engine.data import pool, scoring
+from p2m_engine.data import hub_pairs, pool, scoring
+from p2m_engine.data.pairs import PAIR_TASK_TYPES, PairsConfig
 from p2m_engine.errors import LLMError
 from p2m_engine.llm import LLM
 from p2m_engine.runs import write_jsonl
@@ -66,11 +67,13 @@ class LabelResult:
     soft: int = 0
     """Rows written with their label probabilities to `soft_path` (every labelled text, kept or not)."""
     soft_path: Path | None = None
+    dropped: dict[str, int] = field(default_factory=dict)
+    """Hub texts that did not become a pair, per reason (tasks without labels)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "count": self.count, "per_label": self.per_label, "weights": self.weights,
                 "judges": self.judges, "sources": self.sources, "soft": self.soft,
-                "soft_path": str(self.soft_path) if self.soft_path else None}
+                "soft_path": str(self.soft_path) if self.soft_path else None, "dropped": self.dropped}
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -135,8 +138,12 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
     """Label hub text like the demonstrations and write the confident rows to `out_path` (JSONL, provenance
     `teacher_labelled`, with each row's label probabilities and hub source).
 
+    A task without labels (generation, extractive QA) has its `config.texts` nearest hub texts put in the demos'
+    input shape and answered by the teacher's majority vote instead (p2m_engine.data.hub_pairs); without a
+    teacher nothing is written.
+
     Args:
-        spec: a classification task with labelled demonstrations.
+        spec: a classification task with labelled demonstrations, or a generation or extractive-QA task.
         hub_dirs: folders of dataset folders to take text from.
         out_path: the JSONL file written (from scratch).
         config: how many texts, how many kept.
@@ -144,6 +151,15 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
         exclude: normalized texts never to take (test and dev inputs).
         progress: called with (done, total) while the teacher scores.
     """
+    if spec.task_type in PAIR_TASK_TYPES:
+        if llm is None or config.texts <= 0:
+            return LabelResult(out_path, 0, {}, {}, {}, {})
+        answered = hub_pairs.answer_texts(spec, hub_dirs, out_path, llm, config.texts,
+                                          PairsConfig(votes=1, answer_temperature=0.0, seed=config.seed,
+                                                      concurrency=config.concurrency),
+                                          exclude=sorted(exclude or ()), progress=progress)
+        return LabelResult(out_path, answered.count, {}, {}, {}, answered.sources, answered.llm_calls,
+                           dropped=answered.dropped)
     demos = [e.input for e in spec.examples]
     gold = np.array([spec.labels.index(e.output) for e in spec.examples if e.output in spec.labels])
     texts, vecs = pool.collect(hub_dirs, demos, seed=config.seed, exclude=exclude)

@@ -240,7 +240,7 @@ def _assembled(answer: dict[str, Any], n: int, template: FieldTemplate) -> list[
     return texts
 
 
-def _field_limits(demos: list[str], template: FieldTemplate, limit: int, factor: float) -> dict[str, int]:
+def field_limits(demos: list[str], template: FieldTemplate, limit: int, factor: float) -> dict[str, int]:
     """Each field's longest length in the demos times `factor`, within the input limit."""
     split = [template.split(d) or {} for d in demos]
     return {name: max(8, min(limit, int(factor * max((len(s.get(name, "")) for s in split), default=limit))))
@@ -262,7 +262,7 @@ def _fields(answer: dict[str, Any], prefix: str) -> list[str]:
     return [v for k in keys if isinstance(v := answer[k], str)]
 
 
-class _Answerer:
+class Answerer:
     """Asks the teacher for one input's output several times and takes the majority."""
 
     def __init__(self, spec: TaskSpec, llm: LLM, config: PairsConfig) -> None:
@@ -299,7 +299,7 @@ class _Answerer:
         return dataclasses.replace(majority(samples, task_type, cfg.votes, cfg.min_agreement), samples=raw)
 
 
-def _votes(answer: _Answerer, texts: list[str], concurrency: int) -> Iterator[Vote]:
+def _votes(answer: Answerer, texts: list[str], concurrency: int) -> Iterator[Vote]:
     """Each text's vote, in the texts' order: asked one at a time as the caller reads them (so a caller that stops
     early asks no more), or all at once, `concurrency` in flight (the same votes: each depends on its text alone)."""
     if concurrency <= 1:
@@ -316,7 +316,7 @@ def _shown(text: str, template: FieldTemplate | None) -> str:
     return json.dumps({template.names[j]: fields[template.names[j]] for j in template.order}, ensure_ascii=False)
 
 
-def _input_limit(spec: TaskSpec, config: PairsConfig) -> int:
+def input_limit(spec: TaskSpec, config: PairsConfig) -> int:
     longest = max((len(e.input) for e in spec.examples), default=config.max_chars // 2)
     return max(config.min_chars + 1, min(config.max_chars, int(longest * config.length_factor)))
 
@@ -359,13 +359,13 @@ def generate_pairs(
         raise UnsupportedTaskError(f"generate_pairs handles {' and '.join(PAIR_TASK_TYPES)} tasks, not {spec.task_type}.")
     if not spec.examples:
         raise UnsupportedTaskError("Generating pairs needs at least one input/output demonstration in the prompt.")
-    limit = _input_limit(spec, config)
+    limit = input_limit(spec, config)
     demos = [e.input for e in spec.examples]
     banned = {normalize(x) for x in demos} | {normalize(x) for x in exclude}
     markers, prefix = format_markers(demos), format_prefix(demos)
     # Inputs of marked fields ("Question: ... Context: ...") are asked for field by field.
     template = field_template(demos)
-    field_limits = _field_limits(demos, template, limit, config.length_factor) if template else {}
+    by_field = field_limits(demos, template, limit, config.length_factor) if template else {}
     # The length check allows for a prefix put back by repair_format.
     filters = InputFilters(config, limit + len(prefix), banned, demos + [x for x in exclude if x], markers)
     # What the teacher gets wrong about a pair, measured against the demos (p2m_engine.data.pair_checks).
@@ -380,7 +380,7 @@ def generate_pairs(
     dropped: Counter[str] = Counter()
     calls_before, tokens_before = llm.usage.calls, llm.usage.tokens
     rng = random.Random(config.seed)
-    answer = _Answerer(spec, llm, config)
+    answer = Answerer(spec, llm, config)
     n_batch = max(1, min(config.batch_size, config.batch_chars // limit))
     max_batches = config.max_batches_factor * -(-config.n // n_batch) + config.max_failed_batches
     fresh: list[str] = []  # inputs accepted this run (whatever their vote): context for diversity
@@ -411,7 +411,7 @@ def generate_pairs(
                                                inputs=[_shown(x, template) for x in shown], n=n, topic=topic)},
         ]
         try:
-            schema = _field_schema(n, template, field_limits) if template else _input_schema(n, limit)
+            schema = _field_schema(n, template, by_field) if template else _input_schema(n, limit)
             reply = llm.call_tool(messages, "write_inputs", schema, temperature=t,
                                   max_tokens=min(3072, 32 + n * (limit // 3)), variant=batch)
             texts = (_assembled(reply, n, template) if template else

@@ -106,7 +106,8 @@ def estimate(n_labels: int, per_label: int, batch_size: int, iterations: int, ma
     and the teacher's label scores of `labelled` hub texts (plus its test on each demonstration, with the 3
     content-free calibration inputs each time).
 
-    A task without labels generates pairs: `generation_total(per_label)` of them (5 x per_label), each input answered by up to 3 votes.
+    A task without labels generates pairs: `generation_total(per_label)` of them (5 x per_label), each input answered by up to 3 votes;
+    the hub inputs the teacher answers first are counted in full beside them.
     """
     if n_labels:
         generation = n_labels * (3 * -(-per_label // batch_size) + 4)  # max_batches_factor=3, max_failed_batches=4
@@ -115,7 +116,10 @@ def estimate(n_labels: int, per_label: int, batch_size: int, iterations: int, ma
         pairs = generation_total(per_label)
         generation = pairs * 3 + 2 * -(-pairs // batch_size)
         targeted = 0
-    scoring = labelled + 3 + 4 * n_demos if n_labels and labelled else 0
+    if n_labels:
+        scoring = labelled + 3 + 4 * n_demos if labelled else 0
+    else:  # hub inputs answered (label_texts): up to 2 texts tried per pair, 3 votes and a call for its other fields
+        scoring = 2 * labelled * 4
     calls = generation + targeted + scoring + 12 + 3  # planner decisions, rerank votes
     if max_llm_calls is not None:
         calls = min(calls, max_llm_calls + 15)
