@@ -18,7 +18,6 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from p2m_engine.data import pool
 from p2m_engine.data.input_fields import MARKER, FieldTemplate, field_template, format_markers
