@@ -135,16 +135,19 @@ def improving(state: dict[str, Any], ctx: Context) -> bool:
 
 
 def can_label(state: dict[str, Any], ctx: Context, tried: list[Any]) -> bool:
-    """Labelling real hub text makes sense once: a task with demonstrations (labelled ones for classification; a
-    teacher to answer the texts for the other task types), a hub, and no retrieved dataset (real labelled rows
-    beat text labelled by judges; with them it only adds noise)."""
+    """Labelling real hub text makes sense once, after the search: for classification with labelled
+    demonstrations and no retrieved dataset (real labelled rows beat text labelled by judges; with them it only
+    adds noise); for the other task types with a teacher to answer the texts, in place of pairs it would write
+    (a dataset retrieved for them is judged by its fields, not by a probe, and generation runs beside it)."""
     task = state["task"]
     if task.get("task_type") == "classification":
         demos = [e for e in task.get("examples", []) if e.get("output") in (task.get("labels") or ())]
+        wanted = not state.get("retrieved")
     else:
-        demos = list(task.get("examples", [])) if ctx.llm is not None and llm_calls_left(ctx) else []
-    return bool(demos and ctx.hub_dirs and ctx.labelling.texts > 0
-                and "search_datasets" in tried and not state.get("retrieved") and "label_texts" not in tried)
+        demos = list(task.get("examples", []))
+        wanted = ctx.llm is not None and llm_calls_left(ctx)
+    return bool(demos and wanted and ctx.hub_dirs and ctx.labelling.texts > 0
+                and "search_datasets" in tried and "label_texts" not in tried)
 
 
 def can_remix(state: dict[str, Any], tried: list[Any]) -> bool:

@@ -136,7 +136,12 @@ def test_a_task_without_labels_labels_hub_text_once_with_a_teacher_and_generates
     ctx = Context(run=Run.create(tmp_path, "t"), hub_dirs=[tmp_path], synth=SynthConfig(per_label=2),
                   llm=FakeLLM(lambda m, n, i: {}))
     assert "label_texts" in allowed_actions(searched, ctx)
-    assert "label_texts" not in allowed_actions({**searched, "retrieved": 30}, ctx)  # real rows of its own
+    # A dataset retrieved for such a task does not stop it (generation runs beside it too); for classification it does.
+    assert "label_texts" in allowed_actions({**searched, "retrieved": 30}, ctx)
+    labelled_task = {**searched, "task": {**task, "task_type": "classification", "labels": ["a", "b"],
+                                          "examples": [{"input": "x", "output": "a"}]}}
+    assert "label_texts" in allowed_actions(labelled_task, ctx)
+    assert "label_texts" not in allowed_actions({**labelled_task, "retrieved": 30}, ctx)
     done = {**searched, "labelled": 4, "trace": [*searched["trace"], {"kind": "tool", "name": "label_texts"}]}
     assert "label_texts" not in allowed_actions(done, ctx)
     assert generation_target(done, ctx) == 10 - 4 and generation_target({**done, "labelled": 12}, ctx) == 0
