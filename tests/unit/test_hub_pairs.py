@@ -147,3 +147,34 @@ def test_a_task_without_labels_labels_hub_text_once_with_a_teacher_and_generates
     assert generation_target(done, ctx) == 10 - 4 and generation_target({**done, "labelled": 12}, ctx) == 0
     no_teacher = Context(run=Run.create(tmp_path, "u"), hub_dirs=[tmp_path], synth=SynthConfig(per_label=2), llm=None)
     assert "label_texts" not in allowed_actions(searched, no_teacher)
+
+
+def test_the_tool_answers_no_more_hub_texts_than_generation_would_write_and_generation_writes_the_rest(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from tools.labelling import label_texts as label_tool
+    from tools.synth import generate_examples
+
+    more = ["The town council met in May to discuss the harbour.", "Farmers sold their first cherries early in June.",
+            "A storm closed the airport for two days last winter.", "The choir sang at the cathedral on Easter Sunday.",
+            "Builders finished the new library in late September.", "The river flooded the lower streets in March.",
+            "Students returned to the university after the summer break."]
+    hub = _hub(tmp_path, more)
+
+    def answer(messages: list[dict[str, Any]], name: str, i: int) -> dict[str, Any]:
+        if name == "write_inputs":  # generation: new sentences of its own
+            words = ("ferry sailed north", "bakery opened downtown", "orchestra toured abroad", "market moved east")
+            return {f"input_{k + 1}": f"[Posted: 2001-05-02] The {words[k]} in April, call {i}." for k in range(len(words))}
+        return {"output": f"{_asked(messages).split()[3]} == 2001"}
+
+    ctx = Context(run=Run.create(tmp_path, "t"), llm=FakeLLM(answer), hub_dirs=[hub],  # type: ignore[arg-type]
+                  synth=SynthConfig(per_label=1), labelling=LabelConfig(texts=200))
+    state: dict[str, Any] = {"task": DATED.to_dict()}
+    text, art = label_tool.func(SimpleNamespace(context=ctx, state=state))  # type: ignore[attr-defined]
+    assert art["labelled"] == 5 and json.loads(text)["sources"] == {"news": 5}, art["dropped"]  # 5 = the pairs of per_label=1
+    state["labelled"] = 5
+    assert generation_target(state, ctx) == 0
+    state["labelled"] = 3
+    Path(art["path"]).write_text("".join(Path(art["path"]).read_text().splitlines(keepends=True)[:3]))
+    _, gen = generate_examples.func(runtime=SimpleNamespace(context=ctx, state=state))  # type: ignore[attr-defined]
+    assert gen["generated"] == 2, gen  # what the 3 hub pairs leave short of 5
