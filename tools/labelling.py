@@ -40,6 +40,8 @@ def label_texts(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     result = label_engine(spec, ctx.hub_dirs, ctx.run.data("labelled"), config, llm=ctx.llm,
                           exclude={normalize(x) for x in held_out_inputs(ctx)}, progress=ctx.report("label_texts"))
     # What generation may skip: the kept rows, or with soft labels every text under its most probable label.
-    artifact = {"labelled": result.count, **result.to_dict(), "real_per_label": real_per_label(ctx) if spec.labels else {}, **meter.figures()}
-    shown = ("labelled", "soft", "per_label", "weights", "judges", "sources") if spec.labels else ("labelled", "sources", "dropped")
+    artifact = {"labelled": result.count, **result.to_dict(),
+                "real_per_label": real_per_label(ctx) if spec.labels else {}, **meter.figures()}
+    shown = (("labelled", "soft", "per_label", "weights", "judges", "sources") if spec.labels
+             else ("labelled", "sources", "dropped"))
     return observation({k: artifact[k] for k in shown}), artifact

@@ -211,8 +211,9 @@ def answer_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, llm: LLM,
             dropped[problem] += 1
             continue
         filters.accept(text)
+        template = "answer_input+complete_input" if shape.written else "answer_input"
         append_jsonl(out_path, [{"input": text, "output": vote.output, "source": SOURCE, "hub": piece.source,
-                                 "model": llm.model, "template": "answer_input" + ("+complete_input" if shape.written else ""),
+                                 "model": llm.model, "template": template,
                                  "answer_temperature": config.answer_temperature, "votes": vote.samples,
                                  "agreement": vote.agreement}])
         sources[piece.source.split("/")[0]] += 1
