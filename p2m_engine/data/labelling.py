@@ -138,9 +138,9 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
     """Label hub text like the demonstrations and write the confident rows to `out_path` (JSONL, provenance
     `teacher_labelled`, with each row's label probabilities and hub source).
 
-    A task without labels (generation, extractive QA) has its `config.texts` nearest hub texts put in the demos'
-    input shape and answered by the teacher's majority vote instead (p2m_engine.data.hub_pairs); without a
-    teacher nothing is written.
+    A task without labels (generation, extractive QA) has up to `config.texts` hub texts near the demos put in
+    the demos' input shape and answered once by the teacher at temperature 0 instead (p2m_engine.data.hub_pairs:
+    appended to `out_path`, the rows already there count); without a teacher nothing is written.
 
     Args:
         spec: a classification task with labelled demonstrations, or a generation or extractive-QA task.

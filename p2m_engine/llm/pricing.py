@@ -106,8 +106,9 @@ def estimate(n_labels: int, per_label: int, batch_size: int, iterations: int, ma
     and the teacher's label scores of `labelled` hub texts (plus its test on each demonstration, with the 3
     content-free calibration inputs each time).
 
-    A task without labels generates pairs: `generation_total(per_label)` of them (5 x per_label), each input answered by up to 3 votes;
-    the hub inputs the teacher answers first are counted in full beside them.
+    A task without labels generates pairs: `generation_total(per_label)` of them (5 x per_label), each input
+    answered by up to 3 votes; the hub inputs the teacher answers first take the place of some, but are counted
+    in full beside them.
     """
     if n_labels:
         generation = n_labels * (3 * -(-per_label // batch_size) + 4)  # max_batches_factor=3, max_failed_batches=4
@@ -118,8 +119,9 @@ def estimate(n_labels: int, per_label: int, batch_size: int, iterations: int, ma
         targeted = 0
     if n_labels:
         scoring = labelled + 3 + 4 * n_demos if labelled else 0
-    else:  # hub inputs answered (label_texts): up to 2 texts tried per pair, 3 votes and a call for its other fields
-        scoring = 2 * labelled * 4
+    else:  # hub inputs answered (label_texts), at most as many as the pairs: 2 tried per pair, each an answer
+        # and a call for its other fields
+        scoring = 2 * min(labelled, generation_total(per_label)) * 2
     calls = generation + targeted + scoring + 12 + 3  # planner decisions, rerank votes
     if max_llm_calls is not None:
         calls = min(calls, max_llm_calls + 15)

@@ -67,3 +67,11 @@ def test_money_budget_is_checked_before_an_llm_action(tmp_path: Path) -> None:
     unknown = Context(run=Run.create(tmp_path, "u"), llm=LLM("https://x.example/v1", "mystery", api_key="k"),
                       max_usd=1.0)
     assert not llm_calls_left(unknown)  # an unpriced model cannot be held to a money budget
+
+
+def test_a_task_without_labels_counts_its_answered_hub_inputs_at_most_as_many_as_its_pairs() -> None:
+    url = "http://127.0.0.1:5/v1"
+    alone = estimate(0, 4, 5, 1, None, "qwen", url).calls
+    # 20 pairs: up to 40 hub texts tried, each an answer and a call for its other fields, whatever `labelled` allows.
+    assert estimate(0, 4, 5, 1, None, "qwen", url, labelled=200).calls == alone + 80
+    assert estimate(0, 4, 5, 1, None, "qwen", url, labelled=10).calls == alone + 40
