@@ -87,7 +87,7 @@ def generate_examples(runtime: ToolRuntime, per_label: int = 0, guidance: str = 
                                          labels=tuple(labels or ()))
     else:
         # Hub inputs the teacher answered (label_texts) count towards the total.
-        answered = len(list(read_jsonl(ctx.run.data("labelled")))) if ctx.run.data("labelled").is_file() else 0
+        answered = len(_inputs(ctx.run.data("labelled")))
         pairs_config = pairs.PairsConfig(n=max(0, generation_total(config.per_label) - answered), seed=config.seed,
                                          concurrency=config.concurrency)
         result = pairs.generate_pairs(spec, ctx.llm, out_path, pairs_config, exclude=held_out_inputs(ctx),

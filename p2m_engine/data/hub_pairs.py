@@ -131,11 +131,9 @@ class HubPairsResult:
     path: Path
     count: int
     sources: dict[str, int]
-    """Kept rows per hub dataset/split."""
+    """Kept rows per hub dataset."""
     dropped: dict[str, int]
-    """Hub texts that did not become a pair, per reason."""
-    tried: int
-    """Hub texts tried."""
+    """Hub texts that did not become a pair, per reason (the texts tried are these and the kept rows)."""
     llm_calls: int = 0
 
 
@@ -220,4 +218,4 @@ def answer_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, llm: LLM,
         kept += 1
         if progress:
             progress(kept, n)
-    return HubPairsResult(out_path, kept, dict(sources), dict(dropped), tried, llm.usage.calls - calls0)
+    return HubPairsResult(out_path, kept, dict(sources), dict(dropped), llm.usage.calls - calls0)
