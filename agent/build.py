@@ -122,6 +122,7 @@ SWITCHES = {
     "rival": "a second student chosen on validation: the frozen-encoder rival of a fine-tuned classifier, or the "
              "teacher's own weights with LoRA for generation",
     "pair": "two-field inputs encoded as a sentence pair",
+    "cloze": "cloze questions from hub passages, trained on by the extractive-QA student",
 }
 
 
@@ -143,7 +144,8 @@ def build_configs(off: Iterable[str], budget: Budget, seed: int, concurrency: in
     targets = budget.targets
     synth = SynthConfig(per_label=targets.per_label, seed=seed, attributes="attributes" not in off, concurrency=concurrency)
     flags = {"soft": "soft_labels" not in off, **{k: k not in off for k in ("prior", "rival", "pair")}}
-    train = TrainConfig(epochs=targets.epochs, seed=seed, teacher_steps=_teacher_steps(targets), **flags)
+    train = TrainConfig(epochs=targets.epochs, seed=seed, teacher_steps=_teacher_steps(targets), **flags,
+                        **({"cloze": 0} if "cloze" in off else {}))
     return budget, synth, train
 
 

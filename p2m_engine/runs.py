@@ -55,10 +55,11 @@ def inside(*parts: str) -> list[str]:
     return [safe_name(c, "run file name") for part in parts for c in str(part).split("/")]
 
 
-DATA_FILES = ("retrieved", "labelled", "soft_labels", "generated", "train", "val", "dev", "test")
+DATA_FILES = ("retrieved", "labelled", "soft_labels", "generated", "cloze", "train", "val", "dev", "test")
 """The run folder's data files (`data/<name>.jsonl`): real rows retrieved, hub text labelled by the judges (and
-its soft labels), generated rows, the training split and its held-back rows, the real dev split the build
-decides on, and the real test rows of a retrieved dataset."""
+its soft labels), generated rows, cloze questions made from hub text (extractive QA, training only), the training
+split and its held-back rows, the real dev split the build decides on, and the real test rows of a retrieved
+dataset."""
 
 
 def data_file(run_dir: Path, name: str) -> Path:

@@ -11,7 +11,8 @@ from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
 from p2m_engine import students
-from p2m_engine.students import prior, probe_student, student_choice, train
+from p2m_engine.students import prior, probe_student, qa, student_choice, train
+from p2m_engine.data import cloze, pool
 from p2m_engine.data.datasets import load_examples
 from p2m_engine.students.embeddings import packaged_minilm_path
 from p2m_engine.errors import TrainingError
@@ -45,6 +46,23 @@ def training_examples(ctx: ToolContext, labels: tuple[str, ...], demos: list[str
                 rows.append(e)
                 sources[name] = sources.get(name, 0) + 1
     return rows, sources
+
+
+def cloze_rows(ctx: ToolContext, spec: Any, val: list[Example]) -> tuple[list[Example], dict[str, Any]]:
+    """Cloze questions from hub passages for an extractive-QA student (p2m_engine.data.cloze), made once per run
+    and kept in `data/cloze.jsonl`; training only, never validation. The passages of held-out and validation
+    inputs are never used."""
+    if spec.task_type != "extractive-qa" or ctx.train.cloze <= 0:
+        return [], {}
+    path = ctx.run.data("cloze")
+    if path.is_file():
+        return load_examples(path), {"count": sum(1 for _ in read_jsonl(path)), "reused": True}
+    held = [*held_out_inputs(ctx), *(e.input for e in val)]
+    exclude = {normalize(p) for x in held for p in pool.pieces(x)}
+    result = cloze.cloze_pairs(spec, ctx.hub_dirs, cloze.ClozeConfig(count=ctx.train.cloze, seed=ctx.train.seed),
+                               exclude=exclude)
+    write_jsonl(path, ({**e.to_dict(), "source": "cloze"} for e in result.rows))
+    return result.rows, result.to_dict()
 
 
 def training_split(ctx: ToolContext, rows: list[Example], stratify: bool) -> tuple[list[Example], list[Example]]:
@@ -163,6 +181,12 @@ def train_model(runtime: ToolRuntime, epochs: float = 0, base_model: str = "") -
     if not rows:
         raise TrainingError("No training data yet. Call search_datasets or generate_examples first.")
     tr, val = training_split(ctx, rows, stratify=spec.task_type == "classification")
+    # Extractive QA: cloze questions from hub passages teach the new span head to find answers; they train, and
+    # the task's own rows validate (the student would otherwise hold back a tenth of all rows, cloze ones too).
+    extra, cloze_info = cloze_rows(ctx, spec, val)
+    need = qa.MIN_VAL - len(val)
+    if extra and 0 < need < len(tr):
+        val, tr = val + tr[:need], tr[need:]
     write_jsonl(ctx.run.data("train"), (e.to_dict() for e in tr))
     write_jsonl(ctx.run.data("val"), (e.to_dict() for e in val))
     config = dataclasses.replace(ctx.train, base_model=base_path, **({"epochs": epochs} if epochs > 0 else {}))
@@ -181,7 +205,10 @@ def train_model(runtime: ToolRuntime, epochs: float = 0, base_model: str = "") -
         soft_prior = prior.soft_distribution(np.stack([p for _, p in soft]), spec.labels)
         estimate: tuple[dict[str, float], int] | None = (soft_prior, len(soft))
     else:
-        result = students.train_student(spec, tr, val, ctx.run.path(folder), config, progress=ctx.report("train_model"))
+        result = students.train_student(spec, tr + extra, val, ctx.run.path(folder), config,
+                                        progress=ctx.report("train_model"))
+        if extra:
+            sources = {**sources, "cloze": len(extra)}
         trained, estimate = prior.distribution([e.output for e in tr], spec.labels), None
     student = student_choice.PROBE if soft else student_choice.FINE_TUNED
     choice: dict[str, Any] = {}
@@ -205,7 +232,8 @@ def train_model(runtime: ToolRuntime, epochs: float = 0, base_model: str = "") -
     artifact = {"model_dir": str(result.model_dir), "iteration": iteration, "train_loss": round(result.train_loss, 4),
                 "val_score": round(result.val_score, 4), "n_train": result.n_train, "n_val": result.n_val,
                 "sources": sources, "epochs": result.epochs, "bf16": result.config.get("bf16_used"), "prior": prior_info,
-                "student": student, "choice": choice, "soft_labelled": len(soft), **meter.figures(),
+                "student": student, "choice": choice, "soft_labelled": len(soft), "cloze": cloze_info,
+                **meter.figures(),
                 **({"base_model": base_path, "base_model_name": base_model} if base_model else {})}
     shown = ("student", "choice", "train_loss", "val_score", "n_train", "n_val", "sources", "soft_labelled")
     return observation({**{k: artifact[k] for k in shown}, "prior_shift": prior_info.get("applied", False)}), artifact

@@ -70,6 +70,11 @@ def data_card(run_dir: Path, spec: TaskSpec, *, dataset: str | None, dropped: di
         lines.append(f"- **Soft-labelled** (`soft_labels.jsonl`): {len(soft)} hub texts with every label's probability "
                      f"from the judges ({by_judges.get('all', 0)} by all judges, {by_judges.get('encoder', 0)} by the "
                      "encoder judges alone); a frozen-encoder student trains on these probabilities")
+    cloze = _rows(data_file(run_dir, "cloze"))
+    if cloze:
+        lines.append(f"- **Cloze** (`cloze.jsonl`): {len(cloze)} questions made from hub passages without the teacher "
+                     "(a span of a sentence is the answer; the sentence without it, scrambled, the question); the "
+                     "span head trains on them beside the training split, never validates on them")
     if generated:
         span = f", temperature {min(temps):.2f} to {max(temps):.2f}" if temps else ""
         lines.append(f"- **Generated**: {len(generated)} rows by {', '.join(f'`{m}`' for m in models) or 'the teacher'}"

@@ -130,7 +130,7 @@ def _split_vectors(path: Path, texts: list[str]) -> np.ndarray:
 
 
 def collect(hub_dirs: list[Path], demos: list[str], *, rows_per_split: int = ROWS_PER_SPLIT, seed: int = 0,
-            exclude: set[str] | None = None) -> tuple[list[PoolText], np.ndarray]:
+            exclude: set[str] | None = None, min_chars: int | None = None) -> tuple[list[PoolText], np.ndarray]:
     """Pieces of every hub dataset's inputs whose length and form fit the demonstrations', without duplicates, and their
     embeddings (each split's pieces are embedded once and cached, whatever the task).
 
@@ -140,8 +140,10 @@ def collect(hub_dirs: list[Path], demos: list[str], *, rows_per_split: int = ROW
         rows_per_split: rows sampled from each split.
         seed: seed of the sampling.
         exclude: normalized texts that must not be in the pool (test inputs, dev inputs, demonstrations).
+        min_chars: the shortest piece taken, in place of the demos' lower bound.
     """
     lo, hi = length_bounds(demos)
+    lo = lo if min_chars is None else min_chars
     like_demos = same_form(demos)
     banned = set(exclude or ()) | {normalize(d) for d in demos}
     out: list[PoolText] = []

@@ -47,6 +47,8 @@ class TrainConfig:
                                                         "when they are local (p2m_engine.students.student_choice)"})
     teacher_steps: int = field(default=0, metadata={"help": "optimizer steps of the generation rival fine-tuned from "
                                                             "the teacher's own weights (0: no such rival)"})
+    cloze: int = field(default=1500, metadata={"help": "extractive QA: cloze questions made from hub passages, trained "
+                                                       "on beside the task's rows (p2m_engine.data.cloze; 0: none)"})
 
 
 def effective_epochs(n_train: int, config: TrainConfig) -> float:

@@ -45,6 +45,15 @@ def test_data_card_without_retrieval_or_labels(tmp_path: Path) -> None:
     text = write_data_card(tmp_path, spec, dataset=None, dropped={}).read_text()
     assert "- **Retrieved**: none" in text and "- **Generated**: none" in text
     assert "| all | 1 |" in text and "No generated candidate was dropped." in text
+    assert "Cloze" not in text
+
+
+def test_cloze_questions_are_carded_as_made_without_the_teacher(tmp_path: Path) -> None:
+    spec = TaskSpec("Answer from the context.", (Example("Question: who? Context: Ann came.", "Ann"),), "extractive-qa")
+    _write(tmp_path / "data" / "cloze.jsonl", [{"input": "Question: What came? Context: Bo came. It rained.",
+                                                "output": "Bo", "source": "cloze"}] * 3)
+    text = write_data_card(tmp_path, spec, dataset=None, dropped={}).read_text()
+    assert "- **Cloze** (`cloze.jsonl`): 3 questions made from hub passages without the teacher" in text
 
 
 def test_malformed_hub_lines_and_an_empty_hub_are_shown_traced_and_carded(tmp_path: Path, tiny_encoder: Path) -> None:
