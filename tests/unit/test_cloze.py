@@ -34,7 +34,8 @@ PASSAGES = [
     "The lighthouse at Dunnet Head was built by Robert Stevenson. It stands 105 metres above the Pentland Firth, "
     "on the most northerly point of the mainland, and on clear nights its light reaches far out to sea.",
     "Database: shop Tables: orders(order_id, customer_id, placed_at, total_price, currency, status) "
-    "customers(customer_id, name, city, country, email, joined_at) products(product_id, name, price, stock, supplier_id)",  # a table
+    "customers(customer_id, name, city, country, email, joined_at) "
+    "products(product_id, name, price, stock, supplier_id)",  # a table
     "A single long sentence about the Caledonian Canal and Thomas Telford that runs on past the locks of Fort "
     "Augustus and along the dark and windy shores of Loch Ness and it never gives a second one at all",
 ]
@@ -71,8 +72,8 @@ def test_only_extractive_qa_with_a_question_field_and_a_latin_script_qualifies()
     assert qualifies(TaskSpec("Summarise.", (Example("Question: why? Context: a b c.", "x"),), "generation"))[0] is None
     plain = TaskSpec("Copy the name.", (Example("The mill was built by Jonas Berg.", "Jonas Berg"),), "extractive-qa")
     assert "not one question field" in qualifies(plain)[1]
-    kana = TaskSpec("Answer.", tuple(Example(f"質問: だれ？ 文脈: {t}は東京で生まれた。", t) for t in ("山田", "田中")),
-                    "extractive-qa")
+    kana = TaskSpec("Answer.", tuple(Example(f"質問: だれ？ 文脈: {t}は東京で生まれた。", t)
+                                     for t in ("山田", "田中")), "extractive-qa")
     assert qualifies(kana)[0] is None
 
 
