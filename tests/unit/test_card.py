@@ -36,3 +36,13 @@ def test_card_per_task_type(tmp_path: Path, task_type: str, labels: tuple[str, .
     assert f"Main metric: **{main}**" in text and "| test | 475 |" in text
     assert ("**Labels**: ham, spam" in text) == bool(labels)
     assert text.startswith("---\n") and "# Do the task." in text
+
+
+def test_the_card_counts_teacher_answered_hub_texts_and_cloze_questions(tmp_path: Path) -> None:
+    spec = TaskSpec("Answer from the context.", (Example("Question: who? Context: Ann came.", "Ann"),), "extractive-qa")
+    facts = {"base_model": "base/x", "dataset": None, "retrieved": 0, "generated": 4, "teacher": "t", "metrics": {}}
+    assert "cloze" not in write_model_card(tmp_path, spec, facts).read_text()
+    (tmp_path / "p2m_train.json").write_text(json.dumps({"sources": {"labelled": 12, "generated": 4, "cloze": 900}}))
+    text = write_model_card(tmp_path, spec, facts).read_text()
+    assert "12 real hub texts labelled or answered by the teacher" in text
+    assert "900 cloze questions made from hub passages without the teacher" in text
