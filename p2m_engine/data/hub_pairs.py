@@ -167,10 +167,12 @@ def answer_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, llm: LLM,
     texts, vecs = pool.collect(hub_dirs, parts, seed=config.seed, exclude=banned)
     # Only pieces of the demos' form: questions for questions, statements for statements, and no field markers
     # the demos' part lacks (a "Sentence 2: ..." piece of a pair dataset).
-    form = [i for i, t in enumerate(texts) if like_parts(t.text, parts)]
+    # A piece longer than an input may be on its own would be dropped as too long once the teacher had written
+    # its other fields: it is never tried (on squad 16 of 40 tries were, each after a call).
+    limit = input_limit(spec, config)
+    form = [i for i, t in enumerate(texts) if like_parts(t.text, parts) and len(shape.prefix) + len(t.text) <= limit]
     texts, vecs = [texts[i] for i in form], vecs[form]
     chosen = pool.nearest(texts, vecs, pool.embed_texts(parts), TRIES_FACTOR * n) if n > 0 else []
-    limit = input_limit(spec, config)
     filters = InputFilters(config, limit + len(shape.prefix), banned, demos + [x for x in exclude if x],
                            format_markers(demos))
     limits = field_limits(demos, shape.template, limit, config.length_factor) if shape.template else {}

@@ -122,6 +122,24 @@ def test_a_field_input_takes_the_hub_text_as_its_context_and_the_teacher_writes_
     assert result.dropped == {"not_a_span": 1}
 
 
+def test_a_hub_text_longer_than_an_input_may_be_is_never_sent_to_the_teacher(tmp_path: Path) -> None:
+    short = "The lighthouse on the northern cape was lit for the first time in 1874 by Ada Holm."
+    long = ("The harbour master Ada Holm kept the northern lighthouse for forty years and logged each ship that "
+            "passed the rocky cape by night.")
+    hub = _hub(tmp_path, [short, long])
+    seen: list[str] = []
+
+    def answer(messages: list[dict[str, Any]], name: str, i: int) -> dict[str, Any]:
+        seen.append(messages[-1]["content"])
+        return {"question": "Who lit it?"} if name == "write_fields" else {"output": "Ada Holm"}
+
+    config = PairsConfig(votes=1, max_chars=120)  # an input may hold 120 characters: the long text alone has more
+    assert len(long) > 120 > len(f"Question: Who lit it? Context: {short}")
+    result = answer_texts(QA, [hub], tmp_path / "l.jsonl", FakeLLM(answer), 5, config)  # type: ignore[arg-type]
+    assert result.count == 1 and "too_long" not in result.dropped
+    assert seen and not any("forty years" in text for text in seen)
+
+
 def test_label_texts_answers_hub_inputs_for_a_task_without_labels_and_writes_nothing_without_a_teacher(tmp_path: Path) -> None:
     hub = _hub(tmp_path, NEWS)
     assert label_texts(DATED, [hub], tmp_path / "none.jsonl", LabelConfig(texts=3)).count == 0
