@@ -20,7 +20,7 @@ from p2m_engine.students.packaged import ensure_teacher_lm
 from p2m_engine.students.probe_student import ProbeConfig
 from p2m_engine.runs import read_jsonl, write_jsonl
 from p2m_engine.data.synth import normalize
-from p2m_engine.types import Example
+from p2m_engine.types import Example, TaskSpec
 from tools.context import Meter, ToolContext, observation
 from tools.contracts import StateView
 from tools.synth import held_out_inputs
@@ -48,7 +48,7 @@ def training_examples(ctx: ToolContext, labels: tuple[str, ...], demos: list[str
     return rows, sources
 
 
-def cloze_rows(ctx: ToolContext, spec: Any, val: list[Example]) -> tuple[list[Example], dict[str, Any]]:
+def cloze_rows(ctx: ToolContext, spec: TaskSpec, val: list[Example]) -> tuple[list[Example], dict[str, Any]]:
     """Cloze questions from hub passages for an extractive-QA student (p2m_engine.data.cloze), made once per run
     and kept in `data/cloze.jsonl`; training only, never validation. The passages of held-out and validation
     inputs are never used."""
@@ -159,7 +159,8 @@ def train_model(runtime: ToolRuntime, epochs: float = 0, base_model: str = "") -
     """Fine-tune the student on the data gathered so far (after an evaluation: retrain, with more epochs when
     it is under-trained).
 
-    Trains on every retrieved, teacher-labelled and generated example and keeps the epoch best on validation.
+    Trains on every retrieved, teacher-labelled and generated example (for extractive QA also on cloze
+    questions made from hub passages) and keeps the epoch best on validation.
 
     Args:
         epochs: passes over the data (0: the run's default).
