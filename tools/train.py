@@ -50,8 +50,8 @@ def training_examples(ctx: ToolContext, labels: tuple[str, ...], demos: list[str
 
 def cloze_rows(ctx: ToolContext, spec: TaskSpec, val: list[Example]) -> tuple[list[Example], dict[str, Any]]:
     """Cloze questions from hub passages for an extractive-QA student (p2m_engine.data.cloze), made once per run
-    and kept in `data/cloze.jsonl`; training only, never validation. The passages of held-out and validation
-    inputs are never used."""
+    and kept in `data/cloze.jsonl`; for training: the caller keeps the task's rows for validation. The passages
+    of held-out and validation inputs are never used."""
     if spec.task_type != "extractive-qa" or ctx.train.cloze <= 0:
         return [], {}
     path = ctx.run.data("cloze")

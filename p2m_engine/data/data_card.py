@@ -74,7 +74,7 @@ def data_card(run_dir: Path, spec: TaskSpec, *, dataset: str | None, dropped: di
     if cloze:
         lines.append(f"- **Cloze** (`cloze.jsonl`): {len(cloze)} questions made from hub passages without the teacher "
                      "(a span of a sentence is the answer; the sentence without it, scrambled, the question); the "
-                     "span head trains on them beside the training split, never validates on them")
+                     "span head trains on them beside the training split; the task's own rows validate when there are enough")
     if generated:
         span = f", temperature {min(temps):.2f} to {max(temps):.2f}" if temps else ""
         lines.append(f"- **Generated**: {len(generated)} rows by {', '.join(f'`{m}`' for m in models) or 'the teacher'}"
