@@ -56,7 +56,8 @@ def cloze_rows(ctx: ToolContext, spec: TaskSpec, val: list[Example]) -> tuple[li
         return [], {}
     path = ctx.run.data("cloze")
     if path.is_file():
-        return load_examples(path), {"count": sum(1 for _ in read_jsonl(path)), "reused": True}
+        made = load_examples(path)
+        return made, {"count": len(made), "reused": True}
     held = [*held_out_inputs(ctx), *(e.input for e in val)]
     exclude = {normalize(p) for x in held for p in pool.pieces(x)}
     result = cloze.cloze_pairs(spec, ctx.hub_dirs, cloze.ClozeConfig(count=ctx.train.cloze, seed=ctx.train.seed),

@@ -23,7 +23,6 @@ from typing import Any
 
 from p2m_engine.data import pool
 from p2m_engine.data.hub_pairs import Shape, ascii_share
-from p2m_engine.data.synth import normalize
 from p2m_engine.types import Example, TaskSpec
 
 # A passage must hold at least two sentences of this many characters in all: with one there is nothing to choose
@@ -134,12 +133,9 @@ def cloze_pairs(spec: TaskSpec, hub_dirs: list[Path], config: ClozeConfig, *,
     contexts = [shape.part(e.input) for e in spec.examples]
     texts, vecs = pool.collect(hub_dirs, contexts, seed=config.seed, exclude=exclude, min_chars=MIN_PASSAGE_CHARS)
     passages = [texts[i] for i in pool.nearest(texts, vecs, pool.embed_texts(contexts), 4 * config.count)]
-    banned = {normalize(d) for d in contexts}
     rng = random.Random(config.seed)
     rows: list[tuple[Example, str]] = []
-    for piece in passages:
-        if normalize(piece.text) in banned:
-            continue
+    for piece in passages:  # the demos' contexts are never in the pool (pool.collect)
         sentences = [s for s in _SENTENCE.split(piece.text) if len(s.split()) >= MIN_SENTENCE_WORDS]
         if len(sentences) < MIN_SENTENCES:  # a table, code or a single line is not a passage
             continue
