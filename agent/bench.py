@@ -141,14 +141,15 @@ def _run_system(system: str, task: BenchTask, spec: Any, test: list[Any], *, hub
 
 def _teacher(spec: Any, test: list[Any], settings: LLMSettings, out: Path, limit: int | None) -> dict[str, Any]:
     from p2m_engine.eval.baselines import p50, teacher_answer, teacher_classify
-    from p2m_engine.llm.embedded import EMBEDDED_PARAMS
+    from p2m_engine.llm.embedded import EMBEDDED_MODEL, PACKAGED
 
     rows = test[:limit] if limit else test
     ask = teacher_classify if spec.task_type == "classification" else teacher_answer
     with open_llm(settings, out / "logs") as llm:
         outputs, latencies = ask(spec, llm, [e.input for e in rows])
         usage = llm.usage.to_dict()
-    params = EMBEDDED_PARAMS if settings.backend == "embedded" and not settings.model else None
+    packaged = PACKAGED.get(settings.model or EMBEDDED_MODEL) if settings.backend == "embedded" else None
+    params = packaged.params if packaged else None
     return {**_score(spec.task_type, [e.output for e in rows], outputs), "n": len(rows), "params": params,
             "latency_ms_p50": p50(latencies), "llm_calls": usage["calls"],
             "llm_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}

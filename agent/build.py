@@ -258,19 +258,23 @@ def _failure_recorded(run: Run, settings: Settings) -> Iterator[None]:
 
 
 def _check_local_files(backend: str, model: str | None, base_model: str | None) -> None:
-    """Refuse a --base-model folder or an embedded --model .gguf that does not exist before any run folder is made.
+    """Refuse a --base-model folder, an embedded --model .gguf or packaged name that does not exist before any run
+    folder is made.
 
     Raises:
         ModelError: the base model folder is missing.
-        LLMError: the .gguf file is missing.
+        LLMError: the .gguf file is missing, or the name is no packaged model.
     """
     from p2m_engine.errors import LLMError, ModelError
+    from p2m_engine.llm.embedded import PACKAGED
 
     if base_model and not Path(base_model).is_dir():
         raise ModelError(f"--base-model {base_model}: no such model folder. Give a local model folder "
                          "(config.json + weights), or leave --base-model out to let p2m choose.")
     if backend == "embedded" and model and model.endswith(".gguf") and not Path(model).is_file():
         raise LLMError(f"--model {model}: no such .gguf file.")
+    if backend == "embedded" and model and not model.endswith(".gguf") and model not in PACKAGED:
+        raise LLMError(f"--model {model}: not a .gguf file, nor a packaged model ({', '.join(PACKAGED)}).")
 
 
 @contextlib.contextmanager

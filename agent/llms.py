@@ -103,12 +103,15 @@ def open_llm(settings: LLMSettings, log_dir: Path) -> Iterator[LLM]:
     cache = ResponseCache(p2m_home() / "llm_cache.sqlite")
     try:
         if settings.backend == "embedded":
-            from p2m_engine.llm.embedded import EMBEDDED_MODEL, LlamaServer, embedded_model_path
+            from p2m_engine.llm.embedded import EMBEDDED_MODEL, PACKAGED, LlamaServer, embedded_model_path
 
-            path = Path(settings.model) if settings.model and settings.model.endswith(".gguf") else embedded_model_path()
+            if settings.model and settings.model.endswith(".gguf"):
+                path = Path(settings.model)
+            else:  # a packaged model by name, the default when none is given
+                path = embedded_model_path(settings.model or EMBEDDED_MODEL)
             if not path.is_file():
                 raise LLMError(f"No GGUF model file at {path}.")
-            alias = EMBEDDED_MODEL if path.name.startswith("qwen2.5-coder-0.5b") else path.stem
+            alias = next((m.name for m in PACKAGED.values() if m.file == path.name), path.stem)
             log_dir.mkdir(parents=True, exist_ok=True)
             with LlamaServer(path, alias=alias, n_ctx=settings.n_ctx, log_path=log_dir / "llm-server.log") as server:
                 # One local server decodes one request at a time: a client-side timeout would only queue a

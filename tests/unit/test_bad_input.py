@@ -78,6 +78,11 @@ def test_missing_gguf_model(out: Path, tmp_path: Path) -> None:
     bad(["build", PROMPT, "--model", str(tmp_path / "x.gguf")], out, "no such .gguf file")
 
 
+def test_unknown_packaged_model_name(out: Path) -> None:
+    # Before, a name that is no .gguf file silently ran the default 0.5B model.
+    bad(["build", PROMPT, "--model", "qwen9-huge"], out, "--model qwen9-huge: not a .gguf file, nor a packaged model")
+
+
 @pytest.mark.parametrize("budget", ["bogus=1", "epochs", "steps=-1", "target=2", "per_label=nan"])
 def test_invalid_budget(budget: str, out: Path) -> None:
     bad(["build", PROMPT, "--budget", budget], out, "--budget")
