@@ -4,6 +4,11 @@ Measured on a dialogue-summarization prompt with the 0.5B teacher (issue 13): on
 demo has several turns, summaries that copy the dialogue word for word, and one demo's summary repeated for
 other inputs. Each check is calibrated on the demonstrations themselves, so a task whose outputs do copy their
 inputs (a grammar fix) or repeat (a handful of answers) is not filtered for it.
+
+Measured on a date-normalization prompt (issue 13, hub sentences answered by the 0.5B teacher): 77 of 200 answers
+named a date the sentence does not hold ("I've heard her re-tell them many times." -> `August == 2013-08`, a demo's
+month). Every demo's output there draws its words from its own input, so an output that draws almost none is not
+grounded in its input.
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ COPY_SHARE = 0.8
 REWRITE_SHARE = 0.5
 # An input's number of lines may be this much below the demos' fewest (and above their most) before its shape differs.
 LINES_FACTOR = 2.0
+# Demo outputs are grounded when each takes at least this share of its words (letters only) from its input; then
+# an output that takes less than half the demos' lowest share from its own input is not grounded.
+GROUNDED_SHARE = 0.5
+_LETTERS = re.compile(r"[^\W\d_]+", re.UNICODE)
 
 
 def _grams(text: str, n: int = 3) -> list[tuple[str, ...]]:
@@ -41,6 +50,16 @@ def copy_share(output: str, source: str) -> float:
     return sum(g in have for g in out) / len(out)
 
 
+def word_share(output: str, source: str) -> float:
+    """Share of the output's words (runs of letters: numbers and dates are left out) that occur in `source`;
+    0.0 for an output with no word."""
+    words = [w.lower() for w in _LETTERS.findall(output)]
+    if not words:
+        return 0.0
+    have = {w.lower() for w in _LETTERS.findall(source)}
+    return sum(w in have for w in words) / len(words)
+
+
 def _lines(text: str) -> int:
     return sum(1 for line in text.splitlines() if line.strip())
 
@@ -55,6 +74,9 @@ class PairChecks:
     """Normalised demo outputs, when they are all different (else empty: repeating is the task's nature)."""
     line_range: tuple[int, int]
     """Fewest and most lines a demo input has."""
+    min_grounding: float = 0.0
+    """The lowest share of its words a demo output takes from its input, when every demo reaches GROUNDED_SHARE
+    (else 0.0: the task's outputs are not drawn from their inputs, and the grounding check is off)."""
 
     @classmethod
     def from_demos(cls, inputs: list[str], outputs: list[str]) -> "PairChecks":
@@ -62,7 +84,9 @@ class PairChecks:
         keys = [normalize(o) for o in outputs]
         distinct = frozenset(keys) if len(set(keys)) == len(keys) else frozenset()
         lines = [_lines(i) for i in inputs] or [1]
-        return cls(max(copies, default=0.0), distinct, (min(lines), max(lines)))
+        grounding = min((word_share(o, i) for i, o in zip(inputs, outputs)), default=0.0)
+        return cls(max(copies, default=0.0), distinct, (min(lines), max(lines)),
+                   grounding if grounding >= GROUNDED_SHARE else 0.0)
 
     def input_problem(self, text: str) -> str | None:
         """`input_shape` when the input has far fewer or more lines (turns, fields) than every demo input."""
@@ -73,12 +97,14 @@ class PairChecks:
         return None
 
     def output_problem(self, text: str, output: str, *, extractive: bool = False) -> str | None:
-        """`output_copies_input` or `output_repeats_demo`, or None for an output that passes. An `extractive`
-        answer is a span of its input by definition: only the repeat check applies to it."""
+        """`output_copies_input`, `output_repeats_demo` or `output_not_grounded`, or None for an output that
+        passes. An `extractive` answer is a span of its input by definition: only the repeat check applies to it."""
         rewrites = self.max_demo_copy >= REWRITE_SHARE
         if not extractive and (normalize(output) == normalize(text) or
                                (not rewrites and copy_share(output, text) >= COPY_SHARE)):
             return "output_copies_input"
         if normalize(output) in self.demo_outputs:
             return "output_repeats_demo"
+        if not extractive and self.min_grounding and word_share(output, text) < self.min_grounding / 2:
+            return "output_not_grounded"
         return None

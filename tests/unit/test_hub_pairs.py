@@ -143,7 +143,8 @@ def test_a_hub_text_longer_than_an_input_may_be_is_never_sent_to_the_teacher(tmp
 def test_label_texts_answers_hub_inputs_for_a_task_without_labels_and_writes_nothing_without_a_teacher(tmp_path: Path) -> None:
     hub = _hub(tmp_path, NEWS)
     assert label_texts(DATED, [hub], tmp_path / "none.jsonl", LabelConfig(texts=3)).count == 0
-    teacher = FakeLLM(lambda m, name, i: {"output": f"date {i} == 2001"})
+    # Each answer names a word of its own input, as the demos' answers do (the grounding check).
+    teacher = FakeLLM(lambda m, name, i: {"output": f"{_asked(m).split('] ', 1)[1].split()[1]} == 2001"})
     result = label_texts(DATED, [hub], tmp_path / "l.jsonl", LabelConfig(texts=3), llm=teacher)  # type: ignore[arg-type]
     assert result.count == 3 and result.per_label == {} and result.sources == {"news": 3}
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from p2m_engine.data.pair_checks import PairChecks, copy_share
+from p2m_engine.data.pair_checks import PairChecks, copy_share, word_share
 from p2m_engine.data.pairs import PairsConfig, generate_pairs
 from p2m_engine.types import Example, TaskSpec
 from tests.fakes import FakeLLM
@@ -47,6 +47,25 @@ def test_a_rewriting_task_keeps_outputs_close_to_their_inputs_and_repeating_outp
     assert rewrite.output_problem("We sing in the choir", "we sing in the choir!") == "output_copies_input"
     labels = PairChecks.from_demos(["2 + 2", "1 + 3"], ["4", "4"])  # outputs repeat by nature
     assert labels.demo_outputs == frozenset() and labels.output_problem("3 + 1", "4") is None
+
+
+def test_an_answer_drawn_from_nowhere_in_its_input_is_dropped_when_every_demo_draws_from_its_own() -> None:
+    dated = PairChecks.from_demos(["[Posted: 2013-03-22] The flu season peaked by the end of year.",
+                                   "[Posted: 2013-03-22] Evana Roth told CNN in August"],
+                                  ["the end of year == 2012", "August == 2012-08"])
+    assert dated.min_grounding == 1.0
+    assert word_share("August == 2013-08", "I've heard her re-tell them many times.") == 0.0
+    assert dated.output_problem("[Posted: 2013-03-22] I've heard her re-tell them many times.",
+                                "August == 2013-08") == "output_not_grounded"  # a demo's month, not in the text
+    assert dated.output_problem("[Posted: 2013-03-22] Monica is a teacher.", "2013-03-22 | 2013-08") == "output_not_grounded"
+    assert dated.output_problem("[Posted: 2013-03-22] The strike ended last Friday.", "last Friday == 2013-03-15") is None
+    # Outputs that are not drawn from their inputs (answers computed or written anew): the check is off.
+    sums = PairChecks.from_demos(["Tom has 3 apples and buys 2 more.", "A box holds 4 pens; 2 boxes?"], ["5", "8 pens"])
+    assert sums.min_grounding == 0.0 and sums.output_problem("Ann has 2 cats and 1 dog.", "three animals") is None
+    # A summary takes most of its words from its dialogue: one about something else is dropped.
+    talk = PairChecks.from_demos([i for i, _ in DIALOGUES], [o for _, o in DIALOGUES])
+    assert talk.min_grounding >= 0.5
+    assert talk.output_problem(DIALOGUES[1][0], "Quantum physics explains gravity waves.") == "output_not_grounded"
 
 
 def test_generation_drops_and_counts_what_the_checks_catch(tmp_path: Path) -> None:
