@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import sys
 from pathlib import Path
 
 import pytest
@@ -32,9 +31,7 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PackagedModel:
     model = PackagedModel("fake-model", 10, "fake.gguf", hashlib.sha256(b"".join(PARTS)).hexdigest(),
                           "fakeparts-part", len(PARTS), "1.0", "fake-extra")
     monkeypatch.setitem(embedded.PACKAGED, model.name, model)
-    yield model
-    for i in range(1, len(PARTS) + 1):
-        sys.modules.pop(f"fakeparts_part{i}", None)
+    return model
 
 
 def test_the_parts_are_joined_in_order_and_cached(fake: PackagedModel, tmp_path: Path) -> None:
@@ -64,8 +61,6 @@ def test_a_missing_part_names_the_package_and_the_install_command(tmp_path: Path
                         PackagedModel("fake-model", 10, "fake.gguf", "0" * 64, "fakeparts-part", 3, "1.0", "fake-extra"))
     with pytest.raises(LLMError, match=r"package fakeparts-part3==1\.0\). Run `make install-fake-extra`"):
         embedded_model_path("fake-model", cache_dir=tmp_path / "models")
-    for i in range(1, 3):
-        sys.modules.pop(f"fakeparts_part{i}", None)
 
 
 def test_an_unknown_name_is_refused(tmp_path: Path) -> None:

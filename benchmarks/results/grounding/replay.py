@@ -1,9 +1,10 @@
-"""Replay: temporal default-budget build's data, labelled pairs filtered by output_not_grounded, same student config."""
+"""Replay: temporal default-budget build's data, labelled pairs filtered by output_not_grounded, same student config.
+Score the model folder with score.py."""
 import json, sys, time
 from pathlib import Path
 from p2m_engine.task import parse_task
 from p2m_engine.data.pair_checks import PairChecks
-from p2m_engine.students import train_student, student_for
+from p2m_engine.students import train_student
 from p2m_engine.students.train import TrainConfig
 from p2m_engine.types import Example
 RUN = next(Path("/work/benchruns/gen13/temporal/runs/temporal/p2m").glob("2026*"))
@@ -22,7 +23,3 @@ cfg = TrainConfig(base_model=rec["base_model"], epochs=3.0, seed=0)
 t = time.time()
 res = train_student(spec, train, val, OUT, cfg)
 print("train", round(time.time() - t), res.n_train, res.n_val, res.val_score, flush=True)
-test = [Example(r["input"], r["output"]) for r in map(json.loads, open("/work/shared/data/temporal/dev.jsonl"))]
-t = time.time()
-rep = student_for("generation").evaluate(OUT, test, "test", OUT / "pred.jsonl")
-print("TEST", rep.metrics, round(time.time() - t), flush=True)
