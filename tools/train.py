@@ -11,12 +11,13 @@ from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
 from p2m_engine import students
-from p2m_engine.students import prior, probe_student, qa, student_choice, train
+from p2m_engine.students import contrastive, prior, probe_student, qa, student_choice, train
 from p2m_engine.data import cloze, pool
 from p2m_engine.data.datasets import load_examples
 from p2m_engine.students.embeddings import packaged_minilm_path
 from p2m_engine.errors import TrainingError
 from p2m_engine.students.packaged import ensure_teacher_lm
+from p2m_engine.students.contrastive import ContrastiveConfig
 from p2m_engine.students.probe_student import ProbeConfig
 from p2m_engine.runs import read_jsonl, write_jsonl
 from p2m_engine.data.synth import normalize
@@ -200,8 +201,20 @@ def train_model(runtime: ToolRuntime, epochs: float = 0, base_model: str = "") -
     if soft:
         # No real labelled rows: the frozen encoder with a head learns the judges' soft labels (p2m_engine.students.probe_student).
         texts, targets = probe_rows(soft, tr, spec.labels)
-        result = probe_student.train_probe_student(texts, targets, spec.labels, ctx.run.path(folder), packaged_minilm_path(),
+        encoder, tuned = packaged_minilm_path(), None
+        if config.contrastive:
+            # The encoder first learns the task's geometry from the demos and the judges' surest texts.
+            tune = ContrastiveConfig(per_label=config.contrastive, seed=config.seed)
+            picked = [(texts[i], int(targets[i].argmax())) for i in contrastive.confident(targets, tune.per_label)]
+            picked += [(e.input, spec.labels.index(e.output)) for e in spec.examples if e.output in spec.labels]
+            tuned = contrastive.tune_encoder(encoder, picked, ctx.run.path(folder), tune,
+                                             progress=ctx.report("train_model"))
+            encoder = tuned.encoder
+        result = probe_student.train_probe_student(texts, targets, spec.labels, ctx.run.path(folder), encoder,
                                                    ProbeConfig(seed=config.seed), val=[(e.input, e.output) for e in val])
+        if tuned:
+            result = dataclasses.replace(result, seconds=result.seconds + tuned.seconds, config={**result.config, "contrastive": {
+                "rows": tuned.rows, "pairs": tuned.pairs, "loss": round(tuned.loss, 4), "seconds": round(tuned.seconds, 1)}})
         trained = prior.soft_distribution(targets, spec.labels)
         # The prior of real text is the soft labels' own mean: only the generated rows moved the student off it.
         soft_prior = prior.soft_distribution(np.stack([p for _, p in soft]), spec.labels)

@@ -66,6 +66,12 @@ def _student_line(model_dir: Path, probe: bool) -> str:
     if probe and choice:
         return ("the base encoder, frozen, with a linear head (`p2m_head.safetensors`) trained on the real labelled "
                 f"rows: it scored higher on validation than the encoder fine-tuned end to end ({scores})")
+    if probe and (tuned := record.get("contrastive")):
+        return (f"the packaged sentence encoder, first tuned on {tuned.get('pairs')} pairs of {tuned.get('rows')} texts "
+                "(the demonstrations and the judges' most confident hub texts of each label; SetFit's contrastive "
+                "step), then frozen, with a linear head (`p2m_head.safetensors`) trained on the judges' soft labels "
+                "of real hub text: no real labelled rows were found, and a fully fine-tuned encoder learns such "
+                "text's domain rather than the task")
     if probe:
         return ("the packaged sentence encoder, frozen, with a linear head (`p2m_head.safetensors`) trained on the "
                 "judges' soft labels of real hub text: no real labelled rows were found, and a fully fine-tuned "

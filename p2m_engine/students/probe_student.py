@@ -1,6 +1,6 @@
 """A classification student for tasks without real labelled rows: the packaged sentence encoder, frozen, with a
-linear head trained on the judges' soft labels of real hub text (SetFit's body-and-head shape, without the
-contrastive step: the labels are the judges', and the encoder's geometry is what the judges read).
+linear head trained on the judges' soft labels of real hub text (SetFit's body-and-head shape; its contrastive step
+runs before, on the demos and the judges' most confident texts only: p2m_engine.students.contrastive).
 
 Why: with no real labelled data, the labels come from judges that read the frozen encoder's space (label-name
 cosines) or the teacher. Fine-tuning the whole encoder on a few hundred such rows learns the hub text's domain
@@ -117,7 +117,8 @@ def train_probe_student(texts: list[str], targets: np.ndarray, labels: tuple[str
     x = features(lambda t: np.asarray(embed(t, model_path=encoder), dtype=np.float32), texts, pair)
     w, b, loss = _fit_head(x, targets, np.ones(len(texts)) if weights is None else weights, config)
     out_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(encoder, out_dir, dirs_exist_ok=True)
+    if Path(encoder).resolve() != out_dir.resolve():  # an encoder tuned for this student is already there
+        shutil.copytree(encoder, out_dir, dirs_exist_ok=True)
     save_head(out_dir, w, b, labels)
     pair_input.save(pair, out_dir)
     score = float("nan")

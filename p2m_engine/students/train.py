@@ -41,6 +41,9 @@ class TrainConfig:
     soft: bool = field(default=True, metadata={"help": "without real labelled rows, train the frozen encoder with a head "
                                                        "on the judges' soft labels (p2m_engine.students.probe_student), not the "
                                                        "fine-tuned encoder on their hard labels"})
+    contrastive: int = field(default=16, metadata={"help": "before the frozen-encoder student's head, tune the encoder on "
+                                                             "pairs of the demos and this many of the judges' most confident "
+                                                             "texts per label (p2m_engine.students.contrastive; 0: no tuning)"})
     rival: bool = field(default=True, metadata={"help": "also train a second student and keep whichever scores higher "
                                                         "on validation: with real labelled rows the frozen encoder with "
                                                         "a head; for generation the teacher's own weights with LoRA, "

@@ -206,6 +206,8 @@ def test_an_ablation_switches_off_one_part_and_its_column_follows_p2m() -> None:
     _, synth, train = build_configs(["soft_labels", "attributes"], Budget(), 0, concurrency=16)
     assert not train.soft and not synth.attributes and train.prior and synth.concurrency == 16
     assert build_configs([], Budget(), 0)[2].cloze > 0 and build_configs(["cloze"], Budget(), 0)[2].cloze == 0
+    assert build_configs([], Budget(), 0)[2].contrastive > 0 and build_configs(["contrastive"], Budget(), 0)[2].contrastive == 0
+    assert "no_contrastive" in ABLATIONS
     with pytest.raises(P2MError, match="unknown part"):
         build_configs(["retrieval"], Budget(), 0)
     # The generation rival from the teacher's weights: the budget's steps, else only with a GPU.

@@ -180,7 +180,7 @@ def test_a_build_without_labelled_data_trains_the_probe_student_on_soft_labels(t
     from p2m_engine.students.train import TrainConfig
 
     ctx = Context(run=Run.create(tmp_path / "runs", "t"), llm=KeywordGenerator(), hub_dirs=[hub_of_texts(tmp_path)],  # type: ignore[arg-type]
-                  synth=SynthConfig(per_label=14, batch_size=2), train=TrainConfig(epochs=1, bf16="off"),
+                  synth=SynthConfig(per_label=14, batch_size=2), train=TrainConfig(epochs=1, bf16="off", contrastive=2),
                   labelling=LabelConfig(texts=6, encoder_texts=20), target=0.999, max_iterations=1, max_steps=10)
     state = dict(build_graph(checkpointer=InMemorySaver()).invoke(
         {"task": SPEC.to_dict()}, {"configurable": {"thread_id": "t"}, "recursion_limit": 60}, context=ctx))
@@ -199,6 +199,11 @@ def test_a_build_without_labelled_data_trains_the_probe_student_on_soft_labels(t
     assert probe_student.is_probe_student(model)
     train_info = json.loads((ctx.run.dir / "iterations" / "1" / "model" / "p2m_train.json").read_text())
     assert train_info["student"] == "probe" and train_info["n_train"] >= len(soft) - train_info["n_val"]
+    # The encoder was tuned first on the 2 surest texts of each label and the demos, and is the model folder's own.
+    assert train_info["contrastive"]["rows"] == 2 * 2 + len(SPEC.examples) and train_info["contrastive"]["pairs"] > 0
+    from p2m_engine.students.card import write_model_card
+    card = write_model_card(model, SPEC, {"base_model": "all-MiniLM-L6-v2"}).read_text()
+    assert f"first tuned on {train_info['contrastive']['pairs']} pairs of {2 * 2 + len(SPEC.examples)} texts" in card
     assert {label for label, _ in predict(model, ["the goalkeeper won the final", "fog and snow all day"])} <= {"sport", "weather"}
 
 
