@@ -7,7 +7,9 @@ Why only the most confident texts: the judges' labels of the whole pool are near
 soft labels give their top label 0.2-0.3), and tuning the encoder on all of them learned the hub's domain, not the
 task (28 against 47 on trec, `p2m_engine.students.probe_student`). Measured here on the committed unseen builds
 (own data hidden, dev as test), replayed with the same soft labels and head: the 16 texts per label with the
-largest margin between their two most probable labels, plus the demos, took trec from 50.9 to 54.3.
+largest margin between their two most probable labels, plus the demos, took trec from 50.9 to 54.3, ag_news from
+73.4 to 77.0 and sms_spam from 64.0 to 69.1 (the replays without it give the committed figures again). The tuning
+takes 3-9 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def tune_encoder(encoder: Path, rows: list[tuple[str, int]], out_dir: Path, conf
     started = time.monotonic()
     sampled = pairs(rows, config.iterations, config.seed)
     torch.manual_seed(config.seed)
-    model = SentenceTransformer(str(encoder), device="cpu")
+    model = SentenceTransformer(str(encoder), device="cuda" if torch.cuda.is_available() else "cpu")
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
     loss_value = float("nan")
@@ -104,7 +106,8 @@ def tune_encoder(encoder: Path, rows: list[tuple[str, int]], out_dir: Path, conf
         a = model(model.preprocess([p[0] for p in batch]))["sentence_embedding"]
         b = model(model.preprocess([p[1] for p in batch]))["sentence_embedding"]
         cosine = torch.nn.functional.cosine_similarity(a, b)
-        loss = torch.nn.functional.mse_loss(cosine, torch.tensor([p[2] for p in batch], dtype=cosine.dtype))
+        target = torch.tensor([p[2] for p in batch], dtype=cosine.dtype, device=cosine.device)
+        loss = torch.nn.functional.mse_loss(cosine, target)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
