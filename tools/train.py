@@ -204,10 +204,9 @@ def train_model(runtime: ToolRuntime, epochs: float = 0, base_model: str = "") -
         encoder, tuned = packaged_minilm_path(), None
         if config.contrastive:
             # The encoder first learns the task's geometry from the demos and the judges' surest texts.
-            tune = ContrastiveConfig(per_label=config.contrastive, seed=config.seed)
-            picked = [(texts[i], int(targets[i].argmax())) for i in contrastive.confident(targets, tune.per_label)]
+            picked = [(texts[i], int(targets[i].argmax())) for i in contrastive.confident(targets, config.contrastive)]
             picked += [(e.input, spec.labels.index(e.output)) for e in spec.examples if e.output in spec.labels]
-            tuned = contrastive.tune_encoder(encoder, picked, ctx.run.path(folder), tune,
+            tuned = contrastive.tune_encoder(encoder, picked, ctx.run.path(folder), ContrastiveConfig(seed=config.seed),
                                              progress=ctx.report("train_model"))
             encoder = tuned.encoder
         result = probe_student.train_probe_student(texts, targets, spec.labels, ctx.run.path(folder), encoder,

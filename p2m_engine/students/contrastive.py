@@ -26,9 +26,9 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ContrastiveConfig:
-    """How the encoder is tuned before the head (SetFit's defaults, scaled to a CPU)."""
+    """How the encoder is tuned before the head (SetFit's defaults, scaled to a CPU). How many texts of each label it
+    is tuned on is the caller's choice (`confident`; a build's `TrainConfig.contrastive`)."""
 
-    per_label: int = field(default=16, metadata={"help": "most confident texts of each label tuned on (0: no tuning)"})
     iterations: int = field(default=20, metadata={"help": "positive and negative pairs drawn for each text"})
     learning_rate: float = field(default=2e-5, metadata={"help": "AdamW learning rate of the encoder"})
     batch_size: int = field(default=16, metadata={"help": "pairs per step"})

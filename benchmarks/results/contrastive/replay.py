@@ -31,7 +31,7 @@ encoder = packaged_minilm_path()
 if PER_LABEL > 0:
     picked = [(texts[i], int(targets[i].argmax())) for i in confident(targets, PER_LABEL)]
     picked += [(e.input, labels.index(e.output)) for e in spec.examples if e.output in labels]
-    tuned = tune_encoder(encoder, picked, OUT, ContrastiveConfig(per_label=PER_LABEL))
+    tuned = tune_encoder(encoder, picked, OUT, ContrastiveConfig())
     print("tuned on", tuned.pairs, "pairs of", tuned.rows, "texts in", round(tuned.seconds), "s", flush=True)
     encoder = OUT
 train_probe_student(texts, targets, labels, OUT, encoder, ProbeConfig(seed=0))
