@@ -18,7 +18,6 @@ from p2m_engine.errors import P2MError, UnsupportedTaskError
 from p2m_engine.eval.metrics import task_metrics
 from p2m_engine.names import safe_name
 from p2m_engine.task import parse_task
-from p2m_engine.types import MAIN_METRIC
 
 SYSTEMS = ("p2m", "teacher", "trivial", "gold")
 ABLATIONS = ("generated_only", "retrieved_only", *(f"no_{part}" for part in SWITCHES))
@@ -39,11 +38,9 @@ def student_figures(task_type: str, model_dir: Path, texts: list[str]) -> dict[s
     return {"params": model_params(model_dir), "latency_ms_p50": p50(times)}
 
 
-def _score(task_type: str, gold: list[str], pred: list[str]) -> dict[str, float]:
-    """The main metric of the task type as `score`, and the others beside it (all rounded)."""
-    m = task_metrics(task_type, gold, pred)
-    main = MAIN_METRIC[task_type]
-    return {"score": round(m[main], 4), **{k: round(v, 4) for k, v in m.items() if k != main}}
+def _score(task_type: str, gold: list[str], pred: list[str], main: str) -> dict[str, float]:
+    """The task's metric (`main`) as `score`, and the others beside it (all rounded)."""
+    return _score_metrics(task_metrics(task_type, gold, pred), main)
 
 
 def hub_without(task: BenchTask, hubs: list[Path], out: Path,
@@ -82,7 +79,8 @@ def run_bench(suite: Path, *, hubs: list[Path], settings: LLMSettings, budget: B
     for task in bench_tasks:
         spec = parse_task(task.prompt_path.read_text(encoding="utf-8"))
         test = load_examples(task.test_path)
-        results.task(task.name, spec.task_type, MAIN_METRIC[spec.task_type], len(test))
+        metric = task.metric(spec.task_type)
+        results.task(task.name, spec.task_type, metric, len(test))
         console.print(f"[bold]{escape(task.name)}[/] ({spec.task_type}, {len(test)} test examples)")
         task_hubs = hubs
         if exclude_own and hubs and not all(results.has(task.name, s) for s in systems):
@@ -94,7 +92,7 @@ def run_bench(suite: Path, *, hubs: list[Path], settings: LLMSettings, budget: B
             if results.has(task.name, system):
                 continue
             try:
-                figures = _run_system(system, task, spec, test, hubs=task_hubs, settings=settings, budget=budget,
+                figures = _run_system(system, task, spec, test, metric, hubs=task_hubs, settings=settings, budget=budget,
                                       out=out, base_model=base_model, teacher_limit=teacher_limit, gold_limit=gold_limit, seed=seed)
             except UnsupportedTaskError as e:
                 figures = {"score": None, "status": "unsupported", "reason": str(e)}
@@ -106,22 +104,22 @@ def run_bench(suite: Path, *, hubs: list[Path], settings: LLMSettings, budget: B
     return results.data
 
 
-def _run_system(system: str, task: BenchTask, spec: Any, test: list[Any], *, hubs: list[Path],
+def _run_system(system: str, task: BenchTask, spec: Any, test: list[Any], metric: str, *, hubs: list[Path],
                 settings: LLMSettings, budget: Budget, out: Path, base_model: str | None, teacher_limit: int | None,
                 gold_limit: int, seed: int = 0) -> dict[str, Any]:
     gold_outputs = [e.output for e in test]
     if system == "trivial":
         if spec.task_type != "classification":
-            return {**_score(spec.task_type, gold_outputs, [e.input for e in test]), "rule": "copy the input"}
+            return {**_score(spec.task_type, gold_outputs, [e.input for e in test], metric), "rule": "copy the input"}
         from p2m_engine.eval.baselines import majority_label
 
         source = load_examples(task.train_path) if task.train_path else list(spec.examples)
         label = majority_label(source)
-        return {**_score(spec.task_type, gold_outputs, [label] * len(test)), "rule": "majority label", "label": label}
+        return {**_score(spec.task_type, gold_outputs, [label] * len(test), metric), "rule": "majority label", "label": label}
     if system == "teacher":
-        return _teacher(spec, test, settings, out, teacher_limit)
+        return _teacher(spec, test, metric, settings, out, teacher_limit)
     if system == "gold":
-        return _gold(task, spec, test, out, base_model, gold_limit, budget.targets.epochs)
+        return _gold(task, spec, test, metric, out, base_model, gold_limit, budget.targets.epochs)
     build_hubs = [] if system == "generated_only" else hubs
     build_budget = budget.replace(per_label=0) if system == "retrieved_only" else budget
     summary = build_model(spec, str(task.prompt_path), backend=settings.backend, model=settings.model,
@@ -130,16 +128,14 @@ def _run_system(system: str, task: BenchTask, spec: Any, test: list[Any], *, hub
                           seed=seed, quiet=True, off=[system.removeprefix("no_")] if system.startswith("no_") else [])
     if not summary.get("model_dir"):
         return {"score": None, "status": "no model", "reason": summary.get("finish_reason")}
-    test_metrics = summary["metrics"]["test"]["metrics"]
     usage = summary["llm_usage"]
-    main = MAIN_METRIC[spec.task_type]
-    return {"score": round(test_metrics[main], 4), **{k: round(v, 4) for k, v in test_metrics.items() if k != main},
+    return {**_score_metrics(summary["metrics"]["test"]["metrics"], metric),
             **student_figures(spec.task_type, Path(summary["model_dir"]), [e.input for e in test]),
             "build_s": summary["wall_s"], "llm_calls": usage["calls"],
             "llm_tokens": usage["prompt_tokens"] + usage["completion_tokens"], "run": summary["run"]}
 
 
-def _teacher(spec: Any, test: list[Any], settings: LLMSettings, out: Path, limit: int | None) -> dict[str, Any]:
+def _teacher(spec: Any, test: list[Any], metric: str, settings: LLMSettings, out: Path, limit: int | None) -> dict[str, Any]:
     from p2m_engine.eval.baselines import p50, teacher_answer, teacher_classify
     from p2m_engine.llm.embedded import EMBEDDED_MODEL, PACKAGED
 
@@ -150,12 +146,12 @@ def _teacher(spec: Any, test: list[Any], settings: LLMSettings, out: Path, limit
         usage = llm.usage.to_dict()
     packaged = PACKAGED.get(settings.model or EMBEDDED_MODEL) if settings.backend == "embedded" else None
     params = packaged.params if packaged else None
-    return {**_score(spec.task_type, [e.output for e in rows], outputs), "n": len(rows), "params": params,
+    return {**_score(spec.task_type, [e.output for e in rows], outputs, metric), "n": len(rows), "params": params,
             "latency_ms_p50": p50(latencies), "llm_calls": usage["calls"],
             "llm_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
 
 
-def _gold(task: BenchTask, spec: Any, test: list[Any], out: Path, base_model: str | None, limit: int,
+def _gold(task: BenchTask, spec: Any, test: list[Any], metric: str, out: Path, base_model: str | None, limit: int,
           epochs: float) -> dict[str, Any]:
     from p2m_engine.students.models import search_models
     from p2m_engine.students import evaluate_student, train_student
@@ -173,11 +169,11 @@ def _gold(task: BenchTask, spec: Any, test: list[Any], out: Path, base_model: st
     model_dir = out / "runs" / safe_name(task.name, "task name") / "gold" / "model"
     res = train_student(spec, train, val, model_dir, TrainConfig(base_model=base.path, epochs=epochs))
     report = evaluate_student(spec.task_type, model_dir, test, "test")
-    return {**_score_metrics(spec.task_type, report.metrics), "n_train": res.n_train, "train_s": round(res.seconds, 1)}
+    return {**_score_metrics(report.metrics, metric), "n_train": res.n_train, "train_s": round(res.seconds, 1)}
 
 
-def _score_metrics(task_type: str, metrics: dict[str, float]) -> dict[str, float]:
-    main = MAIN_METRIC[task_type]
+def _score_metrics(metrics: dict[str, float], main: str) -> dict[str, float]:
+    """`main` of `metrics` as `score`, and the others beside it (all rounded)."""
     return {"score": round(metrics[main], 4), **{k: round(v, 4) for k, v in metrics.items() if k != main}}
 
 

@@ -12,6 +12,9 @@ Progress = Callable[[int, int], None]
 """Called with (done, total) as long work advances (the CLI draws a bar from it)."""
 
 MAIN_METRIC: dict[str, str] = {"classification": "accuracy", "extractive-qa": "exact_match", "generation": "chrf++"}
+# Every metric p2m computes for a task type (p2m_engine.eval.metrics.task_metrics), the main one first.
+METRICS: dict[str, tuple[str, ...]] = {"classification": ("accuracy", "macro_f1"), "extractive-qa": ("exact_match", "f1"),
+                                      "generation": ("chrf++", "exact_match")}
 # A task without labels gets this many times the per-label budget as its total target (what a 5-label task gets).
 PAIRS_PER_LABEL_BUDGET = 5
 

@@ -15,8 +15,14 @@ from p2m_engine.errors import P2MError
 from p2m_engine.names import name_problem
 from p2m_engine.runs import read_jsonl_lines
 from p2m_engine.data.synth import normalize
+from p2m_engine.types import MAIN_METRIC, METRICS
 
 logger = logging.getLogger(__name__)
+
+
+# Names a dataset card gives the metrics p2m computes under another name (SQuAD's exact match is p2m's).
+METRIC_ALIASES = {"squad_exact_match": "exact_match", "em": "exact_match", "chrf": "chrf++", "acc": "accuracy",
+                  "squad_f1": "f1"}
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,13 @@ class BenchTask:
     test_path: Path
     train_path: Path | None
     info: dict[str, Any]
+
+    def metric(self, task_type: str) -> str:
+        """The metric the task's `dataset_info.json` declares (`metric`: e.g. exact match for a math answer, where
+        generation's main metric is chrF++) when p2m computes it for the task type; else the type's main metric."""
+        declared = str(self.info.get("metric") or "").strip().lower()
+        declared = METRIC_ALIASES.get(declared, declared)
+        return declared if declared in METRICS.get(task_type, ()) else MAIN_METRIC[task_type]
 
 
 def read_suite(suite: Path, only: list[str] | None = None, test_name: str = "test.jsonl") -> list[BenchTask]:

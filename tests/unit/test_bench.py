@@ -102,6 +102,25 @@ def test_read_suite_skips_incomplete_folders_and_checks_names(tmp_path: Path) ->
         read_suite(suite, ["delta"])
 
 
+def test_a_task_is_scored_by_the_metric_its_dataset_card_declares(tmp_path: Path) -> None:
+    from agent.bench import _score
+
+    suite = _suite(tmp_path)
+    gamma = tmp_path / "gamma" / "dataset_info.json"
+    # A math answer: generation's main metric is chrF++, the card says exact match.
+    gamma.write_text(json.dumps({"metric": "exact_match"}))
+    task = read_suite(suite, ["gamma"])[0]
+    assert task.metric("generation") == "exact_match"
+    # A wrong answer sharing characters with the reference: chrF++ gives credit, exact match none.
+    figures = _score("generation", ["The answer is 15"], ["The answer is 16"], task.metric("generation"))
+    assert figures["score"] == 0.0 and figures["chrf++"] > 0.5
+    # SQuAD's name for exact match is p2m's; a metric p2m does not compute (BLEU), or none, leaves the type's own.
+    for declared, task_type, metric in [("squad_exact_match", "extractive-qa", "exact_match"),
+                                        ("bleu", "generation", "chrf++"), ("", "classification", "accuracy")]:
+        gamma.write_text(json.dumps({"metric": declared}))
+        assert read_suite(suite, ["gamma"])[0].metric(task_type) == metric
+
+
 def test_markdown_table_formats_scores() -> None:
     data = {"tasks": {"t": {"task_type": "classification", "metric": "accuracy", "n_test": 10,
                             "systems": {"p2m": {"score": 0.8125, "params": 22_700_000}, "teacher": {"score": 0.5}}}}}
