@@ -69,13 +69,14 @@ def test_an_answer_drawn_from_nowhere_in_its_input_is_dropped_when_every_demo_dr
 
 
 def test_generation_drops_and_counts_what_the_checks_catch(tmp_path: Path) -> None:
-    good = ["#Person1#: Is the library open on {d}?\n#Person2#: Yes, until eight in the evening.\n#Person1#: Thanks, "
-            "I will go after work on {d}.".format(d=d) for d in ("monday", "friday", "sunday", "tuesday")]
-    one_line = "#Person1#: I love this song so much, it reminds me of summer."
+    good = [["#Person1#: Is the library open on {d}?".format(d=d), "#Person2#: Yes, until eight in the evening.",
+             "#Person1#: Thanks, I will go after work on {d}.".format(d=d)] for d in ("monday", "friday", "sunday", "tuesday")]
+    # The demos have 3 lines, so inputs are written line by line; a "line" holding seven more is of another shape.
+    too_long = ["#Person1#: I love this song.", "#Person2#: Me too.\n" * 7, "#Person1#: It reminds me of summer."]
 
     def answer(messages: list[dict[str, Any]], name: str, i: int) -> dict[str, Any]:
         if name == "write_inputs":
-            return {"input_1": one_line, **{f"input_{k + 2}": x for k, x in enumerate(good)}}
+            return {f"input_{k + 1}_line_{j + 1}": line for k, x in enumerate([too_long, *good]) for j, line in enumerate(x)}
         asked = messages[-1]["content"].rsplit("input: ", 1)[-1]
         if "monday" in asked:
             return {"output": "#Person2#: Yes, until eight in the evening."}  # copies the input
@@ -89,3 +90,32 @@ def test_generation_drops_and_counts_what_the_checks_catch(tmp_path: Path) -> No
     assert res.dropped["input_shape"] >= 1 and res.dropped["output_copies_input"] == 1
     assert res.dropped["output_repeats_demo"] == 1
     assert len(rows) == 2 and all("library" in r["output"] for r in rows)
+
+
+def test_inputs_of_several_lines_are_written_line_by_line(tmp_path: Path) -> None:
+    # Asked for whole, the small teacher wrote one-line "dialogues"; asked for the demos' fewest lines as fields,
+    # it must write every turn. One answer misses a line and is skipped.
+    from p2m_engine.data.pairs import input_lines
+
+    assert input_lines([i for i, _ in DIALOGUES]) == 3 and input_lines(["one line", "two\nlines"]) == 0
+    turns = [["#Person1#: Can I borrow your bike on monday?", "#Person2#: Sure, bring it back by noon.",
+              "#Person1#: Thank you, I will."],
+             ["#Person1#: Did you see the storm last night over the harbour?", "#Person2#: No, I slept right through it.",
+              "#Person1#: Three boats broke loose and drifted onto the beach."]]
+
+    def answer(messages: list[dict[str, Any]], name: str, i: int) -> dict[str, Any]:
+        if name == "write_inputs":
+            lines = {f"input_{k + 1}_line_{j + 1}": line for k, x in enumerate(turns) for j, line in enumerate(x)}
+            return {**lines, "input_3_line_1": "#Person1#: Hello?", "input_3_line_2": "#Person2#: Hi."}
+        asked = messages[-1]["content"]
+        return {"output": "Person1 borrows Person2's bike until noon." if "bike" in asked else
+                "Person1 tells Person2 that the storm drifted three boats onto the beach."}
+
+    llm = FakeLLM(answer)
+    out = tmp_path / "pairs.jsonl"
+    generate_pairs(SUMMARIZE, llm, out, PairsConfig(n=2, votes=1, min_agreement=0.5, batch_size=3))  # type: ignore[arg-type]
+    asked = next(r for r in llm.requests if r["name"] == "write_inputs")
+    assert set(asked["schema"]["required"]) == {f"input_{k}_line_{j}" for k in (1, 2, 3) for j in (1, 2, 3)}
+    assert "3 lines" in asked["messages"][-1]["content"]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["input"] for r in rows] == ["\n".join(x) for x in turns]
