@@ -119,3 +119,18 @@ def test_inputs_of_several_lines_are_written_line_by_line(tmp_path: Path) -> Non
     assert "3 lines" in asked["messages"][-1]["content"]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["input"] for r in rows] == ["\n".join(x) for x in turns]
+
+
+def test_an_output_pieced_together_from_the_demo_outputs_is_a_repeat() -> None:
+    code = PairChecks.from_demos(
+        ["save current figure to file 'graph.png' with resolution of 1000 dpi", "convert binary string '0101' to integer",
+         "insert a list `k` at the front of list `a`"],
+        ["plt.savefig('graph.png', dpi=1000)", "int('0101', 2)", "a.insert(0, k)"])
+    review = "the movie mode can only record a max of 30 seconds per clip ."
+    # What the 0.5B teacher wrote for 37 hub texts: the demos' outputs strung together.
+    assert code.output_problem(review, "plt.savefig('graph.png', dpi=1000), int('0101', 2), a.insert(0, k)}") \
+        == "output_repeats_demo"
+    # New code that shares a call with a demo is kept; so is one drawn from its own input, and a short answer.
+    assert code.output_problem("save the plot to 'out.png'", "plt.savefig('out.png')") is None
+    assert code.output_problem("call a.insert(0, k) twice", "a.insert(0, k); a.insert(0, k)") is None
+    assert code.output_problem(review, "int(x)") is None
