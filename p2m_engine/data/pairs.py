@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 PAIR_TASK_TYPES = ("generation", "extractive-qa")
 _SPACE = re.compile(r"\s+")
 _PUNCT_SPACE = re.compile(r"\s*([^\w\s])\s*", re.UNICODE)
+_WORDS = re.compile(r"\w+", re.UNICODE)
 # A subject per input batch: the small teacher otherwise copies the demos. Generic on purpose (no task's names).
 _PREFIX_END = re.compile(r"[\]):]\s+|\n")
 # What the answer prompt adds to the instruction, per task type.
@@ -174,7 +175,34 @@ class Vote:
     agreement: float
 
 
-def majority(samples: list[str | None], task_type: str, votes: int, min_agreement: float) -> Vote:
+# Free text: when every demo output has at least FREE_TEXT_WORDS words (a summary, an explanation), samples of one
+# answer differ in wording and exact votes never agree (dialogsum, own data hidden: no dialogue of 12 kept a pair).
+# Then, without an exact majority, the sample closest to the others wins (the highest mean chrF++ to them: minimum
+# Bayes risk, as in MBR decoding), when that mean reaches FREE_TEXT_AGREEMENT.
+FREE_TEXT_WORDS = 12
+FREE_TEXT_AGREEMENT = 0.4
+
+
+def free_text(outputs: list[str]) -> bool:
+    """Outputs of free text: every one has at least FREE_TEXT_WORDS words."""
+    return bool(outputs) and all(len(_WORDS.findall(o)) >= FREE_TEXT_WORDS for o in outputs)
+
+
+def medoid(samples: list[str]) -> tuple[str, float]:
+    """The sample with the highest mean sentence chrF++ to the other samples, and that mean (0-1)."""
+    from p2m_engine.eval.metrics import chrf_pp
+
+    best, score = samples[0], -1.0
+    for i, s in enumerate(samples):
+        others = [o for j, o in enumerate(samples) if j != i]
+        mean = sum(chrf_pp([o], [s]) for o in others) / max(1, len(others))
+        if mean > score:
+            best, score = s, mean
+    return best, score
+
+
+def majority(samples: list[str | None], task_type: str, votes: int, min_agreement: float,
+             free: bool = False) -> Vote:
     """Choose the output most samples agree on, if it has a clear majority of `votes`.
 
     Args:
@@ -182,6 +210,8 @@ def majority(samples: list[str | None], task_type: str, votes: int, min_agreemen
         task_type: decides how outputs are compared.
         votes: how many samples were asked for (the denominator, so an early stop cannot inflate agreement).
         min_agreement: share of `votes` the winner needs; a tie for first place never wins.
+        free: the outputs are free text (`free_text`): without an exact majority, the medoid of two or more samples
+            wins when its mean chrF++ to the others reaches FREE_TEXT_AGREEMENT (its agreement is that mean).
 
     Returns:
         The chosen output (its most common exact form) or the reason there is none.
@@ -195,6 +225,10 @@ def majority(samples: list[str | None], task_type: str, votes: int, min_agreemen
     top_key, top = ranked[0]
     agreement = top / max(votes, len(samples))
     if agreement < min_agreement or (len(ranked) > 1 and ranked[1][1] == top):
+        if free and len(valid) >= 2:
+            best, mean = medoid([s.strip() for s in valid])
+            if mean >= FREE_TEXT_AGREEMENT:
+                return Vote(best, None, shown, round(mean, 3))
         return Vote(None, "no_majority", shown, round(agreement, 3))
     forms = Counter(s.strip() for s in valid if vote_key(s, task_type) == top_key)
     return Vote(forms.most_common(1)[0][0], None, shown, round(agreement, 3))
@@ -299,6 +333,7 @@ class Answerer:
     def __init__(self, spec: TaskSpec, llm: LLM, config: PairsConfig) -> None:
         self.spec, self.llm, self.config = spec, llm, config
         self.needed = max(1, math.ceil(config.min_agreement * config.votes - 1e-9))
+        self.free = spec.task_type == "generation" and free_text([e.output for e in spec.examples])
 
     def __call__(self, text: str) -> Vote:
         cfg, task_type = self.config, self.spec.task_type
@@ -327,7 +362,7 @@ class Answerer:
                 counts[vote_key(sample, task_type)] += 1
             if _decided(counts, len(samples), cfg.votes, self.needed):
                 break
-        return dataclasses.replace(majority(samples, task_type, cfg.votes, cfg.min_agreement), samples=raw)
+        return dataclasses.replace(majority(samples, task_type, cfg.votes, cfg.min_agreement, self.free), samples=raw)
 
 
 def _votes(answer: Answerer, texts: list[str], concurrency: int) -> Iterator[Vote]:

@@ -334,3 +334,36 @@ def test_the_planners_topics_are_what_input_batches_are_written_about(tmp_path: 
     asked = [r["messages"][-1]["content"] for r in llm.requests if r["name"] == "write_inputs"]
     assert rows and {r["topic"] for r in rows} <= set(chosen)
     assert asked and all(any(f"but about {t}." in p for t in chosen) for p in asked)
+
+
+PARAPHRASES = ["Person1 has trouble breathing and the doctor will send Person1 to a specialist for asthma tests.",
+               "The doctor asks Person1 about the breathing trouble and sends Person1 to a pulmonary specialist.",
+               "Person1 cannot breathe well when working out, so the doctor sends Person1 to a specialist."]
+
+
+def test_free_text_votes_keep_the_sample_closest_to_the_others() -> None:
+    from p2m_engine.data.pairs import FREE_TEXT_AGREEMENT, free_text, majority
+
+    # Three wordings of one summary never agree exactly; the one nearest the other two wins.
+    vote = majority(PARAPHRASES, "generation", 3, 0.6, free=True)
+    assert vote.output == PARAPHRASES[1] and vote.agreement >= FREE_TEXT_AGREEMENT
+    assert majority(PARAPHRASES, "generation", 3, 0.6).reason == "no_majority"  # exact votes, as for code
+    # Three answers about different things have no centre.
+    unrelated = ["I can't breathe, but I'm doing well.", "No, I don't have any allergies that I know of.", PARAPHRASES[0]]
+    assert majority(unrelated, "generation", 3, 0.6, free=True).reason == "no_majority"
+    # Free text: every demo output has at least 12 words; a date or a line of code does not.
+    assert free_text(PARAPHRASES) and not free_text([PARAPHRASES[0], "2013-03"]) and not free_text([])
+
+
+def test_the_answerer_votes_on_free_text_when_the_demos_outputs_are_sentences() -> None:
+    from p2m_engine.data.pairs import Answerer
+
+    long_demos = (Example("#Person1#: My chest feels heavy.\n#Person2#: Let's run some tests.", PARAPHRASES[0]),
+                  Example("#Person1#: Where is the gym?\n#Person2#: Next to the pool.",
+                          "Person1 asks where the gym is and Person2 says that it is next to the swimming pool."))
+    llm = FakeLLM(lambda messages, name, i: {"output": PARAPHRASES[i % 3]})
+    vote = Answerer(TaskSpec("Summarize the dialogue.", long_demos, "generation"), llm, PairsConfig())(  # type: ignore[arg-type]
+        "#Person1#: I can't breathe when I run.\n#Person2#: I will send you to a specialist.")
+    assert vote.output == PARAPHRASES[1] and len(vote.samples) == 3
+    short = (Example("a b", "x"), Example("c d", "y"))
+    assert Answerer(TaskSpec("Map.", short, "generation"), llm, PairsConfig())("e f").reason == "no_majority"  # type: ignore[arg-type]
