@@ -278,11 +278,17 @@ def input_lines(demos: list[str]) -> int:
     return min(fewest, LINES_MAX) if fewest >= LINES_MIN else 0
 
 
+# A written line is at least this long: left free, the 0.5B teacher left half the lines of a dialogue empty.
+LINE_MIN_CHARS = 8
+
+
 def _lines_schema(n: int, lines: int, max_chars: int) -> dict[str, object]:
-    """n inputs as `lines` required string fields each (`input_1_line_1`, ...), each at most `max_chars` long."""
+    """n inputs as `lines` required string fields each (`input_1_line_1`, ...), each LINE_MIN_CHARS to
+    `max_chars` long."""
     keys = [f"input_{i}_line_{j}" for i in range(1, n + 1) for j in range(1, lines + 1)]
+    longest = max(LINE_MIN_CHARS, min(max_chars, GRAMMAR_MAX_LENGTH))
     return {"type": "object", "required": keys,
-            "properties": {k: {"type": "string", "maxLength": min(max_chars, GRAMMAR_MAX_LENGTH)} for k in keys}}
+            "properties": {k: {"type": "string", "minLength": LINE_MIN_CHARS, "maxLength": longest} for k in keys}}
 
 
 def _joined(answer: dict[str, Any], n: int, lines: int) -> list[str]:

@@ -116,6 +116,7 @@ def test_inputs_of_several_lines_are_written_line_by_line(tmp_path: Path) -> Non
     generate_pairs(SUMMARIZE, llm, out, PairsConfig(n=2, votes=1, min_agreement=0.5, batch_size=3))  # type: ignore[arg-type]
     asked = next(r for r in llm.requests if r["name"] == "write_inputs")
     assert set(asked["schema"]["required"]) == {f"input_{k}_line_{j}" for k in (1, 2, 3) for j in (1, 2, 3)}
+    assert all(field["minLength"] >= 1 for field in asked["schema"]["properties"].values())  # no empty turn
     assert "3 lines" in asked["messages"][-1]["content"]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["input"] for r in rows] == ["\n".join(x) for x in turns]
