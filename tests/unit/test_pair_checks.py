@@ -30,7 +30,7 @@ def test_checks_are_calibrated_on_the_demos() -> None:
     checks = PairChecks.from_demos([i for i, _ in DIALOGUES], [o for _, o in DIALOGUES])
     assert checks.line_range == (3, 3) and checks.max_demo_copy < 0.5
     assert checks.input_problem("#Person1#: Hello there, how are you?") == "input_shape"  # one line for three
-    assert checks.input_problem(DIALOGUES[0][0]) is None
+    assert checks.input_problem("#Person1#: Is it raining?\n#Person2#: Not yet.\n#Person1#: Good, let's walk.") is None
     long_input = DIALOGUES[1][0]
     copied = "#Person2#: It's forty dollars, but it's on sale today."
     assert checks.output_problem(long_input, copied) == "output_copies_input"
@@ -135,3 +135,17 @@ def test_an_output_pieced_together_from_the_demo_outputs_is_a_repeat() -> None:
     assert code.output_problem("save the plot to 'out.png'", "plt.savefig('out.png')") is None
     assert code.output_problem("call a.insert(0, k) twice", "a.insert(0, k); a.insert(0, k)") is None
     assert code.output_problem(review, "int(x)") is None
+
+
+def test_a_dialogue_made_of_the_demos_lines_is_a_copy() -> None:
+    checks = PairChecks.from_demos([i for i, _ in DIALOGUES], [o for _, o in DIALOGUES])
+    # The demos' turns reshuffled, markers dropped or changed: what the 0.5B teacher wrote line by line.
+    reshuffled = ("#Person1#: How much is this jacket?\nI can't, I have to finish my report.\n"
+                  "#Person2#: That's a pity. Maybe next time.\nWhat time does it start?")
+    assert checks.input_problem(reshuffled) == "input_copies_demo_lines"
+    fresh = ("#Person1#: Did the train leave already?\n#Person2#: Five minutes ago, sorry.\n"
+             "#Person1#: Then I will take the bus. Great, I'll take it.")
+    assert checks.input_problem(fresh) is None  # one borrowed phrase inside a new turn is not a copied line
+    # Demos of one line: lines are not compared.
+    single = PairChecks.from_demos(["How much is this jacket?", "Where is the station?"], ["price", "place"])
+    assert single.demo_lines == frozenset() and single.input_problem("How much is this jacket?") is None
