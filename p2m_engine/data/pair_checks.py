@@ -93,7 +93,10 @@ class PairChecks:
     demo_text: str = ""
     """The demo outputs joined, when they are all different (else empty), for outputs pieced together from them."""
     demo_lines: frozenset[str] = frozenset()
-    """The demo inputs' lines (`line_keys`), when the demos have several lines each."""
+    """The demo inputs' own lines (`line_keys`), when the demos have several lines each: not the lines every demo
+    shares (a database schema, a fixed header), which a new input keeps by design."""
+    shared_lines: frozenset[str] = frozenset()
+    """The lines every demo input has."""
     min_grounding: float = 0.0
     """The lowest share of its words a demo output takes from its input, when every demo reaches GROUNDED_SHARE
     (else 0.0: the task's outputs are not drawn from their inputs, and the grounding check is off)."""
@@ -107,17 +110,23 @@ class PairChecks:
         grounding = min((word_share(o, i) for i, o in zip(inputs, outputs)), default=0.0)
         return cls(max(copies, default=0.0), distinct, (min(lines), max(lines)),
                    "\n".join(outputs) if distinct else "",
-                   frozenset(k for i in inputs for k in line_keys(i)) if min(lines) > 1 else frozenset(),
+                   *cls._demo_lines(inputs) if min(lines) > 1 else (frozenset(), frozenset()),
                    grounding if grounding >= GROUNDED_SHARE else 0.0)
+
+    @staticmethod
+    def _demo_lines(inputs: list[str]) -> tuple[frozenset[str], frozenset[str]]:
+        keys = [set(line_keys(i)) for i in inputs]
+        shared = frozenset(set.intersection(*keys)) if keys else frozenset()
+        return frozenset(set.union(*keys)) - shared, shared
 
     def input_problem(self, text: str) -> str | None:
         """`input_shape` when the input has far fewer or more lines (turns, fields) than every demo input;
-        `input_copies_demo_lines` when most of its lines are the demos' lines."""
+        `input_copies_demo_lines` when half or more of its lines, those every demo shares aside, are demo lines."""
         low, high = self.line_range
         n = _lines(text)
         if low > 1 and n < low / LINES_FACTOR or n > max(high * LINES_FACTOR, high + 2):
             return "input_shape"
-        keys = line_keys(text)
+        keys = [k for k in line_keys(text) if k not in self.shared_lines]
         if self.demo_lines and keys and sum(k in self.demo_lines for k in keys) >= DEMO_LINES_SHARE * len(keys):
             return "input_copies_demo_lines"
         return None

@@ -149,3 +149,13 @@ def test_a_dialogue_made_of_the_demos_lines_is_a_copy() -> None:
     # Demos of one line: lines are not compared.
     single = PairChecks.from_demos(["How much is this jacket?", "Where is the station?"], ["price", "place"])
     assert single.demo_lines == frozenset() and single.input_problem("How much is this jacket?") is None
+
+
+def test_lines_every_demo_shares_are_not_copies() -> None:
+    # A database schema every demo carries is kept by design; only the question line is the input's own.
+    schema = "Database: shop\nTables:\nitem(Item_ID, Name, Price)\norder(Order_ID, Item_ID, Day)"
+    checks = PairChecks.from_demos([schema + "\nQuestion: How many items are there?",
+                                    schema + "\nQuestion: What is the name of the cheapest item?"],
+                                   ["SELECT count(*) FROM item", "SELECT Name FROM item ORDER BY Price LIMIT 1"])
+    assert checks.input_problem(schema + "\nQuestion: Which day had the most orders?") is None
+    assert checks.input_problem(schema + "\nQuestion: How many items are there?") == "input_copies_demo_lines"
