@@ -441,8 +441,8 @@ def generate_pairs(
     by_field = field_limits(demos, template, limit, config.length_factor) if template else {}
     # Inputs of several lines (turns) are asked for line by line, as many as the demos' fewest.
     lines = 0 if template else input_lines(demos)
-    line_chars = min(limit // max(lines, 1), int(config.length_factor * max(
-        (len(line) for d in demos for line in d.splitlines()), default=limit)))
+    longest_line = max((len(line) for d in demos for line in d.splitlines()), default=0)
+    line_chars = min(limit // lines, int(config.length_factor * longest_line)) if lines else 0
     # The length check allows for a prefix put back by repair_format.
     filters = InputFilters(config, limit + len(prefix), banned, demos + [x for x in exclude if x], markers)
     # What the teacher gets wrong about a pair, measured against the demos (p2m_engine.data.pair_checks).
