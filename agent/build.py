@@ -151,15 +151,15 @@ def build_configs(off: Iterable[str], budget: Budget, seed: int, concurrency: in
 
 
 def _teacher_steps(targets: Targets) -> int:
-    """The generation rival's steps: the budget's, else RIVAL_MAX_STEPS with a GPU and none on a CPU (on 2 cores
-    its 40 steps from the 0.5B teacher took about 27 minutes on MCoNaLa's 258 rows, the small student 14)."""
+    """The generation rival's steps: the budget's, else RIVAL_MAX_STEPS with a GPU and RIVAL_CPU_STEPS without (on
+    2 cores 40 steps from the 0.5B teacher took about 27 minutes on MCoNaLa's 258 rows, 20 about 8 on temporal's 224)."""
     if targets.teacher_steps is not None:
         return targets.teacher_steps
     import torch
 
-    from p2m_engine.students.student_choice import RIVAL_MAX_STEPS
+    from p2m_engine.students.student_choice import RIVAL_CPU_STEPS, RIVAL_MAX_STEPS
 
-    return RIVAL_MAX_STEPS if torch.cuda.is_available() else 0
+    return RIVAL_MAX_STEPS if torch.cuda.is_available() else RIVAL_CPU_STEPS
 
 
 def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None, base_url: str | None,

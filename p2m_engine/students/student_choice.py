@@ -87,6 +87,10 @@ def keep_better(fine_tuned: TrainResult, train: list[Example], val: list[Example
 # Optimizer steps of the teacher-born rival: on 2 CPU cores a step of the 0.5B teacher with LoRA takes
 # about 40 s (MCoNaLa, batch of 16), and a model that already does the task needs few steps to learn its format (Self-Guide).
 RIVAL_MAX_STEPS = 40
+# Without a GPU, half as many: on temporal's 224 rows 20 steps took 494 s with validation, and the rival scored
+# 41.1 chrF++ on the 260 dev rows against the small student's 35.2 (teacher few-shot 39.3 on the first 50, the
+# rival 43.0 there; benchmarks/results/gen-rival/replay.py).
+RIVAL_CPU_STEPS = 20
 
 
 def keep_better_generator(small: TrainResult, train: list[Example], val: list[Example], config: TrainConfig,
