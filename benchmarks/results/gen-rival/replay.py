@@ -4,7 +4,10 @@ task's dev rows (the first N). Usage, from the repo with P2M_HOME set as for the
 
     python benchmarks/results/gen-rival/replay.py RUN TASK OUT STEPS [N]
 
-RUN is the build's run folder (its data/train.jsonl and data/val.jsonl), TASK a folder name under ../shared/data."""
+RUN is the build's run folder (its data/train.jsonl and data/val.jsonl), TASK a folder name under ../shared/data.
+The logs beside this file (replay-TASK-20.log) came from its first draft: the same training and scoring, printed as
+`train SECONDS ROWS VAL_ROWS val chrF++ X` and `TEST first N {...}`. Runs: temporal on
+grounding-build's run (260 dev rows), spider on gen-types run 9's (N=100)."""
 import json
 import sys
 import time
