@@ -88,8 +88,8 @@ def keep_better(fine_tuned: TrainResult, train: list[Example], val: list[Example
 # about 40 s (MCoNaLa, batch of 16), and a model that already does the task needs few steps to learn its format (Self-Guide).
 RIVAL_MAX_STEPS = 40
 # Without a GPU, half as many: on temporal's 224 rows 20 steps took 494 s with validation, and the rival scored
-# 41.1 chrF++ on the 260 dev rows against the small student's 35.2 (teacher few-shot 39.3 on the first 50, the
-# rival 43.0 there; benchmarks/results/gen-rival/replay.py).
+# 41.1 chrF++ on the 260 dev rows against the small student's 35.2 (benchmarks/results/gen-rival/replay.py); the
+# build with it scored 41.6 against its teacher's 32.0 on the same rows (benchmarks/results/rival-temporal/).
 RIVAL_CPU_STEPS = 20
 
 
