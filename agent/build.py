@@ -151,8 +151,9 @@ def build_configs(off: Iterable[str], budget: Budget, seed: int, concurrency: in
 
 
 def _teacher_steps(targets: Targets) -> int:
-    """The generation rival's steps: the budget's, else RIVAL_MAX_STEPS with a GPU and RIVAL_CPU_STEPS without (on
-    2 cores 40 steps from the 0.5B teacher took about 27 minutes on MCoNaLa's 258 rows, 20 about 8 on temporal's 224)."""
+    """The teacher-born rival's steps (generation and extractive QA): the budget's, else RIVAL_MAX_STEPS with a GPU
+    and RIVAL_CPU_STEPS without (on 2 cores 40 steps from the 0.5B teacher took about 27 minutes on MCoNaLa's 258
+    rows, 20 about 8 on temporal's 224, and 20 of QA's longer inputs, 8 rows a step, 387 s on SQuAD's)."""
     if targets.teacher_steps is not None:
         return targets.teacher_steps
     import torch

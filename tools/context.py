@@ -42,8 +42,8 @@ class ToolContext:
     target: float = 0.9
     """The decision score the build aims for; a label whose recall is below it counts as weak."""
     teacher_weights: Path | None = None
-    """The teacher's own weights when they are local (a GGUF file or a causal LM folder): a generative student
-    may start from them (p2m_engine.students.student_choice.keep_better_generator)."""
+    """The teacher's own weights when they are local (a GGUF file or a causal LM folder): a generative or QA
+    student may start from them (p2m_engine.students.student_choice.keep_better_generator, keep_better_reader)."""
 
     def report(self, stage: str) -> Callable[[int, int], None] | None:
         if self.progress is None:

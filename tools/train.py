@@ -231,12 +231,12 @@ def train_model(runtime: ToolRuntime, epochs: float = 0, base_model: str = "") -
         kept = student_choice.keep_better(result, tr, val, spec.labels, Path(config.base_model),
                                           ProbeConfig(seed=config.seed))
         result, student, choice = kept.result, kept.student, kept.to_dict()
-    if (spec.task_type == "generation" and ctx.train.rival and ctx.train.teacher_steps > 0
+    if (spec.task_type in ("generation", "extractive-qa") and ctx.train.rival and ctx.train.teacher_steps > 0
             and ctx.teacher_weights is not None and not ctx.base_model):
         # The teacher's own weights, fine-tuned with LoRA on the same rows, are tried too; validation decides.
-        kept = student_choice.keep_better_generator(result, tr, val, config, ensure_teacher_lm(ctx.teacher_weights),
-                                                    spec.instruction, progress=ctx.report("train_model"),
-                                                    max_steps=ctx.train.teacher_steps)
+        keep = student_choice.keep_better_generator if spec.task_type == "generation" else student_choice.keep_better_reader
+        kept = keep(result, tr + extra, val, config, ensure_teacher_lm(ctx.teacher_weights), spec.instruction,
+                    progress=ctx.report("train_model"), max_steps=ctx.train.teacher_steps)
         result, student, choice = kept.result, kept.student, kept.to_dict()
     prior_info = correct_prior(ctx, spec.labels, trained, result.model_dir, estimate) \
         if spec.task_type == "classification" else {}

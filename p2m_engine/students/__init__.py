@@ -64,9 +64,12 @@ def _train_qa(spec: TaskSpec, train: list[Example], val: list[Example], out: Pat
 
 
 def _load_qa(model_dir: Path) -> Callable[[list[str]], Outputs]:
-    from p2m_engine.students.qa import predict_qa
+    from p2m_engine.students.qa import is_span_model, load_qa, predict_qa
 
-    return lambda inputs: [(a, None) for a in predict_qa(model_dir, inputs)]
+    if not is_span_model(model_dir):
+        return _load_generator(model_dir)  # the teacher-born rival won: it writes the answer
+    loaded = load_qa(model_dir)
+    return lambda inputs: [(a, None) for a in predict_qa(model_dir, inputs, loaded=loaded)]
 
 
 def _evaluate_qa(model_dir: Path, examples: list[Example], split: str, path: Path | None) -> EvalReport:
@@ -83,9 +86,10 @@ def _train_generator(spec: TaskSpec, train: list[Example], val: list[Example], o
 
 
 def _load_generator(model_dir: Path) -> Callable[[list[str]], Outputs]:
-    from p2m_engine.students.textgen import generate
+    from p2m_engine.students.textgen import generate, load_generator
 
-    return lambda inputs: [(text, None) for text in generate(model_dir, inputs)]
+    loaded = load_generator(model_dir)
+    return lambda inputs: [(text, None) for text in generate(model_dir, inputs, loaded=loaded)]
 
 
 STUDENTS: dict[str, Student] = {

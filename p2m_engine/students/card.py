@@ -52,7 +52,7 @@ def _teacher_line(check: dict[str, Any] | None) -> str:
             f"{check['student']:.4f}, teacher (few-shot) {check['teacher']:.4f}.{verdict}\n")
 
 
-def _student_line(model_dir: Path, probe: bool) -> str:
+def _student_line(model_dir: Path, probe: bool, task_type: str = "generation") -> str:
     """What the student is, and why it was chosen (the training record's choice between the two students)."""
     from p2m_engine.students import TRAIN_FILE
     from p2m_engine.students.student_choice import FROM_TEACHER
@@ -60,6 +60,10 @@ def _student_line(model_dir: Path, probe: bool) -> str:
     record = json.loads((model_dir / TRAIN_FILE).read_text(encoding="utf-8")) if (model_dir / TRAIN_FILE).is_file() else {}
     choice = record.get("choice") or {}
     scores = ", ".join(f"{name} {score}" for name, score in (choice.get("val_scores") or {}).items())
+    if choice.get("kept") == FROM_TEACHER and task_type == "extractive-qa":
+        return ("the teacher's own weights fine-tuned with LoRA on the build's data (merged), writing the answer after "
+                "the question and its context: it scored a higher token F1 on validation than the encoder with a "
+                f"span head trained on the same rows ({scores})")
     if choice.get("kept") == FROM_TEACHER:
         return ("the teacher's own weights fine-tuned with LoRA on the build's data (merged): it scored higher on "
                 f"validation (chrF++) than the small packaged model fine-tuned on the same rows ({scores})")
@@ -105,10 +109,14 @@ def write_model_card(model_dir: Path, spec: TaskSpec, facts: dict[str, Any]) -> 
     from p2m_engine.students.probe_student import is_probe_student
 
     metrics = facts.get("metrics") or {}
-    tag = PIPELINE_TAG.get(spec.task_type, "text-classification")
+    from p2m_engine.students.qa import is_span_model
+
+    # A QA build may keep the teacher-born rival, a generative model: it is used as one.
+    kind = "generation" if spec.task_type == "extractive-qa" and not is_span_model(model_dir) else spec.task_type
+    tag = PIPELINE_TAG.get(kind, "text-classification")
     probe = is_probe_student(model_dir)
-    usage = PROBE_USAGE if probe else USAGE.get(spec.task_type, USAGE["classification"])
-    student = _student_line(model_dir, probe)
+    usage = PROBE_USAGE if probe else USAGE.get(kind, USAGE["classification"])
+    student = _student_line(model_dir, probe, spec.task_type)
     header = {"library_name": "sentence-transformers" if probe else "transformers", "pipeline_tag": tag, "base_model": facts.get("base_model"),
               "tags": ["p2m", tag], "model-index": _model_index(spec, model_dir.resolve().name, metrics)}
     names = list(dict.fromkeys(k for rep in metrics.values() if isinstance(rep, dict)

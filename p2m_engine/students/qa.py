@@ -247,10 +247,27 @@ def predict_qa(model_dir: Path, inputs: list[str], batch_size: int = 32,
     return decode(feats, [it.context for it in items], starts, ends, qa)
 
 
+def is_span_model(model_dir: Path) -> bool:
+    """Whether a QA student folder holds a span model; otherwise it holds the teacher-born rival that writes the
+    answer (p2m_engine.students.student_choice.keep_better_reader), a generative student."""
+    from p2m_engine.students.textgen import FORMAT_FILE
+
+    return (Path(model_dir) / QA_META).is_file() or not (Path(model_dir) / FORMAT_FILE).is_file()
+
+
+def answer(model_dir: Path, inputs: list[str]) -> list[str]:
+    """The answer of each input from a QA student folder, whichever of the two students it holds."""
+    if is_span_model(model_dir):
+        return predict_qa(model_dir, inputs)
+    from p2m_engine.students.textgen import generate
+
+    return generate(model_dir, inputs)
+
+
 def evaluate_qa(model_dir: Path, examples: list[Example], split: str,
                 predictions_path: Path | None = None) -> EvalReport:
-    """SQuAD exact match and F1 of the span student on `examples`; each prediction is saved with its scores."""
-    preds = predict_qa(model_dir, [e.input for e in examples])
+    """SQuAD exact match and F1 of the QA student on `examples`; each prediction is saved with its scores."""
+    preds = answer(model_dir, [e.input for e in examples])
     gold = [e.output for e in examples]
     if predictions_path:
         write_jsonl(predictions_path, ({"input": e.input, "gold": e.output, "prediction": p,

@@ -9,6 +9,9 @@ fine-tuned encoder reached 68.0 and the frozen encoder with a head on pair featu
 Generation: the small packaged causal LM, or the teacher's own weights fine-tuned with LoRA on the same rows
 (Self-Guide, arXiv 2407.12874: a model trained on its own filtered outputs gained 14.5 EM over prompting it).
 The small one is kept unless the teacher-born one scores strictly higher: it is several times smaller and faster.
+
+Extractive QA: the encoder with a span head, or the same teacher-born rival writing the answer after the question
+and its context. The span head is kept unless the rival's token F1 on the validation rows is strictly higher.
 """
 
 from __future__ import annotations
@@ -124,3 +127,48 @@ def keep_better_generator(small: TrainResult, train: list[Example], val: list[Ex
     # The record keeps the rival's own settings: the folder holds the teacher-born weights, and `p2m train`
     # starts again from the teacher's.
     return _swap(small, rival, rival_dir, FROM_TEACHER, scores, rival.config)
+
+
+# The QA rival reads the question and its context: 384 input tokens (the span head's window) instead of 128. At 16
+# rows a batch the 0.5B teacher's float32 logits and activations outgrew 24 GiB on a CPU (killed by the kernel);
+# at 8 rows, 20 steps took 387 s on 2 cores and the rival matched its teacher's 34.0 exact match on SQuAD's first
+# 50 dev rows, where the span head trained on the same build's data scored 22.0 (benchmarks/results/qa-rival/).
+QA_RIVAL_LENGTH = 384
+QA_RIVAL_BATCH = 8
+
+
+def keep_better_reader(span: TrainResult, train: list[Example], val: list[Example], config: TrainConfig,
+                       teacher_base: Path, instruction: str, progress: Progress | None = None,
+                       max_steps: int = RIVAL_MAX_STEPS) -> Choice:
+    """Fine-tune the teacher's own weights with LoRA to write the answer of each (question, context) input of
+    `train`, and keep it in place of the span student `span` only if its token F1 on `val` is strictly higher.
+
+    Args:
+        span: the span student already trained, scored on `val` (its record holds `val_f1`).
+        train: the rows it trained on (cloze questions included).
+        val: its validation rows (real rows of the task's kind, never cloze ones).
+        config: its training settings (the rival takes their seed and epochs, with its own length and batch).
+        teacher_base: the teacher's weights as a transformers folder (packaged.ensure_teacher_lm).
+        instruction: the task instruction the rival is prompted with.
+        max_steps: the rival's optimizer steps.
+    """
+    from p2m_engine.eval.metrics import squad_metrics
+    from p2m_engine.students.textgen import GenerationConfig, generate, train_generator
+
+    span_f1 = span.config.get("val_f1", float("nan"))
+    if not val or np.isnan(span_f1):
+        return Choice(span, FINE_TUNED, {FINE_TUNED: span_f1})
+    rival_dir = span.model_dir.with_name(span.model_dir.name + "-teacher")
+    shutil.rmtree(rival_dir, ignore_errors=True)
+    steps = min(config.max_steps, max_steps) if config.max_steps > 0 else max_steps
+    rival = train_generator(train, val, rival_dir, replace(config, base_model=str(teacher_base), max_steps=steps,
+                                                           max_length=QA_RIVAL_LENGTH, batch_size=QA_RIVAL_BATCH),
+                            progress, GenerationConfig(lora="on"), instruction)
+    measured = squad_metrics([e.output for e in val], generate(rival_dir, [e.input for e in val]))
+    scores = {FINE_TUNED: round(span_f1, 4), FROM_TEACHER: round(measured["f1"], 4)}
+    if not measured["f1"] > span_f1:
+        shutil.rmtree(rival_dir, ignore_errors=True)
+        return Choice(span, FINE_TUNED, scores)
+    # Its validation score is exact match, as the span student's is (the task's metric); F1 decided.
+    return _swap(span, replace(rival, val_score=measured["exact_match"]), rival_dir, FROM_TEACHER, scores,
+                 {**rival.config, "val_f1": measured["f1"]})

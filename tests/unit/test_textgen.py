@@ -331,3 +331,47 @@ def test_the_teacher_born_rival_is_kept_only_when_it_scores_higher_on_validation
     # No second student when the first already started from the teacher's weights.
     assert student_choice.keep_better_generator(good, train, val, config, Path(good.config["base_model"]),
                                                 spec.instruction).scores == {student_choice.FINE_TUNED: good.val_score}
+
+
+def test_a_qa_build_keeps_the_teacher_born_reader_only_when_its_validation_f1_is_higher(tiny_causal_lm: Path,
+                                                                                        tmp_path: Path) -> None:
+    from p2m_engine.students import student_choice, write_model_record
+    from p2m_engine.students.card import write_model_card
+    from p2m_engine.students.qa import QA_META, is_span_model, train_qa
+    from tests.tiny import tiny_bert
+
+    spec = TaskSpec("Name the animal.", task_type="extractive-qa")
+    rows = [Example(f"Question: which animal? Context: {a} {b} zebra {c}", "zebra")
+            for a, b, c in zip(WORDS, WORDS[3:] + WORDS[:3], WORDS[7:] + WORDS[:7])]
+    train, val = rows[:8], rows[8:]
+    # A "teacher" that already writes these answers, and a span student barely trained (one step).
+    teacher = train_generator(train * 4, val, tmp_path / "teacher", _config(tiny_causal_lm, max_steps=60),
+                              instruction=spec.instruction).model_dir
+    span_config = TrainConfig(base_model=str(tiny_bert(tmp_path / "bert", hidden=32, max_positions=512)), max_steps=1,
+                              batch_size=8, bf16="off")
+    weak = train_qa(train, val, tmp_path / "it" / "model", span_config)
+    assert weak.config["val_f1"] < 1.0
+    kept = student_choice.keep_better_reader(weak, train, val, _config(tiny_causal_lm, max_steps=2), teacher,
+                                             spec.instruction)
+    # The rival writes the answers: it takes the iteration's folder, and the QA student's entry points read it.
+    assert kept.student == student_choice.FROM_TEACHER and kept.result.model_dir == weak.model_dir, kept.scores
+    assert kept.scores[student_choice.FROM_TEACHER] > kept.scores[student_choice.FINE_TUNED]
+    assert kept.result.config["max_length"] == student_choice.QA_RIVAL_LENGTH and kept.result.val_score == 1.0
+    assert not (weak.model_dir / QA_META).exists() and not is_span_model(weak.model_dir)
+    assert not (tmp_path / "it" / "model-teacher").exists()
+    assert predict_student("extractive-qa", weak.model_dir, [e.input for e in val]) == [e.output for e in val]
+    assert evaluate_student("extractive-qa", weak.model_dir, val, "val").metrics["exact_match"] == 1.0
+    write_model_record(kept.result.model_dir, spec, kept.result, choice=kept.to_dict(), student=kept.student)
+    card = write_model_card(kept.result.model_dir, spec, {}).read_text()
+    assert "span head trained on the same rows" in card and 'pipeline_tag: "text-generation"' in card, card
+
+    # A span student that scores best on validation keeps its place; the rival's folder is removed.
+    good = train_qa(train, val, tmp_path / "it2" / "model", span_config)
+    good = replace(good, config={**good.config, "val_f1": 1.0})
+    kept = student_choice.keep_better_reader(good, train, val, _config(tiny_causal_lm, max_steps=2), teacher,
+                                             spec.instruction)
+    assert kept.student == student_choice.FINE_TUNED and kept.result is good and is_span_model(good.model_dir)
+    assert not (tmp_path / "it2" / "model-teacher").exists()
+    # No validation rows: nothing to compare on, and no rival is trained.
+    assert student_choice.keep_better_reader(good, train, [], _config(tiny_causal_lm), teacher,
+                                             spec.instruction).scores == {student_choice.FINE_TUNED: 1.0}
