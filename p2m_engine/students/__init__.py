@@ -58,8 +58,13 @@ def _evaluate_classifier(model_dir: Path, examples: list[Example], split: str, p
 
 def _train_qa(spec: TaskSpec, train: list[Example], val: list[Example], out: Path, config: TrainConfig,
               progress: Progress | None) -> TrainResult:
+    from p2m_engine.students.models import describe_causal_lm
     from p2m_engine.students.qa import train_qa
+    from p2m_engine.students.textgen import GenerationConfig, train_generator
 
+    if Path(config.base_model).is_dir() and describe_causal_lm(Path(config.base_model), "local"):
+        # A causal LM base (the teacher-born rival a QA build kept, trained again by `p2m train`) writes the answer.
+        return train_generator(train, val, out, config, progress, GenerationConfig(lora="on"), spec.instruction)
     return train_qa(train, val, out, config, progress=progress)
 
 

@@ -364,6 +364,10 @@ def test_a_qa_build_keeps_the_teacher_born_reader_only_when_its_validation_f1_is
     write_model_record(kept.result.model_dir, spec, kept.result, choice=kept.to_dict(), student=kept.student)
     card = write_model_card(kept.result.model_dir, spec, {}).read_text()
     assert "span head trained on the same rows" in card and 'pipeline_tag: "text-generation"' in card, card
+    # `p2m train` trains it again from its record's base model, the teacher's weights: a writer again, not a span head.
+    again = train_student(spec, train, val, tmp_path / "again" / "model", _config(Path(kept.result.config["base_model"]),
+                                                                                  max_steps=2))
+    assert not is_span_model(again.model_dir) and predict_student("extractive-qa", again.model_dir, [val[0].input]) == ["zebra"]
 
     # A span student that scores best on validation keeps its place; the rival's folder is removed.
     good = train_qa(train, val, tmp_path / "it2" / "model", span_config)
