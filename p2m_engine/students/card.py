@@ -107,10 +107,9 @@ def write_model_card(model_dir: Path, spec: TaskSpec, facts: dict[str, Any]) -> 
         facts: the build summary (base_model, dataset, retrieved, generated, teacher, metrics, val_score, ...).
     """
     from p2m_engine.students.probe_student import is_probe_student
-
-    metrics = facts.get("metrics") or {}
     from p2m_engine.students.qa import is_span_model
 
+    metrics = facts.get("metrics") or {}
     # A QA build may keep the teacher-born rival, a generative model: it is used as one.
     kind = "generation" if spec.task_type == "extractive-qa" and not is_span_model(model_dir) else spec.task_type
     tag = PIPELINE_TAG.get(kind, "text-classification")

@@ -40,7 +40,7 @@ class Choice:
     result: TrainResult
     """The kept student (its folder is the fine-tuned student's folder, whichever won)."""
     student: str
-    """FINE_TUNED or PROBE."""
+    """FINE_TUNED (the first student, whichever kind), PROBE or FROM_TEACHER."""
     scores: dict[str, float]
     """Validation score of each student tried."""
 
