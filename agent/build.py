@@ -19,6 +19,7 @@ from agent.policy import MIN_REAL_HELD_OUT, REAL_SPLITS, measured_on, score_meas
 from agent.runner import read_checkpoint, run_build
 from agent.trace import TraceWriter
 from agent.ui import BuildDisplay
+from p2m_engine import students
 from p2m_engine.students.card import write_model_card
 from p2m_engine.data.data_card import write_data_card
 from p2m_engine.errors import LLMError, P2MError
@@ -404,8 +405,8 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
         and (checked or {}).get("student_matches", True), "teacher_check": checked,
         "metrics": state.get("metrics"), "dataset": state.get("dataset"), "retrieved": state.get("retrieved", 0),
         "generated": state.get("generated", 0), "per_label": state.get("per_label", {}),
-        "base_model": state.get("base_model_name"), "model_dir": state.get("model_dir"),
-        "val_score": state.get("val_score"), "steps": state.get("steps", 0),
+        "base_model": students.kept_base_model(state.get("model_dir"), state.get("base_model_name"), teacher),
+        "model_dir": state.get("model_dir"), "val_score": state.get("val_score"), "steps": state.get("steps", 0),
         "tried": [{"name": t.get("name"), "ok": t.get("ok")} for t in state.get("trace", []) if t.get("kind") == "tool"],
         "llm_usage": usage, "cost_usd": spent, "task": state.get("task"), "teacher": teacher, "wall_s": round(time.monotonic() - started, 1),
         "resumed": resume,

@@ -141,6 +141,17 @@ def write_model_record(model_dir: Path, spec: TaskSpec, result: TrainResult, **e
     (model_dir / TRAIN_FILE).write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
 
 
+def kept_base_model(model_dir: Path | None, searched: str | None, teacher: str | None) -> str | None:
+    """The base model of the student a build kept: the one model search found (`searched`), or the teacher's own
+    weights when its record says the teacher-born rival won (p2m_engine.students.student_choice)."""
+    from p2m_engine.students.student_choice import FROM_TEACHER
+
+    path = Path(model_dir) / TRAIN_FILE if model_dir else None
+    if path is not None and path.is_file() and json.loads(path.read_text(encoding="utf-8")).get("student") == FROM_TEACHER:
+        return f"{teacher} (the teacher's own weights)" if teacher else "the teacher's own weights"
+    return searched
+
+
 def predict_student(task_type: str, model_dir: Path, inputs: list[str]) -> list[str]:
     """The student's output for each input (a label, an answer span, or generated text)."""
     return [out for out, _ in student_for(task_type).load(model_dir)(inputs)]

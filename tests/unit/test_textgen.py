@@ -335,7 +335,7 @@ def test_the_teacher_born_rival_is_kept_only_when_it_scores_higher_on_validation
 
 def test_a_qa_build_keeps_the_teacher_born_reader_only_when_its_validation_f1_is_higher(tiny_causal_lm: Path,
                                                                                         tmp_path: Path) -> None:
-    from p2m_engine.students import student_choice, write_model_record
+    from p2m_engine.students import kept_base_model, student_choice, write_model_record
     from p2m_engine.students.card import write_model_card
     from p2m_engine.students.qa import QA_META, is_span_model, train_qa
     from tests.tiny import tiny_bert
@@ -362,6 +362,8 @@ def test_a_qa_build_keeps_the_teacher_born_reader_only_when_its_validation_f1_is
     assert predict_student("extractive-qa", weak.model_dir, [e.input for e in val]) == [e.output for e in val]
     assert evaluate_student("extractive-qa", weak.model_dir, val, "val").metrics["exact_match"] == 1.0
     write_model_record(kept.result.model_dir, spec, kept.result, choice=kept.to_dict(), student=kept.student)
+    # The build's summary (and the card made from it) names the kept student's base: the teacher, not the encoder.
+    assert kept_base_model(weak.model_dir, "all-MiniLM-L6-v2", "qwen") == "qwen (the teacher's own weights)"
     card = write_model_card(kept.result.model_dir, spec, {}).read_text()
     assert "span head trained on the same rows" in card and 'pipeline_tag: "text-generation"' in card, card
     # `p2m train` trains it again from its record's base model, the teacher's weights: a writer again, not a span head.
@@ -375,6 +377,8 @@ def test_a_qa_build_keeps_the_teacher_born_reader_only_when_its_validation_f1_is
     kept = student_choice.keep_better_reader(good, train, val, _config(tiny_causal_lm, max_steps=2), teacher,
                                              spec.instruction)
     assert kept.student == student_choice.FINE_TUNED and kept.result is good and is_span_model(good.model_dir)
+    write_model_record(good.model_dir, spec, good, choice=kept.to_dict(), student=kept.student)
+    assert kept_base_model(good.model_dir, "all-MiniLM-L6-v2", "qwen") == "all-MiniLM-L6-v2"
     assert not (tmp_path / "it2" / "model-teacher").exists()
     # No validation rows: nothing to compare on, and no rival is trained.
     assert student_choice.keep_better_reader(good, train, [], _config(tiny_causal_lm), teacher,
