@@ -69,12 +69,10 @@ def _train_qa(spec: TaskSpec, train: list[Example], val: list[Example], out: Pat
 
 
 def _load_qa(model_dir: Path) -> Callable[[list[str]], Outputs]:
-    from p2m_engine.students.qa import is_span_model, load_qa, predict_qa
+    from p2m_engine.students.qa import load_answerer
 
-    if not is_span_model(model_dir):
-        return _load_generator(model_dir)  # the teacher-born rival won: it writes the answer
-    loaded = load_qa(model_dir)
-    return lambda inputs: [(a, None) for a in predict_qa(model_dir, inputs, loaded=loaded)]
+    answer = load_answerer(model_dir)  # a span head, or the teacher-born rival that writes the answer
+    return lambda inputs: [(a, None) for a in answer(inputs)]
 
 
 def _evaluate_qa(model_dir: Path, examples: list[Example], split: str, path: Path | None) -> EvalReport:

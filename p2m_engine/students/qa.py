@@ -12,7 +12,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from p2m_engine.errors import ModelError, TrainingError
 from p2m_engine.eval.metrics import normalize_answer, squad_metrics
@@ -255,19 +255,21 @@ def is_span_model(model_dir: Path) -> bool:
     return (Path(model_dir) / QA_META).is_file() or not (Path(model_dir) / FORMAT_FILE).is_file()
 
 
-def answer(model_dir: Path, inputs: list[str]) -> list[str]:
-    """The answer of each input from a QA student folder, whichever of the two students it holds."""
+def load_answerer(model_dir: Path) -> Callable[[list[str]], list[str]]:
+    """Load a QA student folder once, whichever of the two students it holds; the function answers inputs."""
     if is_span_model(model_dir):
-        return predict_qa(model_dir, inputs)
-    from p2m_engine.students.textgen import generate
+        loaded = load_qa(model_dir)
+        return lambda inputs: predict_qa(model_dir, inputs, loaded=loaded)
+    from p2m_engine.students.textgen import generate, load_generator
 
-    return generate(model_dir, inputs)
+    writer = load_generator(model_dir)
+    return lambda inputs: generate(model_dir, inputs, loaded=writer)
 
 
 def evaluate_qa(model_dir: Path, examples: list[Example], split: str,
                 predictions_path: Path | None = None) -> EvalReport:
     """SQuAD exact match and F1 of the QA student on `examples`; each prediction is saved with its scores."""
-    preds = answer(model_dir, [e.input for e in examples])
+    preds = load_answerer(model_dir)([e.input for e in examples])
     gold = [e.output for e in examples]
     if predictions_path:
         write_jsonl(predictions_path, ({"input": e.input, "gold": e.output, "prediction": p,

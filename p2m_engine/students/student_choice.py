@@ -87,6 +87,19 @@ def keep_better(fine_tuned: TrainResult, train: list[Example], val: list[Example
     return _swap(fine_tuned, rival, rival_dir, PROBE, scores, {**fine_tuned.config, **rival.config})
 
 
+def _train_rival(first: TrainResult, train: list[Example], val: list[Example], config: TrainConfig, instruction: str,
+                 progress: Progress | None, max_steps: int) -> tuple[Path, TrainResult]:
+    """The teacher-born rival (`config.base_model`, LoRA) trained beside `first`, in `first`'s folder name +
+    "-teacher", for at most `max_steps` steps (fewer when `config.max_steps` sets fewer)."""
+    from p2m_engine.students.textgen import GenerationConfig, train_generator
+
+    rival_dir = first.model_dir.with_name(first.model_dir.name + "-teacher")
+    shutil.rmtree(rival_dir, ignore_errors=True)
+    steps = min(config.max_steps, max_steps) if config.max_steps > 0 else max_steps
+    return rival_dir, train_generator(train, val, rival_dir, replace(config, max_steps=steps), progress,
+                                      GenerationConfig(lora="on"), instruction)
+
+
 # Optimizer steps of the teacher-born rival: on 2 CPU cores a step of the 0.5B teacher with LoRA takes
 # about 40 s (MCoNaLa, batch of 16), and a model that already does the task needs few steps to learn its format (Self-Guide).
 RIVAL_MAX_STEPS = 40
@@ -111,15 +124,10 @@ def keep_better_generator(small: TrainResult, train: list[Example], val: list[Ex
         instruction: the task instruction both students are prompted with.
         max_steps: the rival's optimizer steps (fewer when `config.max_steps` sets fewer).
     """
-    from p2m_engine.students.textgen import GenerationConfig, train_generator
-
     if np.isnan(small.val_score) or Path(small.config.get("base_model", "")) == Path(teacher_base):
         return Choice(small, FINE_TUNED, {FINE_TUNED: small.val_score})
-    rival_dir = small.model_dir.with_name(small.model_dir.name + "-teacher")
-    shutil.rmtree(rival_dir, ignore_errors=True)
-    steps = min(config.max_steps, max_steps) if config.max_steps > 0 else max_steps
-    rival = train_generator(train, val, rival_dir, replace(config, base_model=str(teacher_base), max_steps=steps),
-                            progress, GenerationConfig(lora="on"), instruction)
+    rival_dir, rival = _train_rival(small, train, val, replace(config, base_model=str(teacher_base)), instruction,
+                                    progress, max_steps)
     scores = {FINE_TUNED: round(small.val_score, 4), FROM_TEACHER: round(rival.val_score, 4)}
     if not rival.val_score > small.val_score:
         shutil.rmtree(rival_dir, ignore_errors=True)
@@ -153,17 +161,14 @@ def keep_better_reader(span: TrainResult, train: list[Example], val: list[Exampl
         max_steps: the rival's optimizer steps.
     """
     from p2m_engine.eval.metrics import squad_metrics
-    from p2m_engine.students.textgen import GenerationConfig, generate, train_generator
+    from p2m_engine.students.textgen import generate
 
     span_f1 = span.config.get("val_f1", float("nan"))
     if not val or np.isnan(span_f1):
         return Choice(span, FINE_TUNED, {FINE_TUNED: span_f1})
-    rival_dir = span.model_dir.with_name(span.model_dir.name + "-teacher")
-    shutil.rmtree(rival_dir, ignore_errors=True)
-    steps = min(config.max_steps, max_steps) if config.max_steps > 0 else max_steps
-    rival = train_generator(train, val, rival_dir, replace(config, base_model=str(teacher_base), max_steps=steps,
-                                                           max_length=QA_RIVAL_LENGTH, batch_size=QA_RIVAL_BATCH),
-                            progress, GenerationConfig(lora="on"), instruction)
+    rival_dir, rival = _train_rival(span, train, val, replace(config, base_model=str(teacher_base),
+                                                              max_length=QA_RIVAL_LENGTH, batch_size=QA_RIVAL_BATCH),
+                                    instruction, progress, max_steps)
     measured = squad_metrics([e.output for e in val], generate(rival_dir, [e.input for e in val]))
     scores = {FINE_TUNED: round(span_f1, 4), FROM_TEACHER: round(measured["f1"], 4)}
     if not measured["f1"] > span_f1:
