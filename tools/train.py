@@ -209,12 +209,14 @@ def train_model(runtime: ToolRuntime, epochs: float = 0, base_model: str = "") -
             tuned = contrastive.tune_encoder(encoder, picked, ctx.run.path(folder), ContrastiveConfig(seed=config.seed),
                                              progress=ctx.report("train_model"))
             encoder = tuned.encoder
+        # Rows whose judged label the head cannot learn from the other rows are dropped first (label consistency).
         result = probe_student.train_probe_student(texts, targets, spec.labels, ctx.run.path(folder), encoder,
-                                                   ProbeConfig(seed=config.seed), val=[(e.input, e.output) for e in val])
+                                                   ProbeConfig(seed=config.seed, folds=config.consistency),
+                                                   val=[(e.input, e.output) for e in val])
         if tuned:
             result = dataclasses.replace(result, seconds=result.seconds + tuned.seconds, config={**result.config, "contrastive": {
                 "rows": tuned.rows, "pairs": tuned.pairs, "loss": round(tuned.loss, 4), "seconds": round(tuned.seconds, 1)}})
-        trained = prior.soft_distribution(targets, spec.labels)
+        trained = (result.config.get("consistency") or {}).get("distribution") or prior.soft_distribution(targets, spec.labels)
         # The prior of real text is the soft labels' own mean: only the generated rows moved the student off it.
         soft_prior = prior.soft_distribution(np.stack([p for _, p in soft]), spec.labels)
         estimate: tuple[dict[str, float], int] | None = (soft_prior, len(soft))

@@ -70,16 +70,20 @@ def _student_line(model_dir: Path, probe: bool, task_type: str = "generation") -
     if probe and choice:
         return ("the base encoder, frozen, with a linear head (`p2m_head.safetensors`) trained on the real labelled "
                 f"rows: it scored higher on validation than the encoder fine-tuned end to end ({scores})")
+    checked = record.get("consistency") or {}
+    dropped = (f"; {checked['dropped']} of the {checked['rows']} judged rows were dropped first, because a head "
+               f"trained on the other {checked['folds']} folds' rows gave them another label (label consistency "
+               "check)") if probe and checked.get("rows") else ""
     if probe and (tuned := record.get("contrastive")):
         return (f"the packaged sentence encoder, first tuned on {tuned.get('pairs')} pairs of {tuned.get('rows')} texts "
                 "(the demonstrations and the judges' most confident hub texts of each label; SetFit's contrastive "
                 "step), then frozen, with a linear head (`p2m_head.safetensors`) trained on the judges' soft labels "
                 "of real hub text: no real labelled rows were found, and a fully fine-tuned encoder learns such "
-                "text's domain rather than the task")
+                "text's domain rather than the task" + dropped)
     if probe:
         return ("the packaged sentence encoder, frozen, with a linear head (`p2m_head.safetensors`) trained on the "
                 "judges' soft labels of real hub text: no real labelled rows were found, and a fully fine-tuned "
-                "encoder learns such text's domain rather than the task")
+                "encoder learns such text's domain rather than the task" + dropped)
     return "fine-tuned end to end" + (f" (validation: {scores})" if len(choice.get("val_scores") or {}) > 1 else "")
 
 

@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from p2m_engine.students import pair_input
+from p2m_engine.students import pair_input, prior
 from p2m_engine.errors import TrainingError
 from p2m_engine.data.input_fields import FieldTemplate
 from p2m_engine.types import TrainResult
@@ -45,7 +45,9 @@ class ProbeConfig:
     steps: int = field(default=300, metadata={"help": "full-batch optimizer steps"})
     learning_rate: float = field(default=0.05, metadata={"help": "Adam learning rate"})
     weight_decay: float = field(default=1e-3, metadata={"help": "L2 penalty on the head's weights"})
-    seed: int = field(default=0, metadata={"help": "seed of the head's initialisation"})
+    seed: int = field(default=0, metadata={"help": "seed of the head's initialisation and of the check's folds"})
+    folds: int = field(default=0, metadata={"help": "label consistency check before the head: rows whose label a head "
+                                                     "trained on the other folds does not give are dropped (0: off)"})
 
 
 def is_probe_student(model_dir: Path) -> bool:
@@ -89,6 +91,37 @@ def _fit_head(x: np.ndarray, targets: np.ndarray, weights: np.ndarray, config: P
     return w.detach().numpy().T.copy(), b.detach().numpy().copy(), float(loss.detach())
 
 
+# Fewer rows per fold and label than this, and the check is skipped: a head on a handful of rows says nothing.
+MIN_ROWS_PER_FOLD_LABEL = 5
+
+
+def consistent(x: np.ndarray, targets: np.ndarray, config: ProbeConfig) -> np.ndarray:
+    """Label consistency (issue point 4; confident learning, Northcutt et al. 2021, arXiv 1911.00068): which rows
+    a head trained on the other `config.folds` folds labels as their targets' most probable label.
+
+    A judged label the student cannot learn from the rest of the data is most often a judge's error. A label whose
+    rows all disagree keeps them (the check never removes a label), and with too few rows nothing is dropped.
+
+    Returns:
+        A boolean mask over the rows (True: kept).
+    """
+    keep = np.ones(len(x), bool)
+    if config.folds < 2 or len(x) < config.folds * targets.shape[1] * MIN_ROWS_PER_FOLD_LABEL:
+        return keep
+    fold = np.random.default_rng(config.seed).integers(0, config.folds, len(x))
+    predicted = np.zeros(len(x), int)
+    for f in range(config.folds):
+        held = fold == f
+        w, b, _ = _fit_head(x[~held], targets[~held], np.ones(int((~held).sum())), config)
+        predicted[held] = (x[held] @ w.T + b).argmax(axis=1)
+    label = targets.argmax(axis=1)
+    keep = predicted == label
+    for c in range(targets.shape[1]):
+        if not keep[label == c].any():
+            keep[label == c] = True
+    return keep
+
+
 def train_probe_student(texts: list[str], targets: np.ndarray, labels: tuple[str, ...], out_dir: Path,
                         encoder: Path, config: ProbeConfig = ProbeConfig(), *, weights: np.ndarray | None = None,
                         val: list[tuple[str, str]] = (), pair: FieldTemplate | None = None) -> TrainResult:  # type: ignore[assignment]
@@ -115,7 +148,9 @@ def train_probe_student(texts: list[str], targets: np.ndarray, labels: tuple[str
                             f"and targets of shape {targets.shape}.")
     started = time.monotonic()
     x = features(lambda t: np.asarray(embed(t, model_path=encoder), dtype=np.float32), texts, pair)
-    w, b, loss = _fit_head(x, targets, np.ones(len(texts)) if weights is None else weights, config)
+    weights = np.ones(len(texts)) if weights is None else np.asarray(weights, dtype=float)
+    keep = consistent(x, targets, config)
+    w, b, loss = _fit_head(x[keep], targets[keep], weights[keep], config)
     out_dir.mkdir(parents=True, exist_ok=True)
     if Path(encoder).resolve() != out_dir.resolve():  # an encoder tuned for this student is already there
         shutil.copytree(encoder, out_dir, dirs_exist_ok=True)
@@ -125,8 +160,11 @@ def train_probe_student(texts: list[str], targets: np.ndarray, labels: tuple[str
     if val:
         pred = predict_probe(out_dir, [t for t, _ in val])
         score = float(np.mean([p == gold for (p, _), (_, gold) in zip(pred, val)]))
-    return TrainResult(out_dir, loss, score, len(texts), len(val), float(config.steps), time.monotonic() - started,
-                       {**asdict(config), "student": "probe", "encoder": str(encoder), "pair": pair is not None})
+    # What the head learned from: the kept rows' label distribution (the prior correction shifts away from it).
+    checked = {"consistency": {"folds": config.folds, "rows": len(texts), "dropped": int((~keep).sum()),
+                               "distribution": prior.soft_distribution(targets[keep], labels)}} if config.folds >= 2 else {}
+    return TrainResult(out_dir, loss, score, int(keep.sum()), len(val), float(config.steps), time.monotonic() - started,
+                       {**asdict(config), "student": "probe", "encoder": str(encoder), "pair": pair is not None, **checked})
 
 
 def save_head(model_dir: Path, weight: np.ndarray, bias: np.ndarray, labels: tuple[str, ...]) -> None:

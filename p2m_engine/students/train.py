@@ -44,6 +44,9 @@ class TrainConfig:
     contrastive: int = field(default=16, metadata={"help": "before the frozen-encoder student's head, tune the encoder on "
                                                              "pairs of the demos and this many of the judges' most confident "
                                                              "texts per label (p2m_engine.students.contrastive; 0: no tuning)"})
+    consistency: int = field(default=5, metadata={"help": "folds of the label consistency check of the frozen-encoder "
+                                                            "student: judged rows whose label a head trained on the other "
+                                                            "folds does not give are dropped (0: no check)"})
     rival: bool = field(default=True, metadata={"help": "also train a second student and keep whichever scores higher "
                                                         "on validation: with real labelled rows the frozen encoder with "
                                                         "a head; for generation the teacher's own weights with LoRA, "
