@@ -72,8 +72,8 @@ def _student_line(model_dir: Path, probe: bool, task_type: str = "generation") -
                 f"rows: it scored higher on validation than the encoder fine-tuned end to end ({scores})")
     checked = record.get("consistency") or {}
     dropped = (f"; {checked['dropped']} of the {checked['rows']} judged rows were dropped first, because a head "
-               f"trained on the other {checked['folds']} folds' rows gave them another label (label consistency "
-               "check)") if probe and checked.get("rows") else ""
+               "trained on the other rows gave them another label (label consistency check, "
+               f"{checked['folds']}-fold)") if probe and checked.get("rows") else ""
     if probe and (tuned := record.get("contrastive")):
         return (f"the packaged sentence encoder, first tuned on {tuned.get('pairs')} pairs of {tuned.get('rows')} texts "
                 "(the demonstrations and the judges' most confident hub texts of each label; SetFit's contrastive "

@@ -1,6 +1,9 @@
 """A classification student for tasks without real labelled rows: the packaged sentence encoder, frozen, with a
 linear head trained on the judges' soft labels of real hub text (SetFit's body-and-head shape; its contrastive step
-runs before, on the demos and the judges' most confident texts only: p2m_engine.students.contrastive).
+runs before, on the demos and the judges' most confident texts only: p2m_engine.students.contrastive). Before the
+head is trained, rows whose judged label a head trained on the other folds does not give are dropped (`consistent`;
+replayed on the committed unseen builds, own data hidden, dev as test: trec 53.5 -> 55.9, ag_news 76.6 -> 77.4,
+sms_spam 69.1 -> 69.9, emotion 41.3 -> 40.8).
 
 Why: with no real labelled data, the labels come from judges that read the frozen encoder's space (label-name
 cosines) or the teacher. Fine-tuning the whole encoder on a few hundred such rows learns the hub text's domain
@@ -95,19 +98,18 @@ def _fit_head(x: np.ndarray, targets: np.ndarray, weights: np.ndarray, config: P
 MIN_ROWS_PER_FOLD_LABEL = 5
 
 
-def consistent(x: np.ndarray, targets: np.ndarray, config: ProbeConfig) -> np.ndarray:
-    """Label consistency (issue point 4; confident learning, Northcutt et al. 2021, arXiv 1911.00068): which rows
+def consistent(x: np.ndarray, targets: np.ndarray, config: ProbeConfig) -> np.ndarray | None:
+    """Label consistency (confident learning, Northcutt et al. 2021, arXiv 1911.00068): which rows
     a head trained on the other `config.folds` folds labels as their targets' most probable label.
 
     A judged label the student cannot learn from the rest of the data is most often a judge's error. A label whose
     rows all disagree keeps them (the check never removes a label), and with too few rows nothing is dropped.
 
     Returns:
-        A boolean mask over the rows (True: kept).
+        A boolean mask over the rows (True: kept), or None when the check is off or the rows are too few for it.
     """
-    keep = np.ones(len(x), bool)
     if config.folds < 2 or len(x) < config.folds * targets.shape[1] * MIN_ROWS_PER_FOLD_LABEL:
-        return keep
+        return None
     fold = np.random.default_rng(config.seed).integers(0, config.folds, len(x))
     predicted = np.zeros(len(x), int)
     for f in range(config.folds):
@@ -149,7 +151,8 @@ def train_probe_student(texts: list[str], targets: np.ndarray, labels: tuple[str
     started = time.monotonic()
     x = features(lambda t: np.asarray(embed(t, model_path=encoder), dtype=np.float32), texts, pair)
     weights = np.ones(len(texts)) if weights is None else np.asarray(weights, dtype=float)
-    keep = consistent(x, targets, config)
+    checked = consistent(x, targets, config)
+    keep = np.ones(len(texts), bool) if checked is None else checked
     w, b, loss = _fit_head(x[keep], targets[keep], weights[keep], config)
     out_dir.mkdir(parents=True, exist_ok=True)
     if Path(encoder).resolve() != out_dir.resolve():  # an encoder tuned for this student is already there
@@ -161,10 +164,10 @@ def train_probe_student(texts: list[str], targets: np.ndarray, labels: tuple[str
         pred = predict_probe(out_dir, [t for t, _ in val])
         score = float(np.mean([p == gold for (p, _), (_, gold) in zip(pred, val)]))
     # What the head learned from: the kept rows' label distribution (the prior correction shifts away from it).
-    checked = {"consistency": {"folds": config.folds, "rows": len(texts), "dropped": int((~keep).sum()),
-                               "distribution": prior.soft_distribution(targets[keep], labels)}} if config.folds >= 2 else {}
+    record = {"consistency": {"folds": config.folds, "rows": len(texts), "dropped": int((~keep).sum()),
+                              "distribution": prior.soft_distribution(targets[keep], labels)}} if checked is not None else {}
     return TrainResult(out_dir, loss, score, int(keep.sum()), len(val), float(config.steps), time.monotonic() - started,
-                       {**asdict(config), "student": "probe", "encoder": str(encoder), "pair": pair is not None, **checked})
+                       {**asdict(config), "student": "probe", "encoder": str(encoder), "pair": pair is not None, **record})
 
 
 def save_head(model_dir: Path, weight: np.ndarray, bias: np.ndarray, labels: tuple[str, ...]) -> None:

@@ -227,6 +227,9 @@ def test_an_ablation_switches_off_one_part_and_its_column_follows_p2m() -> None:
     assert build_configs([], Budget(), 0)[2].cloze > 0 and build_configs(["cloze"], Budget(), 0)[2].cloze == 0
     assert build_configs([], Budget(), 0)[2].contrastive > 0 and build_configs(["contrastive"], Budget(), 0)[2].contrastive == 0
     assert "no_contrastive" in ABLATIONS
+    both = build_configs(["consistency"], Budget(), 0)[2]
+    assert build_configs([], Budget(), 0)[2].consistency == 5 and both.consistency == 0 and both.contrastive > 0
+    assert "no_consistency" in ABLATIONS
     with pytest.raises(P2MError, match="unknown part"):
         build_configs(["retrieval"], Budget(), 0)
     # The generation rival from the teacher's weights: the budget's steps, else fewer without a GPU.

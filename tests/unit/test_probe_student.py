@@ -81,3 +81,56 @@ def test_the_model_card_says_which_student_and_how_to_load_it(student: Path) -> 
     text = write_model_card(student, spec, {"base_model": "all-MiniLM-L6-v2"}).read_text()
     assert "frozen, with a linear head" in text and "predict_probe" in text and "pipeline(" not in text
     assert "library_name: \"sentence-transformers\"" in text
+
+
+def _clusters(n: int, flipped: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two well separated clusters of features, n rows each, one-hot targets; the first `flipped` rows of the first
+    cluster carry the other label (a judge's errors)."""
+    rng = np.random.default_rng(seed)
+    # Two features only: a linear head cannot single out a few rows inside a cluster, so it must contradict them.
+    x = np.concatenate([rng.normal(0, 0.3, (n, 2)) + 2.0, rng.normal(0, 0.3, (n, 2)) - 2.0]).astype(np.float32)
+    y = np.array([0] * n + [1] * n)
+    y[:flipped] = 1
+    return x, np.eye(2)[y]
+
+
+def test_the_consistency_check_drops_the_rows_whose_label_the_other_folds_contradict() -> None:
+    x, targets = _clusters(30, flipped=4)
+    keep = probe_student.consistent(x, targets, probe_student.ProbeConfig(folds=5))
+    assert keep is not None
+    assert not keep[:4].any() and keep[4:].all()  # exactly the four wrong labels go
+    # Off, or too few rows for five folds of two labels: no verdict, nothing dropped.
+    assert probe_student.consistent(x, targets, probe_student.ProbeConfig(folds=0)) is None
+    assert probe_student.consistent(x[:40], targets[:40], probe_student.ProbeConfig(folds=5)) is None
+
+
+def test_the_consistency_check_never_removes_a_label() -> None:
+    x, targets = _clusters(40, flipped=0)
+    three = np.concatenate([targets, np.zeros((80, 1))], axis=1)
+    three[:3] = [0.0, 0.0, 1.0]  # a third label on three rows of the first cluster: the other folds never give it
+    keep = probe_student.consistent(x, three, probe_student.ProbeConfig(folds=5))
+    assert keep is not None and keep[:3].all()
+
+
+def test_the_student_trains_on_the_consistent_rows_and_records_what_it_dropped(tmp_path: Path) -> None:
+    texts = SPORT + WEATHER
+    flipped = ["the goalkeeper saved a penalty in the cup final", "the cyclist won the mountain stage"]
+    rows = texts * 6 + flipped
+    targets = np.array([[1.0, 0.0]] * 4 + [[0.0, 1.0]] * 4)
+    targets = np.concatenate([targets] * 6 + [np.array([[0.0, 1.0]] * 2)])  # two sport texts judged weather
+    res = probe_student.train_probe_student(rows, targets, LABELS, tmp_path / "m", packaged_minilm_path(),
+                                            probe_student.ProbeConfig(folds=5))
+    record = res.config["consistency"]
+    assert record["rows"] == 50 and record["dropped"] == 2 and res.n_train == 48
+    assert record["distribution"]["sport"] == pytest.approx(0.5)  # the kept rows are no longer tilted towards weather
+    assert [label for label, _ in predict(res.model_dir, flipped)] == ["sport", "sport"]
+    from p2m_engine.students import write_model_record
+    from p2m_engine.students.card import write_model_card
+    from p2m_engine.types import TaskSpec
+
+    spec = TaskSpec("Is this sentence about sport or the weather?", (Example(SPORT[0], "sport"),), "classification", LABELS)
+    write_model_record(res.model_dir, spec, res)
+    card = write_model_card(res.model_dir, spec, {"base_model": "all-MiniLM-L6-v2"}).read_text()
+    assert "2 of the 50 judged rows were dropped first" in card and "consistency check, 5-fold" in card
+    off = probe_student.train_probe_student(rows, targets, LABELS, tmp_path / "off", packaged_minilm_path())
+    assert "consistency" not in off.config and off.n_train == 50
