@@ -212,13 +212,15 @@ def train_model(runtime: ToolRuntime, epochs: float = 0, base_model: str = "") -
         # Rows whose judged label the head cannot learn from the other rows are dropped first (label consistency).
         result = probe_student.train_probe_student(texts, targets, spec.labels, ctx.run.path(folder), encoder,
                                                    ProbeConfig(seed=config.seed, folds=config.consistency),
-                                                   val=[(e.input, e.output) for e in val])
+                                                   val=[(e.input, e.output) for e in val], real=len(soft))
         if tuned:
             result = dataclasses.replace(result, seconds=result.seconds + tuned.seconds, config={**result.config, "contrastive": {
                 "rows": tuned.rows, "pairs": tuned.pairs, "loss": round(tuned.loss, 4), "seconds": round(tuned.seconds, 1)}})
-        trained = (result.config.get("consistency") or {}).get("distribution") or prior.soft_distribution(targets, spec.labels)
-        # The prior of real text is the soft labels' own mean: only the generated rows moved the student off it.
-        soft_prior = prior.soft_distribution(np.stack([p for _, p in soft]), spec.labels)
+        # The prior of real text is the soft labels' own mean (of the rows the consistency check kept): only the
+        # generated rows moved the student off it.
+        checked = result.config.get("consistency") or {}
+        trained = checked.get("distribution") or prior.soft_distribution(targets, spec.labels)
+        soft_prior = checked.get("prior") or prior.soft_distribution(np.stack([p for _, p in soft]), spec.labels)
         estimate: tuple[dict[str, float], int] | None = (soft_prior, len(soft))
     else:
         result = students.train_student(spec, tr + extra, val, ctx.run.path(folder), config,

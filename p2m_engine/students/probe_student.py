@@ -126,7 +126,8 @@ def consistent(x: np.ndarray, targets: np.ndarray, config: ProbeConfig) -> np.nd
 
 def train_probe_student(texts: list[str], targets: np.ndarray, labels: tuple[str, ...], out_dir: Path,
                         encoder: Path, config: ProbeConfig = ProbeConfig(), *, weights: np.ndarray | None = None,
-                        val: list[tuple[str, str]] = (), pair: FieldTemplate | None = None) -> TrainResult:  # type: ignore[assignment]
+                        val: list[tuple[str, str]] = (), pair: FieldTemplate | None = None,
+                        real: int | None = None) -> TrainResult:  # type: ignore[assignment]
     """Train the head on `texts` with probability rows `targets` and save the student to `out_dir`.
 
     Args:
@@ -139,6 +140,8 @@ def train_probe_student(texts: list[str], targets: np.ndarray, labels: tuple[str
         weights: a weight per row (default 1).
         val: (input, label) rows scored after training (accuracy; nan when empty).
         pair: the two-field template of a pair task: the head reads pair features (`features`).
+        real: the first `real` rows are real text (the others generated): after the consistency check, the record
+            gives the label distribution of the kept real rows too (`prior`: the estimate of the real prior).
 
     Raises:
         TrainingError: no rows, or targets that do not match the labels.
@@ -163,9 +166,13 @@ def train_probe_student(texts: list[str], targets: np.ndarray, labels: tuple[str
     if val:
         pred = predict_probe(out_dir, [t for t, _ in val])
         score = float(np.mean([p == gold for (p, _), (_, gold) in zip(pred, val)]))
-    # What the head learned from: the kept rows' label distribution (the prior correction shifts away from it).
+    # What the head learned from (the kept rows' label distribution) and, when the check believes the judges, the
+    # real prior they show: the dropped rows are the judges' errors, so they count in neither.
+    n_real = len(texts) if real is None else real
     record = {"consistency": {"folds": config.folds, "rows": len(texts), "dropped": int((~keep).sum()),
-                              "distribution": prior.soft_distribution(targets[keep], labels)}} if checked is not None else {}
+                              "distribution": prior.soft_distribution(targets[keep], labels),
+                              "prior": prior.soft_distribution(targets[:n_real][keep[:n_real]], labels)}} \
+        if checked is not None else {}
     return TrainResult(out_dir, loss, score, int(keep.sum()), len(val), float(config.steps), time.monotonic() - started,
                        {**asdict(config), "student": "probe", "encoder": str(encoder), "pair": pair is not None, **record})
 

@@ -123,6 +123,7 @@ def test_the_student_trains_on_the_consistent_rows_and_records_what_it_dropped(t
     record = res.config["consistency"]
     assert record["rows"] == 50 and record["dropped"] == 2 and res.n_train == 48
     assert record["distribution"]["sport"] == pytest.approx(0.5)  # the kept rows are no longer tilted towards weather
+    assert record["prior"] == record["distribution"]  # every row real: the prior estimate is the kept rows' too
     assert [label for label, _ in predict(res.model_dir, flipped)] == ["sport", "sport"]
     from p2m_engine.students import write_model_record
     from p2m_engine.students.card import write_model_card
@@ -132,5 +133,9 @@ def test_the_student_trains_on_the_consistent_rows_and_records_what_it_dropped(t
     write_model_record(res.model_dir, spec, res)
     card = write_model_card(res.model_dir, spec, {"base_model": "all-MiniLM-L6-v2"}).read_text()
     assert "2 of the 50 judged rows were dropped first" in card and "consistency check, 5-fold" in card
+    # The last two rows generated, not real: the prior estimate comes from the kept real rows only.
+    some = probe_student.train_probe_student(rows, targets, LABELS, tmp_path / "some", packaged_minilm_path(),
+                                             probe_student.ProbeConfig(folds=5), real=40)
+    assert some.config["consistency"]["prior"]["sport"] == pytest.approx((20 + 1) / (40 + 2))
     off = probe_student.train_probe_student(rows, targets, LABELS, tmp_path / "off", packaged_minilm_path())
     assert "consistency" not in off.config and off.n_train == 50
