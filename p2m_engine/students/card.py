@@ -74,16 +74,14 @@ def _student_line(model_dir: Path, probe: bool, task_type: str = "generation") -
     dropped = (f"; {checked['dropped']} of the {checked['rows']} judged rows were dropped first, because a head "
                "trained on the other rows gave them another label (label consistency check, "
                f"{checked['folds']}-fold)") if probe and checked.get("rows") else ""
+    soft = ("with a linear head (`p2m_head.safetensors`) trained on the judges' soft labels of real hub text: no real "
+            "labelled rows were found, and a fully fine-tuned encoder learns such text's domain rather than the task")
     if probe and (tuned := record.get("contrastive")):
         return (f"the packaged sentence encoder, first tuned on {tuned.get('pairs')} pairs of {tuned.get('rows')} texts "
                 "(the demonstrations and the judges' most confident hub texts of each label; SetFit's contrastive "
-                "step), then frozen, with a linear head (`p2m_head.safetensors`) trained on the judges' soft labels "
-                "of real hub text: no real labelled rows were found, and a fully fine-tuned encoder learns such "
-                "text's domain rather than the task" + dropped)
+                f"step), then frozen, {soft}{dropped}")
     if probe:
-        return ("the packaged sentence encoder, frozen, with a linear head (`p2m_head.safetensors`) trained on the "
-                "judges' soft labels of real hub text: no real labelled rows were found, and a fully fine-tuned "
-                "encoder learns such text's domain rather than the task" + dropped)
+        return f"the packaged sentence encoder, frozen, {soft}{dropped}"
     return "fine-tuned end to end" + (f" (validation: {scores})" if len(choice.get("val_scores") or {}) > 1 else "")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from p2m_engine.data.synth import normalize
 from p2m_engine.students.embeddings import embed
-from p2m_engine.students.probe_student import ProbeConfig, _fit_head
+from p2m_engine.students.probe_student import ProbeConfig, _fit_head, consistent
 from p2m_engine.task import parse_task
 
 RUN, TASK = Path(sys.argv[1]), sys.argv[2]
@@ -36,14 +36,16 @@ def acc(keep, w=None):
     return round(100 * np.mean(p == gold), 1), np.round(np.bincount(p, minlength=len(labels)) / len(gold), 2)
 allrows = np.ones(len(texts), bool)
 print(TASK, "all", len(texts), acc(allrows))
-rng = np.random.default_rng(int(sys.argv[3]) if len(sys.argv) > 3 else 0); fold = rng.integers(0, 5, len(texts))
+seed = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+agree = consistent(x, targets, ProbeConfig(seed=seed, folds=5)) | fixed  # the product's check
+print(TASK, "consistent", int(agree.sum()), acc(agree))
+# The held-out probabilities themselves, for the weighted variant (the check keeps only their argmax).
+fold = np.random.default_rng(seed).integers(0, 5, len(texts))
 oof = np.zeros_like(targets)
 for f in range(5):
     tr = fold != f
     W, b, _ = _fit_head(x[tr], targets[tr], np.ones(tr.sum()), cfg)
     z = x[~tr] @ W.T + b; z -= z.max(1, keepdims=True); e = np.exp(z); oof[~tr] = e / e.sum(1, keepdims=True)
-agree = (oof.argmax(1) == targets.argmax(1)) | fixed
-print(TASK, "consistent", int(agree.sum()), acc(agree))
 w = oof[np.arange(len(texts)), targets.argmax(1)]; w[fixed] = 1
 print(TASK, "weighted by oof prob of judged label", acc(allrows, w))
 from p2m_engine.students import prior as P
