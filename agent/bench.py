@@ -67,11 +67,33 @@ def hub_without(task: BenchTask, hubs: list[Path], out: Path,
     return [folder], hidden
 
 
+def own_unlabelled(task: BenchTask, split: str, out: Path) -> Path:
+    """The inputs of the task's `split` file without their labels, and without any input its test file holds:
+    the `--unlabelled` file of a user who has text of the task but no labels (written to out/unlabelled/).
+
+    Raises:
+        P2MError: the task has no such split.
+    """
+    from p2m_engine.data.synth import normalize
+    from p2m_engine.runs import write_jsonl
+
+    source = task.dir / f"{split}.jsonl"
+    if not source.is_file():
+        raise P2MError(f"--unlabelled-split {split}: the task {task.name} has no {source.name}.")
+    held = {normalize(e.input) for e in load_examples(task.test_path)}
+    path = out / "unlabelled" / f"{safe_name(task.name, 'task name')}.jsonl"
+    write_jsonl(path, ({"input": e.input} for e in load_examples(source) if normalize(e.input) not in held))
+    return path
+
+
 def run_bench(suite: Path, *, hubs: list[Path], settings: LLMSettings, budget: Budget, out: Path,
               tasks: list[str] | None, systems: list[str], base_model: str | None, teacher_limit: int | None,
               gold_limit: int, command: str, exclude_own: bool = False, test_name: str = "test.jsonl",
-              seed: int = 0) -> dict[str, Any]:
-    """Benchmark every task of `suite`; results resume from out/results.json. Returns the results."""
+              seed: int = 0, unlabelled_split: str | None = None) -> dict[str, Any]:
+    """Benchmark every task of `suite`; results resume from out/results.json. Returns the results.
+
+    With `unlabelled_split`, each p2m build gets that split's inputs, labels removed, as its `--unlabelled` file.
+    """
     bench_tasks = read_suite(suite, tasks, test_name)
     results = BenchResults(out / "results.json", {"command": command, "llm": settings.describe(),
                                                    "budget": budget.to_dict(), "seed": seed})
@@ -88,12 +110,15 @@ def run_bench(suite: Path, *, hubs: list[Path], settings: LLMSettings, budget: B
             results.hidden(task.name, hidden)
             console.print("  hidden from the hub: " + escape(", ".join(f"{h['dataset']} ({h['reason']})" for h in hidden)
                                                              or "nothing"))
+        unlabelled = own_unlabelled(task, unlabelled_split, out) \
+            if unlabelled_split and not all(results.has(task.name, s) for s in systems) else None
         for system in systems:
             if results.has(task.name, system):
                 continue
             try:
                 figures = _run_system(system, task, spec, test, metric, hubs=task_hubs, settings=settings, budget=budget,
-                                      out=out, base_model=base_model, teacher_limit=teacher_limit, gold_limit=gold_limit, seed=seed)
+                                      out=out, base_model=base_model, teacher_limit=teacher_limit, gold_limit=gold_limit, seed=seed,
+                                      unlabelled=unlabelled)
             except UnsupportedTaskError as e:
                 figures = {"score": None, "status": "unsupported", "reason": str(e)}
             results.record(task.name, system, figures)
@@ -106,7 +131,7 @@ def run_bench(suite: Path, *, hubs: list[Path], settings: LLMSettings, budget: B
 
 def _run_system(system: str, task: BenchTask, spec: Any, test: list[Any], metric: str, *, hubs: list[Path],
                 settings: LLMSettings, budget: Budget, out: Path, base_model: str | None, teacher_limit: int | None,
-                gold_limit: int, seed: int = 0) -> dict[str, Any]:
+                gold_limit: int, seed: int = 0, unlabelled: Path | None = None) -> dict[str, Any]:
     gold_outputs = [e.output for e in test]
     if system == "trivial":
         if spec.task_type != "classification":
@@ -125,7 +150,8 @@ def _run_system(system: str, task: BenchTask, spec: Any, test: list[Any], metric
     summary = build_model(spec, str(task.prompt_path), backend=settings.backend, model=settings.model,
                           base_url=settings.base_url, hubs=build_hubs, test_path=task.test_path,
                           out=out / "runs" / safe_name(task.name, "task name") / safe_name(system, "system"), budget=build_budget, planner="auto", base_model=base_model,
-                          seed=seed, quiet=True, off=[system.removeprefix("no_")] if system.startswith("no_") else [])
+                          seed=seed, quiet=True, off=[system.removeprefix("no_")] if system.startswith("no_") else [],
+                          unlabelled=unlabelled)
     if not summary.get("model_dir"):
         return {"score": None, "status": "no model", "reason": summary.get("finish_reason")}
     usage = summary["llm_usage"]

@@ -25,6 +25,7 @@ from p2m_engine.data.data_card import write_data_card
 from p2m_engine.errors import LLMError, P2MError
 from p2m_engine.data.datasets import load_examples, scan_hub
 from p2m_engine.data.labelling import LabelConfig
+from p2m_engine.data.unlabelled import read_unlabelled
 from p2m_engine.runs import Run, check_home
 from p2m_engine.data.synth import SynthConfig
 from p2m_engine.eval.teacher_check import check_teacher
@@ -58,6 +59,8 @@ class Settings:
     seed: int
     catalog: Path | None = None
     """A folder of the offline Hugging Face dataset catalog, searched beside the hub (--catalog)."""
+    unlabelled: Path | None = None
+    """The user's file of the task's own inputs without labels (--unlabelled)."""
 
     def to_config(self, prompt: str) -> dict[str, Any]:
         """The JSON of config.json; paths are absolute, so that a resume works from any folder."""
@@ -73,6 +76,7 @@ class Settings:
             "test": str(self.test_path.resolve()) if self.test_path else None, "budget": self.budget.to_dict(),
             "synth": dataclasses.asdict(self.synth), "train": dataclasses.asdict(self.train), "base_model": base_model,
             "seed": self.seed, "catalog": str(self.catalog.resolve()) if self.catalog else None,
+            "unlabelled": str(self.unlabelled.resolve()) if self.unlabelled else None,
         }
 
 
@@ -109,6 +113,7 @@ def settings_from_config(cfg: dict[str, Any]) -> Settings:
             test_path=Path(cfg["test"]) if cfg.get("test") else None, base_model=cfg.get("base_model", cfg.get("student")),  # "student": before the word was unified
             synth=_known(SynthConfig, cfg["synth"]), train=_known(TrainConfig, cfg["train"]), seed=int(cfg.get("seed", 0)),
             catalog=Path(cfg["catalog"]) if cfg.get("catalog") else None,
+            unlabelled=Path(cfg["unlabelled"]) if cfg.get("unlabelled") else None,
         )
     except (KeyError, TypeError, AttributeError) as e:
         raise P2MError(f"The run's config.json is incomplete ({type(e).__name__}: {e}); it cannot be resumed.") from e
@@ -170,7 +175,8 @@ def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None,
                 hubs: list[Path], test_path: Path | None, out: Path, budget: Budget, planner: str,
                 base_model: str | None, seed: int, quiet: bool = False, chat: bool = False,
                 catalog: Path | None = None, confirm: Callable[[str], bool] | None = None,
-                off: Iterable[str] = (), concurrency: int | None = None) -> dict[str, Any]:
+                off: Iterable[str] = (), concurrency: int | None = None,
+                unlabelled: Path | None = None) -> dict[str, Any]:
     """Run one build end to end and return its summary (also written to run/summary.json).
 
     With `chat`, the agent asks its clarifying questions and the plan in the terminal, and after the build
@@ -186,6 +192,8 @@ def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None,
         P2MError: bad settings, or the build failed.
     """
     _check_local_files(backend, model, base_model)
+    if unlabelled is not None:
+        read_unlabelled(unlabelled)  # a bad file is refused before anything is made
     check_home()
     if concurrency is not None and concurrency < 1:
         raise P2MError(f"--concurrency must be at least 1, got {concurrency}.")
@@ -193,7 +201,8 @@ def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None,
     settings = Settings(
         llm=LLMSettings(backend=backend, model=model, base_url=base_url, api_key=_api_key(backend)), budget=budget,
         planner=planner if planner != "auto" else ("llm" if backend == "openai" else "rules"), hubs=hubs,
-        test_path=test_path, base_model=base_model, synth=synth, train=train, seed=seed, catalog=catalog)
+        test_path=test_path, base_model=base_model, synth=synth, train=train, seed=seed, catalog=catalog,
+        unlabelled=unlabelled)
     settings.llm.check()
     _check_estimate(spec, settings, confirm)
     run = Run.create(out, spec.instruction)
@@ -368,7 +377,7 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
                       test_path=settings.test_path, base_model=settings.base_model, synth=settings.synth, train=settings.train, max_retrieved=targets.retrieved,
                       labelling=LabelConfig(texts=targets.labelled, seed=settings.seed,
                                             concurrency=settings.synth.concurrency),
-                      progress=display.progress, planner=settings.planner,
+                      unlabelled=settings.unlabelled, progress=display.progress, planner=settings.planner,
                       max_steps=limits.steps, interactive=chat, target=target,
                       max_iterations=limits.iterations, max_llm_calls=limits.llm_calls, max_usd=limits.usd,
                       record_task=lambda edited: record_task(run, edited, targets), tool_arguments=_tool_arguments(),

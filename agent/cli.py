@@ -104,6 +104,9 @@ _build_options = _options(
     click.option("--catalog", "catalog_dir", type=click.Path(path_type=Path, file_okay=False, exists=True),
                  help="A folder with the offline Hugging Face dataset catalog (hf_dataset_index.json) to search too."),
     click.option("--test", "test_path", type=click.Path(path_type=Path), help="Labelled JSONL (input, output) to evaluate on."),
+    click.option("--unlabelled", type=click.Path(path_type=Path, dir_okay=False),
+                 help="Your own inputs of the task without labels (JSONL with `input`, or one per line): the "
+                      "judges label them beside hub text when no labelled dataset fits."),
     click.option("--out", default=Path("runs"), type=click.Path(path_type=Path), show_default=True, help="Where run folders go."),
     click.option("--budget", default="", help=BUDGET_HELP),
     click.option("--base-model", "--student", "base_model",
@@ -116,7 +119,8 @@ _build_options = _options(
 )
 
 
-def _check_build_inputs(backend: str, hubs: tuple[Path, ...], test_path: Path | None) -> None:
+def _check_build_inputs(backend: str, hubs: tuple[Path, ...], test_path: Path | None,
+                        unlabelled: Path | None = None) -> None:
     """Refuse bad build settings before anything is made (a run folder, an LLM server)."""
     for hub in hubs:
         if not hub.is_dir():
@@ -125,6 +129,10 @@ def _check_build_inputs(backend: str, hubs: tuple[Path, ...], test_path: Path | 
         raise P2MError(f"--test {test_path}: no such file.")
     if backend not in ("embedded", "openai"):
         raise P2MError(f"Unknown --llm backend {backend!r}; use 'embedded' or 'openai'.")
+    if unlabelled is not None:
+        from p2m_engine.data.unlabelled import read_unlabelled
+
+        read_unlabelled(unlabelled)
 
 
 @cli.command()
@@ -135,8 +143,9 @@ def _check_build_inputs(backend: str, hubs: tuple[Path, ...], test_path: Path | 
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 @click.option("-y", "--yes", is_flag=True, help="Unattended: never wait for input (stdin is not read).")
 def build(prompt: str, backend: str, model: str | None, base_url: str | None, hubs: tuple[Path, ...],
-          catalog_dir: Path | None, test_path: Path | None, out: Path, budget: str, base_model: str | None, seed: int,
-          off: tuple[str, ...], concurrency: int | None, planner: str, as_json: bool, yes: bool) -> None:
+          catalog_dir: Path | None, test_path: Path | None, unlabelled: Path | None, out: Path, budget: str,
+          base_model: str | None, seed: int, off: tuple[str, ...], concurrency: int | None, planner: str, as_json: bool,
+          yes: bool) -> None:
     """Build a model for PROMPT (a prompt file, or the prompt text): instruction plus input=/output= demos.
 
     \b
@@ -154,13 +163,13 @@ def build(prompt: str, backend: str, model: str | None, base_url: str | None, hu
 
     parsed = Budget.parse(budget)
     spec = parse_task(read_prompt(prompt))
-    _check_build_inputs(backend, hubs, test_path)
+    _check_build_inputs(backend, hubs, test_path, unlabelled)
     from agent.build import build_model
 
     summary = build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs),
                                 test_path=test_path, out=out, budget=parsed, planner=planner, base_model=base_model,
                                 seed=seed, quiet=as_json, catalog=catalog_dir, confirm=None if yes else _confirm, off=off,
-                                concurrency=concurrency)
+                                concurrency=concurrency, unlabelled=unlabelled)
     _finish(summary, as_json)
 
 
@@ -214,8 +223,8 @@ def resume(run: Path, as_json: bool, base_url: str | None) -> None:
 @click.argument("prompt", required=False)
 @_build_options
 def chat(prompt: str | None, backend: str, model: str | None, base_url: str | None, hubs: tuple[Path, ...],
-         catalog_dir: Path | None, test_path: Path | None, out: Path, budget: str, base_model: str | None, seed: int,
-         off: tuple[str, ...], concurrency: int | None) -> None:
+         catalog_dir: Path | None, test_path: Path | None, unlabelled: Path | None, out: Path, budget: str,
+         base_model: str | None, seed: int, off: tuple[str, ...], concurrency: int | None) -> None:
     """Build a model in conversation: the agent asks what PROMPT leaves open, proposes a plan, builds when you
     agree, then answers "why ...?" from its trace and takes requests ("add a label X", "more examples of ...").
 
@@ -233,7 +242,7 @@ def chat(prompt: str | None, backend: str, model: str | None, base_url: str | No
         resume_model(Path(prompt), base_url=base_url, chat=True)
         return
     parsed = Budget.parse(budget)
-    _check_build_inputs(backend, hubs, test_path)  # before the user types a whole prompt
+    _check_build_inputs(backend, hubs, test_path, unlabelled)  # before the user types a whole prompt
     if not prompt:
         console.print("Describe the task, then give a few examples as lines input=\"...\" and output=\"...\"; "
                       "finish with an empty line.")
@@ -244,7 +253,8 @@ def chat(prompt: str | None, backend: str, model: str | None, base_url: str | No
     spec = parse_task(read_prompt(prompt))
     summary = build_model(spec, prompt, backend=backend, model=model, base_url=base_url, hubs=list(hubs),
                           test_path=test_path, out=out, budget=parsed, planner="auto", base_model=base_model, seed=seed,
-                          catalog=catalog_dir, chat=True, confirm=_confirm, off=off, concurrency=concurrency)
+                          catalog=catalog_dir, chat=True, confirm=_confirm, off=off, concurrency=concurrency,
+                          unlabelled=unlabelled)
     if summary.get("declined"):
         from agent.build import EXIT_DECLINED
 
@@ -298,9 +308,11 @@ def _command_line(ctx: click.Context) -> str:
                    "and any dataset sharing rows with its test file; results.json lists what was hidden and why.")
 @click.option("--seed", default=0, show_default=True,
               help="Seed of every p2m build (sampling, splits, training); a stability check reruns with others.")
+@click.option("--unlabelled-split", help="Give each p2m build the inputs of this split of its task (e.g. train), labels "
+                                         "removed and test inputs dropped, as its --unlabelled file.")
 def bench(suite: Path, hubs: tuple[Path, ...], backend: str, model: str | None, base_url: str | None, budget: str,
           out: Path, tasks: str, systems: str, test_file: str, base_model: str | None, teacher_limit: int | None,
-          gold_limit: int, exclude_own: bool, seed: int) -> None:
+          gold_limit: int, exclude_own: bool, seed: int, unlabelled_split: str | None) -> None:
     """Benchmark p2m on every task folder of SUITE (prompt.txt + test file) against baselines."""
     _offline_defaults()
     from agent.bench import check_systems, run_bench
@@ -319,7 +331,7 @@ def bench(suite: Path, hubs: tuple[Path, ...], backend: str, model: str | None, 
     data = run_bench(suite, hubs=list(hubs), settings=settings, budget=parsed, out=out,
                      tasks=[t for t in tasks.split(",") if t] or None, systems=chosen, base_model=base_model,
                      teacher_limit=teacher_limit, gold_limit=gold_limit, command=command, exclude_own=exclude_own,
-                     test_name=test_file, seed=seed)
+                     test_name=test_file, seed=seed, unlabelled_split=unlabelled_split)
     click.echo(markdown_table(data))
 
 

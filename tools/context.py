@@ -38,6 +38,8 @@ class ToolContext:
     labelling: LabelConfig = field(default_factory=LabelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     max_retrieved: int = 1000
+    unlabelled: Path | None = None
+    """The user's file of the task's own inputs without labels (--unlabelled): labelled with hub text, first."""
     progress: ProgressSink | None = None
     target: float = 0.9
     """The decision score the build aims for; a label whose recall is below it counts as weak."""

@@ -21,7 +21,7 @@ def label_texts(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     """Label real hub text like the demonstrations, when no labelled dataset fits: with the teacher's label
     scores and the encoder's zero-shot judgement (classification), or with the teacher's answer (other tasks).
 
-    The hub texts most like the demonstrations (questions for a question task, reviews for a review task)
+    The hub texts (and the user's own unlabelled inputs, when given) most like the demonstrations (questions for a question task, reviews for a review task)
     are labelled by judges weighted by how well each predicts the demonstrations: the teacher scoring each
     label by log-probability (calibrated), and the sentence encoder's similarity to each label's name.
     Only the confident rows are kept, as training data with provenance `teacher_labelled`. For a task without
@@ -38,7 +38,8 @@ def label_texts(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     if not spec.labels:  # the hub's pairs replace generated ones: no more than generation would write
         config = dataclasses.replace(config, texts=min(config.texts, generation_total(ctx.synth.per_label)))
     result = label_engine(spec, ctx.hub_dirs, ctx.run.data("labelled"), config, llm=ctx.llm,
-                          exclude={normalize(x) for x in held_out_inputs(ctx)}, progress=ctx.report("label_texts"))
+                          exclude={normalize(x) for x in held_out_inputs(ctx)}, progress=ctx.report("label_texts"),
+                          unlabelled=ctx.unlabelled)
     # What generation may skip: the kept rows, or with soft labels every text under its most probable label.
     artifact = {"labelled": result.count, **result.to_dict(),
                 "real_per_label": real_per_label(ctx) if spec.labels else {}, **meter.figures()}

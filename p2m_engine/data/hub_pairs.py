@@ -141,7 +141,7 @@ class HubPairsResult:
 
 def answer_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, llm: LLM, n: int,
                  config: PairsConfig = PairsConfig(), *, exclude: list[str] = (),  # type: ignore[assignment]
-                 progress: Progress | None = None) -> HubPairsResult:
+                 progress: Progress | None = None, unlabelled: Path | None = None) -> HubPairsResult:
     """Answer up to `n` hub texts nearest to the demonstrations' inputs and append each kept pair to `out_path`
     (JSONL, provenance `teacher_labelled`, with its hub source and votes) as soon as it is decided; rows already
     in `out_path` count towards `n`.
@@ -160,13 +160,14 @@ def answer_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, llm: LLM,
         config: the votes and input checks of pair generation.
         exclude: held-out inputs (test, validation): never training data.
         progress: called with (kept, n) after each text.
+        unlabelled: the user's file of the task's own inputs, read into the pool before hub text.
     """
     demos = [e.input for e in spec.examples]
     shape = Shape.of(demos)
     parts = [shape.part(d) for d in demos]
     script = sum(ascii_share(p) for p in parts) / max(1, len(parts))
     banned = {normalize(x) for x in [*demos, *exclude] if x}
-    texts, vecs = pool.collect(hub_dirs, parts, seed=config.seed, exclude=banned)
+    texts, vecs = pool.collect(hub_dirs, parts, seed=config.seed, exclude=banned, unlabelled=unlabelled)
     # Only pieces of the demos' form: questions for questions, statements for statements, and no field markers
     # the demos' part lacks (a "Sentence 2: ..." piece of a pair dataset).
     # A piece longer than an input may be on its own would be dropped as too long once the teacher had written

@@ -134,7 +134,7 @@ def keep_confident(probs: np.ndarray, keep: float) -> list[int]:
 
 def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: LabelConfig, *,
                 llm: LLM | None = None, exclude: set[str] | None = None,
-                progress: Progress | None = None) -> LabelResult:
+                progress: Progress | None = None, unlabelled: Path | None = None) -> LabelResult:
     """Label hub text like the demonstrations and write the confident rows to `out_path` (JSONL, provenance
     `teacher_labelled`, with each row's label probabilities and hub source).
 
@@ -150,6 +150,8 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
         llm: the teacher; without one (or when it returns no log-probabilities) the other judges decide.
         exclude: normalized texts never to take (test and dev inputs).
         progress: called with (done, total) while the teacher scores.
+        unlabelled: the user's file of the task's own inputs, read into the pool before hub text
+            (p2m_engine.data.unlabelled).
     """
     if spec.task_type in PAIR_TASK_TYPES:
         if llm is None or config.texts <= 0:
@@ -157,12 +159,12 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
         answered = hub_pairs.answer_texts(spec, hub_dirs, out_path, llm, config.texts,
                                           PairsConfig(votes=1, answer_temperature=0.0, seed=config.seed,
                                                       concurrency=config.concurrency),
-                                          exclude=sorted(exclude or ()), progress=progress)
+                                          exclude=sorted(exclude or ()), progress=progress, unlabelled=unlabelled)
         return LabelResult(out_path, answered.count, {}, {}, {}, answered.sources, answered.llm_calls,
                            dropped=answered.dropped)
     demos = [e.input for e in spec.examples]
     gold = np.array([spec.labels.index(e.output) for e in spec.examples if e.output in spec.labels])
-    texts, vecs = pool.collect(hub_dirs, demos, seed=config.seed, exclude=exclude)
+    texts, vecs = pool.collect(hub_dirs, demos, seed=config.seed, exclude=exclude, unlabelled=unlabelled)
     demo_vecs = pool.embed_texts(demos)
     chosen = pool.nearest(texts, vecs, demo_vecs, config.texts + config.encoder_texts)
     # The nearest `config.texts` are judged by every judge; the next ones by the encoder judges alone.

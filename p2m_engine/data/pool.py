@@ -21,6 +21,7 @@ import numpy as np
 
 from p2m_engine.data.datasets import scan_hub
 from p2m_engine.data.input_fields import MARKER
+from p2m_engine.data.unlabelled import read_unlabelled
 from p2m_engine.runs import p2m_home, read_jsonl
 from p2m_engine.data.synth import normalize
 
@@ -37,6 +38,8 @@ FORM_ROWS_FACTOR = 8
 SPLITS = ("train", "dev", "validation", "test")
 # Longer pieces are not embedded (the encoder reads 256 tokens; a whole article is not an input like a demo's).
 MAX_PIECE_CHARS = 2000
+# The source of the user's own texts in the pool.
+UNLABELLED = "unlabelled"
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
 
@@ -130,7 +133,8 @@ def _split_vectors(path: Path, texts: list[str]) -> np.ndarray:
 
 
 def collect(hub_dirs: list[Path], demos: list[str], *, rows_per_split: int = ROWS_PER_SPLIT, seed: int = 0,
-            exclude: set[str] | None = None, min_chars: int | None = None) -> tuple[list[PoolText], np.ndarray]:
+            exclude: set[str] | None = None, min_chars: int | None = None,
+            unlabelled: Path | None = None) -> tuple[list[PoolText], np.ndarray]:
     """Pieces of every hub dataset's inputs whose length and form fit the demonstrations', without duplicates, and their
     embeddings (each split's pieces are embedded once and cached, whatever the task).
 
@@ -141,6 +145,8 @@ def collect(hub_dirs: list[Path], demos: list[str], *, rows_per_split: int = ROW
         seed: seed of the sampling.
         exclude: normalized texts that must not be in the pool (test inputs, dev inputs, demonstrations).
         min_chars: the shortest piece taken, in place of the demos' lower bound.
+        unlabelled: the user's file of the task's own inputs (p2m_engine.data.unlabelled): every text of it is in
+            the pool first, as a whole (it is an input, not a piece), with source `unlabelled`.
     """
     lo, hi = length_bounds(demos)
     lo = lo if min_chars is None else min_chars
@@ -149,6 +155,14 @@ def collect(hub_dirs: list[Path], demos: list[str], *, rows_per_split: int = ROW
     out: list[PoolText] = []
     vectors: list[np.ndarray] = []
     seen: set[str] = set()
+    if unlabelled is not None:
+        own = read_unlabelled(unlabelled, seed=seed)
+        for text, vec in zip(own, _split_vectors(unlabelled, own)):
+            key = normalize(text)
+            if len(text) <= MAX_PIECE_CHARS and key and key not in seen and key not in banned:
+                seen.add(key)
+                out.append(PoolText(text, UNLABELLED))
+                vectors.append(vec)
     for d in scan_hub(hub_dirs):
         for split in SPLITS:
             path = d.path / f"{split}.jsonl"

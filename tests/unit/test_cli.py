@@ -84,8 +84,12 @@ def test_iteration_line_names_the_metric_it_decided_on() -> None:
 
 @pytest.mark.parametrize("command", ["build", "chat"])
 def test_build_and_chat_refuse_the_same_bad_settings_before_making_a_run_folder(command: str, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
     for bad, message in ((["--llm", "bard"], "Unknown --llm backend"), (["--hub", str(tmp_path / "nope")], "no such folder"),
-                         (["--test", str(tmp_path / "nope.jsonl")], "no such file")):
+                         (["--test", str(tmp_path / "nope.jsonl")], "no such file"),
+                         (["--unlabelled", str(tmp_path / "nope.txt")], "no such file"),
+                         (["--unlabelled", str(empty)], "no texts")):
         code, out = _invoke([command, PROMPT, "--out", str(tmp_path / "runs"), *bad])
         assert code == 1 and message in out, (bad, out)
         assert not (tmp_path / "runs").exists()
@@ -93,5 +97,6 @@ def test_build_and_chat_refuse_the_same_bad_settings_before_making_a_run_folder(
 
 def test_chat_takes_every_build_option() -> None:
     build, chat = _invoke(["build", "--help"])[1], _invoke(["chat", "--help"])[1]
-    for option in ("--llm", "--model", "--base-url", "--hub", "--catalog", "--test", "--out", "--budget", "--base-model", "--seed"):
+    for option in ("--llm", "--model", "--base-url", "--hub", "--catalog", "--test", "--unlabelled", "--out", "--budget",
+                   "--base-model", "--seed"):
         assert option in build and option in chat
