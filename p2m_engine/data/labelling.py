@@ -166,7 +166,7 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
     gold = np.array([spec.labels.index(e.output) for e in spec.examples if e.output in spec.labels])
     texts, vecs = pool.collect(hub_dirs, demos, seed=config.seed, exclude=exclude, unlabelled=unlabelled)
     demo_vecs = pool.embed_texts(demos)
-    chosen = pool.nearest(texts, vecs, demo_vecs, config.texts + config.encoder_texts)
+    chosen = pool.take(texts, vecs, demo_vecs, config.texts + config.encoder_texts, seed=config.seed)
     # The nearest `config.texts` are judged by every judge; the next ones by the encoder judges alone.
     more = [texts[i] for i in chosen[config.texts:]]
     more_judges = name_judges(spec, vecs[chosen[config.texts:]], config.temperature)

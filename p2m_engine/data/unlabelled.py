@@ -5,8 +5,9 @@ held p2m back on the unseen emotion task: with 3,600 of its own training inputs 
 given as extra hub folders), the same judges and student reached 50.1 where hub text alone gives 40.8.
 Many users have such text (an inbox, a log of questions, a folder of reviews) and no labels for it; GAL
 (arXiv 2106.06168) and ReGen (arXiv 2305.10703) measured that real in-domain text labelled by a model beats
-text written by one. The texts join the pool every labelling step reads (p2m_engine.data.pool.collect) and
-compete with hub text by their nearness to the demonstrations; nothing else is assumed about them.
+text written by one. The texts join the pool every labelling step reads (p2m_engine.data.pool.collect). A
+classification task labels a random sample of them first and hub text only for what they leave
+(p2m_engine.data.pool.take); a task without labels lets them compete with hub text by nearness to the demos.
 """
 
 from __future__ import annotations

@@ -111,3 +111,20 @@ def test_bench_gives_a_task_its_split_without_labels_or_test_inputs(tmp_path: Pa
     assert [r["input"] for r in written] == SPORT[2:] + WEATHER
     with pytest.raises(P2MError, match="no validation.jsonl"):
         own_unlabelled(task, "validation", tmp_path / "out")
+
+
+def test_a_random_sample_of_the_users_texts_comes_before_any_hub_text() -> None:
+    import numpy as np
+
+    from p2m_engine.data.pool import PoolText, take
+
+    pool = [PoolText(f"hub {i}", "news/train") for i in range(4)] + [PoolText(f"own {i}", UNLABELLED) for i in range(6)]
+    # Hub text 2 is the nearest of all to the one demonstration; own texts are far from it.
+    vecs = np.array([[0.5, 0.5], [0.1, 0.9], [1.0, 0.0], [0.0, 1.0]] + [[0.0, 1.0]] * 6, dtype=np.float32)
+    demo = np.array([[1.0, 0.0]], dtype=np.float32)
+    few = take(pool, vecs, demo, 8, seed=0)
+    assert {pool[i].source for i in few[:6]} == {UNLABELLED} and [pool[i].text for i in few[6:]] == ["hub 2", "hub 0"]
+    some = take(pool, vecs, demo, 3, seed=0)
+    assert len(some) == 3 and all(pool[i].source == UNLABELLED for i in some)
+    assert take(pool, vecs, demo, 3, seed=0) == some
+    assert any(take(pool, vecs, demo, 3, seed=s) != some for s in range(1, 5))
