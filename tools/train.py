@@ -143,6 +143,14 @@ def soft_rows(ctx: ToolContext, labels: tuple[str, ...], val: list[Example]) -> 
     return out
 
 
+def own_texts(ctx: ToolContext, soft: list[tuple[str, np.ndarray]]) -> int:
+    """How many of the soft-labelled texts came from the user's unlabelled file (--unlabelled), not the hub."""
+    texts = {t for t, _ in soft}
+    path = ctx.run.data("soft_labels")
+    return sum(1 for row in read_jsonl(path) if row.get("hub") == pool.UNLABELLED and row.get("input") in texts) \
+        if texts and path.is_file() else 0
+
+
 def probe_rows(soft: list[tuple[str, np.ndarray]], train_rows: list[Example],
                labels: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
     """The probe student's rows: every soft-labelled text, and the other training rows (generated) as one-hot."""
@@ -246,7 +254,7 @@ def train_model(runtime: ToolRuntime, epochs: float = 0, base_model: str = "") -
         if spec.task_type == "classification" else {}
     # The model folder says what it is, so that predict/serve work on it when it is copied out of the run.
     students.write_model_record(result.model_dir, spec, result, sources=sources, prior=prior_info, student=student,
-                                choice=choice)
+                                choice=choice, unlabelled=own_texts(ctx, soft))
     artifact = {"model_dir": str(result.model_dir), "iteration": iteration, "train_loss": round(result.train_loss, 4),
                 "val_score": round(result.val_score, 4), "n_train": result.n_train, "n_val": result.n_val,
                 "sources": sources, "epochs": result.epochs, "bf16": result.config.get("bf16_used"), "prior": prior_info,

@@ -74,7 +74,10 @@ def _student_line(model_dir: Path, probe: bool, task_type: str = "generation") -
     dropped = (f"; {checked['dropped']} of the {checked['rows']} judged rows were dropped first, because a head "
                "trained on the other rows gave them another label (label consistency check, "
                f"{checked['folds']}-fold)") if probe and checked.get("rows") else ""
-    soft = ("with a linear head (`p2m_head.safetensors`) trained on the judges' soft labels of real hub text: no real "
+    own = record.get("unlabelled") or 0
+    text = f"real text ({own} of the texts from the user's own unlabelled file, the rest from the hub)" if own \
+        else "real hub text"
+    soft = (f"with a linear head (`p2m_head.safetensors`) trained on the judges' soft labels of {text}: no real "
             "labelled rows were found, and a fully fine-tuned encoder learns such text's domain rather than the task")
     if probe and (tuned := record.get("contrastive")):
         return (f"the packaged sentence encoder, first tuned on {tuned.get('pairs')} pairs of {tuned.get('rows')} texts "

@@ -199,6 +199,7 @@ def test_a_build_without_labelled_data_trains_the_probe_student_on_soft_labels(t
     assert probe_student.is_probe_student(model)
     train_info = json.loads((ctx.run.dir / "iterations" / "1" / "model" / "p2m_train.json").read_text())
     assert train_info["student"] == "probe" and train_info["n_train"] >= len(soft) - train_info["n_val"]
+    assert train_info["unlabelled"] == 0  # no --unlabelled file: every text is hub text
     # The encoder was tuned first on the 2 surest texts of each label and the demos, and is the model folder's own.
     assert train_info["contrastive"]["rows"] == 2 * 2 + len(SPEC.examples) and train_info["contrastive"]["pairs"] > 0
     from p2m_engine.students.card import write_model_card

@@ -128,3 +128,18 @@ def test_a_random_sample_of_the_users_texts_comes_before_any_hub_text() -> None:
     assert len(some) == 3 and all(pool[i].source == UNLABELLED for i in some)
     assert take(pool, vecs, demo, 3, seed=0) == some
     assert any(take(pool, vecs, demo, 3, seed=s) != some for s in range(1, 5))
+
+
+def test_the_training_record_counts_the_soft_labelled_texts_from_the_users_file(tmp_path: Path) -> None:
+    import numpy as np
+
+    from p2m_engine.runs import Run, write_jsonl
+    from tools.context import ToolContext
+    from tools.train import own_texts
+
+    ctx = ToolContext(run=Run.create(tmp_path / "runs", "t"))
+    rows = [{"input": t, "probs": {"sport": 0.9, "weather": 0.1}, "hub": UNLABELLED} for t in SPORT[:3]]
+    rows += [{"input": t, "probs": {"sport": 0.1, "weather": 0.9}, "hub": "forecasts/train"} for t in WEATHER[:2]]
+    write_jsonl(ctx.run.data("soft_labels"), rows)
+    soft = [(r["input"], np.array([0.5, 0.5])) for r in rows[1:]]  # the first held out for validation
+    assert own_texts(ctx, soft) == 2 and own_texts(ctx, []) == 0
