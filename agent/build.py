@@ -61,6 +61,8 @@ class Settings:
     """A folder of the offline Hugging Face dataset catalog, searched beside the hub (--catalog)."""
     unlabelled: Path | None = None
     """The user's file of the task's own inputs without labels (--unlabelled)."""
+    labelling: LabelConfig = dataclasses.field(default_factory=LabelConfig)
+    """How hub text is chosen and labelled (its counts and seed are set from the budget when a build runs)."""
 
     def to_config(self, prompt: str) -> dict[str, Any]:
         """The JSON of config.json; paths are absolute, so that a resume works from any folder."""
@@ -77,6 +79,7 @@ class Settings:
             "synth": dataclasses.asdict(self.synth), "train": dataclasses.asdict(self.train), "base_model": base_model,
             "seed": self.seed, "catalog": str(self.catalog.resolve()) if self.catalog else None,
             "unlabelled": str(self.unlabelled.resolve()) if self.unlabelled else None,
+            "labelling": dataclasses.asdict(self.labelling),
         }
 
 
@@ -114,6 +117,7 @@ def settings_from_config(cfg: dict[str, Any]) -> Settings:
             synth=_known(SynthConfig, cfg["synth"]), train=_known(TrainConfig, cfg["train"]), seed=int(cfg.get("seed", 0)),
             catalog=Path(cfg["catalog"]) if cfg.get("catalog") else None,
             unlabelled=Path(cfg["unlabelled"]) if cfg.get("unlabelled") else None,
+            labelling=_known(LabelConfig, cfg.get("labelling") or {}),
         )
     except (KeyError, TypeError, AttributeError) as e:
         raise P2MError(f"The run's config.json is incomplete ({type(e).__name__}: {e}); it cannot be resumed.") from e
@@ -122,6 +126,7 @@ def settings_from_config(cfg: dict[str, Any]) -> Settings:
 # Parts of the data and training recipe a build can switch off (`--off`), to measure what each one buys.
 SWITCHES = {
     "labelling": "label real hub text with the judges (label_texts)",
+    "label_queries": "hub text also taken near the labels no demonstration shows, not only near the demonstrations",
     "soft_labels": "the frozen-encoder student on the judges' soft labels (else the fine-tuned one on hard labels)",
     "contrastive": "the encoder tuned on the judges' most confident texts before the frozen-encoder student's head",
     "consistency": "the label consistency check: judged rows the frozen-encoder student, trained on the other folds, "
@@ -139,7 +144,8 @@ SWITCHES = {
 DEFAULT_CONCURRENCY = {"embedded": 1, "openai": 8}
 
 
-def build_configs(off: Iterable[str], budget: Budget, seed: int, concurrency: int = 1) -> tuple[Budget, SynthConfig, TrainConfig]:
+def build_configs(off: Iterable[str], budget: Budget, seed: int,
+                  concurrency: int = 1) -> tuple[Budget, SynthConfig, TrainConfig, LabelConfig]:
     """The budget and the generation and training settings of a build: the `off` parts switched off, and
     `concurrency` generation requests in flight together.
 
@@ -155,7 +161,7 @@ def build_configs(off: Iterable[str], budget: Budget, seed: int, concurrency: in
     flags = {"soft": "soft_labels" not in off, **{k: k not in off for k in ("prior", "rival", "pair")}}
     train = TrainConfig(epochs=targets.epochs, seed=seed, teacher_steps=_teacher_steps(targets), **flags,
                         **({"cloze": 0} if "cloze" in off else {}), **{k: 0 for k in ("contrastive", "consistency") if k in off})
-    return budget, synth, train
+    return budget, synth, train, LabelConfig(label_queries="label_queries" not in off)
 
 
 def _teacher_steps(targets: Targets) -> int:
@@ -197,12 +203,12 @@ def build_model(spec: TaskSpec, prompt: str, *, backend: str, model: str | None,
     check_home()
     if concurrency is not None and concurrency < 1:
         raise P2MError(f"--concurrency must be at least 1, got {concurrency}.")
-    budget, synth, train = build_configs(off, budget, seed, concurrency or DEFAULT_CONCURRENCY.get(backend, 1))
+    budget, synth, train, labelling = build_configs(off, budget, seed, concurrency or DEFAULT_CONCURRENCY.get(backend, 1))
     settings = Settings(
         llm=LLMSettings(backend=backend, model=model, base_url=base_url, api_key=_api_key(backend)), budget=budget,
         planner=planner if planner != "auto" else ("llm" if backend == "openai" else "rules"), hubs=hubs,
         test_path=test_path, base_model=base_model, synth=synth, train=train, seed=seed, catalog=catalog,
-        unlabelled=unlabelled)
+        unlabelled=unlabelled, labelling=labelling)
     settings.llm.check()
     _check_estimate(spec, settings, confirm)
     run = Run.create(out, spec.instruction)
@@ -375,8 +381,8 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
     with open_llm(settings.llm, run.dir / "logs") as llm, display:
         ctx = Context(run=run, llm=llm, hub_dirs=settings.hubs, catalog_dir=settings.catalog,
                       test_path=settings.test_path, base_model=settings.base_model, synth=settings.synth, train=settings.train, max_retrieved=targets.retrieved,
-                      labelling=LabelConfig(texts=targets.labelled, seed=settings.seed,
-                                            concurrency=settings.synth.concurrency),
+                      labelling=dataclasses.replace(settings.labelling, texts=targets.labelled, seed=settings.seed,
+                                                    concurrency=settings.synth.concurrency),
                       unlabelled=settings.unlabelled, progress=display.progress, planner=settings.planner,
                       max_steps=limits.steps, interactive=chat, target=target,
                       max_iterations=limits.iterations, max_llm_calls=limits.llm_calls, max_usd=limits.usd,

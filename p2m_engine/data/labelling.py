@@ -48,6 +48,8 @@ class LabelConfig:
     temperature: float = field(default=0.05, metadata={"help": "softmax temperature of the label-name cosines"})
     seed: int = field(default=0, metadata={"help": "seed of the hub sampling"})
     concurrency: int = field(default=1, metadata={"help": "teacher scoring requests in flight together"})
+    label_queries: bool = field(default=True, metadata={"help": "also take hub text near the labels no "
+                                                                 "demonstration shows (label_queries)"})
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,18 @@ def name_judges(spec: TaskSpec, vecs: np.ndarray, temperature: float) -> dict[st
         protos = pool.embed_texts(texts)
         out[name] = _softmax(vecs @ protos.T / temperature)
     return out
+
+
+def label_queries(spec: TaskSpec) -> np.ndarray:
+    """Embeddings that stand for the labels no demonstration shows (the instruction followed by the label, as the
+    `label_in_instruction` judge reads it), so that hub text is also taken near them: near three demos alone,
+    the texts are like those three, and the labels without a demo get few texts."""
+    shown = {e.output for e in spec.examples}
+    missing = [label for label in spec.labels if label not in shown]
+    described = [f"{label}: {spec.label_descriptions[label]}" if label in spec.label_descriptions else label
+                 for label in missing]
+    return pool.embed_texts([f"{spec.instruction} {d}" for d in described]).reshape(len(missing), -1) \
+        if missing else np.zeros((0, 384), dtype=np.float32)
 
 
 def _gain(probs: np.ndarray, gold: np.ndarray) -> tuple[float, float]:
@@ -166,7 +180,9 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
     gold = np.array([spec.labels.index(e.output) for e in spec.examples if e.output in spec.labels])
     texts, vecs = pool.collect(hub_dirs, demos, seed=config.seed, exclude=exclude, unlabelled=unlabelled)
     demo_vecs = pool.embed_texts(demos)
-    chosen = pool.take(texts, vecs, demo_vecs, config.texts + config.encoder_texts, seed=config.seed)
+    queries = np.vstack([demo_vecs, label_queries(spec)]) if config.label_queries else demo_vecs
+    chosen = pool.take(texts, vecs, queries,
+                       config.texts + config.encoder_texts, seed=config.seed)
     # The nearest `config.texts` are judged by every judge; the next ones by the encoder judges alone.
     more = [texts[i] for i in chosen[config.texts:]]
     more_judges = name_judges(spec, vecs[chosen[config.texts:]], config.temperature)

@@ -218,11 +218,13 @@ def test_an_ablation_switches_off_one_part_and_its_column_follows_p2m() -> None:
     from agent.build import build_configs
     from p2m_engine.errors import P2MError
 
-    budget, synth, train = build_configs([], Budget(), 0)
+    budget, synth, train, labelling = build_configs([], Budget(), 0)
+    assert labelling.label_queries and not build_configs(["label_queries"], Budget(), 0)[3].label_queries
+    assert "no_label_queries" in ABLATIONS
     assert budget.targets.labelled == Budget().targets.labelled and synth.attributes and train.prior and train.rival and train.soft
-    budget, synth, train = build_configs(["prior", "labelling"], Budget(), 0)
+    budget, synth, train, _ = build_configs(["prior", "labelling"], Budget(), 0)
     assert not train.prior and budget.targets.labelled == 0 and train.rival and train.soft and synth.attributes
-    _, synth, train = build_configs(["soft_labels", "attributes"], Budget(), 0, concurrency=16)
+    _, synth, train, _ = build_configs(["soft_labels", "attributes"], Budget(), 0, concurrency=16)
     assert not train.soft and not synth.attributes and train.prior and synth.concurrency == 16
     assert build_configs([], Budget(), 0)[2].cloze > 0 and build_configs(["cloze"], Budget(), 0)[2].cloze == 0
     assert build_configs([], Budget(), 0)[2].contrastive > 0 and build_configs(["contrastive"], Budget(), 0)[2].contrastive == 0

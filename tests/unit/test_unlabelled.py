@@ -143,3 +143,26 @@ def test_the_training_record_counts_the_soft_labelled_texts_from_the_users_file(
     write_jsonl(ctx.run.data("soft_labels"), rows)
     soft = [(r["input"], np.array([0.5, 0.5])) for r in rows[1:]]  # the first held out for validation
     assert own_texts(ctx, soft) == 2 and own_texts(ctx, []) == 0
+
+
+def test_hub_text_is_also_taken_near_a_label_no_demo_shows(tmp_path: Path) -> None:
+    from p2m_engine.data.labelling import label_queries
+    from p2m_engine.types import Example, TaskSpec
+
+    money = ["the bank raised interest rates by half a point", "shares fell as the stock market closed lower",
+             "the company reported record profits this quarter", "inflation pushed consumer prices up again"]
+    spec = TaskSpec("Is this news sentence about sport, the weather or money?",
+                    (Example(SPORT[0], "sport"), Example(WEATHER[0], "weather")), "classification",
+                    ("sport", "weather", "money"))
+    assert label_queries(spec).shape == (1, 384) and label_queries(SPEC).shape == (0, 384)
+    folder = tmp_path / "hub" / "news"
+    folder.mkdir(parents=True)
+    (folder / "dataset_info.json").write_text(json.dumps({"name": "news", "task_type": "generation"}))
+    (folder / "train.jsonl").write_text("".join(json.dumps({"input": t, "output": "-"}) + "\n"
+                                                for t in SPORT[1:] + WEATHER[1:] + money))
+    taken = {}
+    for on in (True, False):
+        out = tmp_path / f"labelled-{on}.jsonl"
+        result = label_texts(spec, [tmp_path / "hub"], out, LabelConfig(texts=6, encoder_texts=0, keep=1.0, label_queries=on))
+        taken[on] = {r["input"] for r in read_jsonl(result.soft_path)}
+    assert taken[True] & set(money) and not taken[False] & set(money)
