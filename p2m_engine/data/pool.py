@@ -216,9 +216,9 @@ def nearest(pool: list[PoolText], vecs: np.ndarray, demo_vecs: np.ndarray, k: in
     return chosen
 
 
-def take(pool: list[PoolText], vecs: np.ndarray, demo_vecs: np.ndarray, k: int, seed: int = 0) -> list[int]:
+def take(pool: list[PoolText], vecs: np.ndarray, queries: np.ndarray, k: int, seed: int = 0) -> list[int]:
     """Indices of `k` pool texts: the user's own texts first, in a seeded random order, then the hub texts most
-    like the demonstrations (`nearest`) for what they leave.
+    like the queries (`nearest`: the demonstrations, and the labels none of them shows) for what they leave.
 
     The user's texts are the task's own distribution, so a random sample of them keeps its variety and its label
     prior. Their nearest to three demonstrations are texts like those three: on the unseen emotion task, 3,200 of
@@ -230,6 +230,6 @@ def take(pool: list[PoolText], vecs: np.ndarray, demo_vecs: np.ndarray, k: int, 
     if len(own) >= k:
         return own
     hub = [i for i, t in enumerate(pool) if t.source != UNLABELLED]
-    picked = nearest([pool[i] for i in hub], vecs[hub], demo_vecs, k - len(own))
+    picked = nearest([pool[i] for i in hub], vecs[hub], queries, k - len(own))
     return own + [hub[i] for i in picked]
 

@@ -75,7 +75,7 @@ def _student_line(model_dir: Path, probe: bool, task_type: str = "generation") -
                "trained on the other rows gave them another label (label consistency check, "
                f"{checked['folds']}-fold)") if probe and checked.get("rows") else ""
     own = record.get("unlabelled") or 0
-    text = f"real text ({own} of the texts from the user's own unlabelled file, the rest from the hub)" if own \
+    text = f"real text ({own} of the texts from the user's own unlabelled file, any others from the hub)" if own \
         else "real hub text"
     soft = (f"with a linear head (`p2m_head.safetensors`) trained on the judges' soft labels of {text}: no real "
             "labelled rows were found, and a fully fine-tuned encoder learns such text's domain rather than the task")

@@ -136,7 +136,7 @@ def test_the_student_trains_on_the_consistent_rows_and_records_what_it_dropped(t
     assert "soft labels of real hub text" in card and "unlabelled file" not in card
     write_model_record(res.model_dir, spec, res, unlabelled=30)  # 30 of the texts from the user's --unlabelled file
     card = write_model_card(res.model_dir, spec, {"base_model": "all-MiniLM-L6-v2"}).read_text()
-    assert "soft labels of real text (30 of the texts from the user's own unlabelled file, the rest from the hub)" in card
+    assert "soft labels of real text (30 of the texts from the user's own unlabelled file, any others from the hub)" in card
     # The last two rows generated, not real: the prior estimate comes from the kept real rows only.
     some = probe_student.train_probe_student(rows, targets, LABELS, tmp_path / "some", packaged_minilm_path(),
                                              probe_student.ProbeConfig(folds=5), real=40)
