@@ -84,11 +84,16 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _described(spec: TaskSpec, labels: list[str] | tuple[str, ...]) -> list[str]:
+    """Each label as the encoder judges read it: with its description when the task gives one."""
+    return [f"{label}: {spec.label_descriptions[label]}" if label in spec.label_descriptions else label
+            for label in labels]
+
+
 def name_judges(spec: TaskSpec, vecs: np.ndarray, temperature: float) -> dict[str, np.ndarray]:
     """Zero-shot judges from the packaged MiniLM: (texts, labels) softmax of the cosine to each label's name,
     alone and after the instruction (with its description when the task gives one)."""
-    described = [f"{label}: {spec.label_descriptions[label]}" if label in spec.label_descriptions else label
-                 for label in spec.labels]
+    described = _described(spec, spec.labels)
     out = {}
     for name, texts in (("label_name", described), ("label_in_instruction", [f"{spec.instruction} {d}" for d in described])):
         protos = pool.embed_texts(texts)
@@ -102,10 +107,7 @@ def label_queries(spec: TaskSpec) -> np.ndarray:
     the texts are like those three, and the labels without a demo get few texts."""
     shown = {e.output for e in spec.examples}
     missing = [label for label in spec.labels if label not in shown]
-    described = [f"{label}: {spec.label_descriptions[label]}" if label in spec.label_descriptions else label
-                 for label in missing]
-    return pool.embed_texts([f"{spec.instruction} {d}" for d in described]).reshape(len(missing), -1) \
-        if missing else np.zeros((0, 384), dtype=np.float32)
+    return pool.embed_texts([f"{spec.instruction} {d}" for d in _described(spec, missing)])
 
 
 def _gain(probs: np.ndarray, gold: np.ndarray) -> tuple[float, float]:
