@@ -13,6 +13,7 @@ from agent.build import SWITCHES, build_model
 from agent.llms import LLMSettings, open_llm
 from agent.ui import console
 from p2m_engine.eval.bench import BenchResults, BenchTask, markdown_table, own_datasets, read_suite
+from p2m_engine.eval.iteration import held_out
 from p2m_engine.data.datasets import load_examples
 from p2m_engine.errors import P2MError, UnsupportedTaskError
 from p2m_engine.eval.metrics import task_metrics
@@ -100,7 +101,9 @@ def run_bench(suite: Path, *, hubs: list[Path], settings: LLMSettings, budget: B
     keys: dict[Path, set[bytes]] = {}  # row hashes of hub datasets, read once for all tasks
     for task in bench_tasks:
         spec = parse_task(task.prompt_path.read_text(encoding="utf-8"))
-        test = load_examples(task.test_path)
+        # Every system is scored on the same rows: the test file without the prompt's demonstrations, which a
+        # build trains on and the teacher sees in its prompt (a build drops them from its test split too).
+        test = held_out(load_examples(task.test_path), spec.examples)
         metric = task.metric(spec.task_type)
         results.task(task.name, spec.task_type, metric, len(test))
         console.print(f"[bold]{escape(task.name)}[/] ({spec.task_type}, {len(test)} test examples)")

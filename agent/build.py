@@ -29,6 +29,7 @@ from p2m_engine.data.unlabelled import read_unlabelled
 from p2m_engine.runs import Run, check_home
 from p2m_engine.data.synth import SynthConfig
 from p2m_engine.eval.teacher_check import check_teacher
+from p2m_engine.eval.iteration import held_out
 from p2m_engine.students.train import TrainConfig
 from p2m_engine.types import MAIN_METRIC, TaskSpec
 
@@ -458,9 +459,10 @@ def teacher_check(run: Run, state: dict[str, Any], settings: Settings, llm: Any,
         return None
     if ctx.max_llm_calls is not None:
         limit = min(limit, max(0, ctx.max_llm_calls - llm.usage.calls))
-    rows, split = (load_examples(run.data("dev")) if run.data("dev").is_file() else []), "dev"
+    # Without the demonstrations: the student trained on them and the teacher sees them in its prompt.
+    rows, split = held_out(load_examples(run.data("dev")) if run.data("dev").is_file() else [], spec.examples), "dev"
     if len(rows) < MIN_REAL_HELD_OUT and settings.test_path:
-        rows, split = load_examples(settings.test_path), "test"
+        rows, split = held_out(load_examples(settings.test_path), spec.examples), "test"
     record: dict[str, Any] = {"kind": "check", "node": "build", "step": state.get("steps", 0), "name": "teacher_check"}
     if min(limit, len(rows)) < MIN_REAL_HELD_OUT:
         why = (f"the llm_calls budget leaves {limit} teacher answers" if limit < MIN_REAL_HELD_OUT

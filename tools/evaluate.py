@@ -10,7 +10,7 @@ from langgraph.prebuilt import ToolRuntime
 
 from p2m_engine.data.datasets import load_examples
 from p2m_engine.errors import TrainingError
-from p2m_engine.eval.iteration import evaluate_iteration
+from p2m_engine.eval.iteration import evaluate_iteration, held_out
 from tools.context import Meter, ToolContext, observation
 from tools.contracts import StateView
 
@@ -36,18 +36,23 @@ def evaluate_model(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
         raise TrainingError("No trained model yet. Call train_model first.")
     spec, iteration = view.task, view.iteration or 1
     splits = {"demos": list(spec.examples)}
+    # The real held-out splits without the demonstrations, which the student trained on.
+    demos_dropped: dict[str, int] = {}
     dev_path = ctx.run.data("dev")
-    if dev_path.is_file():
-        splits["dev"] = load_examples(dev_path)
+    test_path = ctx.test_path or ctx.run.data("test")
+    for name, path in (("dev", dev_path), ("test", test_path)):
+        if path.is_file():
+            rows = load_examples(path)
+            splits[name] = held_out(rows, spec.examples)
+            if len(rows) > len(splits[name]):
+                demos_dropped[name] = len(rows) - len(splits[name])
     val_path = ctx.run.data("val")
     if val_path.is_file() and val_path.stat().st_size:
         splits["val"] = load_examples(val_path)  # held back from training: reported apart from the real splits
-    test_path = ctx.test_path or ctx.run.data("test")
-    if test_path.is_file():
-        splits["test"] = load_examples(test_path)
     ev = evaluate_iteration(spec, Path(view.model_dir), splits, ctx.run.path("iterations", str(iteration), "predictions"),
                             ctx.target)
-    metrics: dict[str, Any] = {**ev.metrics, "val_score": view.val_score}
+    metrics: dict[str, Any] = {**ev.metrics, "val_score": view.val_score,
+                               **({"demos_dropped": demos_dropped} if demos_dropped else {})}
     ctx.run.write_json(f"iterations/{iteration}/metrics.json", metrics)
     artifact = {"score": ev.score, "score_split": ev.score_split, "metric": ev.metric, "metrics": metrics,
                 "iteration": iteration, "predictions_dir": str(ev.predictions_dir), "decision_score": ev.decision_score,
@@ -56,6 +61,8 @@ def evaluate_model(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
                                       "recall": {k: round(v, 3) for k, v in m["per_label_recall"].items()}}
                                for name, m in ev.metrics.items()}
     summary["decision_split"] = ev.decision_split
+    if demos_dropped:
+        summary["demos_dropped"] = demos_dropped
     if ev.failures is not None:
         artifact |= {"failures_path": str(ev.failures_path), "failures": ev.failures.summary(),
                      "weak_labels": list(ev.failures.weak_labels)}

@@ -12,11 +12,22 @@ from pathlib import Path
 from typing import Any
 
 from p2m_engine import students
+from p2m_engine.data.synth import normalize
 from p2m_engine.eval.analysis import FailureReport, analyze_failures, write_failures
 from p2m_engine.types import MAIN_METRIC, Example, TaskSpec
 
 # Fewer held-back rows than this are too few to decide on; the demonstrations are used then.
 MIN_VAL_DECISION = 10
+
+
+def held_out(rows: list[Example], demos: tuple[Example, ...] | list[Example]) -> list[Example]:
+    """The rows of a real held-out split whose input is not a demonstration's (normalized as for leak checks).
+
+    A user's demonstrations are often copied from the very data they test on (every shared task's prompt takes its
+    demos from its dev split). The student trains on the demos, so a score that counts them is not held out.
+    """
+    seen = {normalize(e.input) for e in demos}
+    return [e for e in rows if normalize(e.input) not in seen]
 
 
 def decision_split(splits: dict[str, Any]) -> str:

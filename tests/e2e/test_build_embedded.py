@@ -39,7 +39,9 @@ def test_offline_build_end_to_end(tmp_path: Path) -> None:
     assert {r["output"] for r in generated} <= {"ham", "spam"}
     assert summary["llm_usage"]["calls"] > 0
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["test"]["n"] == 200 and 0.0 <= metrics["test"]["metrics"]["accuracy"] <= 1.0
+    # The retrieved dataset's 200 held-out rows, less the two that are the prompt's demonstrations.
+    assert metrics["test"]["n"] == 198 and metrics["demos_dropped"] == {"test": 2}
+    assert 0.0 <= metrics["test"]["metrics"]["accuracy"] <= 1.0
     assert summary["score"] == pytest.approx(metrics["test"]["metrics"]["accuracy"], abs=1e-4)
     # The trace names every step, with a decision before each tool call.
     events = [json.loads(x) for x in (run / "trace.jsonl").read_text().splitlines()]

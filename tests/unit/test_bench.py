@@ -26,8 +26,10 @@ def _suite(root: Path) -> Path:
         d = root / name
         d.mkdir(parents=True)
         (d / "prompt.txt").write_text(PROMPT.format(a=a, b=b))
-        # Test: 3 of label a, 1 of label b. Train: 7 of a, 5 of b (majority a).
-        _write(d / "test.jsonl", [(f"test {a} {i}", a) for i in range(3)] + [(f"test {b} x", b)])
+        # Test: 3 of label a, 1 of label b, and a copy of the prompt's first demo (re-cased), which every system
+        # is scored without. Train: 7 of a, 5 of b (majority a).
+        _write(d / "test.jsonl", [(f"First {a.upper()} demo", a)] + [(f"test {a} {i}", a) for i in range(3)]
+               + [(f"test {b} x", b)])
         _write(d / "train.jsonl", [(f"train {a} {i}", a) for i in range(7)] + [(f"train {b} {i}", b) for i in range(5)])
     gen = root / "gamma"
     gen.mkdir()
@@ -72,6 +74,9 @@ def test_bench_on_a_toy_suite(tmp_path: Path, tiny_encoder: Path) -> None:
     p2m = alpha["systems"]["p2m"]
     preds = [json.loads(x) for x in (Path(p2m["run"]) / "predictions" / "test.jsonl").read_text().splitlines()]
     assert len(preds) == 4 and p2m["score"] == round(sum(p["correct"] for p in preds) / 4, 4)
+    assert not any("demo" in p["input"].lower() for p in preds)
+    assert json.loads((Path(p2m["run"]) / "metrics.json").read_text())["demos_dropped"] == {"test": 1}
+    assert alpha["n_test"] == 4
     assert json.loads((Path(p2m["run"]) / "config.json").read_text())["seed"] == 3  # --seed reaches every build
     assert p2m["params"] > 0 and p2m["latency_ms_p50"] > 0 and p2m["llm_calls"] > 0
     assert 0.0 <= alpha["systems"]["gold"]["score"] <= 1.0 and alpha["systems"]["gold"]["n_train"] > 0
@@ -150,7 +155,7 @@ def _hub_dataset(folder: Path, rows: list[tuple[str, str]]) -> None:
 def test_exclude_own_hides_same_named_and_copied_datasets_of_a_separate_hub(tmp_path: Path) -> None:
     """A suite folder of its own, benchmarked against another hub: the hub's dataset of the task's name, and a
     differently named copy of the test rows, are hidden; the rest of the hub stays available."""
-    suite = _suite(tmp_path / "suite")  # alpha's test rows: "test ham 0..2", "test spam x"
+    suite = _suite(tmp_path / "suite")  # alpha's test rows: "First HAM demo", "test ham 0..2", "test spam x"
     hub = tmp_path / "hub"
     _hub_dataset(hub / "Alpha", [("unrelated text", "ham")])  # the task's name, other case, no shared row
     # A copy under another name, re-cased and re-punctuated: the normalized inputs are the test's.
@@ -164,12 +169,12 @@ def test_exclude_own_hides_same_named_and_copied_datasets_of_a_separate_hub(tmp_
     data = json.loads((out / "results.json").read_text())
     alpha = data["tasks"]["alpha"]["hidden_from_hub"]
     assert [(h["dataset"], h["reason"]) for h in alpha] == [
-        ("Alpha", "has the task's name"), ("mirror", "shares rows with the test file (3 of 4 test inputs)")]
+        ("Alpha", "has the task's name"), ("mirror", "shares rows with the test file (3 of 5 test inputs)")]
     assert data["tasks"]["beta"]["hidden_from_hub"] == []  # beta's test rows are nowhere in the hub
     assert sorted(p.name for p in (out / "hubs" / "alpha").iterdir()) == ["kept"]
     assert sorted(p.name for p in (out / "hubs" / "beta").iterdir()) == ["Alpha", "kept", "mirror"]
     table = (out / "results.md").read_text()
-    assert "- alpha: `Alpha` (has the task's name); `mirror` (shares rows with the test file (3 of 4 test inputs))" in table
+    assert "- alpha: `Alpha` (has the task's name); `mirror` (shares rows with the test file (3 of 5 test inputs))" in table
 
 
 def test_shares_rows_needs_a_few_rows_or_a_share_of_the_test(tmp_path: Path) -> None:

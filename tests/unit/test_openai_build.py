@@ -40,7 +40,8 @@ def test_build_through_openai_api_path(tmp_path: Path, tiny_encoder: Path) -> No
             assert KEY.encode() not in f.read_bytes(), f
     card = (run / "model" / "README.md").read_text()
     assert f"**Base model**: {tiny_encoder.name}" in card and f'base_model: "{tiny_encoder.name}"' in card
-    assert "| test | 200 |" in card and (run / "metrics.json").is_file()
+    # The retrieved dataset's 200 held-out rows hold two of the prompt's demonstrations: scored without them.
+    assert "| test | 198 |" in card and json.loads((run / "metrics.json").read_text())["demos_dropped"] == {"test": 2}
     # The data card counts what the build generated, label by label, and what the filters dropped.
     data_card = (run / "data" / "README.md").read_text()
     generated = [json.loads(x) for x in (run / "data" / "generated.jsonl").read_text().splitlines()]

@@ -85,3 +85,13 @@ def test_small_datasets_get_enough_optimizer_steps() -> None:
     assert effective_epochs(10_000, cfg) == 3  # large data: the configured epochs
     assert effective_epochs(5, cfg) == 40  # capped
     assert effective_epochs(60, TrainConfig(epochs=50, min_steps=150, max_epochs=40)) == 50  # never fewer than asked
+
+
+def test_held_out_drops_the_demonstrations_however_they_are_cased() -> None:
+    from p2m_engine.eval.iteration import held_out
+
+    demos = (Example("Great film!", "positive"), Example("dull plot", "negative"))
+    rows = [Example("great FILM", "positive"), Example("a new review", "negative"), Example("Dull plot.", "negative"),
+            Example("great film, again", "positive")]
+    assert held_out(rows, demos) == [rows[1], rows[3]]
+    assert held_out(rows, ()) == rows
