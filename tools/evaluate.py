@@ -43,9 +43,11 @@ def evaluate_model(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     for name, path in (("dev", dev_path), ("test", test_path)):
         if path.is_file():
             rows = load_examples(path)
-            splits[name] = held_out(rows, spec.examples)
-            if len(rows) > len(splits[name]):
-                demos_dropped[name] = len(rows) - len(splits[name])
+            kept = held_out(rows, spec.examples)
+            if len(kept) < len(rows):
+                demos_dropped[name] = len(rows) - len(kept)
+            if kept:  # a file of nothing but the demos is no held-out split
+                splits[name] = kept
     val_path = ctx.run.data("val")
     if val_path.is_file() and val_path.stat().st_size:
         splits["val"] = load_examples(val_path)  # held back from training: reported apart from the real splits

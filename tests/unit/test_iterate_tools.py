@@ -80,8 +80,11 @@ def test_without_retrieved_data_the_build_decides_on_fixed_held_back_rows(tmp_pa
     from p2m_engine.eval.iteration import MIN_VAL_DECISION, decision_split
 
     spec = parse_task((ROOT / "examples" / "sms_spam.txt").read_text())
+    # A test file of nothing but the demonstrations: no held-out split is left once they are dropped.
+    demos_only = tmp_path / "demos_only.jsonl"
+    demos_only.write_text("".join(json.dumps(e.to_dict()) + "\n" for e in spec.examples))
     ctx = Context(run=Run.create(tmp_path, "t"), llm=FakeLLM(_teacher), hub_dirs=[], base_model=str(tiny_encoder),
-                  synth=SynthConfig(per_label=36, batch_size=3),
+                  test_path=demos_only, synth=SynthConfig(per_label=36, batch_size=3),
                   train=TrainConfig(epochs=1, bf16="off", batch_size=8, min_steps=4), target=0.999, max_iterations=2,
                   max_steps=14)
     graph = build_graph(checkpointer=InMemorySaver())
@@ -99,6 +102,7 @@ def test_without_retrieved_data_the_build_decides_on_fixed_held_back_rows(tmp_pa
     for k in (1, 2):
         metrics = json.loads((run / "iterations" / str(k) / "metrics.json").read_text())
         assert metrics["val"]["n"] == len(val) and metrics["demos"]["n"] == len(spec.examples)
+        assert "test" not in metrics and metrics["demos_dropped"] == {"test": len(spec.examples)}
     # Too few held-back rows: the demonstrations decide; a real dev split always wins.
     assert decision_split({"demos": [1], "val": [1] * (MIN_VAL_DECISION - 1)}) == "demos"
     assert decision_split({"demos": [1], "val": [1] * MIN_VAL_DECISION, "dev": [1]}) == "dev"
