@@ -38,9 +38,7 @@ def evaluate_model(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     splits = {"demos": list(spec.examples)}
     # The real held-out splits without the demonstrations, which the student trained on.
     demos_dropped: dict[str, int] = {}
-    dev_path = ctx.run.data("dev")
-    test_path = ctx.test_path or ctx.run.data("test")
-    for name, path in (("dev", dev_path), ("test", test_path)):
+    for name, path in (("dev", ctx.run.data("dev")), ("test", ctx.test_path or ctx.run.data("test"))):
         if path.is_file():
             rows = load_examples(path)
             kept = held_out(rows, spec.examples)

@@ -183,8 +183,7 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
     texts, vecs = pool.collect(hub_dirs, demos, seed=config.seed, exclude=exclude, unlabelled=unlabelled)
     demo_vecs = pool.embed_texts(demos)
     queries = np.vstack([demo_vecs, label_queries(spec)]) if config.label_queries else demo_vecs
-    chosen = pool.take(texts, vecs, queries,
-                       config.texts + config.encoder_texts, seed=config.seed)
+    chosen = pool.take(texts, vecs, queries, config.texts + config.encoder_texts, seed=config.seed)
     # The nearest `config.texts` are judged by every judge; the next ones by the encoder judges alone.
     more = [texts[i] for i in chosen[config.texts:]]
     more_judges = name_judges(spec, vecs[chosen[config.texts:]], config.temperature)
