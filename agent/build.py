@@ -132,6 +132,7 @@ SWITCHES = {
     "contrastive": "the encoder tuned on the judges' most confident texts before the frozen-encoder student's head",
     "consistency": "the label consistency check: judged rows the frozen-encoder student, trained on the other folds, "
                    "labels otherwise are dropped before its head is trained",
+    "nearness": "the frozen-encoder student's hub texts weighted by their nearness to the demonstrations",
     "prior": "the label prior correction of the classifier",
     "attributes": "topic conditioning of generation batches",
     "rival": "a second student chosen on validation: the frozen-encoder rival of a fine-tuned classifier, or the "
@@ -161,7 +162,7 @@ def build_configs(off: Iterable[str], budget: Budget, seed: int,
     synth = SynthConfig(per_label=targets.per_label, seed=seed, attributes="attributes" not in off, concurrency=concurrency)
     flags = {"soft": "soft_labels" not in off, **{k: k not in off for k in ("prior", "rival", "pair")}}
     train = TrainConfig(epochs=targets.epochs, seed=seed, teacher_steps=_teacher_steps(targets), **flags,
-                        **({"cloze": 0} if "cloze" in off else {}), **{k: 0 for k in ("contrastive", "consistency") if k in off})
+                        **{k: 0 for k in ("cloze", "contrastive", "consistency", "nearness") if k in off})
     return budget, synth, train, LabelConfig(label_queries="label_queries" not in off)
 
 

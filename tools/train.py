@@ -151,6 +151,18 @@ def own_texts(ctx: ToolContext, soft: list[tuple[str, np.ndarray]]) -> int:
         if texts and path.is_file() else 0
 
 
+def soft_weights(ctx: ToolContext, soft: list[tuple[str, np.ndarray]]) -> tuple[np.ndarray, dict[str, Any]]:
+    """A weight per soft-labelled text from its recorded nearness to the task (probe_student.nearness_weights;
+    the user's own texts, and texts labelled before nearness was recorded, weigh 1), and what the weights came to."""
+    rows = {row.get("input"): row for row in read_jsonl(ctx.run.data("soft_labels"))} if soft else {}
+    found = [rows.get(t, {}) for t, _ in soft]
+    near = np.array([float(r["near"]) if isinstance(r.get("near"), (int, float)) and r.get("hub") != pool.UNLABELLED
+                     else np.nan for r in found])
+    judged = np.array([r.get("judges") == "all" for r in found], bool)
+    weights = probe_student.nearness_weights(near, judged, ctx.train.nearness)
+    return weights, {"temperature": ctx.train.nearness, "rows": len(soft), "weight": round(float(weights.sum()), 1)}
+
+
 def probe_rows(soft: list[tuple[str, np.ndarray]], train_rows: list[Example],
                labels: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
     """The probe student's rows: every soft-labelled text, and the other training rows (generated) as one-hot."""
@@ -218,9 +230,13 @@ def train_model(runtime: ToolRuntime, epochs: float = 0, base_model: str = "") -
                                              progress=ctx.report("train_model"))
             encoder = tuned.encoder
         # Rows whose judged label the head cannot learn from the other rows are dropped first (label consistency).
+        # Hub text far from the demonstrations weighs less: the test inputs are like the demonstrations.
+        near, nearness = soft_weights(ctx, soft)
         result = probe_student.train_probe_student(texts, targets, spec.labels, ctx.run.path(folder), encoder,
                                                    ProbeConfig(seed=config.seed, folds=config.consistency),
+                                                   weights=np.concatenate([near, np.ones(len(texts) - len(soft))]),
                                                    val=[(e.input, e.output) for e in val], real=len(soft))
+        result = dataclasses.replace(result, config={**result.config, "nearness": nearness})
         if tuned:
             result = dataclasses.replace(result, seconds=result.seconds + tuned.seconds, config={**result.config, "contrastive": {
                 "rows": tuned.rows, "pairs": tuned.pairs, "loss": round(tuned.loss, 4), "seconds": round(tuned.seconds, 1)}})

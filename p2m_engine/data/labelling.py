@@ -184,6 +184,8 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
     demo_vecs = pool.embed_texts(demos)
     queries = np.vstack([demo_vecs, label_queries(spec)]) if config.label_queries else demo_vecs
     chosen = pool.take(texts, vecs, queries, config.texts + config.encoder_texts, seed=config.seed)
+    # Each text's nearness to the task, recorded for the student's row weights (probe_student.nearness_weights).
+    near = (vecs[chosen] @ queries.T).max(axis=1) if chosen and len(queries) else np.zeros(len(chosen))
     # The nearest `config.texts` are judged by every judge; the next ones by the encoder judges alone.
     more = [texts[i] for i in chosen[config.texts:]]
     more_judges = name_judges(spec, vecs[chosen[config.texts:]], config.temperature)
@@ -231,9 +233,10 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
     more_probs = pooled(more_judges, more_unit) if more else np.zeros((0, len(spec.labels)))
     soft_path = out_path.with_name("soft_labels.jsonl")
     soft = write_jsonl(soft_path, ({"input": x.text, "probs": {label: round(float(p), 5) for label, p in zip(spec.labels, row)},
-                                    "hub": x.source, "judges": judged_by}
-                                   for group, rows, judged_by in ((texts, soft_probs, "all"), (more, more_probs, "encoder"))
-                                   for x, row in zip(group, rows)))
+                                    "hub": x.source, "judges": judged_by, "near": round(float(d), 4)}
+                                   for group, rows, nears, judged_by in ((texts, soft_probs, near[:len(texts)], "all"),
+                                                                         (more, more_probs, near[len(texts):], "encoder"))
+                                   for x, row, d in zip(group, rows, nears)))
     return LabelResult(out_path, count, per_label, weights, judged, sources, calls, soft, soft_path)
 
 

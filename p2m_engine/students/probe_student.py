@@ -124,6 +124,32 @@ def consistent(x: np.ndarray, targets: np.ndarray, config: ProbeConfig) -> np.nd
     return keep
 
 
+def nearness_weights(near: np.ndarray, judged: np.ndarray, temperature: float) -> np.ndarray:
+    """A weight per hub text from its nearness to the task (its best cosine to the demonstrations and label queries,
+    as the pool took it): 1 from the median nearness of the texts every judge scored up, exp((near - median) /
+    temperature) below it. Test inputs are like the demonstrations, so hub text far from them says less about
+    the task (importance weighting under covariate shift).
+
+    Replayed on nine committed unseen builds (own data hidden, dev as test; head only, each build's own tuned
+    encoder and soft labels), temperature 0.05 (the judges' cosine temperature) against every row at weight 1:
+    trec +0.4, +0.6, +0.6 over three seeds, emotion +0.6, +0.3, +0.8, sms_spam +0.4 and +1.9 on two, ag_news 0.
+    No build lost. Hard cuts lose somewhere: the judged texts alone gain trec 1.4-2.4 and cost sms_spam 4.0.
+
+    Args:
+        near: each text's nearness; NaN for a text without one (it weighs 1).
+        judged: which texts every judge scored (their median is the reference); all of them when none is.
+        temperature: the decay's scale in cosine units; 0 or less: every text weighs 1.
+    """
+    near = np.asarray(near, dtype=float)
+    known = ~np.isnan(near)
+    if temperature <= 0 or not known.any():
+        return np.ones(len(near))
+    reference = near[known & judged] if (known & judged).any() else near[known]
+    out = np.ones(len(near))
+    out[known] = np.minimum(1.0, np.exp((near[known] - float(np.median(reference))) / temperature))
+    return out
+
+
 def train_probe_student(texts: list[str], targets: np.ndarray, labels: tuple[str, ...], out_dir: Path,
                         encoder: Path, config: ProbeConfig = ProbeConfig(), *, weights: np.ndarray | None = None,
                         val: list[tuple[str, str]] = (), pair: FieldTemplate | None = None,

@@ -47,6 +47,10 @@ class TrainConfig:
     consistency: int = field(default=5, metadata={"help": "folds of the label consistency check of the frozen-encoder "
                                                             "student: judged rows whose label a head trained on the other "
                                                             "folds does not give are dropped (0: no check)"})
+    nearness: float = field(default=0.05, metadata={"help": "the frozen-encoder student weighs each hub text by its "
+                                                             "nearness to the demos and label queries, decaying at this "
+                                                             "cosine scale below the judged texts' median "
+                                                             "(probe_student.nearness_weights; 0: every text weighs 1)"})
     rival: bool = field(default=True, metadata={"help": "also train a second student and keep whichever scores higher "
                                                         "on validation: with real labelled rows the frozen encoder with "
                                                         "a head; for generation the teacher's own weights with LoRA, "
