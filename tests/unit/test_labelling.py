@@ -189,6 +189,9 @@ def test_a_build_without_labelled_data_trains_the_probe_student_on_soft_labels(t
     soft = list(read_jsonl(ctx.run.dir / "data" / "soft_labels.jsonl"))
     assert len(soft) == 24 and {r["judges"] for r in soft} == {"all", "encoder"}  # each headline whole and its field
     assert all(set(r["probs"]) == {"sport", "weather"} for r in soft)
+    # Each text's nearness to the task is recorded; the texts every judge scored are the nearest.
+    near = {kind: [r["near"] for r in soft if r["judges"] == kind] for kind in ("all", "encoder")}
+    assert np.median(near["all"]) > np.median(near["encoder"]) and all(-1 <= x <= 1 for x in near["encoder"])
     argmax = [max(r["probs"], key=r["probs"].get) for r in soft]
     assert state["real_per_label"] == {label: argmax.count(label) for label in set(argmax)}
     short = {label: 14 - argmax.count(label) for label in ("sport", "weather") if argmax.count(label) < 14}
@@ -200,6 +203,8 @@ def test_a_build_without_labelled_data_trains_the_probe_student_on_soft_labels(t
     train_info = json.loads((ctx.run.dir / "iterations" / "1" / "model" / "p2m_train.json").read_text())
     assert train_info["student"] == "probe" and train_info["n_train"] >= len(soft) - train_info["n_val"]
     assert train_info["unlabelled"] == 0  # no --unlabelled file: every text is hub text
+    # The far texts weighed less than the near ones (by nearness, at the default temperature).
+    assert train_info["nearness"]["temperature"] == 0.05 and train_info["nearness"]["weight"] < train_info["nearness"]["rows"]
     # The encoder was tuned first on the 2 surest texts of each label and the demos, and is the model folder's own.
     assert train_info["contrastive"]["rows"] == 2 * 2 + len(SPEC.examples) and train_info["contrastive"]["pairs"] > 0
     from p2m_engine.students.card import write_model_card

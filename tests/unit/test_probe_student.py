@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -143,3 +144,48 @@ def test_the_student_trains_on_the_consistent_rows_and_records_what_it_dropped(t
     assert some.config["consistency"]["prior"]["sport"] == pytest.approx((20 + 1) / (40 + 2))
     off = probe_student.train_probe_student(rows, targets, LABELS, tmp_path / "off", packaged_minilm_path())
     assert "consistency" not in off.config and off.n_train == 50
+
+
+def test_nearness_weights_keep_the_near_texts_whole_and_decay_the_far_ones() -> None:
+    near = np.array([0.40, 0.30, 0.20, 0.25, 0.15, np.nan])
+    judged = np.array([True, True, True, False, False, False])  # median of the judged texts: 0.30
+    w = probe_student.nearness_weights(near, judged, 0.05)
+    assert w[:2].tolist() == [1.0, 1.0]  # at or above the judged texts' median
+    assert w[2] == pytest.approx(np.exp(-2.0)) and w[3] == pytest.approx(np.exp(-1.0)) and w[4] == pytest.approx(np.exp(-3.0))
+    assert w[5] == 1.0  # no nearness recorded (the user's own texts, an older run): full weight
+    # Off, or nothing judged (the median of all texts is the reference).
+    assert probe_student.nearness_weights(near, judged, 0.0).tolist() == [1.0] * 6
+    w = probe_student.nearness_weights(near[:5], np.zeros(5, bool), 0.05)
+    assert w[[0, 1, 3]].tolist() == [1.0, 1.0, 1.0] and w[2] == pytest.approx(np.exp(-1.0))
+
+
+def test_the_head_follows_the_texts_near_the_task_where_far_ones_disagree(tmp_path: Path) -> None:
+    from p2m_engine.runs import Run, write_jsonl
+    from p2m_engine.students.train import TrainConfig
+    from tools.context import ToolContext
+    from p2m_engine.data.pool import UNLABELLED
+    from tools.train import soft_weights
+
+    # Near texts judged right; as many far copies of the same texts judged wrong. Weighted by nearness, the near
+    # ones decide; unweighted, the two cancel out and the head cannot learn the task.
+    far = [f"in other news: {t}" for t in SPORT + WEATHER]
+    rows = [{"input": t, "probs": {"sport": float(t in SPORT), "weather": float(t in WEATHER)}, "hub": "news/train",
+             "judges": "all", "near": 0.5} for t in SPORT + WEATHER]
+    rows += [{"input": t, "probs": {"sport": float(t.split(": ")[1] in WEATHER), "weather": float(t.split(": ")[1] in SPORT)},
+              "hub": "misc/train", "judges": "encoder", "near": 0.1} for t in far]
+    ctx = ToolContext(run=Run.create(tmp_path / "runs", "t"), train=TrainConfig(nearness=0.05))
+    write_jsonl(ctx.run.data("soft_labels"), rows)
+    soft = [(r["input"], np.array([r["probs"]["sport"], r["probs"]["weather"]])) for r in rows]
+    weights, info = soft_weights(ctx, soft)
+    assert weights[:8].tolist() == [1.0] * 8 and (weights[8:] < 0.001).all()
+    assert info == {"temperature": 0.05, "rows": 16, "weight": 8.0}
+    texts, targets = probe_rows(soft, [], LABELS)
+    res = probe_student.train_probe_student(texts, targets, LABELS, tmp_path / "m", packaged_minilm_path(), weights=weights)
+    assert [label for label, _ in predict(res.model_dir, ["the keeper saved a penalty", "fog and drizzle all morning"])] \
+        == ["sport", "weather"]
+    off = dataclasses.replace(ctx, train=TrainConfig(nearness=0.0))
+    assert soft_weights(off, soft)[0].tolist() == [1.0] * 16
+    # The user's own texts (--unlabelled) are the task's inputs: they weigh 1 however far from the demos.
+    write_jsonl(ctx.run.data("soft_labels"), rows[:8] + [{**rows[8], "hub": UNLABELLED}] + rows[9:])
+    weights, _ = soft_weights(ctx, soft)
+    assert weights[8] == 1.0 and weights[9] < 0.001
