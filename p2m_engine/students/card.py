@@ -74,6 +74,9 @@ def _student_line(model_dir: Path, probe: bool, task_type: str = "generation") -
     dropped = (f"; {checked['dropped']} of the {checked['rows']} judged rows were dropped first, because a head "
                "trained on the other rows gave them another label (label consistency check, "
                f"{checked['folds']}-fold)") if probe and checked.get("rows") else ""
+    near = record.get("nearness") or {}
+    dropped += (f"; hub texts far from the demonstrations weighed less (nearness weights: the {near['rows']} texts "
+                f"weighed {near['weight']} in all)") if probe and near.get("temperature") and near.get("rows") else ""
     own = record.get("unlabelled") or 0
     text = f"real text ({own} of the texts from the user's own unlabelled file, any others from the hub)" if own \
         else "real hub text"

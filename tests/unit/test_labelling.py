@@ -210,6 +210,7 @@ def test_a_build_without_labelled_data_trains_the_probe_student_on_soft_labels(t
     from p2m_engine.students.card import write_model_card
     card = write_model_card(model, SPEC, {"base_model": "all-MiniLM-L6-v2"}).read_text()
     assert f"first tuned on {train_info['contrastive']['pairs']} pairs of {2 * 2 + len(SPEC.examples)} texts" in card
+    assert f"nearness weights: the {train_info['nearness']['rows']} texts weighed {train_info['nearness']['weight']} in all" in card
     assert {label for label, _ in predict(model, ["the goalkeeper won the final", "fog and snow all day"])} <= {"sport", "weather"}
 
 
