@@ -75,8 +75,8 @@ def _student_line(model_dir: Path, probe: bool, task_type: str = "generation") -
                "trained on the other rows gave them another label (label consistency check, "
                f"{checked['folds']}-fold)") if probe and checked.get("rows") else ""
     near = record.get("nearness") or {}
-    dropped += (f"; hub texts far from the demonstrations weighed less (nearness weights: the {near['rows']} texts "
-                f"weighed {near['weight']} in all)") if probe and near.get("temperature") and near.get("rows") else ""
+    weighed = (f"; hub texts far from the demonstrations weighed less (nearness weights: the {near['rows']} texts "
+               f"weighed {near['weight']} in all)") if probe and near.get("temperature") and near.get("rows") else ""
     own = record.get("unlabelled") or 0
     text = f"real text ({own} of the texts from the user's own unlabelled file, any others from the hub)" if own \
         else "real hub text"
@@ -85,9 +85,9 @@ def _student_line(model_dir: Path, probe: bool, task_type: str = "generation") -
     if probe and (tuned := record.get("contrastive")):
         return (f"the packaged sentence encoder, first tuned on {tuned.get('pairs')} pairs of {tuned.get('rows')} texts "
                 "(the demonstrations and the judges' most confident hub texts of each label; SetFit's contrastive "
-                f"step), then frozen, {soft}{dropped}")
+                f"step), then frozen, {soft}{dropped}{weighed}")
     if probe:
-        return f"the packaged sentence encoder, frozen, {soft}{dropped}"
+        return f"the packaged sentence encoder, frozen, {soft}{dropped}{weighed}"
     return "fine-tuned end to end" + (f" (validation: {scores})" if len(choice.get("val_scores") or {}) > 1 else "")
 
 
