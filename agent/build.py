@@ -133,6 +133,7 @@ SWITCHES = {
     "consistency": "the label consistency check: judged rows the frozen-encoder student, trained on the other folds, "
                    "labels otherwise are dropped before its head is trained",
     "nearness": "the frozen-encoder student's hub texts weighted by their nearness to the demonstrations",
+    "written": "inputs the teacher writes like the demonstrations (no labels), labelled by the judges with hub text",
     "prior": "the label prior correction of the classifier",
     "attributes": "topic conditioning of generation batches",
     "rival": "a second student chosen on validation: the frozen-encoder rival of a fine-tuned classifier, or the "
@@ -163,7 +164,8 @@ def build_configs(off: Iterable[str], budget: Budget, seed: int,
     flags = {"soft": "soft_labels" not in off, **{k: k not in off for k in ("prior", "rival", "pair")}}
     train = TrainConfig(epochs=targets.epochs, seed=seed, teacher_steps=_teacher_steps(targets), **flags,
                         **{k: 0 for k in ("cloze", "contrastive", "consistency", "nearness") if k in off})
-    return budget, synth, train, LabelConfig(label_queries="label_queries" not in off)
+    return budget, synth, train, LabelConfig(label_queries="label_queries" not in off,
+                                             **({"written": 0} if "written" in off else {}))
 
 
 def _teacher_steps(targets: Targets) -> int:
@@ -503,7 +505,8 @@ def estimate_cost(spec: TaskSpec, settings: Settings, model: str, base_url: str 
     limits = settings.budget.limits
     return estimate(len(spec.labels), settings.synth.per_label, settings.synth.batch_size, limits.iterations,
                     limits.llm_calls, model, base_url, prices,
-                    labelled=settings.budget.targets.labelled if settings.hubs else 0, n_demos=len(spec.examples))
+                    labelled=settings.budget.targets.labelled if settings.hubs else 0, n_demos=len(spec.examples),
+                    written=settings.labelling.written)
 
 
 def exit_code(summary: dict[str, Any]) -> int:

@@ -21,8 +21,9 @@ def label_texts(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     """Label real hub text like the demonstrations, when no labelled dataset fits: with the teacher's label
     scores and the encoder's zero-shot judgement (classification), or with the teacher's answer (other tasks).
 
-    The hub texts (and the user's own unlabelled inputs, when given) most like the demonstrations (questions for a question task, reviews for a review task)
-    are labelled by judges weighted by how well each predicts the demonstrations: the teacher scoring each
+    The hub texts (and the user's own unlabelled inputs, when given, else inputs the teacher writes like the
+    demonstrations, without labels) most like the demonstrations (questions for a question task, reviews for a
+    review task) are labelled by judges weighted by how well each predicts the demonstrations: the teacher scoring each
     label by log-probability (calibrated), and the sentence encoder's similarity to each label's name.
     Only the confident rows are kept, as training data with provenance `teacher_labelled`. For a task without
     labels each text is put in the demonstrations' input shape and answered by the teacher; these pairs take
@@ -43,6 +44,6 @@ def label_texts(runtime: ToolRuntime) -> tuple[str, dict[str, Any]]:
     # What generation may skip: the kept rows, or with soft labels every text under its most probable label.
     artifact = {"labelled": result.count, **result.to_dict(),
                 "real_per_label": real_per_label(ctx) if spec.labels else {}, **meter.figures()}
-    shown = (("labelled", "soft", "per_label", "weights", "judges", "sources") if spec.labels
+    shown = (("labelled", "soft", "per_label", "weights", "judges", "sources", "written") if spec.labels
              else ("labelled", "sources", "dropped"))
     return observation({k: artifact[k] for k in shown}), artifact

@@ -143,11 +143,12 @@ def soft_rows(ctx: ToolContext, labels: tuple[str, ...], val: list[Example]) -> 
     return out
 
 
-def own_texts(ctx: ToolContext, soft: list[tuple[str, np.ndarray]]) -> int:
-    """How many of the soft-labelled texts came from the user's unlabelled file (--unlabelled), not the hub."""
+def own_texts(ctx: ToolContext, soft: list[tuple[str, np.ndarray]], source: str = pool.UNLABELLED) -> int:
+    """How many of the soft-labelled texts came from `source`, not the hub: the user's unlabelled file
+    (--unlabelled), or the inputs the teacher wrote (`pool.WRITTEN`)."""
     texts = {t for t, _ in soft}
     path = ctx.run.data("soft_labels")
-    return sum(1 for row in read_jsonl(path) if row.get("hub") == pool.UNLABELLED and row.get("input") in texts) \
+    return sum(1 for row in read_jsonl(path) if row.get("hub") == source and row.get("input") in texts) \
         if texts and path.is_file() else 0
 
 
@@ -270,7 +271,8 @@ def train_model(runtime: ToolRuntime, epochs: float = 0, base_model: str = "") -
         if spec.task_type == "classification" else {}
     # The model folder says what it is, so that predict/serve work on it when it is copied out of the run.
     students.write_model_record(result.model_dir, spec, result, sources=sources, prior=prior_info, student=student,
-                                choice=choice, unlabelled=own_texts(ctx, soft))
+                                choice=choice, unlabelled=own_texts(ctx, soft),
+                                written=own_texts(ctx, soft, pool.WRITTEN))
     artifact = {"model_dir": str(result.model_dir), "iteration": iteration, "train_loss": round(result.train_loss, 4),
                 "val_score": round(result.val_score, 4), "n_train": result.n_train, "n_val": result.n_val,
                 "sources": sources, "epochs": result.epochs, "bf16": result.config.get("bf16_used"), "prior": prior_info,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from p2m_engine.data import attributes
+from p2m_engine.data.pool import WRITTEN
 from p2m_engine.runs import data_file, read_jsonl
 from p2m_engine.types import TaskSpec
 
@@ -67,9 +68,12 @@ def data_card(run_dir: Path, spec: TaskSpec, *, dataset: str | None, dropped: di
     soft = _rows(data_file(run_dir, "soft_labels"))
     if soft:
         by_judges = Counter(str(r.get("judges")) for r in soft)
+        wrote = sum(1 for r in soft if r.get("hub") == WRITTEN)
         lines.append(f"- **Soft-labelled** (`soft_labels.jsonl`): {len(soft)} hub texts with every label's probability "
                      f"from the judges ({by_judges.get('all', 0)} by all judges, {by_judges.get('encoder', 0)} by the "
-                     "encoder judges alone); a frozen-encoder student trains on these probabilities")
+                     "encoder judges alone); a frozen-encoder student trains on these probabilities"
+                     + (f". {wrote} of the texts are inputs the teacher wrote like the demonstrations (`written.jsonl`, "
+                        "without labels), taken by their nearness to the task like hub text" if wrote else ""))
     cloze = _rows(data_file(run_dir, "cloze"))
     if cloze:
         lines.append(f"- **Cloze** (`cloze.jsonl`): {len(cloze)} questions made from hub passages without the teacher "

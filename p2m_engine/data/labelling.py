@@ -10,7 +10,8 @@ The judges (each gives a probability per label):
 Each judge is scored on the demonstrations it did not see (the teacher's prompt leaves the scored one out),
 and the judges are pooled log-linearly with weights from those scores, so measurements, not a fixed rule,
 decide whom to trust on a task. The most confident rows of each label are kept, with provenance
-`teacher_labelled`. (Self-training a probe on the pooled labels was measured here and lost 2-8 points on four
+`teacher_labelled`. Without the user's own inputs, the teacher first writes some inputs like the demonstrations
+(p2m_engine.data.written, no labels asked); they join the pool and are taken by their nearness like hub text. (Self-training a probe on the pooled labels was measured here and lost 2-8 points on four
 of five tasks against the judges themselves: the student's own training on these rows is the only round.)
 """
 
@@ -24,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from p2m_engine.data import hub_pairs, pool, scoring
+from p2m_engine.data import hub_pairs, pool, scoring, written
 from p2m_engine.data.pairs import PAIR_TASK_TYPES, PairsConfig
 from p2m_engine.errors import LLMError
 from p2m_engine.llm import LLM
-from p2m_engine.runs import write_jsonl
+from p2m_engine.data.written import WriteConfig
+from p2m_engine.runs import read_jsonl, write_jsonl
 from p2m_engine.types import Progress, TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -50,6 +52,8 @@ class LabelConfig:
     concurrency: int = field(default=1, metadata={"help": "teacher scoring requests in flight together"})
     label_queries: bool = field(default=True, metadata={"help": "also take hub text near the labels no "
                                                                  "demonstration shows (label_queries)"})
+    written: int = field(default=WriteConfig.n, metadata={"help": "inputs the teacher writes like the "
+                                                                  "demonstrations, labelled first (0: none)"})
 
 
 @dataclass(frozen=True)
@@ -71,11 +75,14 @@ class LabelResult:
     soft_path: Path | None = None
     dropped: dict[str, int] = field(default_factory=dict)
     """Hub texts that did not become a pair, per reason (tasks without labels)."""
+    written: dict[str, Any] = field(default_factory=dict)
+    """The inputs the teacher wrote for the judges: how many, where, and why others were dropped."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "count": self.count, "per_label": self.per_label, "weights": self.weights,
                 "judges": self.judges, "sources": self.sources, "soft": self.soft,
-                "soft_path": str(self.soft_path) if self.soft_path else None, "dropped": self.dropped}
+                "soft_path": str(self.soft_path) if self.soft_path else None, "dropped": self.dropped,
+                "written": self.written}
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -180,7 +187,22 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
                            dropped=answered.dropped)
     demos = [e.input for e in spec.examples]
     gold = np.array([spec.labels.index(e.output) for e in spec.examples if e.output in spec.labels])
-    texts, vecs = pool.collect(hub_dirs, demos, seed=config.seed, exclude=exclude, unlabelled=unlabelled)
+    wrote: dict[str, Any] = {}
+    written_texts: list[str] = []
+    if llm is not None and config.written > 0 and len(gold) and unlabelled is None:
+        # Inputs of the task's own kind, which the hub may lack; the judges label them as they label hub text
+        # (never more than the texts every judge scores, which they are among). The user's own inputs, when given,
+        # are the task's real kind and take their place.
+        path = out_path.with_name("written.jsonl")
+        try:
+            write = WriteConfig(n=min(config.written, config.texts), seed=config.seed)
+            result = written.write_inputs(spec, llm, path, write, exclude=exclude, progress=progress)
+            wrote = {"count": result.count, "path": str(path), "dropped": result.dropped, "llm_calls": result.llm_calls}
+        except LLMError as e:
+            logger.warning("the teacher cannot write inputs (%s); hub text alone is labelled", e)
+        written_texts = [r["input"] for r in read_jsonl(path) if isinstance(r.get("input"), str)] if path.is_file() else []
+    texts, vecs = pool.collect(hub_dirs, demos, seed=config.seed, exclude=exclude, unlabelled=unlabelled,
+                               written=written_texts)
     demo_vecs = pool.embed_texts(demos)
     queries = np.vstack([demo_vecs, label_queries(spec)]) if config.label_queries else demo_vecs
     chosen = pool.take(texts, vecs, queries, config.texts + config.encoder_texts, seed=config.seed)
@@ -237,7 +259,8 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
                                    for group, rows, nears, judged_by in ((texts, soft_probs, near[:len(texts)], "all"),
                                                                          (more, more_probs, near[len(texts):], "encoder"))
                                    for x, row, d in zip(group, rows, nears)))
-    return LabelResult(out_path, count, per_label, weights, judged, sources, calls, soft, soft_path)
+    return LabelResult(out_path, count, per_label, weights, judged, sources, calls + wrote.get("llm_calls", 0), soft,
+                       soft_path, written=wrote)
 
 
 def _without(spec: TaskSpec, i: int) -> TaskSpec:

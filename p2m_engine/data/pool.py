@@ -38,8 +38,9 @@ FORM_ROWS_FACTOR = 8
 SPLITS = ("train", "dev", "validation", "test")
 # Longer pieces are not embedded (the encoder reads 256 tokens; a whole article is not an input like a demo's).
 MAX_PIECE_CHARS = 2000
-# The source of the user's own texts in the pool.
+# The source of the user's own texts in the pool, and of the inputs the teacher wrote (p2m_engine.data.written).
 UNLABELLED = "unlabelled"
+WRITTEN = "written"
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
 
@@ -134,7 +135,7 @@ def _split_vectors(path: Path, texts: list[str]) -> np.ndarray:
 
 def collect(hub_dirs: list[Path], demos: list[str], *, rows_per_split: int = ROWS_PER_SPLIT, seed: int = 0,
             exclude: set[str] | None = None, min_chars: int | None = None,
-            unlabelled: Path | None = None) -> tuple[list[PoolText], np.ndarray]:
+            unlabelled: Path | None = None, written: list[str] = ()) -> tuple[list[PoolText], np.ndarray]:
     """Pieces of every hub dataset's inputs whose length and form fit the demonstrations', without duplicates, and their
     embeddings (each split's pieces are embedded once and cached, whatever the task).
 
@@ -147,6 +148,8 @@ def collect(hub_dirs: list[Path], demos: list[str], *, rows_per_split: int = ROW
         min_chars: the shortest piece taken, in place of the demos' lower bound.
         unlabelled: the user's file of the task's own inputs (p2m_engine.data.unlabelled): every text of it is in
             the pool first, as a whole (it is an input, not a piece), with source `unlabelled`.
+        written: inputs the teacher wrote like the demos (p2m_engine.data.written), in the pool as wholes with
+            source `written`, to be taken by nearness like hub text.
     """
     lo, hi = length_bounds(demos)
     lo = lo if min_chars is None else min_chars
@@ -163,6 +166,13 @@ def collect(hub_dirs: list[Path], demos: list[str], *, rows_per_split: int = ROW
                 seen.add(key)
                 out.append(PoolText(text, UNLABELLED))
                 vectors.append(vec)
+    written = [t for t in written if len(t) <= MAX_PIECE_CHARS]
+    for text, vec in zip(written, embed_texts(list(written))):
+        key = normalize(text)
+        if key and key not in seen and key not in banned:
+            seen.add(key)
+            out.append(PoolText(text, WRITTEN))
+            vectors.append(vec)
     for d in scan_hub(hub_dirs):
         for split in SPLITS:
             path = d.path / f"{split}.jsonl"
@@ -217,8 +227,9 @@ def nearest(pool: list[PoolText], vecs: np.ndarray, demo_vecs: np.ndarray, k: in
 
 
 def take(pool: list[PoolText], vecs: np.ndarray, queries: np.ndarray, k: int, seed: int = 0) -> list[int]:
-    """Indices of `k` pool texts: the user's own texts first, in a seeded random order, then the hub texts most
-    like the queries (`nearest`: the demonstrations, and the labels none of them shows) for what they leave.
+    """Indices of `k` pool texts: the user's own texts first, in a seeded random order, then the other texts (hub
+    text, and inputs the teacher wrote) most like the queries (`nearest`: the demonstrations, and the labels none
+    of them shows) for what they leave.
 
     The user's texts are the task's own distribution, so a random sample of them keeps its variety and its label
     prior. Their nearest to three demonstrations are texts like those three: on the unseen emotion task, 3,200 of

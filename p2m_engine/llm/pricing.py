@@ -99,12 +99,17 @@ PROMPT_TOKENS_PER_CALL = 450
 COMPLETION_TOKENS_PER_CALL = 250
 
 
+# The teacher writing inputs (p2m_engine.data.written): inputs asked for per call, and at most this many times the
+# calls its target needs.
+WRITE_BATCH, WRITE_BATCHES_FACTOR = 8, 4
+
+
 def estimate(n_labels: int, per_label: int, batch_size: int, iterations: int, max_llm_calls: int | None,
              model: str, base_url: str | None, table: dict[str, tuple[float, float]] | None = None,
-             labelled: int = 0, n_demos: int = 0) -> Estimate:
+             labelled: int = 0, n_demos: int = 0, written: int = 0) -> Estimate:
     """The most a build may spend: generation with its retry allowance, targeted rounds, planner and rerank calls,
     and the teacher's label scores of `labelled` hub texts (plus its test on each demonstration, with the 3
-    content-free calibration inputs each time).
+    content-free calibration inputs each time), and the batches of `written` inputs the teacher writes for them.
 
     A task without labels generates pairs: `generation_total(per_label)` of them (5 x per_label), each input
     answered by up to 3 votes; the hub inputs the teacher answers first take the place of some, but are counted
@@ -118,7 +123,7 @@ def estimate(n_labels: int, per_label: int, batch_size: int, iterations: int, ma
         generation = pairs * 3 + 2 * -(-pairs // batch_size)
         targeted = 0
     if n_labels:
-        scoring = labelled + 3 + 4 * n_demos if labelled else 0
+        scoring = labelled + 3 + 4 * n_demos + WRITE_BATCHES_FACTOR * -(-written // WRITE_BATCH) if labelled else 0
     else:  # hub inputs answered (label_texts), at most as many as the pairs: 2 tried per pair, each an answer
         # and a call for its other fields
         scoring = 2 * min(labelled, generation_total(per_label)) * 2

@@ -77,9 +77,11 @@ def _student_line(model_dir: Path, probe: bool, task_type: str = "generation") -
     near = record.get("nearness") or {}
     weighed = (f"; hub texts far from the demonstrations weighed less (nearness weights: the {near['rows']} texts "
                f"weighed {near['weight']} in all)") if probe and near.get("temperature") and near.get("rows") else ""
-    own = record.get("unlabelled") or 0
+    own, written = record.get("unlabelled") or 0, record.get("written") or 0
     text = f"real text ({own} of the texts from the user's own unlabelled file, any others from the hub)" if own \
         else "real hub text"
+    if written:
+        text += f" and of {written} inputs the teacher wrote like the demonstrations (without their labels)"
     soft = (f"with a linear head (`p2m_head.safetensors`) trained on the judges' soft labels of {text}: no real "
             "labelled rows were found, and a fully fine-tuned encoder learns such text's domain rather than the task")
     if probe and (tuned := record.get("contrastive")):

@@ -108,7 +108,7 @@ def test_label_texts_writes_confident_rows_with_provenance_and_weights_judges_on
     hub = hub_of_texts(tmp_path)
     out = tmp_path / "labelled.jsonl"
     teacher = KeywordTeacher()
-    result = label_texts(SPEC, [hub], out, LabelConfig(texts=12, keep=0.7), llm=teacher)  # type: ignore[arg-type]
+    result = label_texts(SPEC, [hub], out, LabelConfig(texts=12, keep=0.7, written=0), llm=teacher)  # type: ignore[arg-type]
     rows = list(read_jsonl(out))
     assert rows and result.count == len(rows) and set(result.per_label) == {"sport", "weather"}
     assert all(r["source"] == "teacher_labelled" and r["hub"] == "news_sentences/train" for r in rows)
@@ -181,7 +181,7 @@ def test_a_build_without_labelled_data_trains_the_probe_student_on_soft_labels(t
 
     ctx = Context(run=Run.create(tmp_path / "runs", "t"), llm=KeywordGenerator(), hub_dirs=[hub_of_texts(tmp_path)],  # type: ignore[arg-type]
                   synth=SynthConfig(per_label=14, batch_size=2), train=TrainConfig(epochs=1, bf16="off", contrastive=2),
-                  labelling=LabelConfig(texts=6, encoder_texts=20), target=0.999, max_iterations=1, max_steps=10)
+                  labelling=LabelConfig(texts=6, encoder_texts=20, written=0), target=0.999, max_iterations=1, max_steps=10)
     state = dict(build_graph(checkpointer=InMemorySaver()).invoke(
         {"task": SPEC.to_dict()}, {"configurable": {"thread_id": "t"}, "recursion_limit": 60}, context=ctx))
     tools = {e["name"]: e for e in state["trace"] if e["kind"] == "tool"}

@@ -68,13 +68,13 @@ def test_the_users_texts_join_the_pool_whole_and_held_out_ones_never(tmp_path: P
 def test_label_texts_labels_the_users_texts_where_the_hub_has_none_of_a_label(tmp_path: Path) -> None:
     own = _write(tmp_path / "own.jsonl", [json.dumps({"input": t}) for t in SPORT])
     out = tmp_path / "labelled.jsonl"
-    label_texts(SPEC, [_weather_hub(tmp_path)], out, LabelConfig(texts=12, keep=1.0), llm=KeywordTeacher(),  # type: ignore[arg-type]
+    label_texts(SPEC, [_weather_hub(tmp_path)], out, LabelConfig(texts=12, keep=1.0, written=0), llm=KeywordTeacher(),  # type: ignore[arg-type]
                 unlabelled=own)
     rows = list(read_jsonl(out))
     sport = [r for r in rows if r["output"] == "sport"]
     assert sport and all(r["hub"] == UNLABELLED and r["input"] in SPORT for r in sport)
     hub_only = tmp_path / "hub_only.jsonl"
-    label_texts(SPEC, [_weather_hub(tmp_path / "again")], hub_only, LabelConfig(texts=12, keep=1.0), llm=KeywordTeacher())  # type: ignore[arg-type]
+    label_texts(SPEC, [_weather_hub(tmp_path / "again")], hub_only, LabelConfig(texts=12, keep=1.0, written=0), llm=KeywordTeacher())  # type: ignore[arg-type]
     assert not any(r["input"] in SPORT for r in read_jsonl(hub_only))
 
 
