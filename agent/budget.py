@@ -17,7 +17,8 @@ _FLOATS = ("epochs", "target", "usd")
 # mistake (1e9 examples per label), and 0 epochs or steps would run nothing while looking like a build.
 BOUNDS: dict[str, tuple[float, float, bool]] = {
     "steps": (1, 200, True), "per_label": (0, 10_000, True), "epochs": (0, 100, False),
-    "retrieved": (0, 1_000_000, True), "labelled": (0, 100_000, True), "target": (0, 1, False), "iterations": (1, 50, True),
+    "retrieved": (0, 1_000_000, True), "labelled": (0, 100_000, True), "written": (0, 10_000, True),
+    "target": (0, 1, False), "iterations": (1, 50, True),
     "llm_calls": (0, 1_000_000, True), "usd": (0, 10_000, True), "teacher_check": (0, 10_000, True),
     "teacher_steps": (0, 10_000, True),
 }
@@ -55,6 +56,9 @@ class Targets:
     """At most this many rows taken from hub datasets."""
     labelled: int = 200
     """Hub texts labelled by the judges when no dataset fits (label_texts; 0: none)."""
+    written: int = 60
+    """Inputs the teacher writes like the demonstrations for the judges to label beside hub text (label_texts,
+    classification without the user's --unlabelled file; at most `labelled`; 0: none)."""
     target: float | None = None
     """Stop iterating once the validation score reaches this (None: the metric's default, 0.9 accuracy)."""
     teacher_steps: int | None = None

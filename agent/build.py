@@ -159,13 +159,13 @@ def build_configs(off: Iterable[str], budget: Budget, seed: int,
     if unknown := off - set(SWITCHES):
         raise P2MError(f"--off: unknown part(s) {sorted(unknown)}; choose from {', '.join(SWITCHES)}.")
     budget = budget.replace(labelled=0) if "labelling" in off else budget
+    budget = budget.replace(written=0) if "written" in off else budget
     targets = budget.targets
     synth = SynthConfig(per_label=targets.per_label, seed=seed, attributes="attributes" not in off, concurrency=concurrency)
     flags = {"soft": "soft_labels" not in off, **{k: k not in off for k in ("prior", "rival", "pair")}}
     train = TrainConfig(epochs=targets.epochs, seed=seed, teacher_steps=_teacher_steps(targets), **flags,
                         **{k: 0 for k in ("cloze", "contrastive", "consistency", "nearness") if k in off})
-    return budget, synth, train, LabelConfig(label_queries="label_queries" not in off,
-                                             **({"written": 0} if "written" in off else {}))
+    return budget, synth, train, LabelConfig(label_queries="label_queries" not in off)
 
 
 def _teacher_steps(targets: Targets) -> int:
@@ -385,7 +385,8 @@ def _drive(run: Run, spec: TaskSpec, settings: Settings, *, quiet: bool, resume:
     with open_llm(settings.llm, run.dir / "logs") as llm, display:
         ctx = Context(run=run, llm=llm, hub_dirs=settings.hubs, catalog_dir=settings.catalog,
                       test_path=settings.test_path, base_model=settings.base_model, synth=settings.synth, train=settings.train, max_retrieved=targets.retrieved,
-                      labelling=dataclasses.replace(settings.labelling, texts=targets.labelled, seed=settings.seed,
+                      labelling=dataclasses.replace(settings.labelling, texts=targets.labelled, written=targets.written,
+                                                    seed=settings.seed,
                                                     concurrency=settings.synth.concurrency),
                       unlabelled=settings.unlabelled, progress=display.progress, planner=settings.planner,
                       max_steps=limits.steps, interactive=chat, target=target,
@@ -506,7 +507,7 @@ def estimate_cost(spec: TaskSpec, settings: Settings, model: str, base_url: str 
     return estimate(len(spec.labels), settings.synth.per_label, settings.synth.batch_size, limits.iterations,
                     limits.llm_calls, model, base_url, prices,
                     labelled=settings.budget.targets.labelled if settings.hubs else 0, n_demos=len(spec.examples),
-                    written=settings.labelling.written)
+                    written=settings.budget.targets.written if settings.hubs else 0)
 
 
 def exit_code(summary: dict[str, Any]) -> int:

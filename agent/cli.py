@@ -94,7 +94,8 @@ _llm_options = _options(
                  "qwen2.5-coder-0.5b-instruct (the default) or qwen2.5-coder-1.5b-instruct (`make install-large-teacher`)."),
     click.option("--base-url", envvar="OPENAI_BASE_URL", help="Base URL of an OpenAI-compatible server (vLLM, Ollama, llama.cpp)."),
 )
-BUDGET_HELP = ("Limits, e.g. 'steps=12,per_label=40,epochs=3,retrieved=1000,target=0.9,iterations=3,teacher_check=50' "
+BUDGET_HELP = ("Limits, e.g. 'steps=12,per_label=40,epochs=3,retrieved=1000,labelled=200,written=60,target=0.9,"
+               "iterations=3,teacher_check=50' "
                "(target: the decision score, on dev or else held-back training rows, at which iterating stops; teacher_check: real rows on which a generation "
                "or QA student is compared with its teacher).")
 # The options `p2m build` and `p2m chat` share, written once.

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from p2m_engine.data.attributes import TOPICS
+from p2m_engine.data.input_fields import format_markers
 from p2m_engine.data.pairs import InputFilters, PairsConfig, _fields, _input_schema, input_limit
 from p2m_engine.data.pool import WRITTEN
 from p2m_engine.data.synth import normalize
@@ -62,8 +63,9 @@ def write_inputs(spec: TaskSpec, llm: LLM, out_path: Path, config: WriteConfig =
     ones to `out_path` (JSONL: `input`, `source` `written` (pool.WRITTEN), the model, topic, temperature and batch); rows already
     there (a resumed build) count towards `n` and are never written again.
 
-    An input is dropped when it is too short or long for the demos' lengths, a copy or near copy of a demo, of a
-    held-out input or of an earlier written one (pairs.InputFilters, the checks generated inputs get).
+    An input is dropped when it is too short or long for the demos' lengths, lacks a field marker every demo has
+    (`Sentence 1:`), or is a copy or near copy of a demo, of a held-out input or of an earlier written one
+    (pairs.InputFilters, the checks generated inputs get).
 
     Args:
         spec: a task with demonstrations.
@@ -79,7 +81,7 @@ def write_inputs(spec: TaskSpec, llm: LLM, out_path: Path, config: WriteConfig =
     checks = PairsConfig()
     limit = input_limit(spec, checks)
     banned = {normalize(d) for d in demos} | set(exclude or ())
-    filters = InputFilters(checks, limit, banned, list(demos))
+    filters = InputFilters(checks, limit, banned, list(demos), format_markers(demos))
     kept = [r["input"] for r in (read_jsonl(out_path) if out_path.is_file() else [])
             if isinstance(r.get("input"), str) and filters.accept(r["input"])]
     filters.dropped.clear()

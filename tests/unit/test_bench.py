@@ -226,6 +226,8 @@ def test_an_ablation_switches_off_one_part_and_its_column_follows_p2m() -> None:
     budget, synth, train, labelling = build_configs([], Budget(), 0)
     assert labelling.label_queries and not build_configs(["label_queries"], Budget(), 0)[3].label_queries
     assert "no_label_queries" in ABLATIONS
+    assert budget.targets.written == 60 and build_configs(["written"], Budget(), 0)[0].targets.written == 0
+    assert "no_written" in ABLATIONS
     assert budget.targets.labelled == Budget().targets.labelled and synth.attributes and train.prior and train.rival and train.soft
     budget, synth, train, _ = build_configs(["prior", "labelling"], Budget(), 0)
     assert not train.prior and budget.targets.labelled == 0 and train.rival and train.soft and synth.attributes

@@ -92,6 +92,9 @@ def test_labelled_is_bounded_and_zero_turns_it_off() -> None:
     assert Budget.parse("labelled=0").targets.labelled == 0
     assert Budget.parse("labelled=100000").targets.labelled == 100_000
     assert isinstance(Budget.parse("labelled=50").targets.labelled, int)
+    assert Targets().written == 60 and Budget.parse("written=0").targets.written == 0
+    with pytest.raises(P2MError, match="written must be"):
+        Budget.parse("written=10001")
 
 
 def test_limits_are_what_a_build_spends_and_targets_what_it_makes() -> None:

@@ -51,6 +51,9 @@ def test_estimate_bounds_a_build() -> None:
     # Labelling 200 hub texts adds their scores, the calibration inputs and the teacher's test on 3 demos.
     scored = estimate(2, 40, 5, 3, None, "gpt-4o-mini", None, labelled=200, n_demos=3)
     assert scored.calls == est.calls + 200 + 3 + 12
+    # Writing 60 inputs first: 8 a call, at most 4 times the 8 calls needed.
+    wrote = estimate(2, 40, 5, 3, None, "gpt-4o-mini", None, labelled=200, n_demos=3, written=60)
+    assert wrote.calls == scored.calls + 4 * 8
 
 
 def test_money_budget_is_checked_before_an_llm_action(tmp_path: Path) -> None:
