@@ -11,29 +11,22 @@ from p2m_engine.data.pool import WRITTEN, collect, take
 from p2m_engine.data.synth import normalize
 from p2m_engine.data.written import WriteConfig, write_inputs
 from p2m_engine.runs import read_jsonl
-from tests.unit.test_labelling import SPEC, KeywordTeacher, hub_of_texts
+from tests.unit.test_labelling import SPEC, KeywordGenerator, hub_of_texts
 
 NEW = ["the goalkeeper saved two penalties in the shootout", "a hailstorm flattened the crops near the river",
        "the cyclist won the mountain stage by a minute", "frost will cover the valleys before sunrise",
        "the boxer kept his title after twelve rounds", "a dry wind will fan the fires along the coast"]
 
 
-class Writer(KeywordTeacher):
-    """The keyword teacher that also writes inputs: each call answers the next scripted batch."""
+class Writer(KeywordGenerator):
+    """The keyword teacher that writes inputs: each call answers the next scripted batch."""
 
     model = "writer"
 
     def __init__(self, batches: list[list[str]]) -> None:
         super().__init__()
-        from p2m_engine.llm import Usage
-
-        self.usage = Usage()
         self.batches = list(batches)
         self.prompts: list[str] = []
-
-    def first_token_logprobs(self, messages: list[dict[str, Any]], *, top: int = 20, name: str = "score") -> dict[str, float]:
-        self.usage.calls += 1
-        return super().first_token_logprobs(messages, top=top, name=name)
 
     def call_tool(self, messages: list[dict[str, Any]], name: str, schema: dict[str, Any], *, temperature: float = 0.0,
                   max_tokens: int = 512, variant: int = 0, attempts: int = 3) -> dict[str, Any]:
