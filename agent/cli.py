@@ -114,8 +114,8 @@ _build_options = _options(
                  help="A local model folder to fine-tune instead of searching for one (--student: its former name)."),
     click.option("--seed", default=0, show_default=True, help="Seed for sampling, splits and training."),
     click.option("--off", multiple=True, help="Switch a part of the recipe off, to measure what it buys (repeatable): "
-                                              "labelling, label_queries, written, soft_labels, contrastive, consistency, "
-                                              "nearness, prior, attributes, rival, pair, cloze."),
+                                              "labelling, label_queries, written, soft_labels, contrastive, "
+                                              "consistency, nearness, prior, attributes, rival, pair, cloze."),
     click.option("--concurrency", type=int, help="Generation requests in flight together (default: 1 for the "
                                                  "embedded server, which has one slot; 8 for --llm openai)."),
 )

@@ -72,8 +72,9 @@ def data_card(run_dir: Path, spec: TaskSpec, *, dataset: str | None, dropped: di
         lines.append(f"- **Soft-labelled** (`soft_labels.jsonl`): {len(soft)} hub texts with every label's probability "
                      f"from the judges ({by_judges.get('all', 0)} by all judges, {by_judges.get('encoder', 0)} by the "
                      "encoder judges alone); a frozen-encoder student trains on these probabilities"
-                     + (f". {wrote} of the texts are inputs the teacher wrote like the demonstrations (`written.jsonl`, "
-                        "without labels), taken by their nearness to the task like hub text" if wrote else ""))
+                     + (f". {wrote} of the texts are inputs the teacher wrote like the demonstrations "
+                        "(`written.jsonl`, without labels), taken by their nearness to the task like hub text"
+                        if wrote else ""))
     cloze = _rows(data_file(run_dir, "cloze"))
     if cloze:
         lines.append(f"- **Cloze** (`cloze.jsonl`): {len(cloze)} questions made from hub passages without the teacher "

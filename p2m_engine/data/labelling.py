@@ -11,8 +11,9 @@ Each judge is scored on the demonstrations it did not see (the teacher's prompt 
 and the judges are pooled log-linearly with weights from those scores, so measurements, not a fixed rule,
 decide whom to trust on a task. The most confident rows of each label are kept, with provenance
 `teacher_labelled`. Without the user's own inputs, the teacher first writes some inputs like the demonstrations
-(p2m_engine.data.written, no labels asked); they join the pool and are taken by their nearness like hub text. (Self-training a probe on the pooled labels was measured here and lost 2-8 points on four
-of five tasks against the judges themselves: the student's own training on these rows is the only round.)
+(p2m_engine.data.written, no labels asked); they join the pool and are taken by their nearness like hub text.
+(Self-training a probe on the pooled labels was measured here and lost 2-8 points on four of five tasks against
+the judges themselves: the student's own training on these rows is the only round.)
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from p2m_engine.data import hub_pairs, pool, scoring, written
 from p2m_engine.data.pairs import PAIR_TASK_TYPES, PairsConfig
 from p2m_engine.errors import LLMError
 from p2m_engine.llm import LLM
-from p2m_engine.data.written import WriteConfig
 from p2m_engine.runs import read_jsonl, write_jsonl
 from p2m_engine.types import Progress, TaskSpec
 
@@ -52,8 +52,9 @@ class LabelConfig:
     concurrency: int = field(default=1, metadata={"help": "teacher scoring requests in flight together"})
     label_queries: bool = field(default=True, metadata={"help": "also take hub text near the labels no "
                                                                  "demonstration shows (label_queries)"})
-    written: int = field(default=WriteConfig.n, metadata={"help": "inputs the teacher writes like the "
-                                                                  "demonstrations, labelled first (0: none)"})
+    written: int = field(default=written.WriteConfig.n, metadata={"help": "inputs the teacher writes like the "
+                                                                          "demonstrations, taken by nearness like "
+                                                                          "hub text (0: none)"})
 
 
 @dataclass(frozen=True)
@@ -195,12 +196,14 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
         # are the task's real kind and take their place.
         path = out_path.with_name("written.jsonl")
         try:
-            write = WriteConfig(n=min(config.written, config.texts), seed=config.seed)
+            write = written.WriteConfig(n=min(config.written, config.texts), seed=config.seed)
             result = written.write_inputs(spec, llm, path, write, exclude=exclude, progress=progress)
             wrote = {"count": result.count, "path": str(path), "dropped": result.dropped, "llm_calls": result.llm_calls}
         except LLMError as e:
             logger.warning("the teacher cannot write inputs (%s); hub text alone is labelled", e)
-        written_texts = [r["input"] for r in read_jsonl(path) if isinstance(r.get("input"), str)] if path.is_file() else []
+        # From the file: a batch appended before an error still counts.
+        written_texts = [r["input"] for r in read_jsonl(path) if isinstance(r.get("input"), str)] \
+            if path.is_file() else []
     texts, vecs = pool.collect(hub_dirs, demos, seed=config.seed, exclude=exclude, unlabelled=unlabelled,
                                written=written_texts)
     demo_vecs = pool.embed_texts(demos)

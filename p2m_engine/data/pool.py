@@ -158,21 +158,16 @@ def collect(hub_dirs: list[Path], demos: list[str], *, rows_per_split: int = ROW
     out: list[PoolText] = []
     vectors: list[np.ndarray] = []
     seen: set[str] = set()
-    if unlabelled is not None:
-        own = read_unlabelled(unlabelled, seed=seed)
-        for text, vec in zip(own, _split_vectors(unlabelled, own)):
+    own = read_unlabelled(unlabelled, seed=seed) if unlabelled is not None else []
+    wholes = ((own, _split_vectors(unlabelled, own) if own else [], UNLABELLED),  # type: ignore[arg-type]
+              (list(written), embed_texts(list(written)), WRITTEN))
+    for texts, vecs, source in wholes:  # whole inputs, not pieces: no length bounds but the encoder's
+        for text, vec in zip(texts, vecs):
             key = normalize(text)
             if len(text) <= MAX_PIECE_CHARS and key and key not in seen and key not in banned:
                 seen.add(key)
-                out.append(PoolText(text, UNLABELLED))
+                out.append(PoolText(text, source))
                 vectors.append(vec)
-    written = [t for t in written if len(t) <= MAX_PIECE_CHARS]
-    for text, vec in zip(written, embed_texts(list(written))):
-        key = normalize(text)
-        if key and key not in seen and key not in banned:
-            seen.add(key)
-            out.append(PoolText(text, WRITTEN))
-            vectors.append(vec)
     for d in scan_hub(hub_dirs):
         for split in SPLITS:
             path = d.path / f"{split}.jsonl"

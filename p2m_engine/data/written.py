@@ -41,9 +41,11 @@ class WriteConfig:
     n: int = field(default=60, metadata={"help": "inputs written (0: none)"})
     batch_size: int = field(default=WRITE_BATCH, metadata={"help": "inputs asked for in one call"})
     temperature_start: float = field(default=0.8, metadata={"help": "sampling temperature of the first batch"})
-    temperature_end: float = field(default=1.3, metadata={"help": "temperature once `n` inputs are kept (annealed linearly)"})
+    temperature_end: float = field(default=1.3, metadata={"help": "temperature once `n` inputs are kept "
+                                                                  "(annealed linearly)"})
     context_examples: int = field(default=3, metadata={"help": "earlier written inputs shown beside the demos"})
-    max_batches_factor: int = field(default=WRITE_BATCHES_FACTOR, metadata={"help": "at most this many times the batches `n` needs"})
+    max_batches_factor: int = field(default=WRITE_BATCHES_FACTOR,
+                                    metadata={"help": "at most this many times the batches `n` needs"})
     seed: int = field(default=0, metadata={"help": "seed of the topics and the context sampling"})
 
 
@@ -60,8 +62,8 @@ class WriteResult:
 def write_inputs(spec: TaskSpec, llm: LLM, out_path: Path, config: WriteConfig = WriteConfig(), *,
                  exclude: set[str] | None = None, progress: Progress | None = None) -> WriteResult:
     """Have the teacher write up to `config.n` new inputs like the demonstrations' and append each batch's kept
-    ones to `out_path` (JSONL: `input`, `source` `written` (pool.WRITTEN), the model, topic, temperature and batch); rows already
-    there (a resumed build) count towards `n` and are never written again.
+    ones to `out_path` (JSONL: `input`, `source` `written` (pool.WRITTEN), the model, topic, temperature and
+    batch); rows already there (a resumed build) count towards `n` and are never written again.
 
     An input is dropped when it is too short or long for the demos' lengths, lacks a field marker every demo has
     (`Sentence 1:`), or is a copy or near copy of a demo, of a held-out input or of an earlier written one
