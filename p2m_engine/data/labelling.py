@@ -188,29 +188,18 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
                            dropped=answered.dropped)
     demos = [e.input for e in spec.examples]
     gold = np.array([spec.labels.index(e.output) for e in spec.examples if e.output in spec.labels])
+    demo_vecs = pool.embed_texts(demos)
+    queries = np.vstack([demo_vecs, label_queries(spec)]) if config.label_queries else demo_vecs
     wrote: dict[str, Any] = {}
     written_texts: list[str] = []
     if llm is not None and config.written > 0 and len(gold) and unlabelled is None:
-        # Inputs of the task's own kind, which the hub may lack; the judges label them as they label hub text
-        # (never more than the texts every judge scores, which they are among). The user's own inputs, when given,
-        # are the task's real kind and take their place.
-        path = out_path.with_name("written.jsonl")
-        try:
-            write = written.WriteConfig(n=min(config.written, config.texts), seed=config.seed)
-            result = written.write_inputs(spec, llm, path, write, exclude=exclude, progress=progress)
-            wrote = {"count": result.count, "path": str(path), "dropped": result.dropped, "llm_calls": result.llm_calls}
-        except LLMError as e:
-            logger.warning("the teacher cannot write inputs (%s); hub text alone is labelled", e)
-        # From the file: a batch appended before an error still counts.
-        written_texts = [r["input"] for r in read_jsonl(path) if isinstance(r.get("input"), str)] \
-            if path.is_file() else []
+        wrote, written_texts = _write(spec, hub_dirs, out_path.with_name("written.jsonl"), config, llm, queries,
+                                      exclude, progress)
     texts, vecs = pool.collect(hub_dirs, demos, seed=config.seed, exclude=exclude, unlabelled=unlabelled,
                                written=written_texts)
-    demo_vecs = pool.embed_texts(demos)
-    queries = np.vstack([demo_vecs, label_queries(spec)]) if config.label_queries else demo_vecs
     chosen = pool.take(texts, vecs, queries, config.texts + config.encoder_texts, seed=config.seed)
     # Each text's nearness to the task, recorded for the student's row weights (probe_student.nearness_weights).
-    near = (vecs[chosen] @ queries.T).max(axis=1) if chosen and len(queries) else np.zeros(len(chosen))
+    near = written.nearness(vecs[chosen], queries)
     # The nearest `config.texts` are judged by every judge; the next ones by the encoder judges alone.
     more = [texts[i] for i in chosen[config.texts:]]
     more_judges = name_judges(spec, vecs[chosen[config.texts:]], config.temperature)
@@ -264,6 +253,30 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
                                    for x, row, d in zip(group, rows, nears)))
     return LabelResult(out_path, count, per_label, weights, judged, sources, calls + wrote.get("llm_calls", 0), soft,
                        soft_path, written=wrote)
+
+
+def _write(spec: TaskSpec, hub_dirs: list[Path], path: Path, config: LabelConfig, llm: LLM, queries: np.ndarray,
+           exclude: set[str] | None, progress: Progress | None) -> tuple[dict[str, Any], list[str]]:
+    """Have the teacher write inputs of the task's own kind, which the hub may lack, into `path`; the judges label
+    them as they label hub text (never more than the texts every judge scores, which they are among). It stops
+    after `WriteConfig.probe` inputs when those are farther from the task than the hub texts the judges would
+    label without them (written.nearer_than). Returns what was written (for the result) and every written input."""
+    hub, hub_vecs = pool.collect(hub_dirs, [e.input for e in spec.examples], seed=config.seed, exclude=exclude)
+    taken = pool.take(hub, hub_vecs, queries, config.texts, seed=config.seed)
+    reference = float(np.median(written.nearness(hub_vecs[taken], queries))) if taken else 0.0
+    measured: dict[str, float] = {}
+    wrote: dict[str, Any] = {}
+    try:
+        write = written.WriteConfig(n=min(config.written, config.texts), seed=config.seed)
+        result = written.write_inputs(spec, llm, path, write, exclude=exclude, progress=progress,
+                                      check=written.nearer_than(queries, reference, measured))
+        wrote = {"count": result.count, "path": str(path), "dropped": result.dropped, "llm_calls": result.llm_calls,
+                 "nearness": measured, "stopped": result.stopped}
+    except LLMError as e:
+        logger.warning("the teacher cannot write inputs (%s); hub text alone is labelled", e)
+    # From the file: a batch appended before an error still counts.
+    texts = [r["input"] for r in read_jsonl(path) if isinstance(r.get("input"), str)] if path.is_file() else []
+    return wrote, texts
 
 
 def _without(spec: TaskSpec, i: int) -> TaskSpec:

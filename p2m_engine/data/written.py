@@ -8,6 +8,13 @@ labels of its examples were the weak part: generated-only data never beat the te
 for inputs only, in batches conditioned on a sampled topic with earlier inputs in context (AttrPrompt; Prompt2Model's
 in-context sampling), and the judges that are measured on the demonstrations label them with the hub's text
 (p2m_engine.data.labelling). GAL (arXiv 2106.06168) labels model-written task inputs with a classifier the same way.
+
+Writing is worth its minutes only where the teacher's inputs are nearer to the task than the hub's text. With the
+unseen emotion task the first 16 written inputs' median nearness to the task was 1.13, 1.04 and 0.86 times that of
+the hub texts the judges label (seeds 1, 0, 2; writing moved the score +3.1, +0.8, -0.9); with sms_spam, trec and
+ag_news it was 0.34-0.74 times, few written inputs were taken, and the scores moved within their seed spread for
+4.5 minutes a build. So the first `probe` inputs are compared with the hub's (`nearer_than`) and the teacher stops
+there when they are farther.
 """
 
 from __future__ import annotations
@@ -18,11 +25,14 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
 
 from p2m_engine.data.attributes import TOPICS
 from p2m_engine.data.input_fields import format_markers
 from p2m_engine.data.pairs import InputFilters, PairsConfig, _fields, _input_schema, input_limit
-from p2m_engine.data.pool import WRITTEN
+from p2m_engine.data.pool import WRITTEN, embed_texts
 from p2m_engine.data.synth import normalize
 from p2m_engine.errors import UnparseableAnswerError
 from p2m_engine.llm import LLM
@@ -47,6 +57,8 @@ class WriteConfig:
     max_batches_factor: int = field(default=WRITE_BATCHES_FACTOR,
                                     metadata={"help": "at most this many times the batches `n` needs"})
     seed: int = field(default=0, metadata={"help": "seed of the topics and the context sampling"})
+    probe: int = field(default=16, metadata={"help": "inputs written before `check` decides whether the teacher "
+                                                     "goes on (two batches: eight inputs give a noisy median)"})
 
 
 @dataclass(frozen=True)
@@ -57,10 +69,13 @@ class WriteResult:
     count: int
     dropped: dict[str, int]
     llm_calls: int = 0
+    stopped: str = ""
+    """Why the teacher stopped before `n` inputs when `check` said so (empty otherwise)."""
 
 
 def write_inputs(spec: TaskSpec, llm: LLM, out_path: Path, config: WriteConfig = WriteConfig(), *,
-                 exclude: set[str] | None = None, progress: Progress | None = None) -> WriteResult:
+                 exclude: set[str] | None = None, progress: Progress | None = None,
+                 check: Callable[[list[str]], str] | None = None) -> WriteResult:
     """Have the teacher write up to `config.n` new inputs like the demonstrations' and append each batch's kept
     ones to `out_path` (JSONL: `input`, `source` `written` (pool.WRITTEN), the model, topic, temperature and
     batch); rows already there (a resumed build) count towards `n` and are never written again.
@@ -76,6 +91,8 @@ def write_inputs(spec: TaskSpec, llm: LLM, out_path: Path, config: WriteConfig =
         config: how many inputs and how they are sampled.
         exclude: normalized held-out inputs (test, validation): never written as training text.
         progress: called with (kept, n) after each batch.
+        check: called once with the inputs kept when `config.probe` of them are (a resumed build past that
+            point: before anything is asked); a non-empty answer says why writing stops there (`nearer_than`).
     """
     demos = [e.input for e in spec.examples]
     if config.n <= 0 or not demos:
@@ -93,7 +110,14 @@ def write_inputs(spec: TaskSpec, llm: LLM, out_path: Path, config: WriteConfig =
     max_batches = config.max_batches_factor * -(-config.n // config.batch_size)
     batch = len(kept) // config.batch_size  # a resumed build asks new prompts, not the cached ones again
     start = batch
+    stopped = ""
+    checked = check is None or config.probe <= 0
     while len(kept) < config.n and batch - start < max_batches:
+        if not checked and len(kept) >= config.probe:
+            checked = True
+            stopped = check(list(kept))  # type: ignore[misc]
+            if stopped:
+                break
         batch += 1
         t = round(config.temperature_start + (config.temperature_end - config.temperature_start)
                   * len(kept) / config.n, 2)
@@ -119,6 +143,32 @@ def write_inputs(spec: TaskSpec, llm: LLM, out_path: Path, config: WriteConfig =
         if progress:
             progress(len(kept), config.n)
     dropped.update(filters.dropped)
-    if len(kept) < config.n:
+    if stopped:
+        logger.info("the teacher stopped writing at %d inputs: %s", len(kept), stopped)
+    elif len(kept) < config.n:
         logger.warning("the teacher wrote %d of %d inputs in %d batches", len(kept), config.n, batch - start)
-    return WriteResult(out_path, len(kept), dict(dropped), llm.usage.calls - calls0)
+    return WriteResult(out_path, len(kept), dict(dropped), llm.usage.calls - calls0, stopped)
+
+
+def nearness(vecs: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Each text's nearness to the task: its best cosine to the queries (the demos and the label queries)."""
+    if not len(vecs) or not len(queries):
+        return np.zeros(len(vecs))
+    return (vecs @ queries.T).max(axis=1)
+
+
+def nearer_than(queries: np.ndarray, reference: float, measured: dict[str, float] | None = None
+                ) -> Callable[[list[str]], str]:
+    """A `check` for `write_inputs`: the teacher goes on only while its inputs' median nearness to the task is at
+    least `reference`, the median nearness of the hub texts the judges label without them (their inputs would be
+    taken in place of nearer hub text, or not at all). Both medians go into `measured`, when given."""
+    def check(texts: list[str]) -> str:
+        median = float(np.median(nearness(embed_texts(texts), queries)))
+        if measured is not None:
+            measured.update(written=round(median, 4), hub=round(reference, 4))
+        if median >= reference:
+            return ""
+        return (f"the first {len(texts)} inputs' median nearness to the task is {median:.3f}, below the "
+                f"{reference:.3f} of the hub texts the judges label")
+
+    return check

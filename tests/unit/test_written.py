@@ -9,13 +9,24 @@ from typing import Any
 from p2m_engine.data.labelling import LabelConfig, label_texts
 from p2m_engine.data.pool import WRITTEN, collect, take
 from p2m_engine.data.synth import normalize
-from p2m_engine.data.written import WriteConfig, write_inputs
+from p2m_engine.data.written import WriteConfig, nearer_than, write_inputs
 from p2m_engine.runs import read_jsonl
 from tests.unit.test_labelling import SPEC, KeywordGenerator, hub_of_texts
 
 NEW = ["the goalkeeper saved two penalties in the shootout", "a hailstorm flattened the crops near the river",
        "the cyclist won the mountain stage by a minute", "frost will cover the valleys before sunrise",
        "the boxer kept his title after twelve rounds", "a dry wind will fan the fires along the coast"]
+
+
+# Inputs unlike the task's (sport or weather news): kitchen and household lines.
+FAR = ["whisk the butter and sugar before folding in the flour", "rinse the lentils twice and simmer them gently",
+       "sharpen the kitchen knife on a whetstone every month", "fold the laundry while the towels are still warm",
+       "knead the dough until it springs back under a finger", "descale the kettle with a splash of white vinegar",
+       "roast the peppers until their skins blister and char", "sort the spice jars alphabetically on the shelf",
+       "grate a little nutmeg over the custard before serving", "soak the beans overnight in plenty of cold water",
+       "polish the silver cutlery with a soft cotton cloth", "chop the parsley finely and scatter it over the soup",
+       "let the bread cool on a wire rack before slicing it", "water the basil on the windowsill every other day",
+       "sew a loose button back onto the blue winter coat", "stir the risotto slowly while adding warm stock"]
 
 
 class Writer(KeywordGenerator):
@@ -97,3 +108,50 @@ def test_label_texts_labels_the_written_inputs_with_every_judge(tmp_path: Path) 
     quiet = Writer([NEW])
     off = label_texts(SPEC, [hub], tmp_path / "off" / "labelled.jsonl", LabelConfig(texts=8, written=0), llm=quiet)  # type: ignore[arg-type]
     assert not quiet.prompts and off.written == {} and not (tmp_path / "off" / "written.jsonl").exists()
+
+
+def test_a_check_after_the_probe_stops_the_teacher_once(tmp_path: Path) -> None:
+    seen: list[list[str]] = []
+
+    def check(texts: list[str]) -> str:
+        seen.append(texts)
+        return "farther than the hub" if len(seen) == 1 else ""
+
+    writer = Writer([NEW[:2], NEW[2:4], NEW[4:]])
+    config = WriteConfig(n=6, batch_size=2, probe=3)
+    result = write_inputs(SPEC, writer, tmp_path / "w.jsonl", config, check=check)  # type: ignore[arg-type]
+    # Checked once, when the probe's 3 inputs were kept (after the second batch of 2), and stopped there.
+    assert seen == [NEW[:4]] and result.count == 4 and result.stopped == "farther than the hub"
+    assert len(writer.prompts) == 2
+    # A check that lets it go on is asked once and the teacher writes every input.
+    seen.clear()
+    on = write_inputs(SPEC, Writer([NEW[:2], NEW[2:4], NEW[4:]]), tmp_path / "on.jsonl", config,  # type: ignore[arg-type]
+                      check=lambda texts: seen.append(texts) or "")
+    assert on.count == 6 and on.stopped == "" and len(seen) == 1
+    # A resumed build past the probe is checked before anything is asked.
+    again = Writer([NEW[4:]])
+    resumed = write_inputs(SPEC, again, tmp_path / "w.jsonl", config, check=lambda texts: "still far")  # type: ignore[arg-type]
+    assert resumed.count == 4 and resumed.stopped == "still far" and not again.prompts
+
+
+def test_nearer_than_compares_the_written_median_with_the_hub_reference() -> None:
+    from p2m_engine.data.pool import embed_texts
+
+    queries = embed_texts([e.input for e in SPEC.examples])
+    measured: dict[str, float] = {}
+    check = nearer_than(queries, 0.3, measured)
+    assert check(NEW) == "" and measured["written"] >= 0.3 and measured["hub"] == 0.3
+    why = check(FAR[:6])
+    assert "below the 0.300" in why and measured["written"] < 0.3
+
+
+def test_label_texts_stops_writing_inputs_farther_than_the_hub_text(tmp_path: Path) -> None:
+    hub = hub_of_texts(tmp_path)
+    out = tmp_path / "data" / "labelled.jsonl"
+    out.parent.mkdir()
+    writer = Writer([FAR[:8], FAR[8:], NEW])
+    result = label_texts(SPEC, [hub], out, LabelConfig(texts=30, encoder_texts=0, written=30), llm=writer)  # type: ignore[arg-type]
+    # The 16 kitchen lines of the probe are farther from the task than the hub's news sentences: no third batch.
+    assert result.written["count"] == 16 and result.written["llm_calls"] == 2 and result.written["stopped"]
+    assert result.written["nearness"]["written"] < result.written["nearness"]["hub"]
+    assert len(list(read_jsonl(out.with_name("written.jsonl")))) == 16
