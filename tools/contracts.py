@@ -110,7 +110,8 @@ def _search_datasets(art: dict[str, Any], view: StateView) -> tuple[dict[str, An
 def _label_texts(art: dict[str, Any], view: StateView) -> tuple[dict[str, Any], dict[str, Any]]:
     return ({"labelled": art.get("labelled", 0),
              "real_per_label": _added(view.real_per_label, art.get("real_per_label", art.get("per_label")))},
-            {"weights": art.get("weights", {}), "judges": art.get("judges", {}), "sources": art.get("sources", {})})
+            {"weights": art.get("weights", {}), "judges": art.get("judges", {}), "sources": art.get("sources", {}),
+             **({"written": art["written"]} if art.get("written") else {})})  # how many, and why it stopped
 
 
 def _search_models(art: dict[str, Any], view: StateView) -> tuple[dict[str, Any], dict[str, Any]]:

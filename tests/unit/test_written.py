@@ -155,3 +155,8 @@ def test_label_texts_stops_writing_inputs_farther_than_the_hub_text(tmp_path: Pa
     assert result.written["count"] == 16 and result.written["llm_calls"] == 2 and result.written["stopped"]
     assert result.written["nearness"]["written"] < result.written["nearness"]["hub"]
     assert len(list(read_jsonl(out.with_name("written.jsonl")))) == 16
+    # The trace record of label_texts says how many inputs were written and why the teacher stopped.
+    from tools.contracts import fold
+
+    record = fold("label_texts", {"labelled": result.count, "written": result.written}, {"task": SPEC.to_dict()}).record
+    assert record["written"]["stopped"] == result.written["stopped"] and record["written"]["count"] == 16
