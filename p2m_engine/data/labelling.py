@@ -54,7 +54,9 @@ class LabelConfig:
                                                                  "demonstration shows (label_queries)"})
     written: int = field(default=written.WriteConfig.n, metadata={"help": "inputs the teacher writes like the "
                                                                           "demonstrations, taken by nearness like "
-                                                                          "hub text (0: none)"})
+                                                                          "hub text; it stops after the first 16 "
+                                                                          "when they are farther from the task than "
+                                                                          "the hub's (0: none)"})
 
 
 @dataclass(frozen=True)
