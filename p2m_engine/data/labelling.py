@@ -28,6 +28,7 @@ import numpy as np
 
 from p2m_engine.data import hub_pairs, pool, scoring, written
 from p2m_engine.data.pairs import PAIR_TASK_TYPES, PairsConfig
+from p2m_engine.data.synth import normalize
 from p2m_engine.errors import LLMError
 from p2m_engine.llm import LLM
 from p2m_engine.runs import read_jsonl, write_jsonl
@@ -192,16 +193,17 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
     gold = np.array([spec.labels.index(e.output) for e in spec.examples if e.output in spec.labels])
     demo_vecs = pool.embed_texts(demos)
     queries = np.vstack([demo_vecs, label_queries(spec)]) if config.label_queries else demo_vecs
+    texts, vecs = pool.collect(hub_dirs, demos, seed=config.seed, exclude=exclude, unlabelled=unlabelled)
     wrote: dict[str, Any] = {}
-    written_texts: list[str] = []
     if llm is not None and config.written > 0 and len(gold) and unlabelled is None:
-        wrote, written_texts = _write(spec, hub_dirs, out_path.with_name("written.jsonl"), config, llm, queries,
+        wrote, written_texts = _write(spec, texts, vecs, out_path.with_name("written.jsonl"), config, llm, queries,
                                       exclude, progress)
-    texts, vecs = pool.collect(hub_dirs, demos, seed=config.seed, exclude=exclude, unlabelled=unlabelled,
-                               written=written_texts)
+        if written_texts:
+            banned = set(exclude or ()) | {normalize(d) for d in demos}
+            texts, vecs = pool.with_written(texts, vecs, written_texts, banned)
     chosen = pool.take(texts, vecs, queries, config.texts + config.encoder_texts, seed=config.seed)
     # Each text's nearness to the task, recorded for the student's row weights (probe_student.nearness_weights).
-    near = written.nearness(vecs[chosen], queries)
+    near = pool.nearness(vecs[chosen], queries)
     # The nearest `config.texts` are judged by every judge; the next ones by the encoder judges alone.
     more = [texts[i] for i in chosen[config.texts:]]
     more_judges = name_judges(spec, vecs[chosen[config.texts:]], config.temperature)
@@ -257,15 +259,15 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
                        soft_path, written=wrote)
 
 
-def _write(spec: TaskSpec, hub_dirs: list[Path], path: Path, config: LabelConfig, llm: LLM, queries: np.ndarray,
-           exclude: set[str] | None, progress: Progress | None) -> tuple[dict[str, Any], list[str]]:
+def _write(spec: TaskSpec, hub: list[pool.PoolText], hub_vecs: np.ndarray, path: Path, config: LabelConfig, llm: LLM,
+           queries: np.ndarray, exclude: set[str] | None, progress: Progress | None) -> tuple[dict[str, Any], list[str]]:
     """Have the teacher write inputs of the task's own kind, which the hub may lack, into `path`; the judges label
     them as they label hub text (never more than the texts every judge scores, which they are among). It stops
-    after `WriteConfig.probe` inputs when those are farther from the task than the hub texts the judges would
-    label without them (written.nearer_than). Returns what was written (for the result) and every written input."""
-    hub, hub_vecs = pool.collect(hub_dirs, [e.input for e in spec.examples], seed=config.seed, exclude=exclude)
+    after `WriteConfig.probe` inputs when those are farther from the task than the texts of the collected `hub`
+    pool the judges would label without them (written.nearer_than). Returns what was written (for the result) and
+    every written input."""
     taken = pool.take(hub, hub_vecs, queries, config.texts, seed=config.seed)
-    reference = float(np.median(written.nearness(hub_vecs[taken], queries))) if taken else 0.0
+    reference = float(np.median(pool.nearness(hub_vecs[taken], queries))) if taken else 0.0
     measured: dict[str, float] = {}
     wrote: dict[str, Any] = {}
     try:

@@ -15,7 +15,7 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -159,15 +159,8 @@ def collect(hub_dirs: list[Path], demos: list[str], *, rows_per_split: int = ROW
     vectors: list[np.ndarray] = []
     seen: set[str] = set()
     own = read_unlabelled(unlabelled, seed=seed) if unlabelled is not None else []
-    wholes = ((own, _split_vectors(unlabelled, own) if own else [], UNLABELLED),  # type: ignore[arg-type]
-              (list(written), embed_texts(list(written)), WRITTEN))
-    for texts, vecs, source in wholes:  # whole inputs, not pieces: no length bounds but the encoder's
-        for text, vec in zip(texts, vecs):
-            key = normalize(text)
-            if len(text) <= MAX_PIECE_CHARS and key and key not in seen and key not in banned:
-                seen.add(key)
-                out.append(PoolText(text, source))
-                vectors.append(vec)
+    _add_wholes(out, vectors, seen, own, _split_vectors(unlabelled, own) if own else [], UNLABELLED,  # type: ignore[arg-type]
+                banned)
     for d in scan_hub(hub_dirs):
         for split in SPLITS:
             path = d.path / f"{split}.jsonl"
@@ -181,7 +174,48 @@ def collect(hub_dirs: list[Path], demos: list[str], *, rows_per_split: int = ROW
                     seen.add(key)
                     out.append(PoolText(text, f"{d.name}/{split}"))
                     vectors.append(vec)
+    hub = out, (np.stack(vectors) if vectors else np.zeros((0, 384), dtype=np.float32))
+    return with_written(*hub, written, banned) if written else hub
+
+
+def _add_wholes(out: list[PoolText], vectors: list[np.ndarray], seen: set[str], texts: list[str],
+                vecs: Any, source: str, banned: set[str]) -> None:
+    """Append whole inputs (not pieces: no length bounds but the encoder's) that are neither banned nor seen."""
+    for text, vec in zip(texts, vecs):
+        key = normalize(text)
+        if len(text) <= MAX_PIECE_CHARS and key and key not in seen and key not in banned:
+            seen.add(key)
+            out.append(PoolText(text, source))
+            vectors.append(vec)
+
+
+def with_written(texts: list[PoolText], vecs: np.ndarray, written: list[str], banned: set[str]
+                 ) -> tuple[list[PoolText], np.ndarray]:
+    """A collected pool with the inputs the teacher wrote (p2m_engine.data.written) put in after the user's own
+    texts and before hub text, as wholes with source `written`; a hub piece equal to one of them leaves.
+
+    Args:
+        texts, vecs: a pool from `collect`.
+        written: the written inputs.
+        banned: normalized texts never in the pool (held-out inputs and the demonstrations).
+    """
+    own = [i for i, t in enumerate(texts) if t.source == UNLABELLED]
+    out = [texts[i] for i in own]
+    vectors = [vecs[i] for i in own]
+    seen = {normalize(t.text) for t in out}
+    _add_wholes(out, vectors, seen, list(written), embed_texts(list(written)), WRITTEN, banned)
+    for t, v in zip(texts, vecs):
+        if t.source != UNLABELLED and normalize(t.text) not in seen:
+            out.append(t)
+            vectors.append(v)
     return out, (np.stack(vectors) if vectors else np.zeros((0, 384), dtype=np.float32))
+
+
+def nearness(vecs: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Each text's nearness to the task: its best cosine to the queries (the demos and the label queries)."""
+    if not len(vecs) or not len(queries):
+        return np.zeros(len(vecs))
+    return (vecs @ queries.T).max(axis=1)
 
 
 def embed_texts(texts: list[str]) -> np.ndarray:

@@ -32,7 +32,7 @@ import numpy as np
 from p2m_engine.data.attributes import TOPICS
 from p2m_engine.data.input_fields import format_markers
 from p2m_engine.data.pairs import InputFilters, PairsConfig, _fields, _input_schema, input_limit
-from p2m_engine.data.pool import WRITTEN, embed_texts
+from p2m_engine.data.pool import WRITTEN, embed_texts, nearness
 from p2m_engine.data.synth import normalize
 from p2m_engine.errors import UnparseableAnswerError
 from p2m_engine.llm import LLM
@@ -148,13 +148,6 @@ def write_inputs(spec: TaskSpec, llm: LLM, out_path: Path, config: WriteConfig =
     elif len(kept) < config.n:
         logger.warning("the teacher wrote %d of %d inputs in %d batches", len(kept), config.n, batch - start)
     return WriteResult(out_path, len(kept), dict(dropped), llm.usage.calls - calls0, stopped)
-
-
-def nearness(vecs: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Each text's nearness to the task: its best cosine to the queries (the demos and the label queries)."""
-    if not len(vecs) or not len(queries):
-        return np.zeros(len(vecs))
-    return (vecs @ queries.T).max(axis=1)
 
 
 def nearer_than(queries: np.ndarray, reference: float, measured: dict[str, float] | None = None
