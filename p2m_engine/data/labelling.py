@@ -121,7 +121,7 @@ def label_queries(spec: TaskSpec) -> np.ndarray:
     return pool.embed_texts([f"{spec.instruction} {d}" for d in _described(spec, missing)])
 
 
-def _gain(probs: np.ndarray, gold: np.ndarray) -> tuple[float, float]:
+def gain(probs: np.ndarray, gold: np.ndarray) -> tuple[float, float]:
     """(accuracy, mean log-probability of the gold label above chance) of probability rows."""
     k = probs.shape[1]
     picked = np.maximum(probs[np.arange(len(gold)), gold], 1e-6)
@@ -217,16 +217,15 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
         try:
             # The teacher is first scored on the demonstrations (each left out of its own prompt); only a
             # teacher better than chance there scores the texts (a judge without weight would cost minutes).
-            loo["teacher"] = np.stack([scoring.score_labels(_without(spec, i), llm, [demos[i]]).probs[0]
-                                       for i in range(len(demos))])
-            if _gain(loo["teacher"], gold)[1] > 0:
+            loo["teacher"] = teacher_on_demos(spec, llm)
+            if gain(loo["teacher"], gold)[1] > 0:
                 judges["teacher"] = scoring.score_labels(spec, llm, [t.text for t in texts], progress,
                                                          concurrency=config.concurrency).probs
         except LLMError as e:
             logger.warning("the teacher cannot score labels (%s); the other judges decide", e)
             judges.pop("teacher", None)
         calls = llm.usage.calls - calls0
-    scores = {k: _gain(loo[k], gold) for k in loo} if len(gold) else {k: (0.0, 0.0) for k in loo}
+    scores = {k: gain(loo[k], gold) for k in loo} if len(gold) else {k: (0.0, 0.0) for k in loo}
     weights = judge_weights({k: g for k, (_, g) in scores.items()})
     probs = pooled({k: judges[k] for k in weights if k in judges}, weights)
     keep = keep_confident(probs, config.keep) if texts else []
@@ -288,3 +287,14 @@ def _without(spec: TaskSpec, i: int) -> TaskSpec:
     import dataclasses
 
     return dataclasses.replace(spec, examples=spec.examples[:i] + spec.examples[i + 1:])
+
+
+def teacher_on_demos(spec: TaskSpec, llm: LLM) -> np.ndarray:
+    """The teacher judge's (demos, labels) probabilities on the demonstrations, each scored with a prompt that
+    leaves it out (the encoder judges never see the demos, so they need no such care).
+
+    Raises:
+        LLMError: the teacher fails or returns no log-probabilities.
+    """
+    demos = [e.input for e in spec.examples]
+    return np.stack([scoring.score_labels(_without(spec, i), llm, [demos[i]]).probs[0] for i in range(len(demos))])

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from p2m_engine.data.labelling import LabelConfig, judge_weights, keep_confident, label_texts, pooled
+from p2m_engine.data.labelling import LabelConfig, judge_weights, keep_confident, label_texts, pooled, teacher_on_demos
 from p2m_engine.data.pool import collect, is_question, length_bounds, pieces, same_form
 from p2m_engine.data.probe import score_rows
 from p2m_engine.runs import read_jsonl
@@ -102,6 +102,22 @@ def test_a_question_task_reads_more_rows_for_its_questions(tmp_path: Path) -> No
     questions, _ = collect([tmp_path / "hub"], ["Who won the final?", "Will it snow tomorrow?"], rows_per_split=2)
     assert len(statements) <= 2
     assert sorted(t.text for t in questions) == ["When is the final?", "Who scored first?"]
+
+
+def test_the_teacher_is_scored_on_each_demonstration_with_a_prompt_that_leaves_it_out() -> None:
+    prompts: list[str] = []
+
+    class Recording(KeywordTeacher):
+        def first_token_logprobs(self, messages: list[dict[str, Any]], **kw: Any) -> dict[str, float]:
+            prompts.append(messages[-1]["content"])
+            return super().first_token_logprobs(messages, **kw)
+
+    probs = teacher_on_demos(SPEC, Recording())  # type: ignore[arg-type]
+    assert probs.shape == (2, 2) and list(probs.argmax(1)) == [0, 1]  # sport, weather: the keyword teacher is right
+    scored = [p for p in prompts if any(f"input: {e.input}\nReply" in p for e in SPEC.examples)]
+    assert len(scored) == 2
+    for prompt, demo, other in zip(scored, SPEC.examples, SPEC.examples[::-1]):
+        assert prompt.count(demo.input) == 1 and other.input in prompt  # shown only as the input scored
 
 
 def test_label_texts_writes_confident_rows_with_provenance_and_weights_judges_on_the_demos(tmp_path: Path) -> None:
