@@ -28,7 +28,6 @@ import numpy as np
 
 from p2m_engine.data import hub_pairs, pool, scoring, written
 from p2m_engine.data.pairs import PAIR_TASK_TYPES, PairsConfig
-from p2m_engine.data.synth import normalize
 from p2m_engine.errors import LLMError
 from p2m_engine.llm import LLM
 from p2m_engine.runs import read_jsonl, write_jsonl
@@ -199,8 +198,7 @@ def label_texts(spec: TaskSpec, hub_dirs: list[Path], out_path: Path, config: La
         wrote, written_texts = _write(spec, texts, vecs, out_path.with_name("written.jsonl"), config, llm, queries,
                                       exclude, progress)
         if written_texts:
-            banned = set(exclude or ()) | {normalize(d) for d in demos}
-            texts, vecs = pool.with_written(texts, vecs, written_texts, banned)
+            texts, vecs = pool.with_written(texts, vecs, written_texts, pool.banned_texts(demos, exclude))
     chosen = pool.take(texts, vecs, queries, config.texts + config.encoder_texts, seed=config.seed)
     # Each text's nearness to the task, recorded for the student's row weights (probe_student.nearness_weights).
     near = pool.nearness(vecs[chosen], queries)

@@ -154,7 +154,7 @@ def collect(hub_dirs: list[Path], demos: list[str], *, rows_per_split: int = ROW
     lo, hi = length_bounds(demos)
     lo = lo if min_chars is None else min_chars
     like_demos = same_form(demos)
-    banned = set(exclude or ()) | {normalize(d) for d in demos}
+    banned = banned_texts(demos, exclude)
     out: list[PoolText] = []
     vectors: list[np.ndarray] = []
     seen: set[str] = set()
@@ -176,6 +176,11 @@ def collect(hub_dirs: list[Path], demos: list[str], *, rows_per_split: int = ROW
                     vectors.append(vec)
     hub = out, (np.stack(vectors) if vectors else np.zeros((0, 384), dtype=np.float32))
     return with_written(*hub, written, banned) if written else hub
+
+
+def banned_texts(demos: list[str], exclude: set[str] | None) -> set[str]:
+    """Normalized texts never in the pool: the held-out inputs (`exclude`) and the demonstrations."""
+    return set(exclude or ()) | {normalize(d) for d in demos}
 
 
 def _add_wholes(out: list[PoolText], vectors: list[np.ndarray], seen: set[str], texts: list[str],
